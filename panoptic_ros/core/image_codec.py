@@ -1,0 +1,507 @@
+"""Image codec: ``sensor_msgs/Image`` and ``CompressedImage`` fields to numpy and back, without ROS.
+
+The functions are duck-typed on the message fields (``height``, ``width``, ``encoding``,
+``is_bigendian``, ``step``, ``data``; ``format`` and ``data`` for compressed images), so the same code
+serves rclpy messages in the node, ``rosbags`` messages in the bag tools, and plain records in tests.
+
+Reading:
+
+- :func:`image_to_array` gives the pixels in their stored layout as a **zero-copy view** of
+  ``msg.data`` wherever the layout allows (any ``step`` padding; byte order kept as declared).
+- :func:`image_to_color` gives ``H x W x 3`` ``uint8`` in RGB or BGR order from any color encoding
+  (a view when the encoding already is that order, else one conversion).
+- :func:`compressed_to_array` / :func:`compressed_to_color` decode JPEG/PNG (and
+  ``compressedDepth``) payloads.
+
+Writing: :func:`array_to_image` and :func:`array_to_compressed` give the fields of a message; the
+pixel bytes come as a flat ``uint8`` view of a contiguous array, ready for a one-copy fill.
+
+Every malformed input raises :class:`~panoptic_ros.errors.ImageDecodeError` (reading) or
+:class:`~panoptic_ros.errors.ImageEncodeError` (writing) with a message that names the field and the
+values, e.g. ``data has 100 bytes, fewer than step * height = 192 * 2 = 384``.
+
+Layouts of the packed encodings (as in ``sensor_msgs/image_encodings``):
+
+- ``yuv422``/``uyvy``: ``U0 Y0 V0 Y1`` per pixel pair; ``yuv422_yuy2``/``yuyv``: ``Y0 U0 Y1 V0``.
+  Two bytes per pixel, even width. The raw view is ``H x W x 2``.
+- ``nv12``/``nv21``: a full-resolution Y plane of ``height`` rows, then an interleaved chroma plane of
+  ``height / 2`` rows (``U V`` for nv12, ``V U`` for nv21), every row ``step`` bytes; even width and
+  height; ``height`` is the image height. The raw view is ``(3 * H / 2) x W``.
+- ``bayer_*8`` / ``bayer_*16``: one sample per pixel; the name gives the 2 x 2 pattern read from the
+  top-left corner (``rggb``: R at (0, 0), G at (0, 1) and (1, 0), B at (1, 1)).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, Protocol
+
+import cv2
+import numpy as np
+
+from panoptic_ros.errors import ImageDecodeError, ImageEncodeError
+
+ColorOrder = Literal["rgb", "bgr"]
+Kind = Literal["color", "mono", "scalar", "yuv422", "nv", "bayer"]
+
+#: Largest accepted width or height; anything above is treated as a corrupt header.
+MAX_DIMENSION = 1 << 15
+#: Largest accepted ``step * height`` (bytes); 2 GiB.
+MAX_IMAGE_BYTES = 1 << 31
+
+
+class ImageLike(Protocol):
+    """The fields of ``sensor_msgs/Image`` this module reads."""
+
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: Any
+
+
+class CompressedImageLike(Protocol):
+    """The fields of ``sensor_msgs/CompressedImage`` this module reads."""
+
+    format: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """How one ``encoding`` string lays out its pixels.
+
+    Attributes:
+        name: the canonical encoding string.
+        kind: ``color`` (3 or 4 channels), ``mono`` (gray to be shown), ``scalar`` (depth or other
+            single values, not a picture), ``yuv422``, ``nv`` (4:2:0 semi-planar) or ``bayer``.
+        channels: samples per pixel in the raw view (2 for the yuv422 pair layout, 1 for nv and bayer).
+        dtype: the sample type, little-endian spelling (the byte order comes from ``is_bigendian``).
+        order: channel order of ``color`` encodings (``rgb``, ``bgr``, ``rgba``, ``bgra``), the byte
+            pattern of ``yuv422`` (``uyvy``/``yuyv``), the chroma order of ``nv`` (``uv``/``vu``), the
+            Bayer pattern; empty otherwise.
+    """
+
+    name: str
+    kind: Kind
+    channels: int
+    dtype: np.dtype
+    order: str = ""
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        return self.channels * self.dtype.itemsize
+
+
+def _enc(name: str, kind: Kind, channels: int, dtype: str, order: str = "") -> Encoding:
+    return Encoding(name, kind, channels, np.dtype(dtype), order)
+
+
+_NAMED: dict[str, Encoding] = {
+    e.name: e
+    for e in (
+        _enc("rgb8", "color", 3, "u1", "rgb"),
+        _enc("bgr8", "color", 3, "u1", "bgr"),
+        _enc("rgba8", "color", 4, "u1", "rgba"),
+        _enc("bgra8", "color", 4, "u1", "bgra"),
+        _enc("rgb16", "color", 3, "<u2", "rgb"),
+        _enc("bgr16", "color", 3, "<u2", "bgr"),
+        _enc("rgba16", "color", 4, "<u2", "rgba"),
+        _enc("bgra16", "color", 4, "<u2", "bgra"),
+        _enc("mono8", "mono", 1, "u1"),
+        _enc("mono16", "mono", 1, "<u2"),
+        _enc("uyvy", "yuv422", 2, "u1", "uyvy"),
+        _enc("yuyv", "yuv422", 2, "u1", "yuyv"),
+        _enc("nv12", "nv", 1, "u1", "uv"),
+        _enc("nv21", "nv", 1, "u1", "vu"),
+        *(_enc(f"bayer_{p}8", "bayer", 1, "u1", p) for p in ("rggb", "bggr", "gbrg", "grbg")),
+        *(_enc(f"bayer_{p}16", "bayer", 1, "<u2", p) for p in ("rggb", "bggr", "gbrg", "grbg")),
+    )
+}
+#: Alternative names of the same layouts (ROS spells the YUV 4:2:2 layouts several ways).
+_ALIASES = {"yuv422": "uyvy", "yuv422_yuy2": "yuyv", "8UC1": "mono8", "8UC3": "bgr8", "8UC4": "bgra8"}
+_GENERIC = re.compile(r"^(8U|8S|16U|16S|32S|32F|64F)C([1-4])$")
+_GENERIC_DTYPES = {"8U": "u1", "8S": "i1", "16U": "<u2", "16S": "<i2", "32S": "<i4", "32F": "<f4", "64F": "<f8"}
+
+
+def supported_encodings() -> tuple[str, ...]:
+    """Every encoding name :func:`lookup_encoding` accepts (the ``NUC<k>`` forms as a pattern)."""
+    return (*sorted(_NAMED), *sorted(_ALIASES), "{8U,8S,16U,16S,32S,32F,64F}C{1,2,3,4}")
+
+
+def lookup_encoding(encoding: str) -> Encoding:
+    """The :class:`Encoding` of an ``encoding`` string; :class:`ImageDecodeError` when unknown."""
+    name = _ALIASES.get(encoding, encoding)
+    if name in _NAMED:
+        return _NAMED[name]
+    if match := _GENERIC.fullmatch(encoding):
+        channels = int(match.group(2))
+        return _enc(encoding, "scalar", channels, _GENERIC_DTYPES[match.group(1)])
+    raise ImageDecodeError(
+        f"encoding={encoding!r} is not supported; supported: {', '.join(supported_encodings())}"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# reading raw images
+
+
+def _field(msg: object, name: str) -> Any:
+    try:
+        return getattr(msg, name)
+    except AttributeError as err:
+        raise ImageDecodeError(f"message {type(msg).__name__} has no field {name!r}") from err
+
+
+def _int_field(msg: object, name: str) -> int:
+    value = _field(msg, name)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ImageDecodeError(f"{name}={value!r} is not an integer")
+    return int(value)
+
+
+def _as_bytes(data: Any, field: str = "data") -> np.ndarray:
+    """A flat ``uint8`` view of a message's byte buffer (array.array, bytes, numpy, memoryview); a
+    copy only for a Python list."""
+    if isinstance(data, np.ndarray):
+        if data.dtype != np.uint8:
+            raise ImageDecodeError(f"{field} has dtype {data.dtype}, expected uint8 bytes")
+        # A strided (non-contiguous) array cannot back the strided view; make it contiguous (a copy).
+        return np.ascontiguousarray(data).reshape(-1)
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return np.asarray(data, dtype=np.uint8).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ImageDecodeError(f"{field} of type {type(data).__name__} is not a byte buffer: {err}") from err
+
+
+class _Checked(NamedTuple):
+    encoding: Encoding
+    height: int
+    width: int
+    step: int
+    rows: int  # rows of `step` bytes the pixels occupy (height, or 3*height/2 for nv)
+    dtype: np.dtype  # sample type in the declared byte order
+    buffer: np.ndarray
+
+
+def _check(msg: ImageLike) -> _Checked:
+    encoding = lookup_encoding(str(_field(msg, "encoding")))
+    height = _int_field(msg, "height")
+    width = _int_field(msg, "width")
+    step = _int_field(msg, "step")
+    big = _field(msg, "is_bigendian")
+    for name, value in (("height", height), ("width", width)):
+        if value <= 0 or value > MAX_DIMENSION:
+            raise ImageDecodeError(f"{name}={value} is outside 1..{MAX_DIMENSION}")
+    row_bytes = width * encoding.bytes_per_pixel
+    if step < row_bytes:
+        raise ImageDecodeError(
+            f"step={step} is smaller than one row: width={width} x {encoding.bytes_per_pixel} bytes "
+            f"per pixel ({encoding.name}) = {row_bytes}"
+        )
+    if encoding.kind in ("yuv422", "nv") and width % 2:
+        raise ImageDecodeError(f"width={width} must be even for {encoding.name}")
+    rows = height
+    if encoding.kind == "nv":
+        if height % 2:
+            raise ImageDecodeError(f"height={height} must be even for {encoding.name}")
+        rows = height * 3 // 2
+    if step * rows > MAX_IMAGE_BYTES:
+        raise ImageDecodeError(f"step * height = {step} * {height} exceeds {MAX_IMAGE_BYTES} bytes")
+    buffer = _as_bytes(_field(msg, "data"))
+    needed = step * rows
+    if buffer.size < needed:
+        formula = "step * height * 3 / 2" if encoding.kind == "nv" else "step * height"
+        raise ImageDecodeError(
+            f"data has {buffer.size} bytes, fewer than {formula} = {step} * {height}"
+            f"{' * 3 / 2' if encoding.kind == 'nv' else ''} = {needed}"
+        )
+    dtype = encoding.dtype.newbyteorder(">" if big else "<") if encoding.dtype.itemsize > 1 else encoding.dtype
+    return _Checked(encoding, height, width, step, rows, dtype, buffer)
+
+
+def image_to_array(msg: ImageLike, *, native: bool = False) -> np.ndarray:
+    """The pixels of a ``sensor_msgs/Image`` in their stored layout.
+
+    Returns a view of ``msg.data`` (no copy) of shape ``H x W`` for one channel, ``H x W x C``
+    otherwise, ``H x W x 2`` for yuv422 and ``(3H/2) x W`` for nv12/nv21. Row padding (``step``) is
+    skipped by the view's strides. The dtype carries the declared byte order; with ``native=True`` a
+    big-endian image is converted (one copy) to this machine's order.
+
+    Raises:
+        ImageDecodeError: unknown encoding, sizes outside 1..:data:`MAX_DIMENSION`, ``step`` smaller
+            than a row, ``data`` shorter than the rows need, odd sizes for the YUV layouts.
+    """
+    c = _check(msg)
+    channels = c.encoding.channels
+    itemsize = c.dtype.itemsize
+    if c.encoding.kind == "nv" or channels == 1:
+        shape: tuple[int, ...] = (c.rows, c.width)
+        strides: tuple[int, ...] = (c.step, itemsize)
+    else:
+        shape = (c.rows, c.width, channels)
+        strides = (c.step, channels * itemsize, itemsize)
+    view = np.ndarray(shape=shape, dtype=c.dtype, buffer=c.buffer, strides=strides)
+    if native and not c.dtype.isnative:
+        view = view.astype(c.dtype.newbyteorder("="))
+    return view
+
+
+_YUV422_CODES = {"uyvy": cv2.COLOR_YUV2RGB_UYVY, "yuyv": cv2.COLOR_YUV2RGB_YUY2}
+_NV_CODES = {"uv": cv2.COLOR_YUV2RGB_NV12, "vu": cv2.COLOR_YUV2RGB_NV21}
+# OpenCV names a Bayer pattern by the second row's first two pixels, ROS by the first row's.
+_BAYER_CODES = {
+    "rggb": cv2.COLOR_BayerBG2RGB,
+    "bggr": cv2.COLOR_BayerRG2RGB,
+    "gbrg": cv2.COLOR_BayerGR2RGB,
+    "grbg": cv2.COLOR_BayerGB2RGB,
+}
+
+
+def _to_uint8(samples: np.ndarray) -> np.ndarray:
+    """16-bit samples to 8 bits by their high byte (the display convention of mono16/rgb16)."""
+    if samples.dtype.itemsize == 1:
+        return samples
+    return (samples.astype(np.uint16) >> 8).astype(np.uint8)
+
+
+def _reorder(rgb: np.ndarray, order: ColorOrder) -> np.ndarray:
+    return rgb if order == "rgb" else rgb[..., ::-1]
+
+
+def raw_to_color(raw: np.ndarray, encoding: Encoding, order: ColorOrder = "rgb") -> np.ndarray:
+    """Convert a raw view (as from :func:`image_to_array`) to ``H x W x 3`` uint8 in ``order``.
+
+    Returns a view where no conversion is needed (``rgb8`` asked as rgb, ``bgr8`` as bgr, alpha
+    dropped by slicing), else a new array.
+    """
+    kind = encoding.kind
+    if kind == "color":
+        samples = _to_uint8(raw)[..., :3]
+        stored = encoding.order[:3]
+        return samples if stored == order else samples[..., ::-1]
+    if kind == "mono":
+        gray = _to_uint8(raw)
+        return np.repeat(gray[..., None], 3, axis=2)
+    native = raw if raw.dtype.isnative else raw.astype(raw.dtype.newbyteorder("="))
+    if kind == "yuv422":
+        return _reorder(cv2.cvtColor(np.ascontiguousarray(native), _YUV422_CODES[encoding.order]), order)
+    if kind == "nv":
+        return _reorder(cv2.cvtColor(np.ascontiguousarray(native), _NV_CODES[encoding.order]), order)
+    if kind == "bayer":
+        rgb = cv2.cvtColor(np.ascontiguousarray(native), _BAYER_CODES[encoding.order])
+        return _reorder(_to_uint8(rgb), order)
+    raise ImageDecodeError(
+        f"encoding={encoding.name!r} holds {encoding.channels}-channel {encoding.dtype.name} values "
+        "(depth or other measurements), not a color picture; publish rgb8, bgr8, mono8, yuv, nv12 or bayer"
+    )
+
+
+def image_to_color(msg: ImageLike, order: ColorOrder = "rgb") -> np.ndarray:
+    """A ``sensor_msgs/Image`` as ``H x W x 3`` uint8 in RGB (or BGR) order, whatever its color
+    encoding: a zero-copy view for ``rgb8``/``bgr8``/``rgba8``/``bgra8`` where the order allows."""
+    return raw_to_color(image_to_array(msg), lookup_encoding(str(msg.encoding)), order)
+
+
+# --------------------------------------------------------------------------------------------------
+# compressed images
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: ``compressed_depth_image_transport``'s header: int32 format, float32 depthQuantA, depthQuantB.
+_DEPTH_HEADER = struct.Struct("<iff")
+
+
+class DecodedImage(NamedTuple):
+    """A decoded compressed image: ``array`` (``H x W`` or ``H x W x C``) and its ``encoding``."""
+
+    array: np.ndarray
+    encoding: str
+
+
+def _sniff(payload: np.ndarray) -> str:
+    head = payload[:8].tobytes()
+    if head.startswith(_JPEG_MAGIC):
+        return "jpeg"
+    if head.startswith(_PNG_MAGIC):
+        return "png"
+    return "unknown"
+
+
+def compressed_to_array(msg: CompressedImageLike) -> DecodedImage:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, or ``compressedDepth`` PNG).
+
+    ``format`` follows image_transport (``"jpeg"``, ``"bgr8; jpeg compressed bgr8"``,
+    ``"16UC1; compressedDepth png"``); the payload's magic bytes decide the codec. Color comes
+    back ``bgr8`` (``bgra8`` with alpha), gray ``mono8``/``mono16``, depth ``16UC1`` or ``32FC1``
+    (meters, NaN where unknown).
+
+    Raises:
+        ImageDecodeError: empty or corrupt data, an unknown payload, a truncated depth header.
+    """
+    fmt = str(_field(msg, "format"))
+    payload = _as_bytes(_field(msg, "data"))
+    if payload.size == 0:
+        raise ImageDecodeError(f"data is empty (format={fmt!r})")
+    original = fmt.split(";", 1)[0].strip() if ";" in fmt else ""
+    depth = "compresseddepth" in fmt.lower().replace(" ", "")
+    header: tuple[int, float, float] | None = None
+    if depth:
+        if payload.size <= _DEPTH_HEADER.size:
+            raise ImageDecodeError(
+                f"data has {payload.size} bytes, too few for a compressedDepth header of "
+                f"{_DEPTH_HEADER.size} bytes plus an image (format={fmt!r})"
+            )
+        header = _DEPTH_HEADER.unpack(payload[: _DEPTH_HEADER.size].tobytes())
+        payload = payload[_DEPTH_HEADER.size :]
+    codec = _sniff(payload)
+    if codec == "unknown":
+        raise ImageDecodeError(
+            f"data ({payload.size} bytes, starting {payload[:8].tobytes().hex()}) is neither JPEG nor PNG "
+            f"(format={fmt!r})"
+        )
+    try:
+        decoded = cv2.imdecode(payload, cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:  # e.g. a header claiming more pixels than OpenCV accepts
+        raise ImageDecodeError(
+            f"data ({payload.size} bytes) is a corrupt {codec.upper()} image (format={fmt!r}): "
+            f"{str(err).strip().splitlines()[-1]}"
+        ) from err
+    if decoded is None:
+        raise ImageDecodeError(
+            f"data ({payload.size} bytes) is a corrupt or truncated {codec.upper()} image (format={fmt!r})"
+        )
+    if depth:
+        return _depth_image(decoded, original or "16UC1", header, fmt)
+    if decoded.ndim == 2:
+        if decoded.dtype == np.uint16:
+            return DecodedImage(decoded, original if original == "16UC1" else "mono16")
+        return DecodedImage(decoded, "mono8")
+    return DecodedImage(decoded, {3: "bgr8", 4: "bgra8"}[decoded.shape[2]] if decoded.dtype == np.uint8 else
+                        {3: "bgr16", 4: "bgra16"}[decoded.shape[2]])
+
+
+def _depth_image(
+    decoded: np.ndarray, original: str, header: tuple[int, float, float] | None, fmt: str
+) -> DecodedImage:
+    if decoded.ndim != 2 or decoded.dtype != np.uint16:
+        raise ImageDecodeError(f"compressedDepth payload is {decoded.dtype} x {decoded.shape}, expected 16-bit gray")
+    if original == "32FC1":
+        _, quant_a, quant_b = header or (0, 0.0, 0.0)
+        inverse = decoded.astype(np.float32)
+        with np.errstate(divide="ignore"):
+            meters = np.where(decoded > 0, quant_a / (inverse - quant_b), np.nan).astype(np.float32)
+        return DecodedImage(meters, "32FC1")
+    if original not in ("16UC1", "mono16"):
+        raise ImageDecodeError(f"compressedDepth of encoding {original!r} is not supported (format={fmt!r})")
+    return DecodedImage(decoded, "16UC1")
+
+
+def compressed_to_color(msg: CompressedImageLike, order: ColorOrder = "rgb") -> np.ndarray:
+    """A ``sensor_msgs/CompressedImage`` as ``H x W x 3`` uint8 in RGB (or BGR) order."""
+    decoded = compressed_to_array(msg)
+    return raw_to_color(decoded.array, lookup_encoding(decoded.encoding), order)
+
+
+# --------------------------------------------------------------------------------------------------
+# writing
+
+
+class ImageFields(NamedTuple):
+    """The fields of a ``sensor_msgs/Image``; ``data`` is a flat uint8 view of contiguous pixels."""
+
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: np.ndarray
+
+
+class CompressedFields(NamedTuple):
+    """The fields of a ``sensor_msgs/CompressedImage``; ``data`` is the encoded bytes (uint8)."""
+
+    format: str
+    data: np.ndarray
+
+
+def array_to_image(array: np.ndarray, encoding: str, *, is_bigendian: bool = False) -> ImageFields:
+    """Fields of a ``sensor_msgs/Image`` holding ``array``, the inverse of :func:`image_to_array`.
+
+    ``array`` has the raw layout of ``encoding`` (``H x W`` or ``H x W x C``; ``H x W x 2`` for
+    yuv422; ``(3H/2) x W`` for nv12/nv21) and its sample type (any byte order). The data is a view
+    of ``array`` when it is contiguous in the requested byte order, else one copy. ``step`` is
+    the row size without padding.
+
+    Raises:
+        ImageEncodeError: unknown encoding, or a shape or dtype that does not fit it.
+    """
+    try:
+        enc = lookup_encoding(encoding)
+    except ImageDecodeError as err:
+        raise ImageEncodeError(str(err)) from err
+    array = np.asarray(array)
+    single = enc.channels == 1 or enc.kind == "nv"
+    expected_ndim = 2 if single else 3
+    if array.ndim != expected_ndim or (not single and array.shape[2] != enc.channels):
+        want = "H x W" if single else f"H x W x {enc.channels}"
+        raise ImageEncodeError(f"array of shape {array.shape} does not fit encoding={encoding!r} ({want})")
+    if array.dtype.newbyteorder("<") != enc.dtype.newbyteorder("<"):
+        raise ImageEncodeError(
+            f"array of dtype {array.dtype} does not fit encoding={encoding!r} ({enc.dtype.name}); convert it "
+            f"with array.astype(numpy.{enc.dtype.name}) first"
+        )
+    rows, width = int(array.shape[0]), int(array.shape[1])
+    height = rows
+    if enc.kind == "yuv422" and width % 2:
+        raise ImageEncodeError(f"array of shape {array.shape} has width={width}, must be even for {encoding}")
+    if enc.kind == "nv":
+        if rows % 3 or width % 2:
+            raise ImageEncodeError(f"array of shape {array.shape} is not a (3H/2) x W {encoding} layout")
+        height = rows * 2 // 3
+    if height == 0 or width == 0:
+        raise ImageEncodeError(f"array of shape {array.shape} is empty")
+    target = enc.dtype.newbyteorder(">" if is_bigendian else "<") if enc.dtype.itemsize > 1 else enc.dtype
+    contiguous = np.ascontiguousarray(array, dtype=target)
+    return ImageFields(
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=int(bool(is_bigendian) and enc.dtype.itemsize > 1),
+        step=width * enc.bytes_per_pixel,
+        data=contiguous.reshape(-1).view(np.uint8),
+    )
+
+
+def array_to_compressed(
+    array: np.ndarray, *, codec: Literal["jpeg", "png"] = "jpeg", quality: int = 90, order: ColorOrder = "bgr"
+) -> CompressedFields:
+    """Fields of a ``sensor_msgs/CompressedImage`` for an ``H x W x 3`` uint8 color (``order``) or
+    ``H x W`` gray image, as image_transport's ``compressed`` plugin writes them."""
+    if codec not in ("jpeg", "png"):
+        raise ImageEncodeError(f"codec={codec!r} is not supported; use 'jpeg' or 'png'")
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
+        bgr = array if order == "bgr" else array[..., ::-1]
+        source = "bgr8"
+    elif array.ndim == 2 and array.dtype in (np.uint8, np.uint16):
+        bgr = array
+        source = "mono8" if array.dtype == np.uint8 else "mono16"
+    else:
+        raise ImageEncodeError(
+            f"array of shape {array.shape} and dtype {array.dtype} is neither H x W x 3 uint8 nor H x W gray"
+        )
+    if codec == "jpeg" and source == "mono16":
+        raise ImageEncodeError("16-bit gray images cannot be stored as JPEG; use codec='png'")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if codec == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    ok, encoded = cv2.imencode(".jpg" if codec == "jpeg" else ".png", np.ascontiguousarray(bgr), params)
+    if not ok:
+        raise ImageEncodeError(f"OpenCV could not encode a {array.shape} image as {codec}")
+    return CompressedFields(format=f"{source}; {codec} compressed {source}", data=encoded.reshape(-1))

@@ -1,0 +1,66 @@
+"""The `panoptic-ros` command as users run it (a subprocess of the installed entry point)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def _run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("panoptic-ros")
+    assert exe, "panoptic-ros is not on PATH (make setup installs it)"
+    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_labels_lists_and_prints() -> None:
+    listing = _run("labels")
+    assert (
+        listing.returncode == 0 and "coco_panoptic" in listing.stdout and "133 categories" in listing.stdout
+    )
+    one = _run("labels", "cityscapes")
+    assert "id  13  thing  #00008e  car" in one.stdout
+
+
+def test_demo_records_and_decodes_with_malformed_frames_counted(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = _run("demo", "--out", str(out), "--frames", "10", "--storage", "mcap")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["decoded"] == {
+        "/front/image_raw": 9,
+        "/left/image_raw": 10,
+        "/right/image_raw": 10,
+        "/rear/image_raw/compressed": 9,
+    }
+    assert report["malformed"] == {"/front/image_raw": 1, "/rear/image_raw/compressed": 1}
+    assert "fewer than step * height" in report["reasons"]["/front/image_raw"][0]
+    assert "corrupt or truncated JPEG" in report["reasons"]["/rear/image_raw/compressed"][0]
+    assert len(list((out / "frames").rglob("*.png"))) == report["frames_written"] == 38
+
+    # The decode tool on the same bag, one topic, every 5th frame.
+    again = _run(
+        "decode",
+        "--input",
+        str(out / "camera_bag"),
+        "--out",
+        str(tmp_path / "dec"),
+        "--topic",
+        "/left/image_raw",
+        "--every",
+        "5",
+    )
+    assert again.returncode == 0 and "/left/image_raw" in again.stdout
+    assert len(list((tmp_path / "dec").rglob("*.png"))) == 2
+
+
+def test_errors_are_one_line_with_exit_status_2(tmp_path: Path) -> None:
+    result = _run("bag-info", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("panoptic-ros bag-info: error: cannot open bag")
+    assert "Traceback" not in result.stderr
+    bad = _run("labels", "kitti")
+    assert bad.returncode == 2 and "shipped: cityscapes" in bad.stderr
