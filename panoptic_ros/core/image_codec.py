@@ -124,7 +124,15 @@ _NAMED: dict[str, Encoding] = {
 #: Alternative names of the same layouts (ROS spells the YUV 4:2:2 layouts several ways).
 _ALIASES = {"yuv422": "uyvy", "yuv422_yuy2": "yuyv", "8UC1": "mono8", "8UC3": "bgr8", "8UC4": "bgra8"}
 _GENERIC = re.compile(r"^(8U|8S|16U|16S|32S|32F|64F)C([1-4])$")
-_GENERIC_DTYPES = {"8U": "u1", "8S": "i1", "16U": "<u2", "16S": "<i2", "32S": "<i4", "32F": "<f4", "64F": "<f8"}
+_GENERIC_DTYPES = {
+    "8U": "u1",
+    "8S": "i1",
+    "16U": "<u2",
+    "16S": "<i2",
+    "32S": "<i4",
+    "32F": "<f4",
+    "64F": "<f8",
+}
 
 
 def supported_encodings() -> tuple[str, ...]:
@@ -165,7 +173,7 @@ def _int_field(msg: object, name: str) -> int:
 
 def _as_bytes(data: Any, field: str = "data") -> np.ndarray:
     """A flat ``uint8`` view of a message's byte buffer (array.array, bytes, numpy, memoryview); a
-    copy only for a Python list."""
+    copy only for a Python list or a strided (non-contiguous) numpy array."""
     if isinstance(data, np.ndarray):
         if data.dtype != np.uint8:
             raise ImageDecodeError(f"{field} has dtype {data.dtype}, expected uint8 bytes")
@@ -223,7 +231,9 @@ def _check(msg: ImageLike) -> _Checked:
             f"data has {buffer.size} bytes, fewer than {formula} = {step} * {height}"
             f"{' * 3 / 2' if encoding.kind == 'nv' else ''} = {needed}"
         )
-    dtype = encoding.dtype.newbyteorder(">" if big else "<") if encoding.dtype.itemsize > 1 else encoding.dtype
+    dtype = (
+        encoding.dtype.newbyteorder(">" if big else "<") if encoding.dtype.itemsize > 1 else encoding.dtype
+    )
     return _Checked(encoding, height, width, step, rows, dtype, buffer)
 
 
@@ -384,15 +394,21 @@ def compressed_to_array(msg: CompressedImageLike) -> DecodedImage:
         if decoded.dtype == np.uint16:
             return DecodedImage(decoded, original if original == "16UC1" else "mono16")
         return DecodedImage(decoded, "mono8")
-    return DecodedImage(decoded, {3: "bgr8", 4: "bgra8"}[decoded.shape[2]] if decoded.dtype == np.uint8 else
-                        {3: "bgr16", 4: "bgra16"}[decoded.shape[2]])
+    return DecodedImage(
+        decoded,
+        {3: "bgr8", 4: "bgra8"}[decoded.shape[2]]
+        if decoded.dtype == np.uint8
+        else {3: "bgr16", 4: "bgra16"}[decoded.shape[2]],
+    )
 
 
 def _depth_image(
     decoded: np.ndarray, original: str, header: tuple[int, float, float] | None, fmt: str
 ) -> DecodedImage:
     if decoded.ndim != 2 or decoded.dtype != np.uint16:
-        raise ImageDecodeError(f"compressedDepth payload is {decoded.dtype} x {decoded.shape}, expected 16-bit gray")
+        raise ImageDecodeError(
+            f"compressedDepth payload is {decoded.dtype} x {decoded.shape}, expected 16-bit gray"
+        )
     if original == "32FC1":
         _, quant_a, quant_b = header or (0, 0.0, 0.0)
         inverse = decoded.astype(np.float32)
