@@ -1,0 +1,33 @@
+"""Quality metrics: Panoptic Quality (PQ / SQ / RQ) and semantic mIoU, ROS-free."""
+
+from __future__ import annotations
+
+from panoptic_ros.metrics.panoptic_quality import (
+    ClassPQ,
+    PQResult,
+    PQStat,
+    PQSummary,
+    evaluate_datasets,
+    evaluate_folders,
+    pq_from_maps,
+)
+from panoptic_ros.metrics.semantic import (
+    ConfusionMatrix,
+    SemanticResult,
+    confusion_from_maps,
+    semantic_from_panoptic,
+)
+
+__all__ = [
+    "ClassPQ",
+    "ConfusionMatrix",
+    "PQResult",
+    "PQStat",
+    "PQSummary",
+    "SemanticResult",
+    "confusion_from_maps",
+    "evaluate_datasets",
+    "evaluate_folders",
+    "pq_from_maps",
+    "semantic_from_panoptic",
+]
