@@ -1,0 +1,1 @@
+"""Benchmark scripts; speed is reported as ratios against a reference measured in the same run."""

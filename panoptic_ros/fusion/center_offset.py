@@ -1,0 +1,602 @@
+"""Center-offset (Panoptic-DeepLab) panoptic fusion, vectorized for any PyTorch device.
+
+The network gives, per image, semantic logits ``[C, H, W]``, a center heatmap ``[1, H, W]`` and
+center offsets ``[2, H, W]`` (channel 0 = dy along rows, channel 1 = dx along columns: the vector from
+a pixel to the center of its instance). The fusion reproduces Panoptic-DeepLab's published
+post-processing exactly (same segments, same panoptic ids):
+
+1. ``semantic = argmax_c logits`` (ties to the lower class index, as :func:`torch.argmax`).
+2. Centers (:func:`find_centers`): heatmap values ``<= center_threshold`` become -1; max-pool NMS
+   (``nms_kernel``, stride 1, padding ``nms_kernel // 2``) keeps a pixel only where it equals the
+   pooled maximum (plateau maxima all survive); with ``top_k`` the pixels strictly above
+   ``max(k-th largest value, 0)`` are kept (the smallest value when there are fewer than ``k``
+   pixels), without it those ``> 0``. Centers are listed in row-major order as ``(y, x)``.
+3. Grouping (:func:`group_pixels`): each thing pixel goes to the center nearest to
+   ``(y + dy, x + dx)``, the distance computed exactly as ``torch.linalg.vector_norm(center -
+   location, dim=-1)`` in float32 so float ties resolve identically; ties go to the lower center
+   index. Only thing pixels are visited, in chunks bounded by a memory budget.
+4. Merge (:func:`merge_segments`): an instance's class is the majority vote of the semantic map
+   over its pixels. Ties go to the **smallest class index**, which is what ``torch.mode`` returns on
+   the CPU for tied values (the published code calls ``torch.mode``). The n-th instance of class
+   ``c`` in increasing center order becomes ``c * label_divisor + n``. A stuff class becomes
+   ``c * label_divisor`` where its area is ``>= stuff_area``, void (-1) otherwise; thing pixels
+   without an instance (no center at all) are void.
+5. Statistics (:func:`segment_stats`): area, bbox, centroid and score of every segment at once.
+
+Device syncs: a fixed number per frame (the center list, the thing-pixel list, the segment list),
+never one per instance.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR, VOID_PANOPTIC
+from panoptic_ros.errors import ConfigError, PanopticRosError
+
+DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
+"""Default bound on the temporary memory of one grouping chunk (256 MiB)."""
+
+# Bytes per (thing pixel, center) pair in one grouping chunk: the float32 difference vector (2 x 4)
+# and its float32 norm.
+_BYTES_PER_PAIR = 12
+# Bytes per thing pixel in one chunk beside the pairs: its location, index and argmin result.
+_BYTES_PER_PIXEL = 32
+
+
+class FusionInputError(PanopticRosError, ValueError):
+    """Network outputs handed to a fusion function have the wrong shape, dtype or content."""
+
+
+@dataclass(frozen=True)
+class CenterOffsetParams:
+    """Thresholds of center-offset fusion; the defaults are Panoptic-DeepLab's.
+
+    Attributes:
+        center_threshold: heatmap values must be strictly above it to become a center.
+        nms_kernel: odd side of the max-pool window of the center NMS.
+        top_k: keep at most the centers strictly above the k-th largest score; None keeps all > 0.
+        stuff_area: a stuff class needs at least this many pixels, else it becomes void.
+        label_divisor: panoptic id = class * label_divisor + instance number.
+    """
+
+    center_threshold: float = 0.1
+    nms_kernel: int = 7
+    top_k: int | None = 200
+    stuff_area: int = 2048
+    label_divisor: int = DEFAULT_LABEL_DIVISOR
+
+    def __post_init__(self) -> None:
+        threshold = self.center_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ConfigError(f"center_threshold must be a number, got {threshold!r}")
+        if not math.isfinite(threshold):
+            raise ConfigError(f"center_threshold must be finite, got {threshold!r}")
+        _check_int("nms_kernel", self.nms_kernel, minimum=1)
+        if self.nms_kernel % 2 == 0:
+            raise ConfigError(f"nms_kernel must be odd, got {self.nms_kernel}")
+        if self.top_k is not None:
+            _check_int("top_k", self.top_k, minimum=1)
+        _check_int("stuff_area", self.stuff_area, minimum=0)
+        _check_int("label_divisor", self.label_divisor, minimum=1)
+        if self.top_k is not None and self.top_k > self.label_divisor:
+            raise ConfigError(
+                f"top_k={self.top_k} must not exceed label_divisor={self.label_divisor}: "
+                "instance numbers would overflow into the next class"
+            )
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, object]) -> CenterOffsetParams:
+        """Defaults overridden by the fusion thresholds of a model spec.
+
+        Args:
+            spec: field name -> value, e.g. ``{"center_threshold": 0.2, "top_k": None}``.
+
+        Raises:
+            ConfigError: a key is not a field (the message lists the valid ones) or a value is bad.
+        """
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(str(key) for key in spec if key not in valid)
+        if unknown:
+            raise ConfigError(
+                f"unknown center-offset fusion parameter(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
+            )
+        return cls(**spec)  # type: ignore[arg-type]
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+
+
+class CenterPoints(NamedTuple):
+    """Instance centers found in a heatmap.
+
+    Attributes:
+        points: ``[K, 2]`` int64 ``(y, x)`` in row-major order.
+        scores: ``[K]`` float32 heatmap value at each center.
+    """
+
+    points: torch.Tensor
+    scores: torch.Tensor
+
+
+class MergeResult(NamedTuple):
+    """Panoptic maps and the segment list of :func:`merge_segments` (S segments).
+
+    Segments are ordered things first (by center index), then stuff (by class index).
+
+    Attributes:
+        panoptic: ``[H, W]`` int64 panoptic ids, -1 for void.
+        instance: ``[H, W]`` int32, ``1..T`` for the T thing segments, 0 elsewhere.
+        segment_of_pixel: ``[H, W]`` int64 segment index of each pixel, ``S`` where void.
+        segment_ids: ``[S]`` int64 panoptic id of each segment.
+        segment_classes: ``[S]`` int64 class of each segment.
+        segment_centers: ``[S]`` int64 index of a thing segment's center, -1 for stuff.
+    """
+
+    panoptic: torch.Tensor
+    instance: torch.Tensor
+    segment_of_pixel: torch.Tensor
+    segment_ids: torch.Tensor
+    segment_classes: torch.Tensor
+    segment_centers: torch.Tensor
+
+
+class SegmentStats(NamedTuple):
+    """Per-segment statistics, one row per segment (S segments, same order as MergeResult).
+
+    Attributes:
+        ids: ``[S]`` int64 panoptic id.
+        classes: ``[S]`` int64 class index.
+        is_thing: ``[S]`` bool.
+        areas: ``[S]`` int64 pixel count.
+        bboxes: ``[S, 4]`` int64 ``(x, y, width, height)`` of the inclusive pixel extent.
+        centroids: ``[S, 2]`` float32 ``(x, y)`` mean pixel coordinate.
+        scores: ``[S]`` float32 confidence (see :func:`segment_stats`).
+    """
+
+    ids: torch.Tensor
+    classes: torch.Tensor
+    is_thing: torch.Tensor
+    areas: torch.Tensor
+    bboxes: torch.Tensor
+    centroids: torch.Tensor
+    scores: torch.Tensor
+
+
+class CenterOffsetOutput(NamedTuple):
+    """Result of :func:`fuse_center_offset`; every tensor is on the input's device.
+
+    Attributes:
+        semantic: ``[H, W]`` int64 semantic argmax.
+        panoptic: ``[H, W]`` int64 ``class * label_divisor + n`` for things, ``class *
+            label_divisor`` for stuff, -1 for void.
+        instance: ``[H, W]`` int32 thing segment number ``1..T``, 0 for stuff and void.
+        centers: ``[K, 2]`` int64 ``(y, x)`` of all centers found (row-major order).
+        center_scores: ``[K]`` float32 heatmap value at each center.
+        segments: per-segment statistics; thing segment ``i`` (0-based) is ``instance == i + 1``.
+    """
+
+    semantic: torch.Tensor
+    panoptic: torch.Tensor
+    instance: torch.Tensor
+    centers: torch.Tensor
+    center_scores: torch.Tensor
+    segments: SegmentStats
+
+
+def _counts(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Histogram of ``index`` (int64, values in ``[0, size)``) as ``[size]`` int64, without the
+    device sync that :func:`torch.bincount` makes on CUDA."""
+    counts = torch.zeros(size, dtype=torch.int64, device=index.device)
+    return counts.index_add_(0, index, torch.ones(1, dtype=torch.int64, device=index.device).expand_as(index))
+
+
+def semantic_argmax(semantic: torch.Tensor) -> torch.Tensor:
+    """The semantic map: ``[C, H, W]`` float logits -> ``[H, W]`` int64 argmax over C (ties to the
+    lower class); an ``[H, W]`` integer map is returned as int64 unchanged.
+
+    Computed as ``max(dim=0).indices``, which returns the first maximal index like
+    :func:`torch.argmax` does, and is several times faster on the CPU for a reduction over dim 0.
+    """
+    if semantic.is_floating_point():
+        if semantic.dim() != 3:
+            raise FusionInputError(f"semantic logits must be [C, H, W], got shape {tuple(semantic.shape)}")
+        return semantic.max(dim=0).indices
+    if semantic.dim() != 2:
+        raise FusionInputError(f"an integer semantic map must be [H, W], got shape {tuple(semantic.shape)}")
+    return semantic.long()
+
+
+def find_centers(
+    center_heatmap: torch.Tensor,
+    *,
+    center_threshold: float = 0.1,
+    nms_kernel: int = 7,
+    top_k: int | None = 200,
+) -> CenterPoints:
+    """Instance centers: threshold, max-pool NMS and top-k on a center heatmap.
+
+    Args:
+        center_heatmap: ``[1, H, W]`` or ``[H, W]`` float heatmap.
+        center_threshold: values must be strictly above it.
+        nms_kernel: odd max-pool window; a pixel survives where it equals the pooled maximum.
+        top_k: keep the pixels strictly above ``max(k-th largest value, 0)``; None: those > 0.
+
+    Returns:
+        ``[K, 2]`` int64 ``(y, x)`` centers in row-major order and their ``[K]`` float32 scores.
+        One device sync (the number of centers).
+    """
+    heat = _heatmap_2d(center_heatmap)
+    kept = torch.where(heat > center_threshold, heat, torch.full_like(heat, -1.0))
+    # a k x k max is a 1 x k max of a k x 1 max: the same values, at 2k instead of k^2 comparisons
+    half = nms_kernel // 2
+    pooled = F.max_pool2d(kept[None, None], kernel_size=(nms_kernel, 1), stride=1, padding=(half, 0))
+    pooled = F.max_pool2d(pooled, kernel_size=(1, nms_kernel), stride=1, padding=(0, half))[0, 0]
+    kept = torch.where(kept == pooled, kept, torch.full_like(kept, -1.0))
+    if top_k is None or kept.numel() == 0:
+        floor = torch.zeros((), dtype=kept.dtype, device=kept.device)
+    else:
+        flat = kept.reshape(-1)
+        k = min(top_k, flat.numel())
+        floor = torch.topk(flat, k, sorted=True).values[-1].clamp(min=0)
+    points = torch.nonzero(kept > floor)
+    scores = kept[points[:, 0], points[:, 1]].float()
+    return CenterPoints(points, scores)
+
+
+def _heatmap_2d(center_heatmap: torch.Tensor) -> torch.Tensor:
+    if center_heatmap.dim() == 3 and center_heatmap.shape[0] == 1:
+        center_heatmap = center_heatmap[0]
+    if center_heatmap.dim() != 2 or not center_heatmap.is_floating_point():
+        raise FusionInputError(
+            f"center heatmap must be a float [1, H, W] or [H, W] tensor, got {center_heatmap.dtype} "
+            f"of shape {tuple(center_heatmap.shape)}"
+        )
+    return center_heatmap
+
+
+def grouping_chunk_size(num_centers: int, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES) -> int:
+    """How many thing pixels one grouping chunk holds so that its temporaries (a float32 difference
+    vector and distance per pixel and center) stay within ``memory_budget_bytes`` (at least 1)."""
+    per_pixel = num_centers * _BYTES_PER_PAIR + _BYTES_PER_PIXEL
+    return max(1, memory_budget_bytes // per_pixel)
+
+
+def group_pixels(
+    thing_mask: torch.Tensor,
+    offsets: torch.Tensor,
+    centers: torch.Tensor,
+    *,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+) -> torch.Tensor:
+    """Assign each thing pixel to the nearest center after shifting it by its offset.
+
+    Args:
+        thing_mask: ``[H, W]`` bool, the pixels whose semantic class is a thing.
+        offsets: ``[2, H, W]`` float, channel 0 = dy (rows), channel 1 = dx (columns).
+        centers: ``[K, 2]`` int ``(y, x)``.
+        memory_budget_bytes: bound on one chunk's temporaries (see :func:`grouping_chunk_size`).
+
+    Returns:
+        ``[H, W]`` int64: ``center index + 1`` on thing pixels, 0 elsewhere (all 0 without centers).
+        The distance is ``vector_norm(center - (y + dy, x + dx))`` in float32, ties to the lower
+        center index. One device sync (the number of thing pixels); none inside the chunk loop.
+    """
+    height, width = thing_mask.shape
+    if offsets.shape != (2, height, width):
+        raise FusionInputError(f"offsets must be [2, {height}, {width}], got shape {tuple(offsets.shape)}")
+    instance = torch.zeros(height * width, dtype=torch.int64, device=thing_mask.device)
+    num_centers = centers.shape[0]
+    if num_centers == 0:
+        return instance.view(height, width)
+    pixels = torch.nonzero(thing_mask.reshape(-1)).squeeze(1)
+    num_pixels = pixels.numel()
+    if num_pixels == 0:
+        return instance.view(height, width)
+    rows = torch.div(pixels, width, rounding_mode="floor")
+    cols = pixels - rows * width
+    flat_offsets = offsets.reshape(2, height * width).float()
+    locations = torch.stack(
+        (rows.float() + flat_offsets[0, pixels], cols.float() + flat_offsets[1, pixels]), dim=1
+    )  # [P, 2]
+    # nonzero() may return column-major points; a contiguous last axis keeps the norm on its fast path
+    center_points = centers.float().contiguous()[None]  # [1, K, 2]
+    chunk = grouping_chunk_size(num_centers, memory_budget_bytes)
+    for start in range(0, num_pixels, chunk):
+        stop = min(start + chunk, num_pixels)
+        distance = torch.linalg.vector_norm(center_points - locations[start:stop, None, :], dim=-1)  # [B, K]
+        instance[pixels[start:stop]] = distance.argmin(dim=1) + 1
+    return instance.view(height, width)
+
+
+def merge_segments(
+    semantic: torch.Tensor,
+    instance: torch.Tensor,
+    num_centers: int,
+    is_thing_class: torch.Tensor,
+    *,
+    stuff_area: int = 2048,
+    label_divisor: int = DEFAULT_LABEL_DIVISOR,
+) -> MergeResult:
+    """Majority-vote the class of every instance and build the panoptic map and segment list.
+
+    Args:
+        semantic: ``[H, W]`` int64 semantic map, values in ``[0, C)``.
+        instance: ``[H, W]`` int64 from :func:`group_pixels` (``center index + 1``, 0 = none).
+        num_centers: K, the number of centers.
+        is_thing_class: ``[C]`` bool, True for thing classes.
+        stuff_area: minimum pixel count of a stuff segment.
+        label_divisor: multiplier of the class in panoptic ids.
+
+    Returns:
+        :class:`MergeResult`. An instance's class is the most frequent semantic class over its
+        pixels, ties to the smallest class index (CPU ``torch.mode``'s rule). One device sync (the
+        segment count), plus one more only when ``num_centers >= label_divisor``.
+    """
+    height, width = semantic.shape
+    device = semantic.device
+    num_classes = is_thing_class.numel()
+    sem = semantic.reshape(-1)
+    ins = instance.reshape(-1)
+    votes = _counts(ins * num_classes + sem, (num_centers + 1) * num_classes).view(
+        num_centers + 1, num_classes
+    )
+    instance_votes = votes[1:]  # [K, C]
+    present = instance_votes.sum(dim=1) > 0
+    instance_class = instance_votes.argmax(dim=1)  # first maximum: the smallest tied class
+    class_range = torch.arange(num_classes, device=device)
+    class_one_hot = (instance_class[:, None] == class_range[None, :]) & present[:, None]  # [K, C]
+    number = class_one_hot.long().cumsum(dim=0).gather(1, instance_class[:, None]).squeeze(1)  # 1, 2, ...
+    if num_centers >= label_divisor and bool((number >= label_divisor).any()):
+        raise ConfigError(
+            f"a class has {label_divisor} or more instances, which does not fit "
+            f"label_divisor={label_divisor}; set top_k or a larger label_divisor"
+        )
+    stuff_count = votes[0]
+    stuff_kept = ~is_thing_class & (stuff_count >= stuff_area) & (stuff_count > 0)
+
+    selected = torch.nonzero(torch.cat((present, stuff_kept))).squeeze(1)  # [S], things first
+    num_segments = selected.numel()
+    lookup = torch.full((num_centers + num_classes,), num_segments, dtype=torch.int64, device=device)
+    lookup[selected] = torch.arange(num_segments, device=device)
+    key = torch.where(ins > 0, ins - 1, sem + num_centers)
+    segment_of_pixel = lookup[key]
+
+    segment_ids = torch.cat((instance_class * label_divisor + number, class_range * label_divisor))[selected]
+    segment_classes = torch.cat((instance_class, class_range))[selected]
+    is_thing_segment = selected < num_centers
+    segment_centers = torch.where(is_thing_segment, selected, torch.full_like(selected, -1))
+
+    void = torch.full((1,), VOID_PANOPTIC, dtype=torch.int64, device=device)
+    panoptic = torch.cat((segment_ids, void))[segment_of_pixel]
+    thing_of_segment = torch.cat((is_thing_segment, torch.zeros(1, dtype=torch.bool, device=device)))
+    instance_out = torch.where(
+        thing_of_segment[segment_of_pixel], segment_of_pixel + 1, torch.zeros_like(segment_of_pixel)
+    ).to(torch.int32)
+    return MergeResult(
+        panoptic=panoptic.view(height, width),
+        instance=instance_out.view(height, width),
+        segment_of_pixel=segment_of_pixel.view(height, width),
+        segment_ids=segment_ids,
+        segment_classes=segment_classes,
+        segment_centers=segment_centers,
+    )
+
+
+def segment_stats(
+    merged: MergeResult,
+    *,
+    semantic_logits: torch.Tensor | None = None,
+    center_scores: torch.Tensor | None = None,
+) -> SegmentStats:
+    """Area, bbox, centroid and score of every segment at once, by histograms on the device.
+
+    Args:
+        merged: the output of :func:`merge_segments` (S segments).
+        semantic_logits: ``[C, H, W]`` float logits, or None.
+        center_scores: ``[K]`` heatmap value at each center, or None (treated as 1).
+
+    Returns:
+        :class:`SegmentStats`. The score is ``p * h``: ``p`` the mean softmax probability of the
+        segment's class over its pixels (1 without logits), ``h`` the heatmap value at a thing's
+        center (1 for stuff). Exact integer areas, extents and coordinate sums; no device sync.
+    """
+    segment_of_pixel = merged.segment_of_pixel
+    height, width = segment_of_pixel.shape
+    device = segment_of_pixel.device
+    num_segments = merged.segment_ids.numel()
+    rows = torch.arange(height, device=device)
+    cols = torch.arange(width, device=device)
+    # Joint histograms (segment, row) and (segment, column); the last segment row is void.
+    row_hist = _counts((segment_of_pixel * height + rows[:, None]).reshape(-1), (num_segments + 1) * height)
+    col_hist = _counts((segment_of_pixel * width + cols[None, :]).reshape(-1), (num_segments + 1) * width)
+    row_hist = row_hist.view(num_segments + 1, height)[:num_segments]
+    col_hist = col_hist.view(num_segments + 1, width)[:num_segments]
+    areas = row_hist.sum(dim=1)
+    y_min, y_max = _extent(row_hist > 0)
+    x_min, x_max = _extent(col_hist > 0)
+    bboxes = torch.stack((x_min, y_min, x_max - x_min + 1, y_max - y_min + 1), dim=1)
+    area_f = areas.clamp(min=1).double()
+    x_mean = (col_hist * cols).sum(dim=1).double() / area_f
+    y_mean = (row_hist * rows).sum(dim=1).double() / area_f
+    centroids = torch.stack((x_mean, y_mean), dim=1).float()
+
+    is_thing = merged.segment_centers >= 0
+    if semantic_logits is not None:
+        logits = semantic_logits.float().reshape(semantic_logits.shape[0], -1)
+        pixel_segment = segment_of_pixel.reshape(-1)
+        classes = torch.cat((merged.segment_classes, torch.zeros(1, dtype=torch.int64, device=device)))
+        log_prob = logits.gather(0, classes[pixel_segment][None])[0] - torch.logsumexp(logits, dim=0)
+        prob_sum = torch.zeros(num_segments + 1, dtype=torch.float64, device=device)
+        prob_sum.index_add_(0, pixel_segment, log_prob.exp().double())
+        scores = (prob_sum[:num_segments] / area_f).float()
+    else:
+        scores = torch.ones(num_segments, dtype=torch.float32, device=device)
+    if center_scores is not None and center_scores.numel() > 0:
+        center_value = center_scores.float()[merged.segment_centers.clamp(min=0)]
+        scores = torch.where(is_thing, scores * center_value, scores)
+    return SegmentStats(
+        ids=merged.segment_ids,
+        classes=merged.segment_classes,
+        is_thing=is_thing,
+        areas=areas,
+        bboxes=bboxes,
+        centroids=centroids,
+        scores=scores,
+    )
+
+
+def _extent(occupied: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and last True index along dim 1 of an ``[S, L]`` bool tensor (each row has one)."""
+    length = occupied.shape[1]
+    as_int = occupied.to(torch.uint8)
+    first = as_int.argmax(dim=1)
+    last = length - 1 - as_int.flip(dims=(1,)).argmax(dim=1)
+    return first, last
+
+
+def thing_class_mask(
+    thing_classes: Sequence[int] | torch.Tensor, num_classes: int, device: torch.device | str
+) -> torch.Tensor:
+    """``[num_classes]`` bool on ``device``, True at each thing class index.
+
+    Cached per (classes, C, device), so the host-to-device copy (a sync on CUDA) happens once, not
+    once per frame. Raises :class:`FusionInputError` for classes outside ``[0, num_classes)``.
+    """
+    if isinstance(thing_classes, torch.Tensor):
+        things = tuple(int(c) for c in thing_classes.reshape(-1).tolist())
+    else:
+        things = tuple(int(c) for c in thing_classes)
+    if any(c < 0 or c >= num_classes for c in things):
+        raise FusionInputError(f"thing_classes {list(things)} must lie in [0, {num_classes})")
+    return _cached_thing_mask(things, num_classes, torch.device(device))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_thing_mask(things: tuple[int, ...], num_classes: int, device: torch.device) -> torch.Tensor:
+    mask = torch.zeros(num_classes, dtype=torch.bool)
+    mask[list(things)] = True
+    return mask.to(device)
+
+
+def fuse_center_offset(
+    semantic: torch.Tensor,
+    center_heatmap: torch.Tensor,
+    offsets: torch.Tensor,
+    thing_classes: Sequence[int] | torch.Tensor,
+    params: CenterOffsetParams | None = None,
+    *,
+    num_classes: int | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+) -> CenterOffsetOutput:
+    """Panoptic-DeepLab fusion of one image's network outputs, on their device.
+
+    Args:
+        semantic: ``[C, H, W]`` float logits, or an ``[H, W]`` integer semantic argmax.
+        center_heatmap: ``[1, H, W]`` or ``[H, W]`` float.
+        offsets: ``[2, H, W]`` float, channel 0 = dy (rows), channel 1 = dx (columns).
+        thing_classes: the class indices that are things.
+        params: thresholds; Panoptic-DeepLab's defaults when None.
+        num_classes: C for an integer semantic map (default: one more than its largest value or
+            thing class, which costs a sync); ignored for logits.
+        memory_budget_bytes: bound on the grouping chunk's temporaries.
+
+    Returns:
+        :class:`CenterOffsetOutput`. Without logits the probability part of every score is 1.
+        For batched ``[N, ...]`` outputs use :func:`fuse_center_offset_batch`.
+    """
+    params = params if params is not None else CenterOffsetParams()
+    semantic_map = semantic_argmax(semantic)
+    height, width = semantic_map.shape
+    heat = _heatmap_2d(center_heatmap)
+    if heat.shape != (height, width) or offsets.shape != (2, height, width):
+        raise FusionInputError(
+            f"shapes disagree: semantic {tuple(semantic.shape)}, center heatmap "
+            f"{tuple(center_heatmap.shape)}, offsets {tuple(offsets.shape)} (expected [2, {height}, {width}])"
+        )
+    if not offsets.is_floating_point():
+        raise FusionInputError(f"offsets must be floating point, got {offsets.dtype}")
+    logits = semantic if semantic.is_floating_point() else None
+    if logits is not None:
+        classes = logits.shape[0]
+    elif num_classes is not None:
+        classes = num_classes
+    else:
+        things = [int(c) for c in torch.as_tensor(thing_classes).reshape(-1).tolist()]
+        largest = int(semantic_map.max()) if semantic_map.numel() else -1
+        classes = max([largest, *things]) + 1
+    is_thing_class = thing_class_mask(thing_classes, classes, semantic_map.device)
+
+    centers = find_centers(
+        heat, center_threshold=params.center_threshold, nms_kernel=params.nms_kernel, top_k=params.top_k
+    )
+    thing_mask = is_thing_class[semantic_map]
+    instance = group_pixels(thing_mask, offsets, centers.points, memory_budget_bytes=memory_budget_bytes)
+    merged = merge_segments(
+        semantic_map,
+        instance,
+        centers.points.shape[0],
+        is_thing_class,
+        stuff_area=params.stuff_area,
+        label_divisor=params.label_divisor,
+    )
+    stats = segment_stats(merged, semantic_logits=logits, center_scores=centers.scores)
+    return CenterOffsetOutput(
+        semantic=semantic_map,
+        panoptic=merged.panoptic,
+        instance=merged.instance,
+        centers=centers.points,
+        center_scores=centers.scores,
+        segments=stats,
+    )
+
+
+def fuse_center_offset_batch(
+    semantic: torch.Tensor,
+    center_heatmap: torch.Tensor,
+    offsets: torch.Tensor,
+    thing_classes: Sequence[int] | torch.Tensor,
+    params: CenterOffsetParams | None = None,
+    *,
+    num_classes: int | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+) -> list[CenterOffsetOutput]:
+    """:func:`fuse_center_offset` for each image of a batch.
+
+    Args:
+        semantic: ``[N, C, H, W]`` float logits or ``[N, H, W]`` integer argmax.
+        center_heatmap: ``[N, 1, H, W]`` or ``[N, H, W]``.
+        offsets: ``[N, 2, H, W]``.
+
+    Returns:
+        one :class:`CenterOffsetOutput` per image, in batch order.
+    """
+    batch = semantic.shape[0] if semantic.dim() > 0 else 0
+    if center_heatmap.shape[:1] != (batch,) or offsets.shape[:1] != (batch,) or offsets.dim() != 4:
+        raise FusionInputError(
+            f"batch shapes disagree: semantic {tuple(semantic.shape)}, center heatmap "
+            f"{tuple(center_heatmap.shape)}, offsets {tuple(offsets.shape)}"
+        )
+    return [
+        fuse_center_offset(
+            semantic[i],
+            center_heatmap[i],
+            offsets[i],
+            thing_classes,
+            params,
+            num_classes=num_classes,
+            memory_budget_bytes=memory_budget_bytes,
+        )
+        for i in range(batch)
+    ]
