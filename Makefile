@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: help setup test test-fast lint demo bench clean lock
+.PHONY: help setup test test-fast lint demo bench model clean lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -23,6 +23,9 @@ lint: setup  ## ruff over the package, tests and launch files
 
 demo: setup  ## run the main job end to end (see README: Demo)
 	$(ENV) panoptic-ros demo --out out/demo
+
+model: setup  ## retrain the shipped model from scratch (about 25 minutes on 2 CPU cores)
+	$(ENV) panoptic-ros train --no-resume --work-dir out/train --out engines/panoptic_synthetic.onnx
 
 bench: setup  ## benchmarks; results go to docs/BENCHMARKS.md by hand, with date and machine
 	$(ENV) python -m benchmarks.run

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from panoptic_ros import __version__
-from panoptic_ros.errors import PanopticRosError
+from panoptic_ros.errors import ConfigError, PanopticRosError
 
 log = logging.getLogger("panoptic_ros")
 
@@ -52,9 +52,7 @@ def _labels_run(args: argparse.Namespace) -> int:
     print(f"{label_set.name}: {len(label_set)} categories, void = {label_set.void_semantic}")
     for index, c in enumerate(label_set.categories):
         kind = "thing" if c.is_thing else "stuff"
-        print(
-            f"  [{index:3d}] id {c.id:3d}  {kind}  #{bytes(c.color).hex()}  {c.name}"
-        )
+        print(f"  [{index:3d}] id {c.id:3d}  {kind}  #{bytes(c.color).hex()}  {c.name}")
     return 0
 
 
@@ -111,6 +109,235 @@ def _demo_run(args: argparse.Namespace) -> int:
     return run_demo(args.out, frames=args.frames, storage=args.storage)
 
 
+# --------------------------------------------------------------------------------------------------
+# synth / eval
+
+
+def _synth_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, type=Path, help="output folder (COCO panoptic format)")
+    parser.add_argument("--count", required=True, type=int, help="number of images, or of sequences")
+    parser.add_argument(
+        "--seed",
+        required=True,
+        type=int,
+        help="world seed; the shipped model was trained on seed 0, so evaluate on others",
+    )
+    parser.add_argument("--width", type=int, help="image width (default: the shipped model's input width)")
+    parser.add_argument("--height", type=int, help="image height (default: the shipped model's input height)")
+    parser.add_argument(
+        "--sequence-length",
+        type=int,
+        help="write COUNT sequences of this many frames, one folder each (things keep their ids)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="write into a folder that already has a dataset"
+    )
+
+
+def _synth_run(args: argparse.Namespace) -> int:
+    from panoptic_ros.data.synthetic import DEFAULT_SIZE, export_coco
+
+    if args.count < 1 or (args.sequence_length is not None and args.sequence_length < 1):
+        raise ConfigError("--count and --sequence-length must be at least 1")
+    height = args.height or DEFAULT_SIZE[0]
+    width = args.width or DEFAULT_SIZE[1]
+    if height < 16 or width < 16:
+        raise ConfigError(f"--height {height} / --width {width}: images must be at least 16 x 16")
+    folders = export_coco(
+        args.out,
+        args.count,
+        seed=args.seed,
+        height=height,
+        width=width,
+        sequence_length=args.sequence_length,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {len(folders)} COCO panoptic folder(s) under {args.out}")
+    return 0
+
+
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gt", required=True, type=Path, help="ground-truth COCO panoptic folder")
+    parser.add_argument("--pred", required=True, type=Path, help="predicted COCO panoptic folder")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--per-class", action="store_true", help="print PQ/SQ/RQ per class too")
+
+
+def _eval_run(args: argparse.Namespace) -> int:
+    from panoptic_ros.metrics import evaluate_folders
+
+    result = evaluate_folders(args.gt, args.pred)
+    print(result.table(per_class=args.per_class))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(result.to_json() + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# infer
+
+
+def default_model() -> Path:
+    from panoptic_ros.resources import engines_dir
+
+    return engines_dir() / "panoptic_synthetic.onnx"
+
+
+def _infer_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, help="ONNX model with a spec (default: the shipped model)")
+    parser.add_argument(
+        "--input",
+        required=True,
+        type=Path,
+        help="an image, a folder of images (or a COCO panoptic folder), a video, or a rosbag2 folder",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder (COCO panoptic predictions)")
+    parser.add_argument("--backend", default="auto", help="auto (default), onnxruntime or torch")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--resize",
+        choices=("resize", "letterbox"),
+        default="resize",
+        help="fit frames to the model input by stretching (default) or letterboxing",
+    )
+    parser.add_argument("--no-overlay", action="store_true", help="do not write overlay images")
+    parser.add_argument("--overwrite", action="store_true", help="write into a folder that has predictions")
+
+
+def _infer_run(args: argparse.Namespace) -> int:
+    from panoptic_ros.core.pipeline import PanopticPipeline
+    from panoptic_ros.infer import run_infer
+
+    model = args.model or default_model()
+    with PanopticPipeline(
+        model, backend=args.backend, device=args.device, resize=args.resize, timing=True
+    ) as pipeline:
+        count = run_infer(
+            pipeline, args.input, args.out, overlays=not args.no_overlay, overwrite=args.overwrite
+        )
+        stages = ", ".join(f"{k} {v:.1f} ms" for k, v in pipeline.times.per_frame_ms().items())
+        print(f"{count} frames -> {args.out} ({pipeline.backend.describe()}; per frame: {stages})")
+    return 0 if count else 1
+
+
+# --------------------------------------------------------------------------------------------------
+# build-engine / check-onnx
+
+
+def _build_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--onnx", type=Path, help="ONNX model with a spec (default: the shipped model)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="engine file (default: next to the ONNX, named by its cache key, where the node looks)",
+    )
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--fp16", action="store_const", dest="precision", const="fp16", help="FP16 (default)"
+    )
+    precision.add_argument("--fp32", action="store_const", dest="precision", const="fp32", help="FP32")
+    precision.add_argument(
+        "--int8",
+        action="store_const",
+        dest="precision",
+        const="int8",
+        help="INT8 with entropy calibration (needs --calib unless a calibration cache exists)",
+    )
+    parser.add_argument(
+        "--calib", type=Path, help="folder of images or a rosbag2 folder for INT8 calibration"
+    )
+    parser.add_argument(
+        "--max-batch", type=int, help="largest batch (number of cameras); default: the spec's"
+    )
+    parser.set_defaults(precision="fp16")
+
+
+def _build_engine_run(args: argparse.Namespace) -> int:
+    from panoptic_ros.backends.tensorrt_backend import build_engine_command
+
+    if args.calib is not None and args.precision != "int8":
+        raise ConfigError("--calib is only used with --int8")
+    result = build_engine_command(
+        args.onnx or default_model(), args.out, args.precision, args.calib, args.max_batch
+    )
+    print(f"engine {result.engine_path} ({result.precision_used}, {result.seconds:.0f} s)")
+    return 0
+
+
+def _check_onnx_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, nargs="?", help="ONNX file (default: the shipped model)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _check_onnx_run(args: argparse.Namespace) -> int:
+    from panoptic_ros.models.onnx_check import check_onnx
+
+    report = check_onnx(args.model or default_model())
+    print(report.to_json() if args.json else report.table())
+    return 0 if report.ok else 1
+
+
+# --------------------------------------------------------------------------------------------------
+# train
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    from panoptic_ros.models.train import TrainConfig
+
+    defaults = TrainConfig()
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("engines/panoptic_synthetic.onnx"),
+        help="ONNX file to write (default: the shipped model, engines/panoptic_synthetic.onnx)",
+    )
+    parser.add_argument("--work-dir", type=Path, default=Path("out/train"), help="checkpoints and history")
+    parser.add_argument(
+        "--steps", type=int, default=defaults.steps, help=f"optimizer steps (default {defaults.steps})"
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=defaults.images,
+        help=f"synthetic training images rendered in memory (default {defaults.images})",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=defaults.batch, help=f"batch size (default {defaults.batch})"
+    )
+    parser.add_argument(
+        "--width", type=int, default=defaults.width, help=f"network width (default {defaults.width})"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help=f"data and init seed (default {defaults.seed})"
+    )
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    parser.add_argument(
+        "--no-resume", action="store_true", help="ignore an existing checkpoint in --work-dir"
+    )
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from panoptic_ros.models.export import export_onnx
+    from panoptic_ros.models.train import TrainConfig, synthetic_model_spec, train
+
+    cfg = replace(
+        TrainConfig(),
+        steps=args.steps,
+        images=args.images,
+        batch=args.batch,
+        width=args.width,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    model = train(cfg, args.work_dir, resume=not args.no_resume)
+    path = export_onnx(model, synthetic_model_spec(cfg), args.out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) with its model spec")
+    return 0
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("labels", "list the shipped label sets, or print one", _labels_arguments, _labels_run),
     Command("bag-info", "list the image topics of a rosbag2 file", _bag_info_arguments, _bag_info_run),
@@ -122,6 +349,42 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "demo", "write a multi-camera bag and run it through the decoding path", _demo_arguments, _demo_run
+    ),
+    Command(
+        "infer",
+        "panoptic segmentation of images, a video or a bag with a model (COCO panoptic output)",
+        _infer_arguments,
+        _infer_run,
+    ),
+    Command(
+        "build-engine",
+        "build a TensorRT engine from an ONNX model (on the target machine)",
+        _build_engine_arguments,
+        _build_engine_run,
+    ),
+    Command(
+        "check-onnx",
+        "list an ONNX model's operators and flag what TensorRT 10 rejects or handles poorly",
+        _check_onnx_arguments,
+        _check_onnx_run,
+    ),
+    Command(
+        "synth",
+        "render synthetic driving scenes or sequences with panoptic ground truth",
+        _synth_arguments,
+        _synth_run,
+    ),
+    Command(
+        "eval",
+        "PQ/SQ/RQ (all, things, stuff) and mIoU of predictions against ground truth",
+        _eval_arguments,
+        _eval_run,
+    ),
+    Command(
+        "train",
+        "train the compact center-offset network on the synthetic world and export it to ONNX",
+        _train_arguments,
+        _train_run,
     ),
 )
 

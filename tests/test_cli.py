@@ -64,3 +64,39 @@ def test_errors_are_one_line_with_exit_status_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     bad = _run("labels", "kitti")
     assert bad.returncode == 2 and "shipped: cityscapes" in bad.stderr
+
+
+def test_synth_eval_and_infer_errors(tmp_path: Path) -> None:
+    result = _run("synth", "--out", str(tmp_path / "s"), "--count", "0", "--seed", "1")
+    assert result.returncode == 2 and "--count" in result.stderr
+    made = _run(
+        "synth",
+        "--out",
+        str(tmp_path / "s"),
+        "--count",
+        "2",
+        "--seed",
+        "1",
+        "--width",
+        "64",
+        "--height",
+        "32",
+    )
+    assert made.returncode == 0, made.stderr
+    again = _run("synth", "--out", str(tmp_path / "s"), "--count", "2", "--seed", "1")
+    assert again.returncode == 2 and "already holds" in again.stderr
+    missing = _run("eval", "--gt", str(tmp_path / "s"), "--pred", str(tmp_path / "s_missing"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    bad_input = _run("infer", "--input", str(tmp_path / "nothing.xyz"), "--out", str(tmp_path / "p"))
+    assert bad_input.returncode == 2 and "does not exist" in bad_input.stderr
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    bad_model = _run(
+        "infer",
+        "--model",
+        str(tmp_path / "junk.onnx"),
+        "--input",
+        str(tmp_path / "s"),
+        "--out",
+        str(tmp_path / "p"),
+    )
+    assert bad_model.returncode == 2 and "not a readable ONNX file" in bad_model.stderr

@@ -471,10 +471,20 @@ def thing_class_mask(
 ) -> torch.Tensor:
     """``[num_classes]`` bool on ``device``, True at each thing class index.
 
-    Cached per (classes, C, device), so the host-to-device copy (a sync on CUDA) happens once, not
-    once per frame. Raises :class:`FusionInputError` for classes outside ``[0, num_classes)``.
+    ``thing_classes`` lists thing class indices, or is itself a ``[num_classes]`` bool mask (a bool
+    tensor is always read as a mask, never as indices). Cached per (classes, C, device), so the
+    host-to-device copy (a sync on CUDA) happens once, not once per frame; pass a tuple of ints to
+    avoid reading a device tensor back every frame. Raises :class:`FusionInputError` for classes
+    outside ``[0, num_classes)`` or a mask of the wrong length.
     """
-    if isinstance(thing_classes, torch.Tensor):
+    if isinstance(thing_classes, torch.Tensor) and thing_classes.dtype == torch.bool:
+        if thing_classes.numel() != num_classes:
+            raise FusionInputError(
+                f"a bool thing_classes mask must have num_classes={num_classes} entries, "
+                f"got {thing_classes.numel()}"
+            )
+        things = tuple(int(c) for c in torch.nonzero(thing_classes.reshape(-1)).reshape(-1).tolist())
+    elif isinstance(thing_classes, torch.Tensor):
         things = tuple(int(c) for c in thing_classes.reshape(-1).tolist())
     else:
         things = tuple(int(c) for c in thing_classes)

@@ -760,3 +760,14 @@ def test_merge_of_a_map_without_segments_is_empty() -> None:
     assert merged.segment_ids.numel() == 0
     assert (merged.panoptic == -1).all()
     assert (merged.segment_of_pixel == 0).all()  # 0 == S, the void segment
+
+
+def test_thing_classes_as_bool_mask_or_indices() -> None:
+    """A bool mask is read as a mask (never as indices 0/1), and gives the same fusion as indices."""
+    from panoptic_ros.fusion.center_offset import thing_class_mask
+
+    mask = torch.tensor([False, False, True, False, True])
+    assert thing_class_mask(mask, 5, "cpu").tolist() == [False, False, True, False, True]
+    assert thing_class_mask((2, 4), 5, "cpu").tolist() == [False, False, True, False, True]
+    with pytest.raises(FusionInputError, match="num_classes=6"):
+        thing_class_mask(mask, 6, "cpu")

@@ -1,0 +1,110 @@
+"""ONNX Runtime backend: CPU everywhere; CUDA (with I/O binding to PyTorch tensors) where installed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from panoptic_ros.backends.base import Backend, BackendError, TensorInfo
+from panoptic_ros.models.spec import ModelSpec
+
+_ORT_TYPES = {
+    "tensor(float)": torch.float32,
+    "tensor(float16)": torch.float16,
+    "tensor(int64)": torch.int64,
+    "tensor(int32)": torch.int32,
+    "tensor(uint8)": torch.uint8,
+    "tensor(bool)": torch.bool,
+}
+
+
+def _info(arg: object) -> TensorInfo:
+    shape = tuple(d if isinstance(d, int) else None for d in arg.shape)  # type: ignore[attr-defined]
+    return TensorInfo(arg.name, shape, _ORT_TYPES.get(arg.type, torch.float32))  # type: ignore[attr-defined]
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, model_path: Path, spec: ModelSpec, device: torch.device, *, threads: int = 0) -> None:
+        super().__init__(model_path, spec, device)
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" not in available:
+                raise BackendError(
+                    f"onnxruntime here has no CUDA provider (has {available}); install onnxruntime-gpu "
+                    "or use --device cpu / --backend torch"
+                )
+            providers: list = [
+                ("CUDAExecutionProvider", {"device_id": device.index or 0}),
+                "CPUExecutionProvider",
+            ]
+        else:
+            providers = ["CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        # ONNX Runtime's workers spin after each run by default; in this pipeline PyTorch fusion
+        # runs right after inference on the same cores, so spinning only steals its CPU time.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+        except Exception as err:  # onnxruntime raises its own exception types for broken models
+            raise BackendError(f"onnxruntime cannot load {model_path}: {err}") from err
+        self._inputs = tuple(_info(i) for i in self._session.get_inputs())
+        self._outputs = tuple(_info(o) for o in self._session.get_outputs())
+        self._output_names = [o.name for o in self._outputs]
+
+    def _infer(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.device.type == "cuda":
+            return self._infer_bound(inputs)
+        feeds = {name: tensor.detach().contiguous().numpy() for name, tensor in inputs.items()}
+        results = self._session.run(self._output_names, feeds)
+        return {
+            name: torch.from_numpy(np.ascontiguousarray(r))
+            for name, r in zip(self._output_names, results, strict=True)
+        }
+
+    def _infer_bound(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """CUDA: bind PyTorch device memory directly (no host round trip)."""
+        binding = self._session.io_binding()
+        for name, given in inputs.items():
+            tensor = given.contiguous()
+            binding.bind_input(
+                name,
+                "cuda",
+                self.device.index or 0,
+                _np_dtype(tensor.dtype),
+                tuple(tensor.shape),
+                tensor.data_ptr(),
+            )
+        for name in self._output_names:
+            binding.bind_output(name, "cuda", self.device.index or 0)
+        torch.cuda.current_stream(self.device).synchronize()
+        self._session.run_with_iobinding(binding)
+        outs = binding.get_outputs()
+        return {
+            name: torch.from_dlpack(o.to_dlpack())
+            if hasattr(o, "to_dlpack")
+            else torch.from_numpy(o.numpy()).to(self.device)
+            for name, o in zip(self._output_names, outs, strict=True)
+        }
+
+    def close(self) -> None:
+        self._session = None  # type: ignore[assignment]
+        super().close()
+
+
+def _np_dtype(dtype: torch.dtype) -> type:
+    return {
+        torch.float32: np.float32,
+        torch.float16: np.float16,
+        torch.int64: np.int64,
+        torch.int32: np.int32,
+        torch.uint8: np.uint8,
+    }[dtype]

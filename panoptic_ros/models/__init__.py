@@ -1,0 +1,1 @@
+"""Network definitions (PyTorch), the model spec, training and ONNX export."""

@@ -1,0 +1,76 @@
+"""The shipped model end to end, as a user runs it: synth -> infer -> eval, on held-out scenes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from panoptic_ros.core.pipeline import PanopticPipeline
+from panoptic_ros.data.synthetic import generate
+from panoptic_ros.models.train import HELD_OUT_SEED, TRAIN_SEED
+from panoptic_ros.resources import engines_dir
+from tests.conftest import REPO
+
+MODEL = engines_dir() / "panoptic_synthetic.onnx"
+#: A floor well below the measured PQ on 100 held-out images (docs/BENCHMARKS.md), for 6 images.
+PQ_FLOOR = 65.0
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("panoptic-ros")
+    assert exe
+    return subprocess.run([exe, *args], cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def test_shipped_model_is_committed_with_its_spec() -> None:
+    assert MODEL.is_file(), "engines/panoptic_synthetic.onnx missing: run 'make model'"
+    assert MODEL.stat().st_size < 8_000_000
+    assert HELD_OUT_SEED != TRAIN_SEED
+
+
+def test_infer_then_eval_scores_above_floor(tmp_path: Path) -> None:
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    assert _cli("synth", "--out", str(gt), "--count", "6", "--seed", str(HELD_OUT_SEED + 7)).returncode == 0
+    run = _cli("infer", "--input", str(gt), "--out", str(pred), "--backend", "onnxruntime", "--device", "cpu")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert len(list((pred / "overlay").glob("*.jpg"))) == 6
+    scored = _cli("eval", "--gt", str(gt), "--pred", str(pred), "--json", str(tmp_path / "pq.json"))
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    result = json.loads((tmp_path / "pq.json").read_text())
+    pq = result["all"]["pq"] * 100
+    assert pq >= PQ_FLOOR, scored.stdout
+
+
+def test_onnxruntime_and_torch_give_the_same_label_maps() -> None:
+    frames = [s.image for s in generate(4, seed=HELD_OUT_SEED + 3)]
+    with (
+        PanopticPipeline(MODEL, backend="onnxruntime", device="cpu") as ort_pipe,
+        PanopticPipeline(MODEL, backend="torch", device="cpu") as torch_pipe,
+    ):
+        x, _ = ort_pipe.preprocess(frames)
+        raw_ort = ort_pipe.backend.infer({"image": x})
+        raw_torch = torch_pipe.backend.infer({"image": x})
+        for name in raw_ort:
+            assert torch.allclose(raw_ort[name], raw_torch[name], atol=2e-3, rtol=1e-3), name
+        equal = total = 0
+        for a, b in zip(ort_pipe(frames), torch_pipe(frames), strict=True):
+            equal += int((a.panoptic == b.panoptic).sum())
+            total += a.panoptic.numel()
+    assert equal / total >= 0.999
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_pipeline_matches_cpu() -> None:
+    frames = [s.image for s in generate(2, seed=HELD_OUT_SEED + 5)]
+    with (
+        PanopticPipeline(MODEL, backend="torch", device="cpu") as cpu,
+        PanopticPipeline(MODEL, backend="torch", device="cuda") as gpu,
+    ):
+        for a, b in zip(cpu(frames), gpu(frames), strict=True):
+            assert (a.panoptic == b.panoptic.cpu()).float().mean().item() >= 0.999
