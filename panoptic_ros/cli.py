@@ -160,14 +160,25 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt", required=True, type=Path, help="ground-truth COCO panoptic folder")
     parser.add_argument("--pred", required=True, type=Path, help="predicted COCO panoptic folder")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
-    parser.add_argument("--per-class", action="store_true", help="print PQ/SQ/RQ per class too")
+    parser.add_argument(
+        "--per-class", action="store_true", help="print PQ/SQ/RQ per class (with --video: per sequence)"
+    )
+    parser.add_argument(
+        "--video",
+        action="store_true",
+        help="video metrics over folders of sequences: STQ, AQ, SQ, ID switches, fragmentations",
+    )
 
 
 def _eval_run(args: argparse.Namespace) -> int:
-    from panoptic_ros.metrics import evaluate_folders
+    from panoptic_ros.metrics import evaluate_folders, evaluate_video_folders
 
-    result = evaluate_folders(args.gt, args.pred)
-    print(result.table(per_class=args.per_class))
+    if args.video:
+        result = evaluate_video_folders(args.gt, args.pred, progress=True)
+        print(result.table(per_sequence=args.per_class))
+    else:
+        result = evaluate_folders(args.gt, args.pred)
+        print(result.table(per_class=args.per_class))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(result.to_json() + "\n")
@@ -203,6 +214,38 @@ def _infer_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlay images")
     parser.add_argument("--overwrite", action="store_true", help="write into a folder that has predictions")
+    parser.add_argument(
+        "--track",
+        action="store_true",
+        help="track things across frames: thing segment ids become stable track ids",
+    )
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=10.0,
+        help="frame rate of image folders, for track velocities (default 10)",
+    )
+    parser.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a backend option, e.g. compile=true or cuda_graphs=true (torch), precision=fp16 (tensorrt)",
+    )
+
+
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` strings to a dict; values are read as JSON (true, 3, 0.5) or else kept as text."""
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--backend-option {pair!r} is not KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 def _infer_run(args: argparse.Namespace) -> int:
@@ -211,10 +254,23 @@ def _infer_run(args: argparse.Namespace) -> int:
 
     model = args.model or default_model()
     with PanopticPipeline(
-        model, backend=args.backend, device=args.device, resize=args.resize, timing=True
+        model,
+        backend=args.backend,
+        device=args.device,
+        resize=args.resize,
+        timing=True,
+        backend_options=parse_options(args.backend_option),
     ) as pipeline:
+        from panoptic_ros.tracking import TrackerParams
+
         count = run_infer(
-            pipeline, args.input, args.out, overlays=not args.no_overlay, overwrite=args.overwrite
+            pipeline,
+            args.input,
+            args.out,
+            overlays=not args.no_overlay,
+            overwrite=args.overwrite,
+            track=TrackerParams() if args.track else None,
+            fps=args.fps,
         )
         stages = ", ".join(f"{k} {v:.1f} ms" for k, v in pipeline.times.per_frame_ms().items())
         print(f"{count} frames -> {args.out} ({pipeline.backend.describe()}; per frame: {stages})")

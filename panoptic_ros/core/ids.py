@@ -23,6 +23,9 @@ VOID_SEMANTIC_U16 = 65535
 VOID_INSTANCE = 0
 VOID_PANOPTIC = -1
 DEFAULT_LABEL_DIVISOR = 1000
+#: COCO panoptic files written by this project: stuff of category ``c`` has segment id
+#: ``STUFF_SEGMENT_BASE + c``; things keep their instance (track) ids, which stay below it.
+STUFF_SEGMENT_BASE = 1 << 20
 
 ArrayT = TypeVar("ArrayT")
 

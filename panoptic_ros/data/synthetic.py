@@ -28,6 +28,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from panoptic_ros.core.ids import STUFF_SEGMENT_BASE
+
 ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, PERSON, CYCLIST, CAR = range(8)
 THING_CLASSES = (PERSON, CYCLIST, CAR)
 NUM_CLASSES = 8
@@ -539,10 +541,6 @@ def generate(
                 bg, things, height=height, width=width, camera_x=camera_x, rng=rng, layout_width=layout_width
             )
             yield Sample(image, semantic, instance, index, frame)
-
-
-#: Segment ids of stuff in exported ground truth: STUFF_SEGMENT_BASE + class (things keep their ids).
-STUFF_SEGMENT_BASE = 1 << 20
 
 
 def segment_map(sample: Sample) -> tuple[np.ndarray, dict[int, int]]:

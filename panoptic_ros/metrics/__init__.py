@@ -17,6 +17,7 @@ from panoptic_ros.metrics.semantic import (
     confusion_from_maps,
     semantic_from_panoptic,
 )
+from panoptic_ros.metrics.video import VideoResult, VideoStat, evaluate_video_folders
 
 __all__ = [
     "ClassPQ",
@@ -25,9 +26,12 @@ __all__ = [
     "PQStat",
     "PQSummary",
     "SemanticResult",
+    "VideoResult",
+    "VideoStat",
     "confusion_from_maps",
     "evaluate_datasets",
     "evaluate_folders",
+    "evaluate_video_folders",
     "pq_from_maps",
     "semantic_from_panoptic",
 ]

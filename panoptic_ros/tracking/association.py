@@ -1,0 +1,151 @@
+"""Pairwise affinities between tracks and a frame's instances.
+
+Device side (PyTorch, any device, a fixed number of kernels per frame, no per-instance loop):
+:func:`index_map` turns an instance-id map into compact indices, :func:`joint_histogram` counts every
+(previous index, current index) pixel pair in one histogram, and :func:`mean_colors` averages an image
+inside every mask. Host side (numpy, on the small per-frame tables): :func:`mask_iou` from the
+histogram, :func:`box_iou` and :func:`center_distance` for the motion gate.
+
+Boxes here are ``[N, 4]`` ``(x0, y0, x1, y1)`` with exclusive ``x1 = x + width``, ``y1 = y + height``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+_MAX_LUT = 1 << 22  # id ranges up to this size use a lookup table, larger ones a binary search
+
+
+def _histogram(index: torch.Tensor, size: int) -> torch.Tensor:
+    """``[size]`` int64 counts of the values of ``index`` (int64 in ``[0, size)``). On CUDA a
+    scatter-add, which needs no device sync, unlike :func:`torch.bincount`."""
+    if index.device.type == "cpu":
+        return torch.bincount(index, minlength=size)
+    counts = torch.zeros(size, dtype=torch.int64, device=index.device)
+    return counts.scatter_add_(
+        0, index, torch.ones(1, dtype=torch.int64, device=index.device).expand_as(index)
+    )
+
+
+def index_map(instance_map: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
+    """Compact instance indices of an id map.
+
+    Args:
+        instance_map: ``[H, W]`` integer ids on any device.
+        ids: ``[T]`` int64 host array of the instance ids (unique, ``>= 0``).
+
+    Returns:
+        ``[H, W]`` int64 on the map's device: ``k + 1`` where ``instance_map == ids[k]``, 0 elsewhere
+        (values not in ``ids``).
+    """
+    device = instance_map.device
+    values = instance_map.long()
+    if ids.size == 0:
+        return torch.zeros_like(values)
+    top = int(ids.max())
+    if top < _MAX_LUT:
+        lut = torch.zeros(top + 1, dtype=torch.int64)
+        lut[torch.from_numpy(ids.astype(np.int64))] = torch.arange(1, ids.size + 1)
+        lut = lut.to(device, non_blocking=True)
+        inside = (values >= 0) & (values <= top)
+        return torch.where(inside, lut[values.clamp(0, top)], 0)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = torch.as_tensor(ids[order], device=device)
+    rank = torch.as_tensor(order + 1, device=device)
+    pos = torch.searchsorted(sorted_ids, values).clamp(max=ids.size - 1)
+    return torch.where(sorted_ids[pos] == values, rank[pos], 0)
+
+
+def joint_histogram(
+    previous: torch.Tensor, current: torch.Tensor, num_previous: int, num_current: int
+) -> torch.Tensor:
+    """Pixel counts of every (previous index, current index) pair, in one histogram.
+
+    Args:
+        previous: ``[H, W]`` int64 indices ``0..P`` (0 = no instance).
+        current: ``[H, W]`` int64 indices ``0..T`` on the same device.
+
+    Returns:
+        ``[P + 1, T + 1]`` int64 on the device: ``hist[p, t]`` pixels with ``previous == p`` and
+        ``current == t``; row 0 and column 0 count the pixels outside any instance.
+    """
+    key = previous.reshape(-1) * (num_current + 1) + current.reshape(-1)
+    size = (num_previous + 1) * (num_current + 1)
+    return _histogram(key, size).reshape(num_previous + 1, num_current + 1)
+
+
+def mask_iou(hist: np.ndarray) -> np.ndarray:
+    """``[P, T]`` float64 mask IoU of every previous/current instance pair from a
+    :func:`joint_histogram` (``[P + 1, T + 1]``, host): ``inter / (area_p + area_t - inter)``."""
+    hist = np.asarray(hist, dtype=np.float64)
+    inter = hist[1:, 1:]
+    area_prev = hist[1:, :].sum(axis=1)[:, None]
+    area_cur = hist[:, 1:].sum(axis=0)[None, :]
+    union = area_prev + area_cur - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def mean_colors(image: torch.Tensor, indices: torch.Tensor, count: int) -> torch.Tensor:
+    """``[count, 3]`` float32 mean of ``image`` (``[H, W, 3]``) over the pixels of each instance index
+    ``1..count`` of ``indices`` (``[H, W]`` int64); 0 for instances without pixels."""
+    flat = indices.reshape(-1)
+    pixels = image.reshape(-1, 3).float()
+    sums = torch.zeros(count + 1, 3, device=image.device).index_add_(0, flat, pixels)
+    areas = _histogram(flat, count + 1).clamp(min=1).float()
+    return (sums / areas[:, None])[1:]
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """``[N, 4]`` ``(x, y, w, h)`` to ``(x0, y0, x1, y1)`` with exclusive ends, float64."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+
+
+def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`xywh_to_xyxy`."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+
+
+def clip_boxes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """``[N, 4]`` ``(x0, y0, x1, y1)`` boxes cut to the image (``(height, width)``); a box outside the
+    image becomes empty (``x1 <= x0`` or ``y1 <= y0``)."""
+    height, width = image_size
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    limits = np.array([width, height, width, height], dtype=np.float64)
+    return np.clip(boxes, 0.0, limits)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[N, M]`` IoU of ``[N, 4]`` and ``[M, 4]`` ``(x0, y0, x1, y1)`` boxes (0 where both are empty)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    width = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    height = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = width.clip(min=0) * height.clip(min=0)
+    area_a = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None]
+    area_b = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))[None, :]
+    union = area_a + area_b - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def center_distance(
+    boxes: np.ndarray, points: np.ndarray, other_boxes: np.ndarray | None = None, *, min_size: float = 4.0
+) -> np.ndarray:
+    """``[N, M]`` distance from each box center (``[N, 4]`` ``x0, y0, x1, y1``) to each point
+    (``[M, 2]`` ``x, y``), per axis in units of a size: ``sqrt((dx / w)^2 + (dy / h)^2)``.
+
+    The size is that box's width and height, or with ``other_boxes`` (``[M, 4]``, one per point) the
+    larger of the two boxes' per axis, and at least ``min_size`` pixels. 0.5 reaches the border of
+    the box along an axis.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    center = (boxes[:, :2] + boxes[:, 2:]) / 2
+    size = np.maximum(boxes[:, 2:] - boxes[:, :2], min_size)[:, None, :]
+    if other_boxes is not None:
+        other = np.asarray(other_boxes, dtype=np.float64).reshape(-1, 4)
+        size = np.maximum(size, (other[:, 2:] - other[:, :2])[None, :, :])
+    delta = (points[None, :, :] - center[:, None, :]) / size
+    return np.sqrt((delta**2).sum(axis=2))

@@ -1,0 +1,125 @@
+"""The tracker's thresholds, in one frozen, validated record."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from panoptic_ros.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrackerParams:
+    """Thresholds of :class:`~panoptic_ros.tracking.tracker.Tracker`.
+
+    Scores and stages (ByteTrack):
+        high_score: instances with ``score >= high_score`` are associated first, against every track,
+            and start new tracks when left unmatched.
+        low_score: instances with ``low_score <= score < high_score`` are associated second, against
+            the tracks left over; they never start tracks. Instances below ``low_score`` are ignored.
+
+    Track life:
+        min_hits: hits that turn a tentative track confirmed (1 confirms at once).
+        max_age: frames a lost track is kept; it is removed when it has gone unmatched for more than
+            ``max_age`` consecutive frames, so occlusions of up to ``max_age`` frames keep the id.
+        publish_tentative: draw tentative tracks in the track map (their ids are final either way).
+
+    Association (a pair is allowed only for equal categories and when one gate passes):
+        min_mask_iou: gate on the IoU of the track's mask in the previous frame and the instance.
+        min_box_iou: gate on the IoU of the track's box, moved by its velocity to this frame's stamp,
+            and the instance's box.
+        max_center_distance: gate on the distance from the predicted box center to the instance's
+            centroid, per axis in units of the larger of the two boxes' width and height.
+        min_box_size: boxes smaller than this (pixels, per axis) count as this large in that distance.
+        distance_weight: cost per unit of that normalized distance; the pair cost is
+            ``1 - max(mask IoU, box IoU) + distance_weight * distance (+ appearance term)``.
+        appearance_weight: cost per unit of the distance between a track's mean color (exponential
+            average over its matches) and an instance's mean color inside its mask (RGB distance / 255
+            / sqrt(3), in [0, 1]). Used only for frames whose input carries the image; 0 turns it off.
+            On the synthetic benchmark it tells apart same-class objects whose depth order flips
+            while they overlap, where masks and boxes are ambiguous.
+        max_color_distance: with appearance in use, pairs whose color distance exceeds it are not
+            allowed (1 = no gate; a gate costs ids because colors change under partial occlusion).
+
+    Motion (constant velocity in pixels per second from header stamps):
+        velocity_smoothing: weight of a new velocity measurement in the exponential average (1 keeps
+            only the newest); the first measurement is taken as is.
+        size_tolerance: when a box's width (height) changes by more than this fraction between two
+            observations, the x (y) displacement is measured on a box edge instead of the centroid:
+            the edge that does not touch the image border and agrees best with the previous velocity.
+        partial_area_ratio: an observation whose area is below the track's reference area divided by
+            this ratio counts as partial (occluded or cut by the border): the motion state keeps the
+            predicted full-size box, moved only as far as needed to contain the visible part.
+        border_margin: box edges within this many pixels of the image border count as cut.
+    """
+
+    # thing scores of center-offset models are center-peak x class probability; many true
+    # instances score 0.3..0.5, which ByteTrack's usual 0.5 would keep from starting tracks
+    high_score: float = 0.3
+    low_score: float = 0.1
+    min_hits: int = 3
+    max_age: int = 30
+    publish_tentative: bool = True
+    min_mask_iou: float = 0.05
+    min_box_iou: float = 0.05
+    max_center_distance: float = 1.0
+    min_box_size: float = 16.0
+    distance_weight: float = 0.25
+    appearance_weight: float = 0.5
+    max_color_distance: float = 1.0
+    velocity_smoothing: float = 0.5
+    size_tolerance: float = 0.15
+    partial_area_ratio: float = 1.5
+    border_margin: int = 1
+
+    def __post_init__(self) -> None:
+        _number("low_score", self.low_score, 0.0, 1.0)
+        _number("high_score", self.high_score, 0.0, 1.0)
+        if self.low_score > self.high_score:
+            raise ConfigError(f"low_score={self.low_score} must not exceed high_score={self.high_score}")
+        _integer("min_hits", self.min_hits, 1)
+        _integer("max_age", self.max_age, 0)
+        if not isinstance(self.publish_tentative, bool):
+            raise ConfigError(f"publish_tentative must be true or false, got {self.publish_tentative!r}")
+        _number("min_mask_iou", self.min_mask_iou, 0.0, 1.0, low_open=True)
+        _number("min_box_iou", self.min_box_iou, 0.0, 1.0, low_open=True)
+        _number("max_center_distance", self.max_center_distance, 0.0, math.inf)
+        _number("min_box_size", self.min_box_size, 0.0, math.inf, low_open=True)
+        _number("distance_weight", self.distance_weight, 0.0, math.inf)
+        _number("appearance_weight", self.appearance_weight, 0.0, math.inf)
+        _number("max_color_distance", self.max_color_distance, 0.0, 1.0)
+        _number("velocity_smoothing", self.velocity_smoothing, 0.0, 1.0, low_open=True)
+        _number("size_tolerance", self.size_tolerance, 0.0, math.inf)
+        _number("partial_area_ratio", self.partial_area_ratio, 1.0, math.inf)
+        _integer("border_margin", self.border_margin, 0)
+
+    @property
+    def max_cost(self) -> float:
+        """A cost above that of every allowed pair: the limit of the assignment."""
+        return 1.0 + self.distance_weight * self.max_center_distance + self.appearance_weight + 1e-6
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> TrackerParams:
+        """Defaults overridden by ``values`` (e.g. node parameters); unknown keys are an error that
+        lists the valid ones."""
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(str(key) for key in values if key not in valid)
+        if unknown:
+            raise ConfigError(f"unknown tracker parameter(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _number(name: str, value: object, low: float, high: float, *, low_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if value < low or value > high or (low_open and value == low):
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{name} must lie in {bracket}{low}, {high}], got {value}")
+
+
+def _integer(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")

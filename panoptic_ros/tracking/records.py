@@ -1,0 +1,253 @@
+"""The tracker's inputs and outputs.
+
+Coordinates are pixels, ``x`` the column and ``y`` the row (as in ``sensor_msgs/Image``); boxes are
+``(x, y, width, height)`` of the inclusive pixel extent, as in the pipeline's ``SegmentTable``.
+Maps stay on the device of the input; the per-track tables are small host (numpy) arrays, because the
+association runs on the host and the tables are what a node publishes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import torch
+
+from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR
+from panoptic_ros.errors import PanopticRosError
+
+if TYPE_CHECKING:  # the pipeline pulls in the inference backends; the tracker needs only the type
+    from panoptic_ros.core.pipeline import FrameOutput
+
+
+class TrackerInputError(PanopticRosError, ValueError):
+    """A tracker input has inconsistent shapes, dtypes or devices; the message names the field."""
+
+
+class TrackState(IntEnum):
+    """Track states; the values equal the ``STATE_*`` constants of ``PanopticInstance.msg``."""
+
+    TENTATIVE = 0  # seen fewer than min_hits times; dropped at the first miss
+    CONFIRMED = 1  # matched in at least min_hits frames
+    LOST = 2  # not matched in this frame; kept (predicted by motion) for up to max_age frames
+
+
+class TrackerInput(NamedTuple):
+    """One frame's thing instances (T of them), all tensors on one device.
+
+    Attributes:
+        instance_map: ``[H, W]`` integer; the pixels of instance ``k`` hold ``ids[k]``. Any value not in
+            ``ids`` (0, -1 for void, stuff ids of a panoptic map) means "no instance".
+        ids: ``[T]`` integer, unique, ``>= 0``.
+        category_ids: ``[T]`` integer category of each instance.
+        scores: ``[T]`` float confidence in ``[0, 1]``.
+        bboxes: ``[T, 4]`` ``(x, y, width, height)`` of each instance's pixels.
+        centroids: ``[T, 2]`` ``(x, y)`` mean pixel coordinate.
+        stamp_ns: the frame's header stamp in nanoseconds (velocities come from stamp differences).
+        image: optional ``[H, W, 3]`` image on the same device, values 0..255 (uint8), one channel
+            order throughout; when given (and ``TrackerParams.appearance_weight > 0``) mean colors
+            inside the masks join the association cost.
+    """
+
+    instance_map: torch.Tensor
+    ids: torch.Tensor
+    category_ids: torch.Tensor
+    scores: torch.Tensor
+    bboxes: torch.Tensor
+    centroids: torch.Tensor
+    stamp_ns: int
+    image: torch.Tensor | None = None
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: FrameOutput,
+        stamp_ns: int,
+        *,
+        image: torch.Tensor | None = None,
+    ) -> TrackerInput:
+        """The things of a pipeline frame: the panoptic map (``category_id * label_divisor + n``) serves
+        as the instance map and the thing rows of the segment table as the instances."""
+        seg = frame.segments
+        things = seg.is_thing
+        return cls(
+            instance_map=frame.panoptic,
+            ids=seg.ids[things],
+            category_ids=seg.category_ids[things],
+            scores=seg.scores[things],
+            bboxes=seg.bboxes[things],
+            centroids=seg.centroids[things],
+            stamp_ns=int(stamp_ns),
+            image=image,
+        )
+
+    @classmethod
+    def from_maps(
+        cls,
+        instance_map: torch.Tensor,
+        category_map: torch.Tensor,
+        stamp_ns: int,
+        *,
+        scores: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
+        label_divisor: int = DEFAULT_LABEL_DIVISOR,
+    ) -> TrackerInput:
+        """Instances and their statistics from an ``[H, W]`` instance map (0 = no instance) and an
+        ``[H, W]`` category map, by scatter on their device (a few syncs, no per-instance loop).
+
+        An instance is a distinct ``(category, instance id)`` pair. ``scores`` ([T], in the order of
+        increasing ``category * label_divisor + instance id``) default to 1.
+        """
+        if instance_map.shape != category_map.shape or instance_map.dim() != 2:
+            raise TrackerInputError(
+                f"instance_map {tuple(instance_map.shape)} and category_map {tuple(category_map.shape)} "
+                "must be equal [H, W] maps"
+            )
+        device = instance_map.device
+        height, width = instance_map.shape
+        largest = int(instance_map.max()) if instance_map.numel() else 0
+        if largest >= label_divisor:
+            raise TrackerInputError(
+                f"instance ids must be below label_divisor={label_divisor} to combine with categories, "
+                f"got {largest}; pass a larger label_divisor"
+            )
+        combined = torch.where(
+            instance_map > 0, category_map.long() * label_divisor + instance_map.long(), 0
+        ).reshape(-1)
+        pixels = torch.nonzero(combined > 0).squeeze(1)
+        ids, inverse = torch.unique(combined[pixels], return_inverse=True)
+        count = ids.numel()
+        ys = torch.div(pixels, width, rounding_mode="floor")
+        xs = pixels % width
+        areas = torch.bincount(inverse, minlength=count).clamp(min=1)
+        cx = torch.bincount(inverse, weights=xs.double(), minlength=count) / areas
+        cy = torch.bincount(inverse, weights=ys.double(), minlength=count) / areas
+        big = torch.full((count,), max(height, width), dtype=torch.int64, device=device)
+        x0 = big.scatter_reduce(0, inverse, xs, "amin")
+        y0 = big.scatter_reduce(0, inverse, ys, "amin")
+        x1 = torch.full_like(big, -1).scatter_reduce(0, inverse, xs, "amax")
+        y1 = torch.full_like(big, -1).scatter_reduce(0, inverse, ys, "amax")
+        return cls(
+            instance_map=combined.reshape(height, width),
+            ids=ids,
+            category_ids=torch.div(ids, label_divisor, rounding_mode="floor"),
+            scores=scores if scores is not None else torch.ones(count, device=device),
+            bboxes=torch.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], dim=1),
+            centroids=torch.stack([cx, cy], dim=1).float(),
+            stamp_ns=int(stamp_ns),
+            image=image,
+        )
+
+    def check(self) -> None:
+        """Raise :class:`TrackerInputError` naming the first inconsistent field."""
+        if self.instance_map.dim() != 2:
+            raise TrackerInputError(
+                f"instance_map must be [H, W], got shape {tuple(self.instance_map.shape)}"
+            )
+        if self.instance_map.is_floating_point() or self.instance_map.dtype == torch.bool:
+            raise TrackerInputError(f"instance_map must hold integers, got {self.instance_map.dtype}")
+        count = self.ids.shape[0] if self.ids.dim() == 1 else -1
+        expected = {
+            "ids": (count,),
+            "category_ids": (count,),
+            "scores": (count,),
+            "bboxes": (count, 4),
+            "centroids": (count, 2),
+        }
+        for name, shape in expected.items():
+            tensor = getattr(self, name)
+            if tuple(tensor.shape) != shape:
+                raise TrackerInputError(
+                    f"{name} must have shape {shape} (T = len(ids)), got {tuple(tensor.shape)}"
+                )
+            if tensor.device != self.instance_map.device:
+                raise TrackerInputError(
+                    f"{name} is on {tensor.device} but instance_map on {self.instance_map.device}; "
+                    "move all inputs to one device"
+                )
+        if self.image is not None:
+            if tuple(self.image.shape) != (*self.instance_map.shape, 3):
+                raise TrackerInputError(
+                    f"image must be [H, W, 3] like instance_map {tuple(self.instance_map.shape)}, "
+                    f"got {tuple(self.image.shape)}"
+                )
+            if self.image.device != self.instance_map.device:
+                raise TrackerInputError(
+                    f"image is on {self.image.device} but instance_map on {self.instance_map.device}; "
+                    "move all inputs to one device"
+                )
+        if isinstance(self.stamp_ns, bool) or not isinstance(self.stamp_ns, int | np.integer):
+            raise TrackerInputError(f"stamp_ns must be an integer (nanoseconds), got {self.stamp_ns!r}")
+
+
+class TrackTable(NamedTuple):
+    """One row per track (K rows), host numpy arrays.
+
+    Attributes:
+        track_ids: ``[K]`` int64, unique for the tracker's lifetime, never reused, ``>= 1``.
+        category_ids: ``[K]`` int64; a track never changes category.
+        states: ``[K]`` uint8 :class:`TrackState` values.
+        scores: ``[K]`` float32 score of the last matched instance.
+        areas: ``[K]`` int64 pixels in this frame (0 for lost tracks).
+        bboxes: ``[K, 4]`` float32 ``(x, y, width, height)``: the instance's box for tracks in the
+            map, the box predicted by the motion model for lost tracks.
+        centroids: ``[K, 2]`` float32 ``(x, y)``, observed or (lost tracks) predicted.
+        velocities: ``[K, 2]`` float32 ``(vx, vy)`` in pixels per second from header stamps; 0 until
+            the second hit.
+        ages: ``[K]`` int64 frames since the track was created (1 in its first frame).
+        hits: ``[K]`` int64 frames in which the track was matched.
+        time_since_update: ``[K]`` int64 frames since the last match (0 when matched in this frame).
+        instance_index: ``[K]`` int64 row of the matched instance in the input (-1 for lost tracks).
+    """
+
+    track_ids: np.ndarray
+    category_ids: np.ndarray
+    states: np.ndarray
+    scores: np.ndarray
+    areas: np.ndarray
+    bboxes: np.ndarray
+    centroids: np.ndarray
+    velocities: np.ndarray
+    ages: np.ndarray
+    hits: np.ndarray
+    time_since_update: np.ndarray
+    instance_index: np.ndarray
+
+    def __len__(self) -> int:  # type: ignore[override]
+        return int(self.track_ids.shape[0])
+
+    @classmethod
+    def empty(cls) -> TrackTable:
+        def zeros(*shape: int, dtype: type = np.int64) -> np.ndarray:
+            return np.zeros((0, *shape), dtype=dtype)
+
+        return cls(
+            zeros(), zeros(), zeros(dtype=np.uint8), zeros(dtype=np.float32), zeros(),
+            zeros(4, dtype=np.float32), zeros(2, dtype=np.float32), zeros(2, dtype=np.float32),
+            zeros(), zeros(), zeros(), zeros(),
+        )  # fmt: skip
+
+
+class TrackerOutput(NamedTuple):
+    """The tracker's result for one frame.
+
+    Attributes:
+        track_map: ``[H, W]`` int32 on the input's device: the track id of each pixel, 0 where no track
+            (stuff, void, instances below ``low_score``, low-score instances left unmatched, and
+            tentative tracks when ``publish_tentative`` is off).
+        tracks: the tracks drawn in ``track_map`` (matched in this frame), sorted by track id.
+        lost: the lost tracks (not in the map), with their predicted boxes, sorted by track id.
+        instance_track_ids: ``[T]`` int64 host array: the track id given to each input instance, 0 for
+            none.
+        stamp_ns: the frame's stamp.
+        reset: True when this frame reset the tracker (a stamp earlier than the previous frame's, or a
+            new image size).
+    """
+
+    track_map: torch.Tensor
+    tracks: TrackTable
+    lost: TrackTable
+    instance_track_ids: np.ndarray
+    stamp_ns: int
+    reset: bool

@@ -1,0 +1,438 @@
+"""The instance tracker: stable ids for a camera's thing instances, frame after frame.
+
+One :class:`Tracker` per camera. Each frame (:meth:`Tracker.update`):
+
+1. **Device work, a fixed number of kernels.** The instance map becomes compact indices
+   (:func:`~panoptic_ros.tracking.association.index_map`); one joint histogram of the previous frame's
+   index map and this one gives every mask intersection, hence the mask IoU of all (previous
+   instance, current instance) pairs at once. Optionally the mean color in every mask. Two host
+   transfers of small arrays (the instance table, the histogram) are the only syncs.
+2. **Affinity (host, all pairs at once).** For every (track, instance) pair of the same category:
+   mask IoU (tracks seen in the previous frame), IoU of the track's box predicted to this frame's
+   stamp by its velocity (constant velocity, :mod:`~panoptic_ros.tracking.motion`), and the distance
+   from the predicted box center to the instance's centroid in box units. A pair is allowed when the
+   categories match and mask IoU ``>= min_mask_iou`` or box IoU ``>= min_box_iou`` or distance
+   ``<= max_center_distance``; its cost is ``1 - max(mask IoU, box IoU) + distance_weight *
+   distance``, plus ``appearance_weight`` times the distance of mean colors when the input carries
+   the image. Lost tracks have no mask and are found by their predicted box (cut to the image; a
+   lost track predicted wholly outside the image is removed). Pairs of different categories are
+   never allowed: a track never changes category.
+3. **Assignment in two stages (ByteTrack).** Instances with ``score >= high_score`` against all
+   tracks, then instances with ``low_score <= score < high_score`` against the tracks left, each by
+   an exact minimum-cost assignment (:func:`~panoptic_ros.tracking.assignment.match`, our own
+   Hungarian solver) that matches a pair only when it beats leaving both unmatched.
+4. **Life cycle.** Matched tracks take the instance's box, centroid and score and update their
+   velocity; unmatched high-score instances start tentative tracks (new ids from a counter, never
+   reused); tentative tracks become confirmed after ``min_hits`` hits and are dropped at their first
+   miss; other unmatched tracks become lost and are removed after more than ``max_age`` missed frames.
+
+**Stamps.** Velocities come from header stamp differences (pixels per second), never frame counts. A
+stamp earlier than the previous frame's (a rosbag played in a loop, a restarted clock), or a frame of
+another size, **resets** the tracker: every track and the previous masks are dropped, as if the
+tracker were new, except that the id counter continues so ids stay unique; the output says
+``reset=True``. A repeated stamp (dt = 0) associates normally but measures no velocity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from panoptic_ros.tracking.assignment import match
+from panoptic_ros.tracking.association import (
+    box_iou,
+    center_distance,
+    clip_boxes,
+    index_map,
+    joint_histogram,
+    mask_iou,
+    mean_colors,
+    xywh_to_xyxy,
+    xyxy_to_xywh,
+)
+from panoptic_ros.tracking.motion import measure_velocity, predict_boxes, smooth_velocity, state_boxes
+from panoptic_ros.tracking.params import TrackerParams
+from panoptic_ros.tracking.records import (
+    TrackerInput,
+    TrackerOutput,
+    TrackState,
+    TrackTable,
+)
+
+_NS = 1e-9
+#: Per-frame decay of a track's reference area, so that objects moving away are not taken as occluded.
+REFERENCE_AREA_DECAY = 0.98
+#: Weight of a new observation in a track's mean color (exponential average).
+COLOR_SMOOTHING = 0.5
+
+
+@dataclass
+class _Tracks:
+    """The live tracks as parallel host arrays (one row per track)."""
+
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    categories: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    states: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    ages: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    hits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    misses: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    stamps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # of the last match
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # motion state, full extent
+    observed_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    reference_areas: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    velocities: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    has_velocity: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), bool))
+    colors: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # mean RGB, when has_color
+    has_color: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def select(self, rows: np.ndarray) -> _Tracks:
+        return _Tracks(**{name: value[rows] for name, value in vars(self).items()})
+
+    def extend(self, other: _Tracks) -> _Tracks:
+        return _Tracks(
+            **{name: np.concatenate([value, getattr(other, name)]) for name, value in vars(self).items()}
+        )
+
+
+class _Instances:
+    """A frame's instances on the host (T rows), in input order."""
+
+    def __init__(self, inp: TrackerInput) -> None:
+        count = int(inp.ids.shape[0])
+        table = torch.cat(
+            [
+                inp.ids.reshape(-1, 1).double(),
+                inp.category_ids.reshape(-1, 1).double(),
+                inp.scores.reshape(-1, 1).double(),
+                inp.bboxes.reshape(-1, 4).double(),
+                inp.centroids.reshape(-1, 2).double(),
+            ],
+            dim=1,
+        ).cpu().numpy() if count else np.zeros((0, 9))  # fmt: skip
+        self.count = count
+        self.ids = table[:, 0].astype(np.int64)
+        self.categories = table[:, 1].astype(np.int64)
+        self.scores = table[:, 2]
+        self.boxes = xywh_to_xyxy(table[:, 3:7])
+        self.centroids = table[:, 7:9]
+
+
+def _lookup(values: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``values``, its position in ``keys`` (unique, any order) and whether it is there."""
+    if keys.size == 0:
+        return np.zeros(values.shape, np.int64), np.zeros(values.shape, bool)
+    order = np.argsort(keys, kind="stable")
+    pos = np.minimum(np.searchsorted(keys[order], values), keys.size - 1)
+    found = keys[order][pos] == values
+    return order[pos], found
+
+
+class Tracker:
+    """Tracks the thing instances of one camera (see the module docstring).
+
+    Args:
+        params: thresholds; defaults when None.
+
+    Use :meth:`update` once per frame, in stamp order; :meth:`reset` to start over (ids continue).
+    """
+
+    def __init__(self, params: TrackerParams | None = None) -> None:
+        self.params = params if params is not None else TrackerParams()
+        self._next_id = 1
+        self._tracks = _Tracks()
+        self._previous_index: torch.Tensor | None = None  # [H, W] int64 compact indices of the last frame
+        self._previous_track_ids = np.zeros(0, np.int64)  # track id of each index 1..P (0 = none)
+        self._last_stamp: int | None = None
+        self._size: tuple[int, int] | None = None
+
+    @property
+    def next_id(self) -> int:
+        """The id the next new track will get."""
+        return self._next_id
+
+    def reset(self) -> None:
+        """Drop every track and the previous frame; the id counter continues (ids are never reused)."""
+        self._tracks = _Tracks()
+        self._previous_index = None
+        self._previous_track_ids = np.zeros(0, np.int64)
+        self._last_stamp = None
+        self._size = None
+
+    # ----------------------------------------------------------------------------------------------
+    # one frame
+
+    def update(self, inp: TrackerInput) -> TrackerOutput:
+        """Associate one frame's instances with the tracks; see the module docstring.
+
+        Raises:
+            TrackerInputError: inconsistent input shapes or devices, or a non-integer stamp.
+        """
+        inp.check()
+        params = self.params
+        stamp = int(inp.stamp_ns)
+        size = (int(inp.instance_map.shape[0]), int(inp.instance_map.shape[1]))
+        reset = self._last_stamp is not None and (stamp < self._last_stamp or size != self._size)
+        if reset:
+            self.reset()
+
+        det = _Instances(inp)
+        current_index = index_map(inp.instance_map, det.ids)
+        use_colors = params.appearance_weight > 0 and inp.image is not None
+        mask_ious, det_areas, colors = self._device_statistics(
+            current_index, det.count, inp.image if use_colors else None
+        )
+
+        tracks = self._tracks
+        n = len(tracks)
+        # ages advance for every live track, matched or not
+        tracks.ages = tracks.ages + 1
+        dt = (stamp - tracks.stamps) * _NS
+        predicted = predict_boxes(tracks.boxes, tracks.velocities, dt)
+        visible = clip_boxes(predicted, size)
+        in_image = (visible[:, 2] > visible[:, 0]) & (visible[:, 3] > visible[:, 1])
+        cost = self._cost(
+            tracks, det, predicted=visible, in_image=in_image, previous_iou=mask_ious, colors=colors
+        )
+
+        high = np.flatnonzero(det.scores >= params.high_score)
+        low = np.flatnonzero((det.scores >= params.low_score) & (det.scores < params.high_score))
+        first = match(cost[:, high], max_cost=params.max_cost)
+        rows = first.rows
+        cols = high[first.cols]
+        remaining = first.unmatched_rows
+        second = match(cost[np.ix_(remaining, low)], max_cost=params.max_cost)
+        rows = np.concatenate([rows, remaining[second.rows]])
+        cols = np.concatenate([cols, low[second.cols]])
+        new_instances = high[first.unmatched_cols]
+
+        self._apply_matches(
+            rows, cols, det, det_areas=det_areas, predicted=predicted, colors=colors, stamp=stamp, size=size
+        )
+        matched = np.zeros(n, dtype=bool)
+        matched[rows] = True
+        self._apply_misses(~matched)
+        track_of_instance = np.zeros(det.count, dtype=np.int64)
+        track_of_instance[cols] = tracks.ids[rows]
+        # drop tentative tracks missed once and lost tracks missed more than max_age frames
+        unmatched_state = tracks.states
+        keep = matched | ((unmatched_state == TrackState.LOST) & (tracks.misses <= params.max_age) & in_image)
+        created = self._new_tracks(new_instances, det, det_areas, colors, stamp)
+        self._tracks = tracks.select(np.flatnonzero(keep)).extend(created)
+        track_of_instance[new_instances] = created.ids
+
+        published = track_of_instance.copy()
+        if not params.publish_tentative:
+            tentative_ids = self._tracks.ids[self._tracks.states == TrackState.TENTATIVE]
+            published[np.isin(published, tentative_ids)] = 0
+        lut = torch.as_tensor(
+            np.concatenate([[0], published]), dtype=torch.int32, device=current_index.device
+        )
+        track_map = lut[current_index]
+
+        self._previous_index = current_index
+        self._previous_track_ids = track_of_instance
+        self._last_stamp = stamp
+        self._size = size
+        position, matched_now = _lookup(self._tracks.ids, track_of_instance)
+        instance_rows = np.where(matched_now, position, -1)
+        in_map = np.isin(self._tracks.ids, published[published > 0])
+        return TrackerOutput(
+            track_map=track_map,
+            tracks=self._table(np.flatnonzero(in_map), instance_rows, det, det_areas, stamp),
+            lost=self._table(
+                np.flatnonzero(self._tracks.states == TrackState.LOST), instance_rows, det, det_areas, stamp
+            ),
+            instance_track_ids=track_of_instance,
+            stamp_ns=stamp,
+            reset=bool(reset),
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # steps
+
+    def _device_statistics(
+        self, current_index: torch.Tensor, count: int, image: torch.Tensor | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Mask IoU ``[P, T]`` with the previous frame's instances, instance areas ``[T]`` and mean
+        colors ``[T, 3]`` (when ``image`` is given), from one histogram on the device."""
+        previous = self._previous_index
+        num_previous = self._previous_track_ids.size if previous is not None else 0
+        prev = previous if previous is not None else torch.zeros_like(current_index)
+        hist = joint_histogram(prev, current_index, num_previous, count)
+        colors_t = mean_colors(image, current_index, count) if image is not None else None
+        hist_np = hist.cpu().numpy()
+        colors = colors_t.cpu().numpy().astype(np.float64) if colors_t is not None else None
+        return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), colors
+
+    def _cost(
+        self,
+        tracks: _Tracks,
+        det: _Instances,
+        *,
+        predicted: np.ndarray,
+        in_image: np.ndarray,
+        previous_iou: np.ndarray,
+        colors: np.ndarray | None,
+    ) -> np.ndarray:
+        """``[N, T]`` association cost, ``inf`` for pairs that are not allowed. ``predicted``: the
+        tracks' predicted boxes cut to the image; ``in_image``: whether anything of them is left."""
+        params = self.params
+        n, t = len(tracks), det.count
+        if n == 0 or t == 0:
+            return np.full((n, t), np.inf)
+        # mask IoU rows of the previous frame's instances, moved to the rows of their tracks
+        masks = np.zeros((n, t))
+        if previous_iou.size:
+            # track ids are unique and > 0; previous instances without a track hold 0
+            position, seen = _lookup(tracks.ids, self._previous_track_ids)
+            masks[seen] = previous_iou[position[seen]]
+        boxes = box_iou(predicted, det.boxes)
+        distance = center_distance(predicted, det.centroids, det.boxes, min_size=params.min_box_size)
+        allowed = (tracks.categories[:, None] == det.categories[None, :]) & (
+            (masks >= params.min_mask_iou)
+            | (in_image[:, None] & (boxes >= params.min_box_iou))
+            | (in_image[:, None] & (distance <= params.max_center_distance))
+        )
+        cost = (
+            1.0
+            - np.maximum(masks, boxes)
+            + params.distance_weight * np.minimum(distance, params.max_center_distance)
+        )
+        if colors is not None:
+            color_distance = np.linalg.norm(tracks.colors[:, None, :] - colors[None, :, :], axis=2)
+            color_distance = np.where(tracks.has_color[:, None], color_distance / (255 * np.sqrt(3)), 0.0)
+            allowed &= color_distance <= params.max_color_distance
+            cost = cost + params.appearance_weight * np.minimum(color_distance, 1.0)
+        return np.where(allowed, cost, np.inf)
+
+    def _apply_matches(
+        self,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        det: _Instances,
+        *,
+        det_areas: np.ndarray,
+        predicted: np.ndarray,
+        colors: np.ndarray | None,
+        stamp: int,
+        size: tuple[int, int],
+    ) -> None:
+        if rows.size == 0:
+            return
+        params = self.params
+        t = self._tracks
+        dt = (stamp - t.stamps[rows]) * _NS
+        measured = measure_velocity(
+            t.observed_boxes[rows],
+            det.boxes[cols],
+            previous_centroids=t.centroids[rows],
+            centroids=det.centroids[cols],
+            dt=dt,
+            prior=t.velocities[rows],
+            has_prior=t.has_velocity[rows],
+            image_size=size,
+            size_tolerance=params.size_tolerance,
+            border_margin=params.border_margin,
+        )
+        velocity, has_velocity = smooth_velocity(
+            t.velocities[rows], t.has_velocity[rows], measured, weight=params.velocity_smoothing
+        )
+        areas = det_areas[cols].astype(np.float64)
+        partial = areas < t.reference_areas[rows] / params.partial_area_ratio
+        t.boxes[rows] = state_boxes(predicted[rows], det.boxes[cols], partial)
+        t.reference_areas[rows] = np.where(partial, t.reference_areas[rows] * REFERENCE_AREA_DECAY, areas)
+        t.velocities[rows] = velocity
+        t.has_velocity[rows] = has_velocity
+        t.observed_boxes[rows] = det.boxes[cols]
+        t.centroids[rows] = det.centroids[cols]
+        t.scores[rows] = det.scores[cols]
+        t.stamps[rows] = stamp
+        t.hits[rows] += 1
+        t.misses[rows] = 0
+        confirmed = (t.states[rows] != TrackState.TENTATIVE) | (t.hits[rows] >= params.min_hits)
+        t.states[rows] = np.where(confirmed, TrackState.CONFIRMED, TrackState.TENTATIVE)
+        if colors is not None:
+            had = t.has_color[rows][:, None]
+            t.colors[rows] = np.where(
+                had, (1 - COLOR_SMOOTHING) * t.colors[rows] + COLOR_SMOOTHING * colors[cols], colors[cols]
+            )
+            t.has_color[rows] = True
+
+    def _apply_misses(self, missed: np.ndarray) -> None:
+        t = self._tracks
+        t.misses[missed] += 1
+        t.states[missed & (t.states != TrackState.TENTATIVE)] = TrackState.LOST
+
+    def _new_tracks(
+        self,
+        instances: np.ndarray,
+        det: _Instances,
+        det_areas: np.ndarray,
+        colors: np.ndarray | None,
+        stamp: int,
+    ) -> _Tracks:
+        count = instances.size
+        ids = np.arange(self._next_id, self._next_id + count, dtype=np.int64)
+        self._next_id += count
+        state = TrackState.CONFIRMED if self.params.min_hits <= 1 else TrackState.TENTATIVE
+        return _Tracks(
+            ids=ids,
+            categories=det.categories[instances].copy(),
+            states=np.full(count, state, dtype=np.uint8),
+            scores=det.scores[instances].copy(),
+            ages=np.ones(count, dtype=np.int64),
+            hits=np.ones(count, dtype=np.int64),
+            misses=np.zeros(count, dtype=np.int64),
+            stamps=np.full(count, stamp, dtype=np.int64),
+            boxes=det.boxes[instances].copy(),
+            observed_boxes=det.boxes[instances].copy(),
+            centroids=det.centroids[instances].copy(),
+            reference_areas=det_areas[instances].astype(np.float64),
+            velocities=np.zeros((count, 2)),
+            has_velocity=np.zeros((count, 2), dtype=bool),
+            colors=colors[instances].copy() if colors is not None else np.zeros((count, 3)),
+            has_color=np.full(count, colors is not None),
+        )
+
+    def _table(
+        self, rows: np.ndarray, instance_rows: np.ndarray, det: _Instances, det_areas: np.ndarray, stamp: int
+    ) -> TrackTable:
+        """The output rows of the given tracks (sorted by id): observations for matched tracks,
+        motion predictions at ``stamp`` for lost ones."""
+        t = self._tracks
+        rows = rows[np.argsort(t.ids[rows], kind="stable")]
+        index = instance_rows[rows]
+        seen = index >= 0
+        dt = (stamp - t.stamps[rows]) * _NS
+        shift = t.velocities[rows] * dt[:, None]
+        predicted_boxes = predict_boxes(t.boxes[rows], t.velocities[rows], dt)
+        boxes = np.where(
+            seen[:, None], det.boxes[np.maximum(index, 0)] if det.count else 0.0, predicted_boxes
+        )
+        centroids = np.where(
+            seen[:, None],
+            det.centroids[np.maximum(index, 0)] if det.count else 0.0,
+            t.centroids[rows] + shift,
+        )
+        areas = np.where(seen, det_areas[np.maximum(index, 0)] if det.count else 0, 0)
+        return TrackTable(
+            track_ids=t.ids[rows].copy(),
+            category_ids=t.categories[rows].copy(),
+            states=t.states[rows].astype(np.uint8),
+            scores=t.scores[rows].astype(np.float32),
+            areas=areas.astype(np.int64),
+            bboxes=xyxy_to_xywh(boxes).astype(np.float32),
+            centroids=centroids.astype(np.float32),
+            velocities=t.velocities[rows].astype(np.float32),
+            ages=t.ages[rows].copy(),
+            hits=t.hits[rows].copy(),
+            time_since_update=t.misses[rows].copy(),
+            instance_index=index.copy(),
+        )
