@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -48,9 +51,18 @@ def choose_backend(device: torch.device) -> tuple[str, str]:
 
 
 def create_backend(
-    name: str, model_path: str | Path, *, device: str = "auto", spec: ModelSpec | None = None
+    name: str,
+    model_path: str | Path,
+    *,
+    device: str = "auto",
+    spec: ModelSpec | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Backend:
-    """Load ``model_path`` with the backend ``name`` (a key of :data:`BACKENDS`, or ``auto``)."""
+    """Load ``model_path`` with the backend ``name`` (a key of :data:`BACKENDS`, or ``auto``).
+
+    ``options`` are the backend's own keyword arguments (e.g. ``compile``/``cuda_graphs`` for torch,
+    ``precision``/``max_batch`` for tensorrt); an option the backend does not take is an error.
+    """
     torch_device = resolve_device(device)
     if name == "auto":
         name, why = choose_backend(torch_device)
@@ -62,7 +74,13 @@ def create_backend(
         cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
     except ImportError as err:
         raise BackendError(f"backend {name!r} is not usable here: {err}") from err
-    return cls(Path(model_path), spec or model_spec(model_path), torch_device)
+    accepted = {
+        p.name for p in inspect.signature(cls.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY
+    }
+    unknown = sorted(set(options or {}) - accepted)
+    if unknown:
+        raise BackendError(f"backend {name!r} has no option {unknown}; its options: {sorted(accepted)}")
+    return cls(Path(model_path), spec or model_spec(model_path), torch_device, **dict(options or {}))
 
 
 def model_spec(model_path: str | Path) -> ModelSpec:

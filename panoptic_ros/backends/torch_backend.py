@@ -55,11 +55,50 @@ def onnx_weights(path: Path) -> dict[str, torch.Tensor]:
     }
 
 
+class _GraphRunner:
+    """One captured CUDA graph for one input shape: static input/output buffers, replayed per call.
+
+    The outputs it returns are the graph's static buffers, valid until the next call of the same shape
+    (the pipeline consumes them before the next inference).
+    """
+
+    def __init__(self, module: nn.Module, example: torch.Tensor, warmup: int = 3) -> None:
+        self.input = example.clone()
+        stream = torch.cuda.Stream(device=example.device)
+        stream.wait_stream(torch.cuda.current_stream(example.device))
+        with torch.cuda.stream(stream):  # warm up outside the capture, as CUDA graphs require
+            for _ in range(warmup):
+                module(self.input)
+        torch.cuda.current_stream(example.device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.outputs = module(self.input)
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        self.input.copy_(x)
+        self.graph.replay()
+        return self.outputs
+
+
 class TorchBackend(Backend):
+    """The network module in PyTorch: eager by default; ``compile=True`` runs it through
+    ``torch.compile`` (fixed shapes); ``cuda_graphs=True`` (CUDA only) captures one CUDA graph per
+    input shape and replays it, removing the per-layer launch cost."""
+
     name = "torch"
 
-    def __init__(self, model_path: Path, spec: ModelSpec, device: torch.device) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        spec: ModelSpec,
+        device: torch.device,
+        *,
+        compile: bool = False,
+        cuda_graphs: bool = False,
+    ) -> None:
         super().__init__(model_path, spec, device)
+        if cuda_graphs and device.type != "cuda":
+            raise BackendError(f"cuda_graphs needs a CUDA device, not {device}; drop the option on the CPU")
         module = build_module(spec)
         state_path = self.model_path.with_suffix(".pt")
         if state_path.is_file():
@@ -80,6 +119,8 @@ class TorchBackend(Backend):
             )
         module.load_state_dict({k: weights[k] for k in expected if k in weights}, strict=False)
         self.module = module.eval().to(device)
+        self._forward = torch.compile(self.module, dynamic=False) if compile else self.module
+        self._graphs: dict[tuple[int, ...], _GraphRunner] | None = {} if cuda_graphs else None
         h, w = spec.input.height, spec.input.width
         self._inputs = (TensorInfo(spec.input.name, (None, 3, h, w), torch.float32),)
         self._outputs = tuple(
@@ -88,11 +129,20 @@ class TorchBackend(Backend):
 
     @torch.inference_mode()
     def _infer(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        result = self.module(inputs[self.spec.input.name])
+        x = inputs[self.spec.input.name]
+        if self._graphs is not None:
+            runner = self._graphs.get(tuple(x.shape))
+            if runner is None:
+                runner = self._graphs[tuple(x.shape)] = _GraphRunner(self._forward, x)
+            result = runner(x)
+        else:
+            result = self._forward(x)
         if isinstance(result, torch.Tensor):
             result = (result,)
         return dict(zip(self.spec.outputs.values(), result, strict=True))
 
     def close(self) -> None:
         self.module = None  # type: ignore[assignment]
+        self._forward = None  # type: ignore[assignment]
+        self._graphs = None
         super().close()

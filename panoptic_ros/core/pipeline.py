@@ -128,6 +128,7 @@ class PanopticPipeline:
         resize: how frames are fitted to the model input (``resize`` stretches, ``letterbox`` pads).
         fusion: overrides of the spec's fusion thresholds.
         timing: synchronize and time each stage (see :attr:`times`).
+        backend_options: keyword options of the backend (see ``create_backend``).
     """
 
     def __init__(
@@ -139,6 +140,7 @@ class PanopticPipeline:
         resize: ResizeMode = "resize",
         fusion: Mapping[str, Any] | None = None,
         timing: bool = False,
+        backend_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.model_path = Path(model)
         self.spec: ModelSpec = model_spec(self.model_path)
@@ -147,7 +149,9 @@ class PanopticPipeline:
                 f"{self.model_path.name}: the {self.spec.family!r} family has no fusion in this version; "
                 "center-offset models are supported"
             )
-        self.backend = create_backend(backend, self.model_path, device=device, spec=self.spec)
+        self.backend = create_backend(
+            backend, self.model_path, device=device, spec=self.spec, options=backend_options
+        )
         self.device = self.backend.device
         self.label_set: LabelSet = self.spec.label_set
         self.params = CenterOffsetParams.from_spec({**self.spec.fusion, **(fusion or {})})

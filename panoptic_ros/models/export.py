@@ -53,6 +53,9 @@ def export_onnx(model: nn.Module, spec: ModelSpec, out: Path, *, check: bool = T
                 input_names=[spec.input.name],
                 output_names=output_names,
                 opset_version=OPSET,
+                # the graph optimizer would merge identical initializers (e.g. all-zero biases) under
+                # one name; BatchNorm is already folded, so the plain graph keeps every parameter name
+                optimize=False,
                 dynamo=True,
                 external_data=False,
                 dynamic_shapes=({0: batch},),
