@@ -101,12 +101,22 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage", choices=("sqlite3", "mcap"), default="sqlite3", help="bag storage format"
     )
+    parser.add_argument("--model", type=Path, help="ONNX model with a spec (default: the shipped model)")
+    parser.add_argument("--backend", default="auto", help="auto (default), onnxruntime or torch")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
 
 
 def _demo_run(args: argparse.Namespace) -> int:
     from panoptic_ros.demo import run_demo
 
-    return run_demo(args.out, frames=args.frames, storage=args.storage)
+    return run_demo(
+        args.out,
+        frames=args.frames,
+        storage=args.storage,
+        model=args.model,
+        backend=args.backend,
+        device=args.device,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -404,7 +414,10 @@ COMMANDS: tuple[Command, ...] = (
         _decode_run,
     ),
     Command(
-        "demo", "write a multi-camera bag and run it through the decoding path", _demo_arguments, _demo_run
+        "demo",
+        "record a multi-camera bag and replay it through decoding, the shipped model and tracking",
+        _demo_arguments,
+        _demo_run,
     ),
     Command(
         "infer",

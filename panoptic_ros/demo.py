@@ -1,10 +1,12 @@
 """The demo job and the bag decoding tool behind ``panoptic-ros demo`` / ``panoptic-ros decode``.
 
-The demo records a short multi-camera rosbag2 file in the encodings robots publish (rgb8 from a
-USB camera, uyvy from a GMSL camera, a Bayer mosaic from a machine-vision camera, JPEG from a
-compressed stream), with one malformed frame of each kind that drivers produce (a truncated raw
-image, a corrupt JPEG), then reads it back the way the node does: every frame through the image
-codec to RGB. Good frames are written as PNG; malformed ones are counted with their reason.
+The demo records a short multi-camera rosbag2 file of synthetic driving sequences in the encodings
+robots publish (rgb8 from a USB camera, uyvy from a GMSL camera, a Bayer mosaic from a
+machine-vision camera, JPEG from a compressed stream), with one malformed frame of each kind that
+drivers produce (a truncated raw image, a corrupt JPEG). It then replays the bag the way the node
+will: every frame through the image codec (malformed ones counted with their reason, not fatal),
+then the shipped model, fusion and one tracker per camera, writing COCO panoptic predictions with
+track ids and overlay images.
 """
 
 from __future__ import annotations
@@ -33,38 +35,6 @@ from panoptic_ros.errors import ImageDecodeError
 
 FRAME_PERIOD_NS = 100_000_000  # 10 Hz
 DEMO_START_NS = 1_700_000_000_000_000_000
-
-
-def moving_scene(count: int, *, width: int = 320, height: int = 240, seed: int = 0) -> Iterator[np.ndarray]:
-    """``count`` RGB frames (``H x W x 3`` uint8): a sky/road gradient with discs and boxes moving at
-    their own velocities. Deterministic by ``seed``."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    horizon = height // 2
-    background = np.zeros((height, width, 3), np.float32)
-    background[:horizon] = np.array([110, 160, 220]) * (0.7 + 0.3 * (y[:horizon, :, None] / horizon))
-    background[horizon:] = np.array([100, 90, 100]) * (
-        0.8 + 0.2 * ((y[horizon:, :, None] - horizon) / horizon)
-    )
-    objects = [
-        (
-            rng.uniform(0, width),
-            rng.uniform(horizon, height),
-            rng.uniform(-6, 6),
-            rng.uniform(-1, 1),
-            rng.uniform(8, 30),
-            rng.integers(0, 255, 3),
-        )
-        for _ in range(6)
-    ]
-    for t in range(count):
-        frame = background.copy()
-        for x0, y0, vx, vy, r, color in objects:
-            cx = (x0 + vx * t) % width
-            cy = np.clip(y0 + vy * t, horizon, height)
-            frame[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = color
-        noise = rng.normal(0, 3, frame.shape)
-        yield np.clip(frame + noise, 0, 255).astype(np.uint8)
 
 
 def rgb_to_uyvy(rgb: np.ndarray) -> np.ndarray:
@@ -105,12 +75,23 @@ def _malformed(fields: ImageFields | CompressedFields) -> ImageFields | Compress
     return fields._replace(data=fields.data[: fields.step * (fields.height // 2)])
 
 
-def demo_frames(frames: int, *, bad_frame: int | None = 7) -> Iterator[FrameToWrite]:
-    """The demo bag's messages, all cameras interleaved in time; frame ``bad_frame`` is malformed."""
-    for index, rgb in enumerate(moving_scene(frames)):
+#: Camera image size of the demo (the model input is 192 x 384, so frames are resized on the device).
+DEMO_SIZE = (240, 480)
+
+
+def demo_frames(frames: int, *, bad_frame: int | None = 7, seed: int = 2024) -> Iterator[FrameToWrite]:
+    """The demo bag's messages: one synthetic sequence per camera, all cameras interleaved in time;
+    frame ``bad_frame`` of two cameras is malformed."""
+    from panoptic_ros.data.synthetic import generate
+
+    sequences = [
+        generate(1, seed=seed + camera, height=DEMO_SIZE[0], width=DEMO_SIZE[1], sequence_length=frames)
+        for camera in range(len(DEMO_CAMERAS))
+    ]
+    for index, samples in enumerate(zip(*sequences, strict=True)):
         stamp = DEMO_START_NS + index * FRAME_PERIOD_NS
-        for camera, (topic, encode) in enumerate(DEMO_CAMERAS.items()):
-            fields = encode(rgb)
+        for camera, ((topic, encode), sample) in enumerate(zip(DEMO_CAMERAS.items(), samples, strict=True)):
+            fields = encode(sample.image)
             if index == bad_frame and camera in (0, 3):
                 fields = _malformed(fields)
             yield FrameToWrite(topic, stamp + camera * 1000, topic.split("/")[1] + "_optical", fields)
@@ -170,13 +151,31 @@ def decode_bag(bag: Path, out: Path, *, topics: Sequence[str] | None = None, eve
     return report
 
 
-def run_demo(out: Path, *, frames: int = 30, storage: Storage = "sqlite3") -> int:
-    """Record the demo bag under ``out/camera_bag``, decode it to ``out/frames``, print a report."""
-    bag = out / "camera_bag"
-    if bag.exists():
-        import shutil
+def run_demo(
+    out: Path,
+    *,
+    frames: int = 30,
+    storage: Storage = "sqlite3",
+    model: Path | None = None,
+    backend: str = "auto",
+    device: str = "auto",
+) -> int:
+    """Record the demo bag under ``out/camera_bag``, decode it (counting malformed frames), then run
+    panoptic segmentation with tracking over it into ``out/panoptic`` and ``out/overlay``."""
+    import shutil
 
-        shutil.rmtree(bag)
+    from panoptic_ros.core.pipeline import PanopticPipeline
+    from panoptic_ros.infer import run_infer
+    from panoptic_ros.resources import engines_dir
+    from panoptic_ros.tracking import TrackerParams
+
+    for stale in ("camera_bag", "frames", "panoptic", "overlay", "images", "panoptic.json"):
+        path = out / stale
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    bag = out / "camera_bag"
     written = write_images(
         bag,
         tqdm(
@@ -185,8 +184,18 @@ def run_demo(out: Path, *, frames: int = 30, storage: Storage = "sqlite3") -> in
         storage=storage,
     )
     print(f"recorded {written} messages from {len(DEMO_CAMERAS)} cameras into {bag} ({storage})")
-    report = decode_bag(bag, out / "frames")
+    report = decode_bag(bag, out / "frames", every=10)
     print(report.table())
-    (out / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
-    print(f"decoded frames: {out / 'frames'}; report: {out / 'report.json'}")
-    return 0 if sum(report.decoded.values()) else 1
+    with PanopticPipeline(
+        model or engines_dir() / "panoptic_synthetic.onnx", backend=backend, device=device, timing=True
+    ) as pipeline:
+        count = run_infer(pipeline, bag, out, overwrite=True, track=TrackerParams())
+        stages = ", ".join(f"{k} {v:.1f} ms" for k, v in pipeline.times.per_frame_ms().items())
+        print(
+            f"panoptic segmentation + tracking of {count} frames ({pipeline.backend.describe()}; per frame: "
+            f"{stages})"
+        )
+    summary = {**report.to_json(), "segmented_frames": count}
+    (out / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"overlays: {out / 'overlay'}; predictions: {out / 'panoptic.json'}; report: {out / 'report.json'}")
+    return 0 if count else 1

@@ -25,7 +25,7 @@ def test_labels_lists_and_prints() -> None:
     assert "id  13  thing  #00008e  car" in one.stdout
 
 
-def test_demo_records_and_decodes_with_malformed_frames_counted(tmp_path: Path) -> None:
+def test_demo_records_replays_segments_and_counts_malformed_frames(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = _run("demo", "--out", str(out), "--frames", "10", "--storage", "mcap")
     assert result.returncode == 0, result.stderr
@@ -39,7 +39,15 @@ def test_demo_records_and_decodes_with_malformed_frames_counted(tmp_path: Path) 
     assert report["malformed"] == {"/front/image_raw": 1, "/rear/image_raw/compressed": 1}
     assert "fewer than step * height" in report["reasons"]["/front/image_raw"][0]
     assert "corrupt or truncated JPEG" in report["reasons"]["/rear/image_raw/compressed"][0]
-    assert len(list((out / "frames").rglob("*.png"))) == report["frames_written"] == 38
+    assert (
+        len(list((out / "frames").rglob("*.png"))) == report["frames_written"] == 4
+    )  # every 10th per camera
+    # every good frame went through the model and the tracker: predictions and overlays
+    assert report["segmented_frames"] == 38
+    assert len(list((out / "overlay").glob("*.jpg"))) == 38
+    predictions = json.loads((out / "panoptic.json").read_text())
+    assert len(predictions["annotations"]) == 38
+    assert any(s["category_id"] == 7 for a in predictions["annotations"] for s in a["segments_info"])  # cars
 
     # The decode tool on the same bag, one topic, every 5th frame.
     again = _run(

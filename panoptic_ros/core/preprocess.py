@@ -73,13 +73,14 @@ class Preprocessor:
         """One ``H x W x 3`` uint8 frame onto the device (pinned staging buffer on CUDA, reused per size)."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ConfigError(f"frames must be H x W x 3 uint8, got {frame.shape} {frame.dtype}")
-        host = torch.from_numpy(np.ascontiguousarray(frame))
         if self.device.type != "cuda":
-            return host
+            # torch cannot wrap a read-only array (a frame viewing a message buffer): copy only then
+            writable = frame if frame.flags.writeable and frame.flags.c_contiguous else np.array(frame)
+            return torch.from_numpy(writable)
         staging = self._pinned.get(frame.shape)
         if staging is None:
             staging = self._pinned[frame.shape] = torch.empty(frame.shape, dtype=torch.uint8).pin_memory()
-        staging.copy_(host)
+        staging.numpy()[...] = frame  # the one host copy, straight into the pinned buffer
         return staging.to(self.device, non_blocking=True)
 
     def __call__(
