@@ -12,15 +12,14 @@ same segments, and prints a markdown table. Runs on the CPU, and on CUDA too whe
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 import torch
 
+from benchmarks.common import cpu_model, device_name, sync
 from panoptic_ros.fusion.center_offset import (
     CenterOffsetParams,
     find_centers,
@@ -59,16 +58,11 @@ class DeviceResult(NamedTuple):
     thing_pixels: int
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(device: torch.device, times: dict[str, list[float]], stage: str, fn: Callable[[], T]) -> T:
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     result = fn()
-    _sync(device)
+    sync(device)
     times.setdefault(stage, []).append((time.perf_counter() - start) * 1e3)
     return result
 
@@ -219,7 +213,7 @@ def bench_device(
         and same_segments(fused.panoptic.cpu(), reference.panoptic.cpu(), params.label_divisor)
     )
     return DeviceResult(
-        device=_device_name(device),
+        device=device_name(device),
         ours={stage: statistics.median(stage_times[stage]) for stage in STAGES},
         ours_whole=statistics.median(whole_times["whole"]),
         reference={stage: statistics.median(reference_times[stage]) for stage in STAGES},
@@ -228,22 +222,6 @@ def bench_device(
         segments=int(fused.segments.ids.numel()),
         thing_pixels=int(thing_class_mask(outputs.thing_classes, num_classes, device)[fused.semantic].sum()),
     )
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"CUDA ({torch.cuda.get_device_name(device)})"
-    return f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"
-
-
-def cpu_model() -> str:
-    """The processor's model name from /proc/cpuinfo, else what platform reports."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def markdown_table(results: Sequence[DeviceResult]) -> str:

@@ -14,14 +14,12 @@ tracker / fusion.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple, TypeVar
 
 import torch
 
-from benchmarks.bench_fusion import cpu_model
+from benchmarks.common import cpu_model, device_name, median_ms
 from panoptic_ros.fusion.center_offset import CenterOffsetParams, fuse_center_offset
 from panoptic_ros.fusion.reference import SyntheticOutputs, synthetic_center_offset_outputs
 from panoptic_ros.tracking import Tracker, TrackerInput
@@ -42,23 +40,6 @@ class Row(NamedTuple):
     tracker_ms: float
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _median_ms(device: torch.device, fn: Callable[[], T], repeats: int) -> tuple[float, T]:
-    result = fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        result = fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), result
-
-
 def _inputs(panoptic: torch.Tensor, label_divisor: int, shift: int, stamp_ns: int) -> TrackerInput:
     """The thing instances of a fused panoptic map (classes as categories), moved by ``shift`` pixels
     down and right."""
@@ -74,7 +55,7 @@ def bench(outputs: SyntheticOutputs, device: torch.device, *, repeats: int) -> R
     logits = outputs.semantic_logits.to(device)
     heat = outputs.center_heatmap.to(device)
     offsets = outputs.offsets.to(device)
-    fusion_ms, fused = _median_ms(
+    fusion_ms, fused = median_ms(
         device, lambda: fuse_center_offset(logits, heat, offsets, outputs.thing_classes, params), repeats
     )
     frames = [_inputs(fused.panoptic, params.label_divisor, shift, 0) for shift in (0, 3)]
@@ -87,21 +68,15 @@ def bench(outputs: SyntheticOutputs, device: torch.device, *, repeats: int) -> R
         return len(out.tracks)
 
     tracker.update(frames[0])
-    tracker_ms, tracks = _median_ms(device, update, repeats)
+    tracker_ms, tracks = median_ms(device, update, repeats)
     return Row(
-        device=_device_name(device),
+        device=device_name(device),
         instances=outputs.num_instances,
         things=int(frames[0].ids.numel()),
         tracks=tracks,
         fusion_ms=fusion_ms,
         tracker_ms=tracker_ms,
     )
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"CUDA ({torch.cuda.get_device_name(device)})"
-    return f"CPU ({torch.get_num_threads()} threads)"
 
 
 def markdown_table(rows: Sequence[Row]) -> str:

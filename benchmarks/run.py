@@ -9,25 +9,10 @@ contain ``fusion``; arguments after ``--`` go to each module.
 from __future__ import annotations
 
 import importlib
-import platform
 import sys
 from pathlib import Path
 
-import torch
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    threads = torch.get_num_threads()
-    return f"{cpu}, {threads} threads, {gpu}; torch {torch.__version__}, Python {platform.python_version()}"
+from benchmarks.common import machine
 
 
 def main(argv: list[str] | None = None) -> int:
