@@ -27,25 +27,31 @@ def _info(arg: object) -> TensorInfo:
 
 
 class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime on the CPU, or on CUDA through its TensorRT / CUDA execution providers (see
+    :func:`select_providers`) with inputs and outputs bound to PyTorch device memory."""
+
     name = "onnxruntime"
 
-    def __init__(self, model_path: Path, spec: ModelSpec, device: torch.device, *, threads: int = 0) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        spec: ModelSpec,
+        device: torch.device,
+        *,
+        threads: int = 0,
+        tensorrt_provider: bool = True,
+        fp16: bool = True,
+    ) -> None:
         super().__init__(model_path, spec, device)
         import onnxruntime as ort
 
-        available = ort.get_available_providers()
-        if device.type == "cuda":
-            if "CUDAExecutionProvider" not in available:
-                raise BackendError(
-                    f"onnxruntime here has no CUDA provider (has {available}); install onnxruntime-gpu "
-                    "or use --device cpu / --backend torch"
-                )
-            providers: list = [
-                ("CUDAExecutionProvider", {"device_id": device.index or 0}),
-                "CPUExecutionProvider",
-            ]
-        else:
-            providers = ["CPUExecutionProvider"]
+        providers = select_providers(
+            device,
+            ort.get_available_providers(),
+            tensorrt_provider=tensorrt_provider,
+            fp16=fp16,
+            cache_dir=self.model_path.parent,
+        )
         options = ort.SessionOptions()
         # ONNX Runtime's workers spin after each run by default; in this pipeline PyTorch fusion
         # runs right after inference on the same cores, so spinning only steals its CPU time.
@@ -98,6 +104,44 @@ class OnnxRuntimeBackend(Backend):
     def close(self) -> None:
         self._session = None  # type: ignore[assignment]
         super().close()
+
+
+def select_providers(
+    device: torch.device,
+    available: list[str],
+    *,
+    tensorrt_provider: bool = True,
+    fp16: bool = True,
+    cache_dir: Path | None = None,
+) -> list[str | tuple[str, dict[str, object]]]:
+    """ONNX Runtime execution providers for ``device``, best first: on CUDA the TensorRT provider
+    (where installed and wanted; engines cached in ``cache_dir``), then CUDA, then the CPU as the
+    fallback for unsupported nodes; on the CPU the CPU provider alone.
+
+    Raises:
+        BackendError: CUDA asked for but this onnxruntime has no CUDA provider.
+    """
+    if device.type != "cuda":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        raise BackendError(
+            f"onnxruntime here has no CUDA provider (has {available}); install onnxruntime-gpu "
+            "or use --device cpu / --backend torch"
+        )
+    index = device.index or 0
+    providers: list[str | tuple[str, dict[str, object]]] = []
+    if tensorrt_provider and "TensorrtExecutionProvider" in available:
+        trt_options: dict[str, object] = {"device_id": index, "trt_fp16_enable": fp16}
+        if cache_dir is not None:
+            trt_options |= {
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(cache_dir),
+                "trt_timing_cache_enable": True,
+            }
+        providers.append(("TensorrtExecutionProvider", trt_options))
+    providers.append(("CUDAExecutionProvider", {"device_id": index}))
+    providers.append("CPUExecutionProvider")
+    return providers
 
 
 def _np_dtype(dtype: torch.dtype) -> type:

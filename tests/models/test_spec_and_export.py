@@ -95,3 +95,24 @@ def test_onnxruntime_and_torch_backends_agree_on_exported_model(small_model: tup
         create_backend("torch", path, device="cpu").infer({"wrong": x})
     with pytest.raises(Exception, match="unknown backend 'tflite'"):
         create_backend("tflite", path, device="cpu")
+
+
+def test_onnxruntime_provider_selection() -> None:
+    from panoptic_ros.backends.base import BackendError
+    from panoptic_ros.backends.onnxruntime_backend import select_providers
+
+    cpu = torch.device("cpu")
+    assert select_providers(
+        cpu, ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    ) == ["CPUExecutionProvider"]
+    cuda = torch.device("cuda", 1)
+    everything = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    chosen = select_providers(cuda, everything, cache_dir=Path("/engines"))
+    assert [p[0] if isinstance(p, tuple) else p for p in chosen] == everything
+    trt_options = chosen[0][1]
+    assert trt_options["device_id"] == 1 and trt_options["trt_engine_cache_path"] == "/engines"
+    assert trt_options["trt_fp16_enable"] is True
+    without_trt = select_providers(cuda, everything, tensorrt_provider=False)
+    assert [p[0] if isinstance(p, tuple) else p for p in without_trt] == everything[1:]
+    with pytest.raises(BackendError, match="no CUDA provider"):
+        select_providers(cuda, ["CPUExecutionProvider"])
