@@ -33,7 +33,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,9 @@ DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
 _BYTES_PER_PAIR = 12
 # Bytes per thing pixel in one chunk beside the pairs: its location, index and argmin result.
 _BYTES_PER_PIXEL = 32
+
+
+GroupingStrategy = Literal["auto", "chunked", "per_center"]
 
 
 class FusionInputError(PanopticRosError, ValueError):
@@ -239,20 +242,55 @@ def find_centers(
     """
     heat = _heatmap_2d(center_heatmap)
     kept = torch.where(heat > center_threshold, heat, torch.full_like(heat, -1.0))
-    # a k x k max is a 1 x k max of a k x 1 max: the same values, at 2k instead of k^2 comparisons
-    half = nms_kernel // 2
-    pooled = F.max_pool2d(kept[None, None], kernel_size=(nms_kernel, 1), stride=1, padding=(half, 0))
-    pooled = F.max_pool2d(pooled, kernel_size=(1, nms_kernel), stride=1, padding=(0, half))[0, 0]
-    kept = torch.where(kept == pooled, kept, torch.full_like(kept, -1.0))
+    # CUDA: dense max-pool (few launches); CPU: only the candidate pixels (less memory traffic)
+    kept = _nms_dense(kept, nms_kernel) if heat.device.type == "cuda" else _nms_sparse(kept, nms_kernel)
     if top_k is None or kept.numel() == 0:
         floor = torch.zeros((), dtype=kept.dtype, device=kept.device)
-    else:
+    elif heat.device.type == "cuda":
         flat = kept.reshape(-1)
+        floor = torch.topk(flat, min(top_k, flat.numel()), sorted=True).values[-1].clamp(min=0)
+    else:
+        # the k-th largest clamped to 0 only depends on the positive values: with fewer than k of
+        # them it is <= 0 (floor 0), else it is the k-th largest positive one (k <= the pixel count)
+        flat = kept.reshape(-1)
+        positive = flat[flat > 0]
         k = min(top_k, flat.numel())
-        floor = torch.topk(flat, k, sorted=True).values[-1].clamp(min=0)
+        floor = torch.zeros((), dtype=kept.dtype)
+        if positive.numel() >= k:
+            floor = torch.topk(positive, k, sorted=True).values[-1]
     points = torch.nonzero(kept > floor)
     scores = kept[points[:, 0], points[:, 1]].float()
     return CenterPoints(points, scores)
+
+
+def _nms_dense(kept: torch.Tensor, kernel: int) -> torch.Tensor:
+    """Keep values equal to their ``kernel x kernel`` window maximum, else -1 (max-pool; few launches)."""
+    # a k x k max is a 1 x k max of a k x 1 max: the same values, at 2k instead of k^2 comparisons
+    half = kernel // 2
+    pooled = F.max_pool2d(kept[None, None], kernel_size=(kernel, 1), stride=1, padding=(half, 0))
+    pooled = F.max_pool2d(pooled, kernel_size=(1, kernel), stride=1, padding=(0, half))[0, 0]
+    return torch.where(kept == pooled, kept, torch.full_like(kept, -1.0))
+
+
+def _nms_sparse(kept: torch.Tensor, kernel: int) -> torch.Tensor:
+    """:func:`_nms_dense` computed only at the pixels above the threshold (the others stay -1 either
+    way): their windows are gathered from a padded copy. Much less memory traffic on the CPU."""
+    width = kept.shape[1]
+    half = kernel // 2
+    candidates = torch.nonzero(kept.reshape(-1) > -1.0).squeeze(1)
+    out = torch.full_like(kept, -1.0)
+    if candidates.numel() == 0:
+        return out
+    padded = F.pad(kept, (half, half, half, half), value=-1.0).reshape(-1)
+    rows = torch.div(candidates, width, rounding_mode="floor")
+    cols = candidates - rows * width
+    padded_width = width + 2 * half
+    steps = torch.arange(kernel, device=kept.device)
+    window = (steps[:, None] * padded_width + steps[None, :]).reshape(-1)  # offsets inside a window
+    windows = padded[(rows * padded_width + cols)[:, None] + window[None, :]]  # [N, k*k]
+    values = kept.reshape(-1)[candidates]
+    out.reshape(-1)[candidates] = torch.where(values == windows.max(dim=1).values, values, -1.0)
+    return out
 
 
 def _heatmap_2d(center_heatmap: torch.Tensor) -> torch.Tensor:
@@ -279,6 +317,7 @@ def group_pixels(
     centers: torch.Tensor,
     *,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    strategy: GroupingStrategy = "auto",
 ) -> torch.Tensor:
     """Assign each thing pixel to the nearest center after shifting it by its offset.
 
@@ -287,6 +326,10 @@ def group_pixels(
         offsets: ``[2, H, W]`` float, channel 0 = dy (rows), channel 1 = dx (columns).
         centers: ``[K, 2]`` int ``(y, x)``.
         memory_budget_bytes: bound on one chunk's temporaries (see :func:`grouping_chunk_size`).
+        strategy: ``chunked`` computes all pixel-to-center distances of a chunk of pixels at once
+            (few kernel launches: best on CUDA); ``per_center`` loops over the centers keeping a
+            running minimum (no ``[pixels, centers]`` temporaries: best on the CPU, where memory
+            traffic dominates); ``auto`` picks by device. Both give identical results.
 
     Returns:
         ``[H, W]`` int64: ``center index + 1`` on thing pixels, 0 elsewhere (all 0 without centers).
@@ -312,12 +355,37 @@ def group_pixels(
     )  # [P, 2]
     # nonzero() may return column-major points; a contiguous last axis keeps the norm on its fast path
     center_points = centers.float().contiguous()[None]  # [1, K, 2]
+    if strategy == "auto":
+        strategy = "chunked" if thing_mask.device.type == "cuda" else "per_center"
+    if strategy == "per_center":
+        instance[pixels] = _nearest_per_center(center_points[0], locations) + 1
+        return instance.view(height, width)
+    if strategy != "chunked":
+        raise FusionInputError(f"grouping strategy {strategy!r} must be 'auto', 'chunked' or 'per_center'")
     chunk = grouping_chunk_size(num_centers, memory_budget_bytes)
     for start in range(0, num_pixels, chunk):
         stop = min(start + chunk, num_pixels)
         distance = torch.linalg.vector_norm(center_points - locations[start:stop, None, :], dim=-1)  # [B, K]
         instance[pixels[start:stop]] = distance.argmin(dim=1) + 1
     return instance.view(height, width)
+
+
+def _nearest_per_center(centers: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest of ``centers`` [K, 2] for each of ``locations`` [P, 2]: the same
+    ``vector_norm`` per pair as the chunked path, a running minimum over the centers in index order,
+    replaced only when strictly smaller (ties stay with the lower index, as ``argmin``). No sync."""
+    best = torch.full((locations.shape[0],), float("inf"), device=locations.device)
+    nearest = torch.zeros(locations.shape[0], dtype=torch.int64, device=locations.device)
+    difference = torch.empty_like(locations)
+    distance = torch.empty_like(best)
+    closer = torch.empty(locations.shape[0], dtype=torch.bool, device=locations.device)
+    for k in range(centers.shape[0]):
+        torch.sub(centers[k], locations, out=difference)
+        torch.linalg.vector_norm(difference, dim=-1, out=distance)
+        torch.lt(distance, best, out=closer)
+        torch.minimum(best, distance, out=best)
+        nearest.masked_fill_(closer, k)
+    return nearest
 
 
 def merge_segments(

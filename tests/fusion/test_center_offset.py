@@ -174,11 +174,16 @@ def test_chunked_grouping_is_identical_for_a_tiny_budget() -> None:
     centers = find_centers(outputs.center_heatmap).points
     assert centers.shape[0] >= 5
     assert int(thing.sum()) > 100  # many chunks of one pixel
-    default = group_pixels(thing, outputs.offsets, centers)
-    tiny = group_pixels(thing, outputs.offsets, centers, memory_budget_bytes=1)
-    small = group_pixels(thing, outputs.offsets, centers, memory_budget_bytes=4096)
+    default = group_pixels(thing, outputs.offsets, centers, strategy="chunked")
+    tiny = group_pixels(thing, outputs.offsets, centers, memory_budget_bytes=1, strategy="chunked")
+    small = group_pixels(thing, outputs.offsets, centers, memory_budget_bytes=4096, strategy="chunked")
+    per_center = group_pixels(thing, outputs.offsets, centers, strategy="per_center")
     assert torch.equal(default, tiny)
     assert torch.equal(default, small)
+    assert torch.equal(default, per_center)  # the CPU's default strategy gives the same assignment
+    assert torch.equal(group_pixels(thing, outputs.offsets, centers), per_center)
+    with pytest.raises(FusionInputError, match="strategy"):
+        group_pixels(thing, outputs.offsets, centers, strategy="fast")  # type: ignore[arg-type]
     whole = fuse_center_offset(
         outputs.semantic_logits,
         outputs.center_heatmap,
@@ -687,8 +692,10 @@ def test_device_reads_do_not_grow_with_the_number_of_instances(monkeypatch: pyte
     (few_segments, few_counts), (many_segments, many_counts) = results
     assert many_segments > few_segments + 20
     assert few_counts == many_counts
-    assert few_counts.get("nonzero", 0) == 3  # centers, thing pixels, segments
-    assert "mask_index" not in few_counts
+    # CPU path: NMS candidates, centers, thing pixels, segments; one mask index for the positive
+    # center values of top-k. Fixed per frame, whatever the number of instances.
+    assert few_counts.get("nonzero", 0) == 4
+    assert few_counts.get("mask_index", 0) == 1
     assert "item" not in few_counts
     assert "tolist" not in few_counts
 
