@@ -19,7 +19,7 @@ from typing import NamedTuple, TypeVar
 
 import torch
 
-from benchmarks.common import cpu_model, device_name, sync
+from benchmarks.common import benchmark_devices, cpu_model, device_name, sync
 from panoptic_ros.fusion.center_offset import (
     CenterOffsetParams,
     find_centers,
@@ -275,11 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.height, args.width, num_instances=args.instances, seed=args.seed
     )
     params = CenterOffsetParams()
-    devices = []
-    if args.device in ("all", "cpu"):
-        devices.append(torch.device("cpu"))
-    if args.device in ("all", "cuda") and torch.cuda.is_available():
-        devices.append(torch.device("cuda"))
+    devices = benchmark_devices(args.device)
     if not devices:
         print("no CUDA device available")
         return 2

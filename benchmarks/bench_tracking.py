@@ -19,7 +19,7 @@ from typing import NamedTuple, TypeVar
 
 import torch
 
-from benchmarks.common import cpu_model, device_name, median_ms
+from benchmarks.common import benchmark_devices, cpu_model, device_name, median_ms
 from panoptic_ros.fusion.center_offset import CenterOffsetParams, fuse_center_offset
 from panoptic_ros.fusion.reference import SyntheticOutputs, synthetic_center_offset_outputs
 from panoptic_ros.tracking import Tracker, TrackerInput
@@ -105,11 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.height, args.width, args.repeats = 256, 512, 3
-    devices = []
-    if args.device in ("all", "cpu"):
-        devices.append(torch.device("cpu"))
-    if args.device in ("all", "cuda") and torch.cuda.is_available():
-        devices.append(torch.device("cuda"))
+    devices = benchmark_devices(args.device)
     if not devices:
         print("no CUDA device available")
         return 2

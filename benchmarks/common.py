@@ -56,3 +56,13 @@ def machine() -> str:
         f"{cpu_model()}, {torch.get_num_threads()} threads, {gpu}; torch {torch.__version__}, "
         f"Python {platform.python_version()}"
     )
+
+
+def benchmark_devices(choice: str) -> list[torch.device]:
+    """The devices a ``--device all|cpu|cuda`` choice selects (CUDA only where available)."""
+    devices = []
+    if choice in ("all", "cpu"):
+        devices.append(torch.device("cpu"))
+    if choice in ("all", "cuda") and torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    return devices
