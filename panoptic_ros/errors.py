@@ -21,6 +21,10 @@ class ImageDecodeError(PanopticRosError, ValueError):
     """
 
 
+class UnsupportedEncodingError(ImageDecodeError):
+    """An image's ``encoding`` names a pixel format this package does not read."""
+
+
 class ImageEncodeError(PanopticRosError, ValueError):
     """A numpy array cannot be written as an image of the requested encoding."""
 

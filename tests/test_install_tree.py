@@ -36,7 +36,7 @@ def test_messages_installed() -> None:
 def test_executables_installed_and_runnable() -> None:
     exe_dir = INSTALL / "lib" / "panoptic_ros"
     executables = sorted(p.name for p in exe_dir.iterdir() if os.access(p, os.X_OK))
-    assert "panoptic_ros_cli" in executables
+    assert {"panoptic_ros_cli", "panoptic_node", "panoptic_lifecycle_node"} <= set(executables)
     # Run it as `ros2 run` would, against the installed tree only (not the source checkout).
     env = dict(os.environ, PYTHONPATH=str(SITE), PANOPTIC_ROS_SHARE=str(SHARE))
     result = subprocess.run(

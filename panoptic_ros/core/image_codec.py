@@ -41,7 +41,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 import cv2
 import numpy as np
 
-from panoptic_ros.errors import ImageDecodeError, ImageEncodeError
+from panoptic_ros.errors import ImageDecodeError, ImageEncodeError, UnsupportedEncodingError
 
 ColorOrder = Literal["rgb", "bgr"]
 Kind = Literal["color", "mono", "scalar", "yuv422", "nv", "bayer"]
@@ -148,7 +148,7 @@ def lookup_encoding(encoding: str) -> Encoding:
     if match := _GENERIC.fullmatch(encoding):
         channels = int(match.group(2))
         return _enc(encoding, "scalar", channels, _GENERIC_DTYPES[match.group(1)])
-    raise ImageDecodeError(
+    raise UnsupportedEncodingError(
         f"encoding={encoding!r} is not supported; supported: {', '.join(supported_encodings())}"
     )
 

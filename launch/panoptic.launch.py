@@ -1,0 +1,57 @@
+"""One camera: `ros2 launch panoptic_ros panoptic.launch.py camera:=/front/image_raw`.
+
+Arguments: camera (image topic; ending in /compressed for CompressedImage), namespace (of the node),
+params_file (defaults to the installed config/panoptic.yaml), model (ONNX or engine; empty: the
+shipped model). Outputs go to <camera namespace>/panoptic/...; see config/panoptic.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from launch import LaunchContext, LaunchDescription
+
+
+def _node(context: LaunchContext) -> list[Node]:
+    # resolved here so that a single camera becomes a one-element string array parameter
+    overrides = {"image_topics": [LaunchConfiguration("camera").perform(context)]}
+    model = LaunchConfiguration("model").perform(context)
+    if model:
+        overrides["model"] = model
+    return [
+        Node(
+            package="panoptic_ros",
+            executable="panoptic_node",
+            name="panoptic",
+            namespace=LaunchConfiguration("namespace").perform(context),
+            parameters=[LaunchConfiguration("params_file").perform(context), overrides],
+            output="screen",
+            emulate_tty=True,
+        )
+    ]
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory("panoptic_ros")
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "camera", default_value="/camera/image_raw", description="camera image topic"
+            ),
+            DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=os.path.join(share, "config", "panoptic.yaml"),
+                description="node parameters (YAML)",
+            ),
+            DeclareLaunchArgument(
+                "model", default_value="", description="ONNX model or TensorRT engine (empty: shipped model)"
+            ),
+            OpaqueFunction(function=_node),
+        ]
+    )

@@ -1,0 +1,119 @@
+"""3D positions of segments from an aligned depth image and a pinhole camera model."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from panoptic_ros.errors import ConfigError
+
+#: Depth encodings read as meters: ``16UC1`` holds millimeters, ``32FC1`` meters.
+DEPTH_SCALE = {"16UC1": 0.001, "mono16": 0.001, "32FC1": 1.0}
+
+
+class CameraModel(NamedTuple):
+    """A pinhole camera (``sensor_msgs/CameraInfo.k``): focal lengths and principal point in pixels
+    of an image of ``width`` x ``height``."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @classmethod
+    def from_k(cls, k: object, width: int, height: int) -> CameraModel:
+        """From the 9 row-major values of an intrinsic matrix ``K``.
+
+        Raises:
+            ConfigError: K does not hold 9 values, or a focal length is not positive.
+        """
+        values = np.asarray(k, dtype=np.float64).reshape(-1)
+        if values.size != 9:
+            raise ConfigError(f"camera_info K holds {values.size} values; a 3x3 matrix has 9")
+        fx, fy = float(values[0]), float(values[4])
+        if not (fx > 0 and fy > 0) or width <= 0 or height <= 0:
+            raise ConfigError(
+                f"camera_info is not calibrated: fx={fx}, fy={fy}, {width}x{height} (all must be > 0)"
+            )
+        return cls(fx, fy, float(values[2]), float(values[5]), int(width), int(height))
+
+    def scaled(self, width: int, height: int) -> CameraModel:
+        """The same camera for an image resized to ``width`` x ``height``."""
+        sx, sy = width / self.width, height / self.height
+        return CameraModel(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height)
+
+
+def depth_in_meters(depth: np.ndarray, encoding: str) -> np.ndarray:
+    """A depth image as float32 meters, NaN where invalid (0, negative, NaN or infinite).
+
+    Raises:
+        ConfigError: an encoding other than ``16UC1``/``mono16`` (millimeters) or ``32FC1`` (meters).
+    """
+    scale = DEPTH_SCALE.get(encoding)
+    if scale is None:
+        raise ConfigError(f"depth encoding {encoding!r} is not a depth format; use 16UC1 (mm) or 32FC1 (m)")
+    meters = depth.astype(np.float32) * np.float32(scale)
+    meters[~(np.isfinite(meters) & (meters > 0))] = np.nan
+    return meters
+
+
+def segment_positions(
+    label_map: torch.Tensor,
+    ids: torch.Tensor,
+    centroids: torch.Tensor,
+    depth: torch.Tensor,
+    camera: CameraModel,
+    *,
+    min_pixels: int = 10,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Camera-frame positions of segments: the median valid depth inside each mask, back-projected
+    through the segment's centroid pixel.
+
+    Args:
+        label_map: ``[H, W]`` integer segment label of each pixel.
+        ids: ``[S]`` the labels of the segments to place (values of ``label_map``).
+        centroids: ``[S, 2]`` ``(x, y)`` pixel centroids of those segments.
+        depth: ``[H, W]`` float meters, NaN where invalid, aligned with ``label_map``.
+        camera: the model of an image of ``label_map``'s size.
+        min_pixels: segments with fewer valid depth pixels get no position.
+    Returns:
+        ``[S, 3]`` float32 ``(x, y, z)`` meters in the optical frame (x right, y down, z forward) and
+        ``[S]`` bool validity.
+    """
+    device = label_map.device
+    s = ids.numel()
+    positions = torch.zeros((s, 3), dtype=torch.float32, device=device)
+    if s == 0:
+        return positions, torch.zeros(0, dtype=torch.bool, device=device)
+    sorted_ids, order = torch.sort(ids.to(torch.int64))
+    flat = label_map.reshape(-1).to(torch.int64)
+    values = depth.reshape(-1).to(device=device, dtype=torch.float32)
+    pos = torch.searchsorted(sorted_ids, flat).clamp(max=s - 1)
+    member = (sorted_ids[pos] == flat) & torch.isfinite(values)
+    seg = pos[member]
+    z = values[member]
+    # group by segment with depths ascending inside each group: sort by depth, then stable by segment
+    by_depth = torch.argsort(z)
+    seg, z = seg[by_depth], z[by_depth]
+    by_seg = torch.sort(seg, stable=True).indices
+    seg, z = seg[by_seg], z[by_seg]
+    counts = torch.bincount(seg, minlength=s)
+    starts = torch.cumsum(counts, 0) - counts
+    valid_sorted = counts >= max(min_pixels, 1)
+    median_index = (starts + (counts - 1).clamp(min=0) // 2).clamp(max=max(z.numel() - 1, 0))
+    median = z[median_index] if z.numel() else torch.zeros(s, device=device)
+    median = torch.where(valid_sorted, median, torch.zeros_like(median))
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(s, device=device)
+    z_s = median[inverse]
+    valid = valid_sorted[inverse]
+    c = centroids.to(device=device, dtype=torch.float32)
+    positions[:, 0] = (c[:, 0] - camera.cx) * z_s / camera.fx
+    positions[:, 1] = (c[:, 1] - camera.cy) * z_s / camera.fy
+    positions[:, 2] = z_s
+    positions[~valid] = 0.0
+    return positions, valid

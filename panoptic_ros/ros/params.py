@@ -1,0 +1,75 @@
+"""Declare the node's parameters from :data:`panoptic_ros.runtime.config.PARAMETERS` with descriptors
+(type, description, ranges, choices) in one loop, and read them back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from panoptic_ros.runtime.config import PARAMETERS, ParamSpec
+
+_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL,
+    int: ParameterType.PARAMETER_INTEGER,
+    float: ParameterType.PARAMETER_DOUBLE,
+    str: ParameterType.PARAMETER_STRING,
+    list: ParameterType.PARAMETER_STRING_ARRAY,
+}
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """The ROS descriptor of one parameter (ranges are enforced by rclpy itself)."""
+    text = spec.description
+    if spec.choices:
+        text += f" (one of: {', '.join(spec.choices)})"
+    if not spec.dynamic:
+        text += " [read at configure]"
+    out = ParameterDescriptor(name=spec.name, type=_TYPES[spec.value_type], description=text)
+    if spec.value_type is float and (spec.minimum is not None or spec.maximum is not None):
+        out.floating_point_range = [
+            FloatingPointRange(from_value=float(spec.minimum), to_value=float(spec.maximum), step=0.0)
+        ]
+    elif spec.value_type is int and (spec.minimum is not None or spec.maximum is not None):
+        out.integer_range = [
+            IntegerRange(from_value=int(spec.minimum), to_value=int(spec.maximum), step=int(spec.step or 1))
+        ]
+    return out
+
+
+def declare_all(node: Node, *, model_fusion: dict[str, Any] | None = None) -> None:
+    """Declare every parameter not declared yet. Fusion thresholds (default None in the table) are
+    declared only with ``model_fusion`` (the loaded model's defaults), plus any further fusion keys
+    that model has."""
+    for spec in PARAMETERS:
+        if node.has_parameter(spec.name):
+            continue
+        default = spec.default
+        if default is None:
+            if model_fusion is None or spec.name.split(".", 1)[1] not in model_fusion:
+                continue
+            default = spec.value_type(model_fusion[spec.name.split(".", 1)[1]])
+        node.declare_parameter(spec.name, default, descriptor(spec))
+    for key, value in (model_fusion or {}).items():
+        name = f"fusion.{key}"
+        if node.has_parameter(name) or value is None or key == "label_divisor":
+            continue
+        node.declare_parameter(
+            name, value, ParameterDescriptor(name=name, description=f"fusion threshold {key} of the model")
+        )
+
+
+def current_values(node: Node) -> dict[str, Any]:
+    """``{name: value}`` of every declared parameter of the table and every fusion threshold."""
+    known = {p.name for p in PARAMETERS}
+    names = [n for n in node.list_parameters([], 0).names if n in known or n.startswith("fusion.")]
+    return {param.name: _python(param) for param in node.get_parameters(names)}
+
+
+def _python(param: Parameter) -> Any:
+    value = param.value
+    if param.type_ == Parameter.Type.STRING_ARRAY:
+        return list(value)
+    return value

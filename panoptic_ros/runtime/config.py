@@ -1,0 +1,244 @@
+"""The node's parameters as one table (name, default, range, meaning) and the validated record built
+from their values. ROS-free: ``panoptic_ros.ros.params`` turns the table into parameter descriptors.
+
+Parameters marked ``dynamic`` take effect at the next frame when changed at run time; the others are
+read at configure and can only be changed while the node is unconfigured.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from panoptic_ros.errors import ConfigError
+from panoptic_ros.runtime.processor import ProcessorParams
+from panoptic_ros.tracking import TrackerParams
+
+Value = bool | int | float | str | list[str]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter.
+
+    ``minimum``/``maximum`` bound numbers (``step`` for integers); ``choices`` lists allowed strings.
+    A ``default`` of None means "from the model spec" (declared at configure, fusion thresholds).
+    """
+
+    name: str
+    default: Value | None
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    step: int | None = None
+    choices: tuple[str, ...] = ()
+    dynamic: bool = False
+    kind: type | None = None
+
+    @property
+    def value_type(self) -> type:
+        if self.kind is not None:
+            return self.kind
+        if self.default is None:
+            raise ConfigError(f"parameter {self.name} needs a kind when its default comes from the model")
+        return type(self.default)
+
+    def check(self, value: Any) -> None:
+        """Raise :class:`ConfigError` with the reason when ``value`` is not allowed."""
+        expected = self.value_type
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"{self.name} must be a {expected.__name__}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{self.name}={value!r} is not one of {', '.join(self.choices)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{self.name} must be finite, got {value}")
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(f"{self.name}={value} is below its minimum {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise ConfigError(f"{self.name}={value} is above its maximum {self.maximum}")
+
+
+def _tracker_default(name: str) -> Any:
+    return next(f.default for f in fields(TrackerParams) if f.name == name)
+
+
+P = ParamSpec
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # model and backend (read at configure)
+    P("model", "", "ONNX model or TensorRT engine; empty: the shipped engines/panoptic_synthetic.onnx"),
+    P("backend", "auto", "inference backend", choices=("auto", "tensorrt", "onnxruntime", "torch")),
+    P("device", "auto", "auto, cpu, cuda or cuda:N"),
+    P("resize", "resize", "fit frames to the model input by stretching or letterboxing",
+      choices=("resize", "letterbox")),
+    P("warmup_frames", 2, "inferences on a blank frame at configure (first-frame latency)", 0, 50, 1),
+    # inputs
+    P("image_topics", ["/camera/image_raw"],
+      "camera topics; a name ending in /compressed is a sensor_msgs/CompressedImage, else an Image. "
+      "Outputs of /ns/image_raw go to /ns/panoptic/..."),
+    P("camera_info_topics", [""], "one per image topic ('' for none), or empty: no 3D positions"),
+    P("depth_topics", [""], "aligned depth image per image topic (16UC1 mm or 32FC1 m; '' for none)"),
+    P("qos.mode", "sensor_data",
+      "subscription QoS: sensor_data (best effort: receives from any publisher), match_publisher "
+      "(adopt the reliability of the publishers found on the graph at activation), explicit",
+      choices=("sensor_data", "match_publisher", "explicit")),
+    P("qos.reliability", "best_effort", "reliability in explicit mode", choices=("best_effort", "reliable")),
+    P("qos.depth", 1, "subscription queue depth (the node keeps only the newest frame anyway)", 1, 100, 1),
+    P("output_qos_depth", 2, "queue depth of the (reliable) output publishers", 1, 10, 1),
+    P("sync_tolerance", 0.05, "max |stamp difference| (s) between an image and its depth image", 0.0, 5.0),
+    # outputs (dynamic)
+    P("tracking", True, "track things across frames (instance ids are track ids)", dynamic=True),
+    P("publish_lost", True, "list lost tracks (state LOST, area 0) in panoptic/instances", dynamic=True),
+    P("publish_markers", True, "MarkerArray of labels at 3D positions (with depth + camera_info)",
+      dynamic=True),
+    P("publish_vision_msgs", False,
+      "also vision_msgs/Detection2DArray (id = track id) and LabelInfo where vision_msgs is installed",
+      dynamic=True),
+    P("min_depth_pixels", 10, "valid depth pixels a segment needs for a 3D position", 1, 1_000_000, 1,
+      dynamic=True),
+    P("diagnostics_period", 1.0, "seconds between /diagnostics messages", 0.1, 60.0),
+    P("log_throttle", 5.0, "seconds between repeated warnings of one kind per camera", 0.0, 3600.0,
+      dynamic=True),
+    # fusion thresholds (defaults from the model spec; dynamic)
+    P("fusion.center_threshold", None, "min center heatmap value of an instance center", 0.0, 10.0,
+      dynamic=True, kind=float),
+    P("fusion.nms_kernel", None, "max-pool window of center NMS (odd, model-input pixels)", 1, 51, 2,
+      dynamic=True, kind=int),
+    P("fusion.top_k", None, "max instance centers per frame", 1, 1000, 1, dynamic=True, kind=int),
+    P("fusion.stuff_area", None, "min stuff segment area (model-input pixels)", 0, 10_000_000, 1,
+      dynamic=True, kind=int),
+    # tracker thresholds (dynamic)
+    P("tracker.high_score", _tracker_default("high_score"), "score that starts tracks / first association",
+      0.0, 1.0, dynamic=True),
+    P("tracker.low_score", _tracker_default("low_score"), "score below which instances are ignored",
+      0.0, 1.0, dynamic=True),
+    P("tracker.min_hits", _tracker_default("min_hits"), "hits that confirm a track", 1, 100, 1, dynamic=True),
+    P("tracker.max_age", _tracker_default("max_age"), "frames a lost track is kept", 0, 10_000, 1,
+      dynamic=True),
+    P("tracker.publish_tentative", _tracker_default("publish_tentative"),
+      "draw tentative tracks in instance_ids", dynamic=True),
+    P("tracker.min_mask_iou", _tracker_default("min_mask_iou"), "mask IoU gate of association", 0.0, 1.0,
+      dynamic=True),
+    P("tracker.min_box_iou", _tracker_default("min_box_iou"), "box IoU gate of association", 0.0, 1.0,
+      dynamic=True),
+    P("tracker.max_center_distance", _tracker_default("max_center_distance"),
+      "center distance gate (box sizes)", 0.0, 100.0, dynamic=True),
+    P("tracker.appearance_weight", _tracker_default("appearance_weight"), "weight of the color cost",
+      0.0, 10.0, dynamic=True),
+)  # fmt: skip
+del P
+
+BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class CameraTopics:
+    """The topics of one camera: image (raw or compressed), optional camera_info and depth."""
+
+    image: str
+    camera_info: str = ""
+    depth: str = ""
+
+    @property
+    def compressed(self) -> bool:
+        return self.image.rstrip("/").endswith("/compressed")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The validated values of every parameter."""
+
+    model: str
+    backend: str
+    device: str
+    resize: Literal["resize", "letterbox"]
+    warmup_frames: int
+    cameras: tuple[CameraTopics, ...]
+    qos_mode: str
+    qos_reliability: str
+    qos_depth: int
+    output_qos_depth: int
+    sync_tolerance: float
+    processor: ProcessorParams
+    fusion: Mapping[str, Any]
+    publish_markers: bool
+    publish_vision_msgs: bool
+    diagnostics_period: float
+    log_throttle: float
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> NodeConfig:
+        """Validate parameter values (missing ones take their defaults; fusion ones the model's).
+
+        Raises:
+            ConfigError: a value out of its range, inconsistent topic lists, or thresholds the fusion
+                or the tracker refuse; the message names the parameter.
+        """
+        merged: dict[str, Any] = {p.name: p.default for p in PARAMETERS}
+        merged.update(values)
+        for name, value in values.items():
+            spec = BY_NAME.get(name)
+            if spec is None:
+                raise ConfigError(f"unknown parameter {name!r}")
+            if value is not None:
+                spec.check(value)
+        cameras = _cameras(merged["image_topics"], merged["camera_info_topics"], merged["depth_topics"])
+        tracker_values = {k.split(".", 1)[1]: v for k, v in merged.items() if k.startswith("tracker.")}
+        fusion = {
+            k.split(".", 1)[1]: v for k, v in merged.items() if k.startswith("fusion.") and v is not None
+        }
+        try:
+            tracker = TrackerParams.from_mapping(tracker_values)
+        except ConfigError as err:
+            raise ConfigError(f"refused: {err}") from err
+        return cls(
+            model=merged["model"],
+            backend=merged["backend"],
+            device=merged["device"],
+            resize=merged["resize"],
+            warmup_frames=merged["warmup_frames"],
+            cameras=cameras,
+            qos_mode=merged["qos.mode"],
+            qos_reliability=merged["qos.reliability"],
+            qos_depth=merged["qos.depth"],
+            output_qos_depth=merged["output_qos_depth"],
+            sync_tolerance=float(merged["sync_tolerance"]),
+            processor=ProcessorParams(
+                tracking=merged["tracking"],
+                tracker=tracker,
+                publish_lost=merged["publish_lost"],
+                min_depth_pixels=merged["min_depth_pixels"],
+            ),
+            fusion=fusion,
+            publish_markers=merged["publish_markers"],
+            publish_vision_msgs=merged["publish_vision_msgs"],
+            diagnostics_period=float(merged["diagnostics_period"]),
+            log_throttle=float(merged["log_throttle"]),
+        )
+
+
+def _cameras(images: Sequence[str], infos: Sequence[str], depths: Sequence[str]) -> tuple[CameraTopics, ...]:
+    images = [t for t in images if t]
+    if not images:
+        raise ConfigError("image_topics is empty; give at least one camera topic")
+    if len(set(images)) != len(images):
+        raise ConfigError(f"image_topics lists a topic twice: {list(images)}")
+    infos, depths = (
+        _aligned("camera_info_topics", infos, len(images)),
+        _aligned("depth_topics", depths, len(images)),
+    )
+    return tuple(CameraTopics(i, c, d) for i, c, d in zip(images, infos, depths, strict=True))
+
+
+def _aligned(name: str, topics: Sequence[str], count: int) -> list[str]:
+    if not topics or list(topics) == [""]:
+        return [""] * count
+    if len(topics) != count:
+        raise ConfigError(
+            f"{name} has {len(topics)} entries but image_topics has {count}; "
+            "give one per camera ('' for none)"
+        )
+    return list(topics)

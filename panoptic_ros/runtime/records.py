@@ -1,0 +1,104 @@
+"""Records passed between the node (or the offline bag processor) and the frame processor."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from panoptic_ros.core.geometry import CameraModel
+
+
+class InputFrame(NamedTuple):
+    """One decoded camera frame waiting for processing.
+
+    Attributes:
+        camera: the camera's key (its input topic).
+        rgb: ``[H, W, 3]`` uint8 RGB pixels.
+        stamp_ns: header stamp in nanoseconds.
+        header: the input header, copied untouched into the outputs (opaque here).
+        received_ns: ``time.monotonic_ns()`` when the message arrived (for latency).
+        depth: ``[h, w]`` float32 meters, NaN where invalid, aligned with the image (any size), or None.
+        camera_model: intrinsics of the image (any size; rescaled to the label size), or None.
+        overlay: also render the colored overlay (someone subscribes to it).
+    """
+
+    camera: str
+    rgb: np.ndarray
+    stamp_ns: int
+    header: Any = None
+    received_ns: int = 0
+    depth: np.ndarray | None = None
+    camera_model: CameraModel | None = None
+    overlay: bool = False
+
+
+class InstanceTable(NamedTuple):
+    """One row per published segment of a frame (things first, by track id; then stuff), host arrays.
+
+    ``ids`` [N] uint32 (track id for things, a per-frame id above every thing id for stuff),
+    ``category_ids`` [N], ``is_thing`` [N] bool, ``scores`` [N] float32, ``states`` [N] uint8
+    (``PanopticInstance.STATE_*`` values), ``areas`` [N] (0 for lost tracks), ``bboxes`` [N, 4] int64
+    ``(x, y, width, height)``, ``centroids`` [N, 2] float32 ``(x, y)``, ``velocities`` [N, 2] float32
+    pixels per second, ``ages`` [N] frames, ``positions`` [N, 3] float32 meters in the optical frame,
+    ``position_valid`` [N] bool.
+    """
+
+    ids: np.ndarray
+    category_ids: np.ndarray
+    is_thing: np.ndarray
+    scores: np.ndarray
+    states: np.ndarray
+    areas: np.ndarray
+    bboxes: np.ndarray
+    centroids: np.ndarray
+    velocities: np.ndarray
+    ages: np.ndarray
+    positions: np.ndarray
+    position_valid: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """The number of rows (``len()`` of a NamedTuple counts its fields)."""
+        return int(self.ids.shape[0])
+
+    @classmethod
+    def concatenate(cls, parts: list[InstanceTable]) -> InstanceTable:
+        return cls(*(np.concatenate(columns) for columns in zip(*parts, strict=True)))
+
+
+class FrameResult(NamedTuple):
+    """Everything published for one input frame.
+
+    Attributes:
+        camera, stamp_ns, header, received_ns: copied from the :class:`InputFrame`.
+        semantic: ``[H, W]`` uint8 (uint16 for label sets with ids above 254) category id per pixel,
+            the label set's void value where void.
+        instance_ids: ``[H, W]`` int32 track id of thing pixels (instance number when tracking is
+            off), 0 for stuff, void and unpublished things.
+        instances: the segments of the frame.
+        overlay_bgr: ``[H, W, 3]`` uint8 BGR overlay when asked for, else None.
+        events: what happened to this camera's stream at this frame: ``"resolution_change"``,
+            ``"time_jump_back"`` (each resets its tracker).
+        times: seconds spent per stage for this frame's batch (``preprocess``, ``inference``,
+            ``fusion``, ``postprocess``) and for this frame (``tracking``, ``outputs``).
+    """
+
+    camera: str
+    stamp_ns: int
+    header: Any
+    received_ns: int
+    semantic: np.ndarray
+    instance_ids: np.ndarray
+    instances: InstanceTable
+    overlay_bgr: np.ndarray | None
+    events: tuple[str, ...]
+    times: dict[str, float]
+
+    @property
+    def height(self) -> int:
+        return int(self.semantic.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.semantic.shape[1])

@@ -1,0 +1,129 @@
+"""Lifecycle transitions of ``panoptic_lifecycle_node`` driven over its services (20 full cycles, no
+growth in threads or memory), a wrong model refused at configure, and overload at several times the
+processing rate (drops counted, the newest frame always served)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from lifecycle_msgs.msg import Transition
+from sensor_msgs.msg import Image
+
+from panoptic_ros.data.synthetic import generate
+from panoptic_ros.ros.conversions import array_to_image_msg
+from tests.conftest import REPO
+from tests.ros.node_harness import RELIABLE, NodeProcess, Peer, header, stamp_of
+
+CAMERA = "/lc/image_raw"
+CYCLES = 20
+START_NS = 1_800_000_000_000_000_000
+
+
+@pytest.fixture
+def peer() -> Iterator[Peer]:
+    p = Peer("panoptic_lifecycle_peer")
+    yield p
+    p.close()
+
+
+def _params(**extra: object) -> dict[str, object]:
+    return {
+        "image_topics": [CAMERA],
+        "backend": "onnxruntime",
+        "device": "cpu",
+        "warmup_frames": 0,
+        "diagnostics_period": 0.2,
+        "qos.mode": "explicit",
+        "qos.reliability": "reliable",
+        **extra,
+    }
+
+
+def test_twenty_lifecycle_cycles_without_growth(tmp_path, peer: Peer) -> None:
+    name = "panoptic_lc"
+    # the shipped parameters file first (rclpy parses it), then the test's overrides
+    node = NodeProcess(
+        tmp_path, _params(), lifecycle=True, name=name, base_files=(REPO / "config" / "panoptic.yaml",)
+    )
+    try:
+        peer.listen(f"{CAMERA.rsplit('/', 1)[0]}/panoptic/semantic", Image)
+        pub = peer.publisher(CAMERA, Image, RELIABLE)
+        image = next(generate(1, seed=3)).image
+        assert peer.lifecycle_state(name) == "unconfigured"
+        samples: list[tuple[int, int]] = []
+        for cycle in range(CYCLES):
+            assert peer.transition(name, Transition.TRANSITION_CONFIGURE), (
+                f"configure failed in cycle {cycle}"
+            )
+            assert peer.transition(name, Transition.TRANSITION_ACTIVATE)
+            assert peer.lifecycle_state(name) == "active"
+            if cycle in (0, CYCLES - 1):  # serves frames while active
+                peer.wait_for(lambda: pub.get_subscription_count() > 0, "the node's subscription")
+                stamp = START_NS + cycle
+                pub.publish(array_to_image_msg(image, "rgb8", header(stamp)))
+                peer.wait_stamp("/lc/panoptic/semantic", stamp)
+            assert peer.transition(name, Transition.TRANSITION_DEACTIVATE)
+            assert peer.transition(name, Transition.TRANSITION_CLEANUP)
+            assert peer.lifecycle_state(name) == "unconfigured"
+            samples.append((node.proc_status("Threads"), node.proc_status("VmRSS")))
+        threads = [t for t, _ in samples]
+        rss_mb = [r / 1024 for _, r in samples]
+        # after a few cycles to settle allocator pools, nothing grows with the number of cycles
+        assert max(threads[3:]) <= threads[3], threads
+        assert rss_mb[-1] - rss_mb[3] < 40, rss_mb
+        assert node.alive()
+    finally:
+        code = node.stop()
+        print(node.log())
+    assert code == 0
+
+
+def test_wrong_model_is_refused_at_configure_with_a_reason(tmp_path, peer: Peer) -> None:
+    name = "panoptic_bad_model"
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"this is not an onnx file")
+    node = NodeProcess(tmp_path, _params(model=str(bogus)), lifecycle=True, name=name)
+    try:
+        assert not peer.transition(name, Transition.TRANSITION_CONFIGURE)
+        assert peer.lifecycle_state(name) == "unconfigured"
+        assert node.alive()
+    finally:
+        node.stop()
+    log = node.log()
+    assert "configure failed" in log and str(bogus.name) in log
+
+
+def test_overload_drops_old_frames_and_serves_the_newest(tmp_path, peer: Peer) -> None:
+    name = "panoptic_overload"
+    node = NodeProcess(tmp_path, _params(**{"qos.depth": 100}), name=name)
+    try:
+        peer.listen("/lc/panoptic/semantic", Image)
+        peer.listen_diagnostics()
+        pub = peer.publisher(CAMERA, Image, RELIABLE)
+        peer.wait_for(lambda: pub.get_subscription_count() > 0, "the node's subscription")
+        frames = [s.image for s in generate(1, seed=4, sequence_length=8)]
+        sent = 150
+        # as fast as DDS takes them: many times the node's processing rate on this CPU
+        for k in range(sent):
+            pub.publish(array_to_image_msg(frames[k % len(frames)], "rgb8", header(START_NS + k)))
+        last = START_NS + sent - 1
+        peer.wait_stamp("/lc/panoptic/semantic", last)  # the newest frame is always served
+        published = len(peer.messages("/lc/panoptic/semantic"))
+        values = peer.wait_diagnostics(
+            name,
+            CAMERA,
+            lambda v: int(v.get("frames_published", -1)) == published,
+            "diagnostics of the burst",
+        )
+        received, dropped = int(values["frames_received"]), int(values["frames_dropped"])
+        # every frame that reached the node was either served or replaced by a newer one (counted)
+        assert published + dropped == received, values
+        assert dropped > received / 2, "the node cannot have processed most of the burst: no back-pressure?"
+        # bounded latency without a clock: the frame served last is the newest sent, so no backlog of
+        # older frames was waiting in front of it (the diagnostics' latency percentiles give the times)
+        assert stamp_of(peer.messages("/lc/panoptic/semantic")[-1]) == last
+        assert float(values["latency_queue_ms_p95"]) >= 0
+        assert node.alive()
+    finally:
+        node.stop()
