@@ -57,7 +57,7 @@ def _labels_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# bag-info / decode
+# bag-info / bag / decode
 
 
 def _bag_info_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +89,18 @@ def _decode_run(args: argparse.Namespace) -> int:
     report = decode_bag(args.input, args.out, topics=args.topic, every=args.every)
     print(report.table())
     return 0 if report.decoded else 1
+
+
+def _bag_arguments(parser: argparse.ArgumentParser) -> None:
+    from panoptic_ros.bag_commands import add_bag_arguments
+
+    add_bag_arguments(parser)
+
+
+def _bag_run(args: argparse.Namespace) -> int:
+    from panoptic_ros.bag_commands import run_bag
+
+    return run_bag(args)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -407,6 +419,12 @@ def _train_run(args: argparse.Namespace) -> int:
 COMMANDS: tuple[Command, ...] = (
     Command("labels", "list the shipped label sets, or print one", _labels_arguments, _labels_run),
     Command("bag-info", "list the image topics of a rosbag2 file", _bag_info_arguments, _bag_info_run),
+    Command(
+        "bag",
+        "bag tools: info, synth, process, eval, play, record (see panoptic-ros bag -h)",
+        _bag_arguments,
+        _bag_run,
+    ),
     Command(
         "decode",
         "decode every camera frame of a bag to PNG, counting malformed ones",

@@ -52,7 +52,7 @@ def instances_msg(result: FrameResult, header: Header, label_set: LabelSet) -> P
             score=score,
             state=state,
             area=area,
-            bbox=RegionOfInterest(x_offset=max(x, 0), y_offset=max(y, 0), width=max(w, 0), height=max(h, 0)),
+            bbox=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h),
             centroid_x=cx,
             centroid_y=cy,
             velocity_x=vx,

@@ -19,7 +19,7 @@ from panoptic_ros.core.geometry import segment_positions
 from panoptic_ros.core.overlay import overlay
 from panoptic_ros.core.pipeline import FrameOutput, PanopticPipeline
 from panoptic_ros.infer import tracked_segments
-from panoptic_ros.runtime.records import FrameResult, InputFrame, InstanceTable
+from panoptic_ros.runtime.records import FrameResult, InputFrame, InstanceTable, clip_boxes
 from panoptic_ros.tracking import Tracker, TrackerInput, TrackerOutput, TrackerParams, TrackState, TrackTable
 
 #: Label of void pixels in the label map used for depth lookups (never a segment's label).
@@ -122,11 +122,11 @@ class FrameProcessor:
             state = self._streams[frame.camera] = _StreamState(tracker)
         events = self._events(frame, state)
         device = out.panoptic.device
-        image = (
-            torch.from_numpy(np.ascontiguousarray(frame.rgb)).to(device)
-            if frame.overlay or state.tracker
-            else None
-        )
+        image = None
+        if frame.overlay or state.tracker:
+            # a view of a message buffer is read-only; torch wants memory it may write to
+            rgb = frame.rgb if frame.rgb.flags.writeable else frame.rgb.copy()
+            image = torch.from_numpy(np.ascontiguousarray(rgb)).to(device)
         start = time.perf_counter()
         tracked: TrackerOutput | None = None
         if state.tracker is not None:
@@ -181,6 +181,8 @@ class FrameProcessor:
             out, stuff_rows, ids=torch.arange(first_stuff, first_stuff + n_stuff, device=seg.ids.device)
         )
         table = InstanceTable.concatenate([things, stuff])
+        h, w = id_map.shape
+        table = table._replace(bboxes=clip_boxes(table.bboxes, w, h))
         if frame.depth is not None and frame.camera_model is not None and table.size:
             table = self._with_positions(table, out, id_map, frame)
         return table

@@ -39,9 +39,9 @@ class InstanceTable(NamedTuple):
     ``ids`` [N] uint32 (track id for things, a per-frame id above every thing id for stuff),
     ``category_ids`` [N], ``is_thing`` [N] bool, ``scores`` [N] float32, ``states`` [N] uint8
     (``PanopticInstance.STATE_*`` values), ``areas`` [N] (0 for lost tracks), ``bboxes`` [N, 4] int64
-    ``(x, y, width, height)``, ``centroids`` [N, 2] float32 ``(x, y)``, ``velocities`` [N, 2] float32
-    pixels per second, ``ages`` [N] frames, ``positions`` [N, 3] float32 meters in the optical frame,
-    ``position_valid`` [N] bool.
+    ``(x, y, width, height)`` clipped to the image, ``centroids`` [N, 2] float32 ``(x, y)``,
+    ``velocities`` [N, 2] float32 pixels per second, ``ages`` [N] frames, ``positions`` [N, 3] float32
+    meters in the optical frame, ``position_valid`` [N] bool.
     """
 
     ids: np.ndarray
@@ -67,6 +67,17 @@ class InstanceTable(NamedTuple):
         return cls(*(np.concatenate(columns) for columns in zip(*parts, strict=True)))
 
 
+def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``[N, 4]`` ``(x, y, w, h)`` boxes clipped to a ``width`` x ``height`` image (int64, all >= 0):
+    a lost track's predicted box may reach outside the image, and ``RegionOfInterest`` is unsigned."""
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    x0 = np.clip(boxes[:, 0], 0, width)
+    y0 = np.clip(boxes[:, 1], 0, height)
+    x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
+    y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
+    return np.stack([x0, y0, np.maximum(x1 - x0, 0), np.maximum(y1 - y0, 0)], axis=1)
+
+
 class FrameResult(NamedTuple):
     """Everything published for one input frame.
 
@@ -79,7 +90,7 @@ class FrameResult(NamedTuple):
         instances: the segments of the frame.
         overlay_bgr: ``[H, W, 3]`` uint8 BGR overlay when asked for, else None.
         events: what happened to this camera's stream at this frame: ``"resolution_change"``,
-            ``"time_jump_back"`` (each resets its tracker).
+            ``"time_jump_back"`` (the tracker resets itself on either).
         times: seconds spent per stage for this frame's batch (``preprocess``, ``inference``,
             ``fusion``, ``postprocess``) and for this frame (``tracking``, ``outputs``).
     """

@@ -1,0 +1,209 @@
+"""The node's costs: the ROS layer (receive, convert, publish every output) beside the pipeline's own
+time per frame at 640x480 and 1920x1080, the frame rate the node sustains over real DDS with the
+shipped model, and (on a GPU) end-to-end latency percentiles of the frame processor.
+
+``python -m benchmarks.run node`` (``-- --skip-dds`` leaves out the node process run; ``--device``
+picks cpu, cuda or all). CPU figures are ratios to the pipeline measured in the same run; absolute
+times are printed for a GPU only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.common import benchmark_devices, device_name
+from panoptic_ros.core.image_codec import image_to_color
+from panoptic_ros.core.pipeline import PanopticPipeline
+from panoptic_ros.data.synthetic import generate
+from panoptic_ros.runtime import FrameProcessor, InputFrame
+from panoptic_ros.runtime.records import FrameResult
+
+SIZES = {"640x480": (480, 640), "1920x1080": (1080, 1920)}
+MODEL = "engines/panoptic_synthetic.onnx"
+
+
+def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def _frame(size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    sample = next(generate(1, seed=11))
+    return np.ascontiguousarray(cv2.resize(sample.image, size[::-1], interpolation=cv2.INTER_LINEAR))
+
+
+def ros_layer(repeats: int) -> None:
+    """Per frame on this CPU: receive (deserialize the Image), convert to RGB, and build + serialize
+    every output (what ``publish`` does), against the pipeline's own time on the same frame."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from panoptic_ros.core.labels import load_label_set
+    from panoptic_ros.ros import messages
+    from panoptic_ros.ros.conversions import array_to_image_msg
+
+    pipeline = PanopticPipeline(MODEL, backend="onnxruntime", device="cpu")
+    processor = FrameProcessor(pipeline)
+    label_set = load_label_set("synthetic")
+    print(
+        "| frame | pipeline (ms, reference) | receive | convert | publish all outputs "
+        "| ROS layer / pipeline |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, size in SIZES.items():
+        rgb = _frame(size)
+        header = Header(frame_id="camera")
+        wire = serialize_message(array_to_image_msg(rgb, "rgb8", header))
+        received = deserialize_message(wire, Image)
+        frame = InputFrame("cam", rgb, 0, header, overlay=True)
+        result: list[FrameResult] = []
+
+        def run_pipeline(frame: InputFrame = frame, out: list[FrameResult] = result) -> None:
+            processor.reset()
+            out[:] = processor.process([frame])
+
+        pipeline_ms = _median_ms(run_pipeline, repeats)
+        res = result[0]
+
+        def publish_all(res: FrameResult = res, header: Header = header) -> None:
+            for msg in (
+                messages.semantic_msg(res, header),
+                messages.instance_ids_msg(res, header),
+                messages.instances_msg(res, header, label_set),
+                messages.overlay_msg(res, header),
+                messages.markers_msg(res, header, label_set, status="status"),
+            ):
+                serialize_message(msg)
+
+        receive_ms = _median_ms(lambda wire=wire: deserialize_message(wire, Image), repeats)
+        convert_ms = _median_ms(lambda msg=received: image_to_color(msg, "rgb"), repeats)
+        publish_ms = _median_ms(publish_all, repeats)
+        layer = receive_ms + convert_ms + publish_ms
+        print(
+            f"| {name} | {pipeline_ms:.1f} | {receive_ms / pipeline_ms:.3f}x "
+            f"| {convert_ms / pipeline_ms:.3f}x | {publish_ms / pipeline_ms:.3f}x "
+            f"| {layer / pipeline_ms:.3f}x |"
+        )
+    print("\n(ratios to the pipeline's time; the pipeline column is this CPU's reference, not a GPU figure)")
+
+
+def sustained_rate(seconds: float) -> None:
+    """Frames per second the node (its own process, real DDS) publishes while a camera floods it,
+    against the rate of the frame processor alone in this process (same frames, same model)."""
+    import tempfile
+    from pathlib import Path
+
+    from sensor_msgs.msg import Image
+
+    from panoptic_ros.ros.conversions import array_to_image_msg
+    from tests.ros.node_harness import RELIABLE, NodeProcess, Peer, header
+
+    rgb = _frame(SIZES["640x480"])
+    pipeline = PanopticPipeline(MODEL, backend="onnxruntime", device="cpu")
+    processor = FrameProcessor(pipeline)
+    alone_ms = _median_ms(lambda: processor.process([InputFrame("cam", rgb, 0, overlay=False)]), 20)
+    with tempfile.TemporaryDirectory() as tmp:
+        params = {
+            "image_topics": ["/bench/image_raw"],
+            "backend": "onnxruntime",
+            "device": "cpu",
+            "qos.mode": "explicit",
+            "qos.reliability": "reliable",
+            "diagnostics_period": 0.5,
+        }
+        node = NodeProcess(Path(tmp), params, name="panoptic_bench")
+        peer = Peer("panoptic_bench_peer")
+        try:
+            peer.listen("/bench/panoptic/semantic", Image)
+            pub = peer.publisher("/bench/image_raw", Image, RELIABLE)
+            peer.wait_for(lambda: pub.get_subscription_count() > 0, "the node")
+            start = time.monotonic()
+            k = 0
+            while time.monotonic() - start < seconds:
+                pub.publish(array_to_image_msg(rgb, "rgb8", header(1_000_000_000 + k)))
+                k += 1
+                time.sleep(0.005)
+            time.sleep(1.0)
+            got = peer.received["/bench/panoptic/semantic"]
+            span = got[-1][0] - got[0][0] if len(got) > 1 else float("nan")
+            rate = (len(got) - 1) / span
+            sent_rate = k / seconds
+        finally:
+            peer.close()
+            node.stop()
+    print("| input | sent (Hz) | node output (Hz) | processor alone (Hz) | node / processor alone |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| 640x480 rgb8, 1 camera | {sent_rate:.0f} | {rate:.1f} | {1000 / alone_ms:.1f} | "
+        f"{rate * alone_ms / 1000:.2f} |"
+    )
+
+
+def gpu_latency(device: torch.device, frames: int) -> None:
+    """End-to-end latency of the frame processor on a GPU (upload, inference, fusion, tracking, label
+    maps back on the host), torch backend, percentiles over ``frames`` frames of a sequence."""
+    pipeline = PanopticPipeline(MODEL, backend="torch", device=str(device))
+    processor = FrameProcessor(pipeline)
+    print(f"{device_name(device)}, torch backend\n")
+    print("| frame | p50 (ms) | p95 (ms) | p99 (ms) | frames/s at p50 |")
+    print("|---|---|---|---|---|")
+    import cv2
+
+    for name, size in SIZES.items():
+        seq = [
+            np.ascontiguousarray(cv2.resize(s.image, size[::-1]))
+            for s in generate(1, seed=5, sequence_length=min(frames, 60))
+        ]
+        processor.reset()
+        for k in range(5):
+            processor.process([InputFrame("cam", seq[k % len(seq)], k * 10**8, overlay=True)])
+        times = []
+        for k in range(frames):
+            torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            processor.process([InputFrame("cam", seq[k % len(seq)], (k + 5) * 10**8, overlay=True)])
+            torch.cuda.synchronize(device)
+            times.append((time.perf_counter() - start) * 1e3)
+        p50, p95, p99 = np.percentile(times, [50, 95, 99])
+        print(f"| {name} | {p50:.2f} | {p95:.2f} | {p99:.2f} | {1000 / p50:.0f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_node")
+    parser.add_argument("--device", default="all", choices=("all", "cpu", "cuda"))
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of the node flood run")
+    parser.add_argument("--skip-dds", action="store_true", help="skip the node process run")
+    parser.add_argument("--frames", type=int, default=200, help="frames of the GPU latency run")
+    args, _ = parser.parse_known_args(argv)
+    devices = benchmark_devices(args.device)
+    if torch.device("cpu") in devices:
+        try:
+            import rclpy  # noqa: F401
+        except ImportError:
+            print("rclpy is not installed: the ROS-layer and node-rate runs need it (make setup)")
+        else:
+            ros_layer(args.repeats)
+            print()
+            if not args.skip_dds:
+                sustained_rate(args.seconds)
+                print()
+    for device in devices:
+        if device.type == "cuda":
+            gpu_latency(device, args.frames)
+    return 0

@@ -1,0 +1,260 @@
+"""``panoptic-ros bag eval``: PQ and STQ of a bag's outputs against the ground truth in the same bag.
+
+For every camera namespace ``<ns>`` with a ``<ns>/panoptic/semantic`` topic, each frame's
+``panoptic/semantic`` + ``panoptic/instance_ids`` are paired by header stamp with
+``ground_truth/semantic`` + ``ground_truth/instance_ids`` (as ``bag synth`` writes them and
+``bag process`` copies them). Both sides become COCO-style segment maps: thing pixels -> their
+instance id, stuff pixels -> ``STUFF_SEGMENT_BASE + category``, void (and thing pixels without an
+instance id) -> 0. The metrics are the project's own:
+:func:`~panoptic_ros.metrics.panoptic_quality.pq_from_maps` per frame for PQ / SQ / RQ, and one
+:class:`~panoptic_ros.metrics.video.SequenceAccumulator` per camera for STQ / AQ, ID switches and
+fragmentations (frames in the order their pairs complete in the bag, which is stamp order for bags
+recorded in order).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from panoptic_ros.core.ids import STUFF_SEGMENT_BASE
+from panoptic_ros.core.image_codec import image_to_array
+from panoptic_ros.core.labels import LabelSet
+from panoptic_ros.core.topics import join_topic
+from panoptic_ros.data.bag_io import message_counts, read_messages, topic_types
+from panoptic_ros.data.bag_types import CATEGORY_ARRAY_TYPE, label_set_from_categories
+from panoptic_ros.data.bags import BagError
+from panoptic_ros.data.coco_panoptic import SegmentInfo
+from panoptic_ros.errors import ImageDecodeError
+from panoptic_ros.metrics.panoptic_quality import PQResult, PQStat, pq_from_maps
+from panoptic_ros.metrics.video import SequenceAccumulator, VideoResult, VideoStat, frame_labels
+
+PREDICTION_SUFFIX = "panoptic/semantic"
+#: The four maps of a frame pair: (side, map) -> topic below the camera namespace.
+MAPS = {
+    ("pred", "semantic"): ("panoptic", "semantic"),
+    ("pred", "instance_ids"): ("panoptic", "instance_ids"),
+    ("gt", "semantic"): ("ground_truth", "semantic"),
+    ("gt", "instance_ids"): ("ground_truth", "instance_ids"),
+}
+
+
+@dataclass(frozen=True)
+class CameraPairs:
+    """How the frames of one camera namespace paired up.
+
+    Attributes:
+        namespace: e.g. ``/cam0``.
+        matched: frames with both prediction maps and both ground-truth maps (evaluated).
+        prediction_only: stamps with a prediction map but not both ground-truth maps.
+        ground_truth_only: stamps with a ground-truth map but not both prediction maps (e.g. frames
+            skipped as malformed by ``bag process``).
+    """
+
+    namespace: str
+    matched: int
+    prediction_only: int
+    ground_truth_only: int
+
+
+@dataclass(frozen=True)
+class BagEvalReport:
+    """PQ (All / Things / Stuff, per class, with mIoU) and STQ (one sequence per camera) of a bag."""
+
+    bag: Path
+    label_set: str
+    pq: PQResult
+    video: VideoResult
+    cameras: tuple[CameraPairs, ...]
+
+    @property
+    def matched(self) -> int:
+        return sum(c.matched for c in self.cameras)
+
+    def table(self) -> str:
+        lines = [f"{self.bag} (label set {self.label_set})", ""]
+        lines.append(f"{'camera':16s} {'matched':>8s} {'pred only':>10s} {'gt only':>8s}")
+        for c in self.cameras:
+            lines.append(f"{c.namespace:16s} {c.matched:8d} {c.prediction_only:10d} {c.ground_truth_only:8d}")
+        lines += ["", self.pq.table(per_class=True), "", self.video.table(per_sequence=True)]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bag": str(self.bag),
+            "label_set": self.label_set,
+            "cameras": [c.__dict__ for c in self.cameras],
+            "pq": self.pq.to_dict(),
+            "video": self.video.to_dict(),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+
+def segment_map(
+    semantic: np.ndarray, instance_ids: np.ndarray, label_set: LabelSet, *, source: str
+) -> tuple[np.ndarray, list[SegmentInfo]]:
+    """A frame's COCO-style segment map (``H x W`` int64, 0 void) and its ``segments_info`` from a
+    semantic map (category ids, the label set's void value) and an instance map (0 for none).
+
+    A segment id that covers pixels of several categories takes the most frequent one.
+
+    Raises:
+        BagError: the maps differ in size, hold unknown categories, or thing ids reach
+            ``STUFF_SEGMENT_BASE``.
+    """
+    if semantic.shape != instance_ids.shape:
+        raise BagError(
+            f"{source}: semantic {semantic.shape} and instance_ids {instance_ids.shape} differ in size"
+        )
+    semantic = semantic.astype(np.int64)
+    instance = instance_ids.astype(np.int64)
+    void = semantic == label_set.void_semantic
+    known = np.array([c.id for c in label_set.categories], dtype=np.int64)
+    unknown = np.setdiff1d(np.unique(semantic[~void]), known)
+    if unknown.size:
+        raise BagError(
+            f"{source}: category ids {unknown[:10].tolist()} are not in the label set {label_set.name!r}"
+        )
+    lut = label_set.is_thing_lut
+    is_thing = np.zeros(semantic.shape, dtype=bool)
+    is_thing[~void] = lut[semantic[~void]]
+    if (instance[is_thing] >= STUFF_SEGMENT_BASE).any() or (instance < 0).any():
+        raise BagError(f"{source}: instance ids must lie in [0, {STUFF_SEGMENT_BASE})")
+    segments = np.where(
+        is_thing & (instance > 0), instance, np.where(~is_thing & ~void, STUFF_SEGMENT_BASE + semantic, 0)
+    )
+    on = segments > 0
+    pairs, counts = np.unique(
+        np.stack([segments[on], semantic[on]], axis=1).reshape(-1, 2), axis=0, return_counts=True
+    )
+    # most frequent category per segment id: sort by (id, -count), take each id's first row
+    order = np.lexsort((-counts, pairs[:, 0]))
+    ids, first = np.unique(pairs[order, 0], return_index=True)
+    categories = pairs[order, 1][first]
+    infos = [SegmentInfo(id=int(i), category_id=int(c)) for i, c in zip(ids, categories, strict=True)]
+    return segments, infos
+
+
+def _namespaces(types: dict[str, str]) -> list[str]:
+    """Namespaces (with their trailing slash) of the topics ending in ``panoptic/semantic``."""
+    found = []
+    for topic in types:
+        if topic == PREDICTION_SUFFIX or topic.endswith("/" + PREDICTION_SUFFIX):
+            found.append(topic[: -len(PREDICTION_SUFFIX)])
+    return sorted(found)
+
+
+def _label_set_from_bag(bag: Path, types: dict[str, str]) -> LabelSet:
+    topics = [t for t, m in types.items() if m == CATEGORY_ARRAY_TYPE]
+    if topics:
+        for message in read_messages(bag, topics[:1]):
+            if message.msg is not None:
+                return label_set_from_categories(message.msg)
+    raise BagError(
+        f"bag {bag} has no readable panoptic/categories message; name the label set (--labels synthetic)"
+    )
+
+
+def evaluate_bag(
+    bag: str | Path, label_set: LabelSet | None = None, *, progress: bool = True
+) -> BagEvalReport:
+    """PQ and STQ of every camera's outputs in ``bag`` against its ground truth (module docstring).
+
+    ``label_set`` defaults to the one in the bag's ``panoptic/categories`` topic.
+
+    Raises:
+        BagError: the bag cannot be read, has no camera with both outputs and ground truth, or a map
+            is malformed.
+    """
+    bag = Path(bag)
+    types = topic_types(bag)
+    namespaces = [
+        ns for ns in _namespaces(types) if all(join_topic(ns, *parts) in types for parts in MAPS.values())
+    ]
+    if not namespaces:
+        raise BagError(
+            f"bag {bag} has no camera with panoptic/semantic, panoptic/instance_ids, ground_truth/semantic "
+            f"and ground_truth/instance_ids; its topics: {sorted(types)}"
+        )
+    label_set = label_set or _label_set_from_bag(bag, types)
+    route = {join_topic(ns, *parts): (ns, key) for ns in namespaces for key, parts in MAPS.items()}
+    category_ids = [c.id for c in label_set.categories]
+    thing_ids = label_set.thing_ids
+    stat = PQStat.zeros(category_ids)
+    accumulators = {ns: SequenceAccumulator(ns.rstrip("/") or "/", category_ids) for ns in namespaces}
+    waiting: dict[tuple[str, int], dict[tuple[str, str], np.ndarray]] = {}
+    matched = dict.fromkeys(namespaces, 0)
+    total = sum(message_counts(bag, list(route)).values())
+    for message in tqdm(
+        read_messages(bag, list(route)),
+        total=total,
+        desc=f"evaluating {bag.name}",
+        unit="msg",
+        disable=not progress,
+    ):
+        ns, key = route[message.topic]
+        try:
+            if message.msg is None:
+                raise ImageDecodeError(f"not deserializable: {message.error}")
+            pixels = np.array(image_to_array(message.msg, native=True))
+        except ImageDecodeError as err:
+            raise BagError(f"{message.topic} at bag time {message.log_time_ns}: {err}") from err
+        stamp = int(message.stamp_ns or 0)
+        maps = waiting.setdefault((ns, stamp), {})
+        maps[key] = pixels
+        if len(maps) < len(MAPS):
+            continue
+        del waiting[(ns, stamp)]
+        source = f"{ns}@{stamp}"
+        gt_map, gt_segments = segment_map(
+            maps[("gt", "semantic")], maps[("gt", "instance_ids")], label_set, source=f"ground truth {source}"
+        )
+        pred_map, pred_segments = segment_map(
+            maps[("pred", "semantic")],
+            maps[("pred", "instance_ids")],
+            label_set,
+            source=f"prediction {source}",
+        )
+        stat = stat + pq_from_maps(
+            gt_map,
+            gt_segments,
+            pred_map,
+            pred_segments,
+            label_set=label_set,
+            gt_source=f"ground truth {source}",
+            pred_source=f"prediction {source}",
+        )
+        accumulators[ns].add(
+            frame_labels(gt_map, gt_segments, thing_ids, source=f"ground truth {source}"),
+            frame_labels(pred_map, pred_segments, thing_ids, source=f"prediction {source}"),
+            source=source,
+        )
+        matched[ns] += 1
+    video = VideoStat(tuple(a.finish() for a in accumulators.values())).summarize(label_set)
+    return BagEvalReport(
+        bag=bag,
+        label_set=label_set.name,
+        pq=stat.summarize(label_set, semantic=video.semantic),
+        video=video,
+        cameras=tuple(_pairs(ns, matched[ns], waiting) for ns in namespaces),
+    )
+
+
+def _pairs(
+    ns: str, matched: int, waiting: dict[tuple[str, int], dict[tuple[str, str], np.ndarray]]
+) -> CameraPairs:
+    left = [maps for (space, _), maps in waiting.items() if space == ns]
+    pred_only = sum(1 for maps in left if any(side == "pred" for side, _ in maps) and not _both(maps, "gt"))
+    gt_only = sum(1 for maps in left if any(side == "gt" for side, _ in maps) and not _both(maps, "pred"))
+    return CameraPairs(ns.rstrip("/") or "/", matched, pred_only, gt_only)
+
+
+def _both(maps: dict[tuple[str, str], np.ndarray], side: str) -> bool:
+    return (side, "semantic") in maps and (side, "instance_ids") in maps

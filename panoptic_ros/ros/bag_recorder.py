@@ -1,0 +1,159 @@
+"""``panoptic-ros bag record``: write topics received over ROS 2 into a rosbag2 file, without ``ros2 bag``.
+
+Subscriptions are raw (``create_subscription(..., raw=True)``): the CDR bytes go into the bag as
+received, with the receive wall time (``time.time_ns()``) as bag time, through the ``rosbags`` writer
+with this package's types registered (:mod:`panoptic_ros.data.bag_types`), so ``bag eval`` and
+``bag play`` read the result. A topic is named with its type (``/cam0/panoptic/instances=
+panoptic_ros/msg/PanopticInstanceArray``) or alone, then its type is looked up on the ROS graph.
+
+Each subscription takes the QoS of the topic's publishers found on the graph (transient local when
+they all offer it, best effort when any publishes best effort), else reliable and volatile, which
+receives from every publisher.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+
+from panoptic_ros.data.bag_io import BagWriter
+from panoptic_ros.data.bags import Storage
+from panoptic_ros.errors import ConfigError
+from panoptic_ros.ros.bag_common import BagRosError, normalize_type, ros_message_class
+
+#: History depth of the recording subscriptions (a recorder should not drop bursts).
+RECORD_DEPTH = 100
+
+
+@dataclass(frozen=True)
+class RecordReport:
+    """What :func:`record` wrote: the bag, messages per topic, wall time."""
+
+    path: Path
+    counts: dict[str, int]
+    seconds: float
+
+    def summary(self) -> str:
+        return (
+            f"recorded {sum(self.counts.values())} messages on {len(self.counts)} topics into {self.path} "
+            f"in {self.seconds:.1f} s"
+        )
+
+
+def parse_topic(spec: str) -> tuple[str, str | None]:
+    """``TOPIC`` or ``TOPIC=TYPE`` -> ``(topic, type or None)``."""
+    topic, sep, msgtype = spec.partition("=")
+    topic = topic.strip()
+    if not topic:
+        raise ConfigError(f"topic {spec!r} is empty; use TOPIC or TOPIC=package/msg/Type")
+    return topic, normalize_type(msgtype) if sep else None
+
+
+def _discover(node: Any, wanted: list[str], timeout_s: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        graph = dict(node.get_topic_names_and_types())
+        found = {t: normalize_type(graph[t][0]) for t in wanted if graph.get(t)}
+        missing = [t for t in wanted if t not in found]
+        if not missing:
+            return found
+        if time.monotonic() >= deadline:
+            raise BagRosError(
+                f"topics {missing} did not appear on the ROS graph within {timeout_s:g} s; start their "
+                "publisher first or give the type (TOPIC=package/msg/Type)"
+            )
+        time.sleep(0.1)
+
+
+def graph_qos(node: Any, topic: str) -> QoSProfile:
+    """A subscription QoS compatible with every publisher of ``topic`` now on the graph."""
+    offered = [info.qos_profile for info in node.get_publishers_info_by_topic(topic)]
+    latched = bool(offered) and all(q.durability == DurabilityPolicy.TRANSIENT_LOCAL for q in offered)
+    best_effort = any(q.reliability == ReliabilityPolicy.BEST_EFFORT for q in offered)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=RECORD_DEPTH,
+        reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
+
+
+def record(
+    out: str | Path,
+    topics: Sequence[str],
+    *,
+    duration: float | None = None,
+    storage: Storage = "sqlite3",
+    discover_s: float = 10.0,
+    stop: threading.Event | None = None,
+    on_message: Callable[[str, int], None] | None = None,
+    ready: threading.Event | None = None,
+) -> RecordReport:
+    """Record ``topics`` (``TOPIC`` or ``TOPIC=TYPE``) into the new bag ``out`` until ``duration``
+    seconds passed, ``stop`` is set, or Ctrl-C.
+
+    Args:
+        on_message: called with ``(topic, receive time ns)`` after each message is written.
+        ready: set once the subscriptions exist.
+
+    Raises:
+        ConfigError: no topics, or a non-positive duration.
+        BagError: ``out`` exists or cannot be written.
+        BagRosError: a type is not installed, or an untyped topic never appeared.
+    """
+    specs = [parse_topic(s) for s in topics]
+    if not specs:
+        raise ConfigError("name at least one topic to record (--topics TOPIC[=TYPE] ...)")
+    if duration is not None and not duration > 0:
+        raise ConfigError(f"duration={duration} must be positive")
+    context = rclpy.Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    start = time.monotonic()
+    try:
+        node = rclpy.create_node("panoptic_bag_recorder", context=context)
+        types = {t: m for t, m in specs if m is not None}
+        untyped = [t for t, m in specs if m is None]
+        if untyped:
+            types.update(_discover(node, untyped, discover_s))
+        classes = {topic: ros_message_class(msgtype) for topic, msgtype in types.items()}
+        with BagWriter(out, storage) as writer:
+            lock = threading.Lock()
+
+            def write(topic: str, data: bytes) -> None:
+                received = time.time_ns()
+                with lock:
+                    writer.write_raw(topic, types[topic], data, received)
+                if on_message is not None:
+                    on_message(topic, received)
+
+            for topic, msgtype in types.items():
+                writer.add_topic(topic, msgtype)
+                node.create_subscription(
+                    classes[topic],
+                    topic,
+                    lambda data, t=topic: write(t, data),
+                    graph_qos(node, topic),
+                    raw=True,
+                )
+            if ready is not None:
+                ready.set()
+            executor = SingleThreadedExecutor(context=context)
+            executor.add_node(node)
+            deadline = start + duration if duration is not None else None
+            while (stop is None or not stop.is_set()) and (deadline is None or time.monotonic() < deadline):
+                executor.spin_once(timeout_sec=0.05)
+            executor.shutdown()
+            counts = dict(writer.counts)
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    return RecordReport(Path(out), counts, time.monotonic() - start)

@@ -1,0 +1,148 @@
+"""``bag eval``: pairing by stamp and PQ / STQ from the project's metrics, on predictions made from
+the ground truth itself (perfect, with identity switches, shifted in time, with gaps)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from panoptic_ros.core.ids import STUFF_SEGMENT_BASE
+from panoptic_ros.core.image_codec import array_to_image, image_to_array
+from panoptic_ros.core.labels import load_label_set
+from panoptic_ros.data.bag_eval import evaluate_bag, segment_map
+from panoptic_ros.data.bag_io import BagMessage, BagWriter, read_messages
+from panoptic_ros.data.bag_synth import SynthBagConfig, write_synthetic_bag
+from panoptic_ros.data.bag_types import CATEGORY_ARRAY_TYPE, IMAGE_TYPE, category_array, image_from_fields
+from panoptic_ros.data.bags import BagError
+
+LABELS = load_label_set("synthetic")
+FRAMES = 6
+#: (frame index, semantic, instance ids) of the ground truth -> prediction maps, or None to leave it out.
+Predict = Callable[[int, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> list[BagMessage]:
+    path = tmp_path_factory.mktemp("eval") / "gt"
+    write_synthetic_bag(
+        path, SynthBagConfig(cameras=1, sequences=2, frames=FRAMES // 2, size=(48, 96), seed=11)
+    )
+    return list(read_messages(path))
+
+
+def _bag(tmp_path: Path, source: list[BagMessage], predict: Predict, *, categories: bool = True) -> Path:
+    path = tmp_path / "bag"
+    gt_semantic = [m for m in source if m.topic == "/cam0/ground_truth/semantic"]
+    gt_ids = [m for m in source if m.topic == "/cam0/ground_truth/instance_ids"]
+    with BagWriter(path) as writer:
+        for m in source:
+            if "ground_truth" in m.topic:
+                writer.write_raw(m.topic, m.msgtype, m.raw, m.log_time_ns)
+        if categories:
+            writer.write("/cam0/panoptic/categories", CATEGORY_ARRAY_TYPE, category_array(LABELS), 0)
+        for index, (s, i) in enumerate(zip(gt_semantic, gt_ids, strict=True)):
+            maps = predict(index, image_to_array(s.msg), image_to_array(i.msg, native=True))
+            if maps is None:
+                continue
+            semantic, ids = maps
+            writer.write(
+                "/cam0/panoptic/semantic",
+                IMAGE_TYPE,
+                image_from_fields(array_to_image(semantic, "mono8"), s.msg.header),
+                s.log_time_ns,
+            )
+            writer.write(
+                "/cam0/panoptic/instance_ids",
+                IMAGE_TYPE,
+                image_from_fields(array_to_image(ids.astype(np.int32), "32SC1"), i.msg.header),
+                i.log_time_ns,
+            )
+    return path
+
+
+def test_perfect_predictions_score_one(tmp_path: Path, source: list[BagMessage]) -> None:
+    report = evaluate_bag(_bag(tmp_path, source, lambda k, s, i: (s, i)), progress=False)
+    assert report.label_set == "synthetic"
+    assert report.pq.all.pq == pytest.approx(1.0) and report.pq.things.n == 3
+    assert report.video.stq == pytest.approx(1.0) and report.video.id_switches == 0
+    assert report.cameras[0].matched == FRAMES and report.video.num_frames == FRAMES
+    assert report.video.num_gt_tracks == report.video.num_pred_tracks > 3
+
+
+def test_swapped_identities_cost_aq_but_not_pq(tmp_path: Path, source: list[BagMessage]) -> None:
+    def swap_later_frames(k: int, s: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # every other frame, every thing gets another id: PQ per frame is unaffected, association is not
+        return s, np.where(i > 0, i + 500, 0) if k % 2 else i
+
+    report = evaluate_bag(_bag(tmp_path, source, swap_later_frames), progress=False)
+    assert report.pq.all.pq == pytest.approx(1.0)
+    assert report.video.aq < 0.7 and report.video.sq == pytest.approx(1.0)
+    assert report.video.id_switches > 0
+
+
+def test_pairs_by_stamp_so_a_time_shift_is_caught(tmp_path: Path, source: list[BagMessage]) -> None:
+    gt = [
+        (image_to_array(s.msg), image_to_array(i.msg, native=True))
+        for s, i in zip(
+            [m for m in source if m.topic == "/cam0/ground_truth/semantic"],
+            [m for m in source if m.topic == "/cam0/ground_truth/instance_ids"],
+            strict=True,
+        )
+    ]
+    # each frame predicted with the maps of the next frame (stamped as this one)
+    report = evaluate_bag(_bag(tmp_path, source, lambda k, s, i: gt[min(k + 1, FRAMES - 1)]), progress=False)
+    assert report.pq.all.pq < 0.9
+
+
+def test_unmatched_frames_are_reported(tmp_path: Path, source: list[BagMessage]) -> None:
+    report = evaluate_bag(
+        _bag(tmp_path, source, lambda k, s, i: None if k == 2 else (s, i), categories=False),
+        LABELS,
+        progress=False,
+    )
+    pairs = report.cameras[0]
+    assert (pairs.namespace, pairs.matched, pairs.ground_truth_only, pairs.prediction_only) == (
+        "/cam0",
+        5,
+        1,
+        0,
+    )
+    assert re.search(r"\n/cam0 +5 +0 +1\n", report.table())
+    assert report.to_dict()["cameras"][0]["ground_truth_only"] == 1
+
+
+def test_label_set_needed_and_cameras_needed(tmp_path: Path, source: list[BagMessage]) -> None:
+    bag = _bag(tmp_path, source, lambda k, s, i: (s, i), categories=False)
+    with pytest.raises(BagError, match="panoptic/categories"):
+        evaluate_bag(bag, progress=False)
+    only_gt = tmp_path / "only_gt"
+    with BagWriter(only_gt) as writer:
+        m = source[0]
+        writer.write_raw(m.topic, m.msgtype, m.raw, m.log_time_ns)
+    with pytest.raises(BagError, match="no camera with panoptic/semantic"):
+        evaluate_bag(only_gt, LABELS, progress=False)
+
+
+def test_segment_map() -> None:
+    semantic = np.array([[0, 0, 7, 7], [255, 5, 5, 7]], np.uint8)
+    ids = np.array([[0, 0, 3, 3], [0, 4, 0, 3]], np.int32)
+    segments, infos = segment_map(semantic, ids, LABELS, source="t")
+    road = STUFF_SEGMENT_BASE + 0
+    # a person pixel without an id is void, as is void itself
+    assert segments.tolist() == [[road, road, 3, 3], [0, 4, 0, 3]]
+    assert [(s.id, s.category_id) for s in infos] == [(3, 7), (4, 5), (road, 0)]
+    # an id over two categories takes the more frequent one
+    _, infos = segment_map(
+        np.array([[7, 7, 5]], np.uint8), np.array([[2, 2, 2]], np.int32), LABELS, source="t"
+    )
+    assert [(s.id, s.category_id) for s in infos] == [(2, 7)]
+    with pytest.raises(BagError, match=r"category ids \[9\]"):
+        segment_map(np.array([[9]], np.uint8), np.array([[0]], np.int32), LABELS, source="t")
+    with pytest.raises(BagError, match="differ in size"):
+        segment_map(np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.int32), LABELS, source="t")
+    with pytest.raises(BagError, match="instance ids must lie"):
+        segment_map(np.array([[7]], np.uint8), np.array([[STUFF_SEGMENT_BASE]], np.int32), LABELS, source="t")
