@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from panoptic_ros import __version__
 from panoptic_ros.errors import ConfigError, PanopticRosError
@@ -109,9 +109,16 @@ def _bag_run(args: argparse.Namespace) -> int:
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
-    parser.add_argument("--frames", type=int, default=30, help="frames per camera (default 30)")
+    parser.add_argument("--frames", type=int, default=40, help="frames per camera (default 40)")
+    parser.add_argument("--cameras", type=int, default=3, help="cameras of the live demo (default 3)")
+    parser.add_argument("--rate", type=float, default=1.0, help="bag playback speed factor (live demo)")
     parser.add_argument(
-        "--storage", choices=("sqlite3", "mcap"), default="sqlite3", help="bag storage format"
+        "--offline",
+        action="store_true",
+        help="without ROS: record a bag of exotic encodings and run the pipeline over it (no node, no DDS)",
+    )
+    parser.add_argument(
+        "--storage", choices=("sqlite3", "mcap"), default="sqlite3", help="bag storage format (offline demo)"
     )
     parser.add_argument("--model", type=Path, help="ONNX model with a spec (default: the shipped model)")
     parser.add_argument("--backend", default="auto", help="auto (default), onnxruntime or torch")
@@ -119,16 +126,34 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo_run(args: argparse.Namespace) -> int:
-    from panoptic_ros.demo import run_demo
+    if args.offline:
+        from panoptic_ros.demo import run_demo
 
-    return run_demo(
+        return run_demo(
+            args.out,
+            frames=args.frames,
+            storage=args.storage,
+            model=args.model,
+            backend=args.backend,
+            device=args.device,
+        )
+    from panoptic_ros.ros.live_demo import run_live_demo
+
+    summary = run_live_demo(
         args.out,
+        cameras=args.cameras,
         frames=args.frames,
-        storage=args.storage,
-        model=args.model,
+        rate=args.rate,
+        model=str(args.model or ""),
         backend=args.backend,
         device=args.device,
     )
+    print()
+    print(summary.table())
+    print()
+    for name, path in summary.files.items():
+        print(f"{name:14s} {path}")
+    return 0 if summary.frames_out else 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -416,6 +441,119 @@ def _train_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------------
+# export
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--checkpoint",
+        help="transformers Mask2Former / MaskFormer / OneFormer checkpoint: a folder or a hub id",
+    )
+    source.add_argument(
+        "--module",
+        help="PyTorch network of another family: 'package.module:factory' (called without arguments); "
+        "needs --spec",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="ONNX file to write (spec embedded)")
+    parser.add_argument("--spec", type=Path, help="with --module: the model spec (JSON, see docs/models.md)")
+    parser.add_argument("--weights", type=Path, help="with --module: a state dict (.pt) to load first")
+    parser.add_argument("--height", type=int, help="input height (default: from the image processor)")
+    parser.add_argument("--width", type=int, help="input width (default: from the image processor)")
+    parser.add_argument("--max-batch", type=int, default=4, help="largest batch (cameras), default 4")
+    labels = parser.add_mutually_exclusive_group()
+    labels.add_argument(
+        "--label-set", help="label set of the checkpoint's classes: a shipped name or a .yaml path"
+    )
+    labels.add_argument(
+        "--thing-ids",
+        help="comma-separated class indices that are things, when the checkpoint does not say",
+    )
+    parser.add_argument(
+        "--fusion-mode",
+        choices=("mask2former", "transformers"),
+        default="mask2former",
+        help="fusion rules written into the spec (default: Mask2Former's)",
+    )
+    parser.add_argument(
+        "--exporter",
+        choices=("auto", "dynamo", "torchscript"),
+        default="auto",
+        help="ONNX exporter (auto: torch.export, falling back to TorchScript)",
+    )
+    parser.add_argument("--name", help="model name in the spec (default: the checkpoint's)")
+
+
+def _export_run(args: argparse.Namespace) -> int:
+    from panoptic_ros.models.hf_export import export_module, export_transformers
+    from panoptic_ros.models.onnx_check import check_onnx
+    from panoptic_ros.models.spec import ModelSpec
+
+    if args.checkpoint:
+        thing_ids = None
+        if args.thing_ids is not None:
+            try:
+                thing_ids = [int(v) for v in args.thing_ids.split(",") if v.strip()]
+            except ValueError as err:
+                raise ConfigError(
+                    f"--thing-ids {args.thing_ids!r} is not a comma-separated list of integers"
+                ) from err
+        report = export_transformers(
+            args.checkpoint,
+            args.out,
+            height=args.height,
+            width=args.width,
+            max_batch=args.max_batch,
+            label_set=args.label_set,
+            thing_ids=thing_ids,
+            fusion_mode=args.fusion_mode,
+            exporter=args.exporter,
+            name=args.name,
+        )
+    else:
+        if args.spec is None:
+            raise ConfigError("--module needs --spec with the model spec (JSON)")
+        spec = ModelSpec.from_json(args.spec.read_text(encoding="utf-8"), source=str(args.spec))
+        report = export_module(
+            _load_module(args.module, args.weights), spec, args.out, exporter=args.exporter
+        )
+    spec = report.spec
+    things = sum(c.is_thing for c in spec.label_set.categories)
+    errors = ", ".join(f"{k} {v:.2g}" for k, v in report.max_error.items())
+    print(
+        f"wrote {report.path} ({report.path.stat().st_size / 1e6:.1f} MB, {report.exporter} exporter): "
+        f"{spec.family}, input {spec.input.height} x {spec.input.width}, {len(spec.label_set)} classes "
+        f"({things} things){f' from {report.label_source}' if report.label_source else ''}; "
+        f"ONNX Runtime vs PyTorch max |difference|: {errors}"
+    )
+    print(check_onnx(report.path).table())
+    return 0
+
+
+def _load_module(target: str, weights: Path | None) -> Any:
+    import importlib
+    import os
+
+    import torch
+
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"--module {target!r} must be 'package.module:factory'")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"--module {target!r}: {err}") from err
+    network = factory()
+    if not isinstance(network, torch.nn.Module):
+        raise ConfigError(f"--module {target!r} returned {type(network).__name__}, not a torch.nn.Module")
+    if weights is not None:
+        network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return network
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("labels", "list the shipped label sets, or print one", _labels_arguments, _labels_run),
     Command("bag-info", "list the image topics of a rosbag2 file", _bag_info_arguments, _bag_info_run),
@@ -472,6 +610,13 @@ COMMANDS: tuple[Command, ...] = (
         "train the compact center-offset network on the synthetic world and export it to ONNX",
         _train_arguments,
         _train_run,
+    ),
+    Command(
+        "export",
+        "export a transformers checkpoint (Mask2Former, MaskFormer, OneFormer) or a PyTorch network to "
+        "ONNX with its model spec",
+        _export_arguments,
+        _export_run,
     ),
 )
 

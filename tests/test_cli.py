@@ -25,9 +25,9 @@ def test_labels_lists_and_prints() -> None:
     assert "id  13  thing  #00008e  car" in one.stdout
 
 
-def test_demo_records_replays_segments_and_counts_malformed_frames(tmp_path: Path) -> None:
+def test_offline_demo_records_replays_segments_and_counts_malformed_frames(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = _run("demo", "--out", str(out), "--frames", "10", "--storage", "mcap")
+    result = _run("demo", "--offline", "--out", str(out), "--frames", "10", "--storage", "mcap")
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["decoded"] == {

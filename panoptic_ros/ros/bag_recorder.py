@@ -74,10 +74,13 @@ def _discover(node: Any, wanted: list[str], timeout_s: float) -> dict[str, str]:
         time.sleep(0.1)
 
 
-def graph_qos(node: Any, topic: str) -> QoSProfile:
-    """A subscription QoS compatible with every publisher of ``topic`` now on the graph."""
+def graph_qos(node: Any, topic: str, msgtype: str = "") -> QoSProfile:
+    """A subscription QoS compatible with every publisher of ``topic`` now on the graph. A label set
+    (``CategoryArray``) topic with no publisher yet is subscribed transient local, as the node
+    publishes it, so that the recorder gets it even when it subscribes first."""
     offered = [info.qos_profile for info in node.get_publishers_info_by_topic(topic)]
     latched = bool(offered) and all(q.durability == DurabilityPolicy.TRANSIENT_LOCAL for q in offered)
+    latched = latched or (not offered and msgtype.endswith("/CategoryArray"))
     best_effort = any(q.reliability == ReliabilityPolicy.BEST_EFFORT for q in offered)
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
@@ -141,7 +144,7 @@ def record(
                     classes[topic],
                     topic,
                     lambda data, t=topic: write(t, data),
-                    graph_qos(node, topic),
+                    graph_qos(node, topic, msgtype),
                     raw=True,
                 )
             if ready is not None:
