@@ -85,3 +85,9 @@ def test_rviz_config_shows_overlay_and_markers() -> None:
     topics = {d["Class"]: d.get("Topic", {}).get("Value") for d in displays if d.get("Enabled")}
     assert topics["rviz_default_plugins/Image"] == "/camera/panoptic/overlay"
     assert topics["rviz_default_plugins/MarkerArray"] == "/camera/panoptic/markers"
+
+
+def test_node_documentation_lists_every_parameter() -> None:
+    text = (REPO / "docs" / "node.md").read_text()
+    missing = [p.name for p in PARAMETERS if f"`{p.name}`" not in text]
+    assert not missing, f"docs/node.md does not document {missing}"
