@@ -12,39 +12,22 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
 from launch import LaunchContext, LaunchDescription
+from panoptic_ros.ros.launch_support import node_action, node_overrides, split_topics
 
 
-def _split(context: LaunchContext, name: str) -> list[str]:
-    text = LaunchConfiguration(name).perform(context)
-    return [t.strip() for t in text.split(",")] if text.strip() else []
+def _node(context: LaunchContext) -> list[object]:
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
 
-
-def _node(context: LaunchContext) -> list[Node]:
-    cameras = _split(context, "cameras")
-    if not cameras:
-        raise RuntimeError("multi_camera.launch.py: give cameras:=/a/image_raw,/b/image_raw")
-    overrides: dict[str, object] = {"image_topics": cameras}
-    for arg, param in (("camera_infos", "camera_info_topics"), ("depths", "depth_topics")):
-        values = _split(context, arg)
-        if values:
-            overrides[param] = values
-    model = LaunchConfiguration("model").perform(context)
-    if model:
-        overrides["model"] = model
-    return [
-        Node(
-            package="panoptic_ros",
-            executable="panoptic_node",
-            name="panoptic",
-            namespace=LaunchConfiguration("namespace").perform(context),
-            parameters=[LaunchConfiguration("params_file").perform(context), overrides],
-            output="screen",
-            emulate_tty=True,
-        )
-    ]
+    overrides = node_overrides(
+        split_topics(arg("cameras")),
+        model=arg("model"),
+        camera_infos=split_topics(arg("camera_infos")),
+        depths=split_topics(arg("depths")),
+    )
+    return [node_action(arg("params_file"), overrides, namespace=arg("namespace"))]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -12,28 +12,18 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
 from launch import LaunchContext, LaunchDescription
+from panoptic_ros.ros.launch_support import node_action, node_overrides
 
 
-def _node(context: LaunchContext) -> list[Node]:
-    # resolved here so that a single camera becomes a one-element string array parameter
-    overrides = {"image_topics": [LaunchConfiguration("camera").perform(context)]}
-    model = LaunchConfiguration("model").perform(context)
-    if model:
-        overrides["model"] = model
-    return [
-        Node(
-            package="panoptic_ros",
-            executable="panoptic_node",
-            name="panoptic",
-            namespace=LaunchConfiguration("namespace").perform(context),
-            parameters=[LaunchConfiguration("params_file").perform(context), overrides],
-            output="screen",
-            emulate_tty=True,
-        )
-    ]
+def _node(context: LaunchContext) -> list[object]:
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    # resolved here so that one camera becomes a one-element string array parameter
+    overrides = node_overrides([arg("camera")], model=arg("model"))
+    return [node_action(arg("params_file"), overrides, namespace=arg("namespace"))]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -17,40 +17,23 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchContext, LaunchDescription
+from panoptic_ros.ros.launch_support import node_action, node_overrides, split_topics
 
 
 def _actions(context: LaunchContext) -> list[object]:
     from panoptic_ros.data.bags import image_topics
 
-    bag = LaunchConfiguration("bag").perform(context)
-    if not bag:
-        raise RuntimeError("replay.launch.py: give bag:=/path/to/rosbag2_folder")
-    text = LaunchConfiguration("cameras").perform(context)
-    cameras = [t.strip() for t in text.split(",") if t.strip()] or sorted(image_topics(bag))
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    bag = arg("bag")
+    cameras = split_topics(arg("cameras")) or sorted(image_topics(bag))
     # the player publishes reliably: a reliable subscription loses no fragments of large images
-    overrides: dict[str, object] = {
-        "image_topics": cameras,
-        "qos.mode": "explicit",
-        "qos.reliability": "reliable",
-    }
-    model = LaunchConfiguration("model").perform(context)
-    if model:
-        overrides["model"] = model
-    play = ["ros2", "run", "panoptic_ros", "panoptic_ros_cli", "bag", "play", bag]
-    play += ["--rate", LaunchConfiguration("rate").perform(context), "--topics", *cameras]
-    if LaunchConfiguration("loop").perform(context).lower() in ("true", "1", "yes"):
-        play.append("--loop")
-    return [
-        Node(
-            package="panoptic_ros",
-            executable="panoptic_node",
-            name="panoptic",
-            parameters=[LaunchConfiguration("params_file").perform(context), overrides],
-            output="screen",
-            emulate_tty=True,
-        ),
-        ExecuteProcess(cmd=play, output="screen"),
-    ]
+    reliable = {"qos.mode": "explicit", "qos.reliability": "reliable"}
+    overrides = node_overrides(cameras, model=arg("model"), extra=reliable)
+    play = ["ros2", "run", "panoptic_ros", "panoptic_ros_cli", "bag", "play", bag, "--rate", arg("rate")]
+    play += ["--topics", *cameras] + (["--loop"] if arg("loop").lower() in ("true", "1", "yes") else [])
+    return [node_action(arg("params_file"), overrides), ExecuteProcess(cmd=play, output="screen")]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -31,7 +31,11 @@ def _declared_arguments(path: Path) -> set[str]:
 
 
 def _executables(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
+    """Executables named in the launch file or in the shared action it calls."""
+    text = path.read_text()
+    if "node_action(" in text:
+        text += (REPO / "panoptic_ros" / "ros" / "launch_support.py").read_text()
+    tree = ast.parse(text)
     return {
         kw.value.value
         for node in ast.walk(tree)
@@ -91,3 +95,16 @@ def test_node_documentation_lists_every_parameter() -> None:
     text = (REPO / "docs" / "node.md").read_text()
     missing = [p.name for p in PARAMETERS if f"`{p.name}`" not in text]
     assert not missing, f"docs/node.md does not document {missing}"
+
+
+def test_launch_overrides_keep_the_params_file_in_force() -> None:
+    from panoptic_ros.ros.launch_support import node_overrides, split_topics
+
+    assert node_overrides(["/a/image_raw"]) == {"image_topics": ["/a/image_raw"]}
+    cameras = split_topics("/a/image_raw, /b/image_raw/compressed")
+    assert cameras == ["/a/image_raw", "/b/image_raw/compressed"]
+    overrides = node_overrides(cameras, model="m.onnx", depths=split_topics("/a/depth/image_raw,"))
+    assert overrides["depth_topics"] == ["/a/depth/image_raw", ""] and overrides["model"] == "m.onnx"
+    NodeConfig.from_values(overrides)  # a configuration the node accepts
+    with pytest.raises(ValueError, match="no camera"):
+        node_overrides(split_topics(""))
