@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,41 @@ def test_installed_python_package_is_the_installed_copy() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith(str(SITE)), result.stdout
+
+
+def test_pip_wheel_carries_the_shared_data(tmp_path: Path) -> None:
+    """`pip install .` (no ROS) installs config, label sets, launch files, msg definitions (for the
+    bag tools) and the shipped model under <prefix>/share/panoptic_ros, where resources.py looks."""
+    import zipfile
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            ".",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("panoptic_ros-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    share = "panoptic_ros-0.1.0.data/data/share/panoptic_ros/"
+    for path in (
+        "config/panoptic.yaml",
+        "config/labels/synthetic.yaml",
+        "launch/panoptic.launch.py",
+        "msg/PanopticInstance.msg",
+        "engines/panoptic_synthetic.onnx",
+    ):
+        assert share + path in names, f"{path} missing from the wheel"
+    assert not any(n.startswith("panoptic_ros/msg/") for n in names), "generated messages must not ship"
