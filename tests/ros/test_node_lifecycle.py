@@ -5,9 +5,11 @@ processing rate (drops counted, the newest frame always served)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from lifecycle_msgs.msg import Transition
+from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from panoptic_ros.data.synthetic import generate
@@ -125,5 +127,38 @@ def test_overload_drops_old_frames_and_serves_the_newest(tmp_path, peer: Peer) -
         assert stamp_of(peer.messages("/lc/panoptic/semantic")[-1]) == last
         assert float(values["latency_queue_ms_p95"]) >= 0
         assert node.alive()
+    finally:
+        node.stop()
+
+
+def test_qos_modes_and_configure_parameters_between_cycles(tmp_path: Path, peer: Peer) -> None:
+    """sensor_data subscribes best effort; match_publisher adopts the reliable publisher found on the
+    graph; a read-at-configure parameter is refused while configured and accepted when unconfigured."""
+    name = "panoptic_qos"
+    node = NodeProcess(tmp_path, {**_params(), "qos.mode": "sensor_data"}, lifecycle=True, name=name)
+    try:
+        peer.publisher(CAMERA, Image, RELIABLE)  # a reliable camera driver
+
+        def subscription_reliability() -> ReliabilityPolicy:
+            infos: list = []
+            peer.wait_for(
+                lambda: bool(infos.extend(peer.node.get_subscriptions_info_by_topic(CAMERA)) or infos),
+                "the node's subscription on the graph",
+            )
+            return infos[0].qos_profile.reliability
+
+        assert peer.transition(name, Transition.TRANSITION_CONFIGURE)
+        assert peer.transition(name, Transition.TRANSITION_ACTIVATE)
+        assert subscription_reliability() == ReliabilityPolicy.BEST_EFFORT
+        (refused,) = peer.set_parameters(name, {"qos.mode": "match_publisher"})
+        assert not refused.successful and "configure" in refused.reason
+        assert peer.transition(name, Transition.TRANSITION_DEACTIVATE)
+        assert peer.transition(name, Transition.TRANSITION_CLEANUP)
+        peer.wait_for(lambda: not peer.node.get_subscriptions_info_by_topic(CAMERA), "the subscription gone")
+        (accepted,) = peer.set_parameters(name, {"qos.mode": "match_publisher"})
+        assert accepted.successful, accepted.reason
+        assert peer.transition(name, Transition.TRANSITION_CONFIGURE)
+        assert peer.transition(name, Transition.TRANSITION_ACTIVATE)
+        assert subscription_reliability() == ReliabilityPolicy.RELIABLE
     finally:
         node.stop()
