@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from panoptic_ros.core.ids import STUFF_SEGMENT_BASE
-from panoptic_ros.core.overlay import overlay
+from panoptic_ros.core.overlay import overlay, tracked_display_map
 from panoptic_ros.core.pipeline import FrameOutput, PanopticPipeline
 from panoptic_ros.data.coco_panoptic import (
     JSON_NAME,
@@ -164,11 +164,7 @@ def tracked_segments(
     }
     for c in torch.unique(category[stuff]).tolist():
         categories[STUFF_SEGMENT_BASE + int(c)] = int(c)
-    shown = torch.where(
-        track_map > 0,
-        category * label_divisor + track_map % (label_divisor - 1) + 1,
-        torch.where(stuff, panoptic, -1),
-    )
+    shown = tracked_display_map(panoptic, result.instance, track_map, label_divisor)
     return segment_map, categories, shown
 
 

@@ -44,3 +44,20 @@ def overlay(
     border[:, 1:] |= panoptic[:, 1:] != panoptic[:, :-1]
     blended[border] = 255.0
     return blended.round().to(torch.uint8)
+
+
+def tracked_display_map(
+    panoptic: torch.Tensor, instance: torch.Tensor, track_map: torch.Tensor, label_divisor: int
+) -> torch.Tensor:
+    """The map an overlay of a tracked frame shows: things as ``category * label_divisor + n`` with
+    ``n`` derived from the track id (so a track keeps its shade), stuff as is, untracked things and
+    void as -1. All ``[H, W]`` on one device; ``panoptic`` int64, ``instance`` the per-frame thing
+    numbers (0 for stuff), ``track_map`` the track ids (0 for none)."""
+    track_map = track_map.to(panoptic.device).long()
+    category = torch.div(panoptic.clamp(min=0), label_divisor, rounding_mode="floor")
+    stuff = (panoptic >= 0) & (instance == 0)
+    return torch.where(
+        track_map > 0,
+        category * label_divisor + track_map % (label_divisor - 1) + 1,
+        torch.where(stuff, panoptic, -1),
+    )

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 
 from panoptic_ros.core.geometry import segment_positions
-from panoptic_ros.core.overlay import overlay
+from panoptic_ros.core.overlay import overlay, tracked_display_map
 from panoptic_ros.core.pipeline import FrameOutput, PanopticPipeline
-from panoptic_ros.infer import tracked_segments
 from panoptic_ros.runtime.records import FrameResult, InputFrame, InstanceTable, clip_boxes
 from panoptic_ros.tracking import Tracker, TrackerInput, TrackerOutput, TrackerParams, TrackState, TrackTable
 
@@ -140,7 +139,11 @@ class FrameProcessor:
         instances = self._instances(out, tracked, id_map, frame)
         overlay_bgr = None
         if frame.overlay and image is not None:
-            shown = tracked_segments(out, tracked, self.label_divisor)[2] if tracked else out.panoptic
+            shown = (
+                tracked_display_map(out.panoptic, out.instance, tracked.track_map, self.label_divisor)
+                if tracked
+                else out.panoptic
+            )
             picture = overlay(image, shown, self.label_set, label_divisor=self.label_divisor)
             overlay_bgr = np.ascontiguousarray(picture.cpu().numpy()[..., ::-1])
         semantic = out.semantic.to(torch.int32).cpu().numpy().astype(self._semantic_dtype)
