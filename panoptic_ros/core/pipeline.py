@@ -3,25 +3,40 @@
 ``frames -> preprocess (device) -> backend.infer -> fusion (device) -> category ids -> source size``.
 Everything stays on the inference device; callers download only what they publish or write. Each
 stage is timed (:class:`StageTimes`), synchronizing the device only when timing is asked for.
+
+The fusion is chosen by the spec's decoder family (:data:`FAMILY_FUSIONS`): one small strategy per
+family maps the named network outputs of one frame to a :class:`FusedFrame` (panoptic ids over the
+model's class indices, at the model input size, plus the segment list). A model whose spec names
+``companions`` runs them on the same frames and hands their outputs to the fusion under their roles,
+brought into the main model's input frame.
 """
 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from panoptic_ros.backends.base import Backend
 from panoptic_ros.backends.registry import create_backend, model_spec
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.preprocess import Preprocessor, ResizeMode, Transform, restore
 from panoptic_ros.errors import ConfigError
-from panoptic_ros.fusion.center_offset import CenterOffsetParams, fuse_center_offset
+from panoptic_ros.fusion.center_offset import CenterOffsetParams, SegmentStats, fuse_center_offset
+from panoptic_ros.fusion.detection_semantic import (
+    Detections,
+    DetectionSemanticParams,
+    fuse_detection_semantic,
+)
+from panoptic_ros.fusion.mask_classification import MaskClassificationParams, fuse_mask_classification
 from panoptic_ros.models.spec import ModelSpec
 
 
@@ -118,6 +133,162 @@ def segment_table(
     )
 
 
+class FusedFrame(NamedTuple):
+    """What every family's fusion gives the pipeline for one frame (at the model input size).
+
+    ``panoptic`` [H, W] int64 ``class_index * label_divisor + n`` (model class indices), -1 void;
+    ``segments`` its segment list (ids in the same numbering, and scores).
+    """
+
+    panoptic: torch.Tensor
+    segments: SegmentStats
+
+
+class FamilyFusion(ABC):
+    """The fusion of one decoder family: which output roles it reads and how it fuses a frame.
+
+    Subclasses set :attr:`family`, :attr:`params_type` (a frozen dataclass with ``from_spec`` and
+    ``label_divisor``), :attr:`required` (roles that must be present) and :attr:`alternatives`
+    (role groups of which one must be complete), and implement :meth:`fuse`.
+    """
+
+    family: ClassVar[str]
+    params_type: ClassVar[type[Any]]
+    required: ClassVar[tuple[str, ...]] = ()
+    alternatives: ClassVar[tuple[tuple[str, ...], ...]] = ()
+
+    def __init__(self, spec: ModelSpec, device: torch.device) -> None:
+        self.spec = spec
+        self.size = (spec.input.height, spec.input.width)
+        self.num_classes = len(spec.label_set)
+        self.thing_classes = tuple(i for i, c in enumerate(spec.label_set.categories) if c.is_thing)
+
+    def check_roles(self, roles: Sequence[str], model: str) -> None:
+        """Raise :class:`ConfigError` naming the roles the model (with its companions) lacks."""
+        missing = [role for role in self.required if role not in roles]
+        if self.alternatives and not any(all(r in roles for r in group) for group in self.alternatives):
+            missing.append(" or ".join("+".join(group) for group in self.alternatives))
+        if missing:
+            raise ConfigError(
+                f"{model}: the {self.family} family needs output roles {missing}; map them in the "
+                "spec's 'outputs' (role -> output name) or provide them with 'companions' "
+                "(see docs/models.md)"
+            )
+
+    @abstractmethod
+    def fuse(self, outputs: Mapping[str, torch.Tensor], index: int, params: Any) -> FusedFrame:
+        """Fuse frame ``index`` of the batched outputs (role -> ``[N, ...]`` tensor)."""
+
+
+class CenterOffsetFusion(FamilyFusion):
+    family = "center-offset"
+    params_type = CenterOffsetParams
+    required = ("semantic", "center", "offset")
+
+    def fuse(self, outputs: Mapping[str, torch.Tensor], index: int, params: Any) -> FusedFrame:
+        fused = fuse_center_offset(
+            outputs["semantic"][index],
+            outputs["center"][index],
+            outputs["offset"][index],
+            self.thing_classes,
+            params,
+            num_classes=self.num_classes,
+        )
+        return FusedFrame(fused.panoptic, fused.segments)
+
+
+class MaskClassificationFusion(FamilyFusion):
+    family = "mask-classification"
+    params_type = MaskClassificationParams
+    required = ("class_logits", "mask_logits")
+
+    def fuse(self, outputs: Mapping[str, torch.Tensor], index: int, params: Any) -> FusedFrame:
+        class_logits = outputs["class_logits"][index]
+        if class_logits.shape[-1] != self.num_classes + 1:
+            raise ConfigError(
+                f"class logits have {class_logits.shape[-1]} columns; the label set has {self.num_classes} "
+                "classes plus 'no object'"
+            )
+        fused = fuse_mask_classification(
+            class_logits, outputs["mask_logits"][index], self.thing_classes, params, output_size=self.size
+        )
+        return FusedFrame(fused.panoptic, fused.segments)
+
+
+class DetectionSemanticFusion(FamilyFusion):
+    family = "detection-semantic"
+    params_type = DetectionSemanticParams
+    required = ("boxes", "scores", "classes", "semantic")
+    alternatives = (("masks",), ("prototypes", "coefficients"))
+
+    def fuse(self, outputs: Mapping[str, torch.Tensor], index: int, params: Any) -> FusedFrame:
+        def frame(role: str) -> torch.Tensor | None:
+            return outputs[role][index] if role in outputs else None
+
+        detections = Detections(
+            boxes=outputs["boxes"][index],
+            scores=outputs["scores"][index],
+            classes=outputs["classes"][index],
+            masks=frame("masks"),
+            prototypes=frame("prototypes"),
+            coefficients=frame("coefficients"),
+        )
+        fused = fuse_detection_semantic(
+            detections,
+            outputs["semantic"][index],
+            self.thing_classes,
+            params,
+            output_size=self.size,
+            num_classes=self.num_classes,
+        )
+        return FusedFrame(fused.panoptic, fused.segments)
+
+
+#: decoder family -> its fusion strategy
+FAMILY_FUSIONS: dict[str, type[FamilyFusion]] = {
+    cls.family: cls for cls in (CenterOffsetFusion, MaskClassificationFusion, DetectionSemanticFusion)
+}
+
+
+@dataclass
+class _Companion:
+    """A second network on the same frames: its backend, preprocessing and the roles it provides."""
+
+    spec: ModelSpec
+    backend: Backend
+    preprocess: Preprocessor
+    roles: dict[str, str]  # role -> its output name
+
+
+def reframe(
+    tensor: torch.Tensor,
+    source: Transform,
+    source_size: tuple[int, int],
+    target: Transform,
+    target_size: tuple[int, int],
+) -> torch.Tensor:
+    """Bring a frame's output (``[C, h, w]`` float or ``[h, w]`` integer), computed on an input of
+    ``source_size`` where the frame sat at ``source``, into the frame of an input of ``target_size``
+    where it sits at ``target``, at that input's resolution (bilinear for floats, nearest for
+    integers; outside the frame: zeros).
+    """
+    integer = not tensor.is_floating_point()
+    image = tensor.float()[None] if tensor.dim() == 3 else tensor.float()[None, None]
+    scale_y = image.shape[-2] / source_size[0]
+    scale_x = image.shape[-1] / source_size[1]
+    top, left = round(source.top * scale_y), round(source.left * scale_x)
+    height = max(round(source.height * scale_y), 1)
+    width = max(round(source.width * scale_x), 1)
+    content = image[..., top : top + height, left : left + width]
+    mode = "nearest" if integer else "bilinear"
+    extra = {} if integer else {"align_corners": False}
+    content = F.interpolate(content, size=(target.height, target.width), mode=mode, **extra)
+    out = content.new_zeros((*content.shape[:-2], *target_size))
+    out[..., target.top : target.top + target.height, target.left : target.left + target.width] = content
+    out = out[0] if tensor.dim() == 3 else out[0, 0]
+    return out.to(tensor.dtype) if integer else out
+
+
 class PanopticPipeline:
     """Loads a model (spec + backend) and turns batches of frames into :class:`FrameOutput`.
 
@@ -144,24 +315,54 @@ class PanopticPipeline:
     ) -> None:
         self.model_path = Path(model)
         self.spec: ModelSpec = model_spec(self.model_path)
-        if self.spec.family != "center-offset":
+        fusion_type = FAMILY_FUSIONS.get(self.spec.family)
+        if fusion_type is None:
             raise ConfigError(
-                f"{self.model_path.name}: the {self.spec.family!r} family has no fusion in this version; "
-                "center-offset models are supported"
+                f"{self.model_path.name}: no fusion for the {self.spec.family!r} family; "
+                f"supported: {', '.join(sorted(FAMILY_FUSIONS))}"
             )
+        self.params = fusion_type.params_type.from_spec({**self.spec.fusion, **(fusion or {})})
         self.backend = create_backend(
             backend, self.model_path, device=device, spec=self.spec, options=backend_options
         )
         self.device = self.backend.device
+        self.fusion: FamilyFusion = fusion_type(self.spec, self.device)
         self.label_set: LabelSet = self.spec.label_set
-        self.params = CenterOffsetParams.from_spec({**self.spec.fusion, **(fusion or {})})
         self.preprocess = Preprocessor(self.spec.input, self.device, mode=resize)
+        self._companions: list[_Companion] = []
+        try:
+            for role, relative in self.spec.companions.items():
+                self._companions.append(
+                    self._companion(role, relative, backend=backend, resize=resize, options=backend_options)
+                )
+            roles = [*self.spec.outputs, *(r for c in self._companions for r in c.roles)]
+            self.fusion.check_roles(roles, self.model_path.name)
+        except BaseException:
+            self.close()
+            raise
         self._class_to_id = torch.as_tensor(self.label_set.class_to_id, device=self.device)
-        self._thing_classes = tuple(i for i, c in enumerate(self.label_set.categories) if c.is_thing)
         self._is_thing_lut = torch.as_tensor(self.label_set.is_thing_lut, device=self.device)
         self._void_semantic = self.label_set.void_semantic
         self.timing = timing
         self.times = StageTimes()
+
+    def _companion(
+        self, role: str, relative: str, *, backend: str, resize: ResizeMode, options: Mapping[str, Any] | None
+    ) -> _Companion:
+        path = self.model_path.parent / relative
+        spec = model_spec(path)
+        if role not in spec.outputs:
+            raise ConfigError(
+                f"{self.model_path.name}: companion {relative} for role {role!r} has no output for that role "
+                f"in its spec (it maps {sorted(spec.outputs)})"
+            )
+        companion_backend = create_backend(backend, path, device=str(self.device), spec=spec, options=options)
+        return _Companion(
+            spec=spec,
+            backend=companion_backend,
+            preprocess=Preprocessor(spec.input, self.device, mode=resize),
+            roles={role: spec.outputs[role]},
+        )
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -191,24 +392,45 @@ class PanopticPipeline:
             batch, transforms = self.preprocess(frames, order=order)
         with self._stage("inference"):
             out = self.backend.infer({self.spec.input.name: batch})
-        names = self.spec.outputs
+            roles = {role: out[name] for role, name in self.spec.outputs.items()}
+            for companion in self._companions:
+                roles.update(self._run_companion(companion, frames, order, transforms))
         results = []
         for i, transform in enumerate(transforms):
             with self._stage("fusion"):
-                fused = fuse_center_offset(
-                    out[names["semantic"]][i],
-                    out[names["center"]][i],
-                    out[names["offset"]][i],
-                    self._thing_classes,
-                    self.params,
-                    num_classes=len(self.label_set),
-                )
+                fused = self.fusion.fuse(roles, i, self.params)
             with self._stage("postprocess"):
                 results.append(self._to_categories(fused, transform))
         self.times.frames += len(frames)
         return results
 
-    def _to_categories(self, fused: Any, transform: Transform) -> FrameOutput:
+    def _run_companion(
+        self,
+        companion: _Companion,
+        frames: Sequence[np.ndarray],
+        order: Literal["rgb", "bgr"],
+        transforms: Sequence[Transform],
+    ) -> dict[str, torch.Tensor]:
+        """The companion's role outputs for the batch, in the main model's input frame."""
+        batch, own = companion.preprocess(frames, order=order)
+        out = companion.backend.infer({companion.spec.input.name: batch})
+        source_size = (companion.spec.input.height, companion.spec.input.width)
+        target_size = (self.spec.input.height, self.spec.input.width)
+        result = {}
+        for role, name in companion.roles.items():
+            tensor = out[name]
+            if own == list(transforms) and source_size == target_size:
+                result[role] = tensor
+                continue
+            result[role] = torch.stack(
+                [
+                    reframe(tensor[i], own[i], source_size, transforms[i], target_size)
+                    for i in range(len(frames))
+                ]
+            )
+        return result
+
+    def _to_categories(self, fused: FusedFrame, transform: Transform) -> FrameOutput:
         div = self.params.label_divisor
         void = fused.panoptic < 0
         classes = torch.div(fused.panoptic.clamp(min=0), div, rounding_mode="floor")
@@ -229,7 +451,10 @@ class PanopticPipeline:
         )
 
     def close(self) -> None:
-        self.backend.close()
+        for companion in getattr(self, "_companions", []):
+            companion.backend.close()
+        if hasattr(self, "backend"):
+            self.backend.close()
 
     def __enter__(self) -> PanopticPipeline:
         return self

@@ -20,6 +20,10 @@ JSON) and as a JSON sidecar next to a built TensorRT engine (which cannot carry 
 ``(pixel - mean) / std`` as ``N x 3 x height x width`` float32. ``outputs`` maps each role the
 decoder family needs to the model's output name. ``fusion`` overrides the family's default
 thresholds. ``architecture`` (optional) lets the PyTorch backend rebuild the module.
+``companions`` (optional) maps roles to *other* model files (paths relative to this one) that run
+on the same frames and provide them, e.g. ``{"semantic": "segformer.onnx"}`` for an instance model
+next to a semantic model; each companion has its own spec (input size, normalization) whose
+``outputs`` name the role.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class ModelSpec:
     fusion: dict[str, Any] = field(default_factory=dict)
     architecture: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    companions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # keep the free-form parts in their JSON form, so a spec equals itself after a round trip
@@ -112,6 +117,8 @@ class ModelSpec:
             data["architecture"] = self.architecture
         if self.provenance:
             data["provenance"] = self.provenance
+        if self.companions:
+            data["companions"] = dict(self.companions)
         return data
 
     def to_json(self) -> str:
@@ -135,6 +142,7 @@ class ModelSpec:
                 fusion=dict(data.get("fusion", {})),
                 architecture=data.get("architecture"),
                 provenance=dict(data.get("provenance", {})),
+                companions={str(k): str(v) for k, v in dict(data.get("companions", {})).items()},
             )
         except ModelSpecError as err:
             raise ModelSpecError(f"{source}: {err}") from err

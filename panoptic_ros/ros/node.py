@@ -128,8 +128,7 @@ class PanopticNode(LifecycleNode):
         try:
             config = NodeConfig.from_values(values)
             if self._processor is not None:
-                spec = self._processor.pipeline.spec
-                type(self._processor.pipeline.params).from_spec({**spec.fusion, **config.fusion})
+                self._processor.check_fusion(config.fusion)
         except ConfigError as err:
             return SetParametersResult(successful=False, reason=str(err))
         return SetParametersResult(successful=True)
@@ -170,13 +169,13 @@ class PanopticNode(LifecycleNode):
         except (PanopticRosError, OSError) as err:
             log.error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
-        declare_all(self, model_fusion=dict(pipeline.spec.fusion))
-        config = NodeConfig.from_values(current_values(self))
-        processor = FrameProcessor(pipeline, config.processor)
         try:
+            declare_all(self, model_fusion=dict(pipeline.spec.fusion))
+            config = NodeConfig.from_values(current_values(self))
+            processor = FrameProcessor(pipeline, config.processor)
             processor.set_fusion(config.fusion)
         except ConfigError as err:
-            log.error(f"configure failed: fusion parameters: {err}")
+            log.error(f"configure failed: {err}")
             pipeline.close()
             return TransitionCallbackReturn.FAILURE
         self._warm_up(pipeline, config.warmup_frames)

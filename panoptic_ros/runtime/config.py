@@ -182,6 +182,8 @@ class NodeConfig:
         for name, value in values.items():
             spec = BY_NAME.get(name)
             if spec is None:
+                if name.startswith("fusion."):
+                    continue  # a threshold of the model's family: the fusion validates it
                 raise ConfigError(f"unknown parameter {name!r}")
             if value is not None:
                 spec.check(value)

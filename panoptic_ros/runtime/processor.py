@@ -6,6 +6,7 @@ calls with the newest frame of every camera, and what ``panoptic-ros bag process
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,14 +76,22 @@ class FrameProcessor:
             for state in self._streams.values():
                 state.tracker = None
 
-    def set_fusion(self, overrides: Mapping[str, Any]) -> None:
-        """Fusion thresholds: the model spec's defaults overridden by ``overrides``.
+    def check_fusion(self, overrides: Mapping[str, Any]) -> Any:
+        """The fusion parameters the model spec's defaults overridden by ``overrides`` give (keys of
+        another family's fusion, declared for a model configured earlier, are ignored).
 
         Raises:
             ConfigError: the fusion refuses a value (the message names it).
         """
         pipeline = self.pipeline
-        pipeline.params = type(pipeline.params).from_spec({**pipeline.spec.fusion, **overrides})
+        params_type = type(pipeline.params)
+        known = {f.name for f in dataclasses.fields(params_type)}
+        mine = {k: v for k, v in overrides.items() if k in known}
+        return params_type.from_spec({**pipeline.spec.fusion, **mine})
+
+    def set_fusion(self, overrides: Mapping[str, Any]) -> None:
+        """Use :meth:`check_fusion`'s parameters from the next frame on."""
+        self.pipeline.params = self.check_fusion(overrides)
 
     def reset(self) -> None:
         """Forget every camera's tracks and history."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch.overrides import TorchFunctionMode
 
 from panoptic_ros.errors import ConfigError, PanopticRosError
 from panoptic_ros.fusion import (
@@ -652,25 +653,33 @@ def _count_host_syncs(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int
         wrap(torch, name)
     for name in ("nonzero", "item", "tolist", "__bool__", "__int__", "__float__"):
         wrap(torch.Tensor, name)
-    getitem, setitem = torch.Tensor.__getitem__, torch.Tensor.__setitem__
+    # Boolean-mask indexing is counted by a torch function mode: assigning __getitem__ on
+    # torch.Tensor, even undone later, leaves CPython's sequence slot set for the rest of the process
+    # (tensors then count as sequences, which breaks e.g. TorchScript tracing in later tests).
+    with _MaskIndexCounter(counts):
+        yield counts
 
-    def has_mask(index: object) -> bool:
-        parts = index if isinstance(index, tuple) else (index,)
-        return any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts)
 
-    def counted_getitem(self: torch.Tensor, index: object) -> object:
-        if has_mask(index):
-            counts["mask_index"] = counts.get("mask_index", 0) + 1
-        return getitem(self, index)
+class _MaskIndexCounter(TorchFunctionMode):
+    """Counts ``tensor[mask]`` reads and writes (a boolean tensor among the indices)."""
 
-    def counted_setitem(self: torch.Tensor, index: object, value: object) -> None:
-        if has_mask(index):
-            counts["mask_index"] = counts.get("mask_index", 0) + 1
-        setitem(self, index, value)
+    def __init__(self, counts: dict[str, int]) -> None:
+        super().__init__()
+        self.counts = counts
 
-    monkeypatch.setattr(torch.Tensor, "__getitem__", counted_getitem)
-    monkeypatch.setattr(torch.Tensor, "__setitem__", counted_setitem)
-    yield counts
+    def __torch_function__(
+        self,
+        func: Callable[..., object],
+        types: object,
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
+    ) -> object:
+        if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__) and len(args) > 1:
+            index = args[1]
+            parts = index if isinstance(index, tuple) else (index,)
+            if any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts):
+                self.counts["mask_index"] = self.counts.get("mask_index", 0) + 1
+        return func(*args, **(kwargs or {}))
 
 
 def test_device_reads_do_not_grow_with_the_number_of_instances(monkeypatch: pytest.MonkeyPatch) -> None:
