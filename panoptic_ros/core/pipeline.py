@@ -37,6 +37,7 @@ from panoptic_ros.fusion.detection_semantic import (
     fuse_detection_semantic,
 )
 from panoptic_ros.fusion.mask_classification import MaskClassificationParams, fuse_mask_classification
+from panoptic_ros.fusion.segments import segment_geometry
 from panoptic_ros.models.spec import ModelSpec
 
 
@@ -86,6 +87,30 @@ class StageTimes:
         return {k: 1000 * v / max(self.frames, 1) for k, v in self.seconds.items()}
 
 
+#: Largest panoptic id relabeled through a lookup table (else sorted): 4 Mi entries of int64.
+_MAX_LUT_ID = 1 << 22
+
+
+def _compact_ids(panoptic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sorted ids present in an ``[H, W]`` panoptic map (``>= 0``) and the map of their indices
+    (``S`` for void). Ids are ``category * divisor + n``, small enough for a counting pass and a
+    lookup table, which is O(H W) where ``torch.unique`` sorts every pixel."""
+    flat = panoptic.reshape(-1)
+    top = int(flat.max()) if flat.numel() else -1
+    if top < _MAX_LUT_ID:
+        counts = torch.bincount(flat.clamp(min=-1) + 1, minlength=top + 2)[1:]
+        ids = torch.nonzero(counts).squeeze(1)
+        n = ids.numel()
+        lut = torch.full((top + 2,), n, dtype=torch.int64, device=panoptic.device)
+        lut[ids + 1] = torch.arange(n, device=panoptic.device)
+        return ids, lut[flat.clamp(min=-1) + 1].view(panoptic.shape)
+    valid = flat >= 0
+    ids, inverse = torch.unique(flat[valid], return_inverse=True)
+    index = torch.full_like(flat, ids.numel())
+    index[valid] = inverse
+    return ids, index.view(panoptic.shape)
+
+
 def segment_table(
     panoptic: torch.Tensor,
     label_divisor: int,
@@ -100,21 +125,11 @@ def segment_table(
     else 1.0.
     """
     device = panoptic.device
-    h, w = panoptic.shape
-    flat = panoptic.reshape(-1)
-    pixels = torch.nonzero(flat >= 0).squeeze(1)
-    ids, inverse = torch.unique(flat[pixels], return_inverse=True)
+
+    ids, segment_of_pixel = _compact_ids(panoptic)
     n = ids.numel()
-    ys = torch.div(pixels, w, rounding_mode="floor")
-    xs = pixels % w
-    areas = torch.bincount(inverse, minlength=n)
-    cx = torch.bincount(inverse, weights=xs.float(), minlength=n) / areas.clamp(min=1)
-    cy = torch.bincount(inverse, weights=ys.float(), minlength=n) / areas.clamp(min=1)
-    big = torch.full((n,), max(h, w), device=device, dtype=torch.int64)
-    x0 = big.scatter_reduce(0, inverse, xs, "amin")
-    y0 = big.scatter_reduce(0, inverse, ys, "amin")
-    x1 = torch.full_like(big, -1).scatter_reduce(0, inverse, xs, "amax")
-    y1 = torch.full_like(big, -1).scatter_reduce(0, inverse, ys, "amax")
+    geometry = segment_geometry(segment_of_pixel, n)
+    areas = geometry.areas
     categories = torch.div(ids, label_divisor, rounding_mode="floor")
     is_thing = is_thing_lut[categories.clamp(max=is_thing_lut.numel() - 1)] & (ids % label_divisor > 0)
     out_scores = torch.ones(n, device=device)
@@ -127,8 +142,8 @@ def segment_table(
         category_ids=categories,
         is_thing=is_thing,
         areas=areas,
-        bboxes=torch.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], dim=1),
-        centroids=torch.stack([cx, cy], dim=1).float(),
+        bboxes=geometry.bboxes,
+        centroids=geometry.centroids.float(),
         scores=out_scores.float(),
     )
 
