@@ -32,13 +32,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR, VOID_PANOPTIC
+from panoptic_ros.core.params import check_int, from_mapping
 from panoptic_ros.errors import ConfigError, PanopticRosError
 
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
@@ -82,13 +83,13 @@ class CenterOffsetParams:
             raise ConfigError(f"center_threshold must be a number, got {threshold!r}")
         if not math.isfinite(threshold):
             raise ConfigError(f"center_threshold must be finite, got {threshold!r}")
-        _check_int("nms_kernel", self.nms_kernel, minimum=1)
+        check_int("nms_kernel", self.nms_kernel, minimum=1)
         if self.nms_kernel % 2 == 0:
             raise ConfigError(f"nms_kernel must be odd, got {self.nms_kernel}")
         if self.top_k is not None:
-            _check_int("top_k", self.top_k, minimum=1)
-        _check_int("stuff_area", self.stuff_area, minimum=0)
-        _check_int("label_divisor", self.label_divisor, minimum=1)
+            check_int("top_k", self.top_k, minimum=1)
+        check_int("stuff_area", self.stuff_area, minimum=0)
+        check_int("label_divisor", self.label_divisor, minimum=1)
         if self.top_k is not None and self.top_k > self.label_divisor:
             raise ConfigError(
                 f"top_k={self.top_k} must not exceed label_divisor={self.label_divisor}: "
@@ -105,20 +106,7 @@ class CenterOffsetParams:
         Raises:
             ConfigError: a key is not a field (the message lists the valid ones) or a value is bad.
         """
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(str(key) for key in spec if key not in valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown center-offset fusion parameter(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
-            )
-        return cls(**spec)  # type: ignore[arg-type]
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        return from_mapping(cls, spec, "center-offset fusion")
 
 
 class CenterPoints(NamedTuple):

@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR, VOID_PANOPTIC
+from panoptic_ros.core.params import from_mapping
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.center_offset import FusionInputError, SegmentStats, thing_class_mask
 from panoptic_ros.fusion.segments import histogram, segment_geometry
@@ -104,14 +105,7 @@ class DetectionSemanticParams:
         Raises:
             ConfigError: a key is not a field (the message lists the valid ones) or a value is bad.
         """
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(str(key) for key in spec if key not in valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown detection-semantic fusion parameter(s) {', '.join(unknown)}; "
-                f"valid: {', '.join(valid)}"
-            )
-        return cls(**spec)  # type: ignore[arg-type]
+        return from_mapping(cls, spec, "detection-semantic fusion")
 
 
 class Detections(NamedTuple):

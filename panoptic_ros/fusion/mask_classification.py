@@ -64,13 +64,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR, VOID_PANOPTIC
+from panoptic_ros.core.params import check_int, from_mapping
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.center_offset import FusionInputError, SegmentStats, thing_class_mask
 from panoptic_ros.fusion.segments import geometry_from_histograms
@@ -129,7 +130,7 @@ class MaskClassificationParams:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
         for name in ("intermediate_height", "intermediate_width"):
-            _check_int(name, getattr(self, name), minimum=0)
+            check_int(name, getattr(self, name), minimum=0)
         if (self.intermediate_height == 0) != (self.intermediate_width == 0):
             raise ConfigError(
                 "intermediate_height and intermediate_width must both be 0 or both positive, got "
@@ -141,7 +142,7 @@ class MaskClassificationParams:
             )
         if not isinstance(self.fuse_stuff, bool):
             raise ConfigError(f"fuse_stuff must be true or false, got {self.fuse_stuff!r}")
-        _check_int("label_divisor", self.label_divisor, minimum=1)
+        check_int("label_divisor", self.label_divisor, minimum=1)
 
     @property
     def intermediate_size(self) -> tuple[int, int] | None:
@@ -173,21 +174,7 @@ class MaskClassificationParams:
         Raises:
             ConfigError: a key is not a field (the message lists the valid ones) or a value is bad.
         """
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(str(key) for key in spec if key not in valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown mask-classification fusion parameter(s) {', '.join(unknown)}; "
-                f"valid: {', '.join(valid)}"
-            )
-        return cls(**spec)  # type: ignore[arg-type]
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        return from_mapping(cls, spec, "mask-classification fusion")
 
 
 # --------------------------------------------------------------------------------------------------

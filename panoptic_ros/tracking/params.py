@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from panoptic_ros.core.params import from_mapping
 from panoptic_ros.errors import ConfigError
 
 
@@ -103,11 +104,7 @@ class TrackerParams:
     def from_mapping(cls, values: Mapping[str, object]) -> TrackerParams:
         """Defaults overridden by ``values`` (e.g. node parameters); unknown keys are an error that
         lists the valid ones."""
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(str(key) for key in values if key not in valid)
-        if unknown:
-            raise ConfigError(f"unknown tracker parameter(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
-        return cls(**values)  # type: ignore[arg-type]
+        return from_mapping(cls, values, "tracker")
 
 
 def _number(name: str, value: object, low: float, high: float, *, low_open: bool = False) -> None:
