@@ -242,8 +242,14 @@ def play(
             passes += 1
             if not loop or first_log is None:
                 break
-        for publisher in publishers.values():  # let reliable readers fetch the last messages
-            publisher.wait_for_all_acked(Duration(seconds=DRAIN_S))
+        # let reliable readers fetch the last messages; polled with a zero timeout, because a blocking
+        # wait holds the GIL and would stall every other thread of this process (e.g. a recorder)
+        deadline = time.monotonic() + DRAIN_S
+        pending = list(publishers.values())
+        while pending and time.monotonic() < deadline:
+            pending = [p for p in pending if not p.wait_for_all_acked(Duration(nanoseconds=0))]
+            if pending:
+                time.sleep(0.02)
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)

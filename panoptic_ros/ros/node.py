@@ -178,7 +178,7 @@ class PanopticNode(LifecycleNode):
             log.error(f"configure failed: {err}")
             pipeline.close()
             return TransitionCallbackReturn.FAILURE
-        self._warm_up(pipeline, config.warmup_frames)
+        self._warm_up(pipeline, config.warmup_frames, cameras=len(config.cameras))
         self._pipeline, self._processor, self._config = pipeline, processor, config
         self._create_publishers(config)
         log.info(
@@ -227,13 +227,17 @@ class PanopticNode(LifecycleNode):
         self.on_shutdown(state)
         return TransitionCallbackReturn.SUCCESS
 
-    def _warm_up(self, pipeline: PanopticPipeline, frames: int) -> None:
+    def _warm_up(self, pipeline: PanopticPipeline, frames: int, *, cameras: int) -> None:
+        """Inferences on blank frames, batched as the cameras will be (a backend may specialize per
+        batch size on its first run), so the first real frames are not the slow ones."""
         if frames <= 0:
             return
         size = pipeline.spec.input
         blank = np.zeros((size.height, size.width, 3), dtype=np.uint8)
+        batches = sorted({1, min(cameras, size.max_batch)})
         for _ in range(frames):
-            pipeline([blank])
+            for batch in batches:
+                pipeline([blank] * batch)
         pipeline.times.seconds.clear()
         pipeline.times.frames = 0
 
