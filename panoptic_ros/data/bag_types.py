@@ -166,33 +166,19 @@ def overlay_image(result: FrameResult) -> Any | None:
 def instance_array(result: FrameResult, label_set: LabelSet) -> Any:
     """``panoptic/instances``: one ``PanopticInstance`` per row of the result's instance table
     (boxes come clipped to the image from the processor)."""
-    table = result.instances
     instance_cls = message_class(INSTANCE_TYPE)
     roi_cls = message_class("sensor_msgs/msg/RegionOfInterest")
     point_cls = message_class("geometry_msgs/msg/Point")
     names = {c.id: c.name for c in label_set.categories}
     instances = []
-    for k in range(table.size):
-        category_id = int(table.category_ids[k])
-        x, y, w, h = (int(v) for v in table.bboxes[k])
-        px, py, pz = (float(v) for v in table.positions[k])
+    for row in result.instances.rows(names):
+        x, y, w, h = row.pop("bbox")
+        px, py, pz = row.pop("position")
         instances.append(
             instance_cls(
-                id=int(table.ids[k]),
-                category_id=category_id,
-                label=names.get(category_id, str(category_id)),
-                is_thing=bool(table.is_thing[k]),
-                score=float(table.scores[k]),
-                state=int(table.states[k]),
-                area=int(table.areas[k]),
+                **row,
                 bbox=roi_cls(x_offset=x, y_offset=y, height=h, width=w, do_rectify=False),
-                centroid_x=float(table.centroids[k, 0]),
-                centroid_y=float(table.centroids[k, 1]),
-                velocity_x=float(table.velocities[k, 0]),
-                velocity_y=float(table.velocities[k, 1]),
-                age=int(table.ages[k]),
                 position=point_cls(x=px, y=py, z=pz),
-                position_valid=bool(table.position_valid[k]),
             )
         )
     return message_class(INSTANCE_ARRAY_TYPE)(

@@ -17,7 +17,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.msg import PanopticInstance, PanopticInstanceArray
 from panoptic_ros.ros.conversions import array_to_image_msg
-from panoptic_ros.runtime.records import FrameResult, InstanceTable
+from panoptic_ros.runtime.records import FrameResult
 
 
 def semantic_msg(result: FrameResult, header: Header) -> Image:
@@ -35,52 +35,20 @@ def overlay_msg(result: FrameResult, header: Header) -> Image | None:
     return array_to_image_msg(result.overlay_bgr, "bgr8", header)
 
 
-def _columns(table: InstanceTable) -> dict[str, list[Any]]:
-    return {name: column.tolist() for name, column in zip(table._fields, table, strict=True)}
-
-
 def instances_msg(result: FrameResult, header: Header, label_set: LabelSet) -> PanopticInstanceArray:
     """One ``PanopticInstance`` per row of the result's instance table."""
     names = {c.id: c.name for c in label_set.categories}
-    cols = _columns(result.instances)
-    instances = [
-        PanopticInstance(
-            id=i,
-            category_id=category,
-            label=names.get(category, str(category)),
-            is_thing=thing,
-            score=score,
-            state=state,
-            area=area,
-            bbox=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h),
-            centroid_x=cx,
-            centroid_y=cy,
-            velocity_x=vx,
-            velocity_y=vy,
-            age=age,
-            position=Point(x=px, y=py, z=pz),
-            position_valid=valid,
+    instances = []
+    for row in result.instances.rows(names):
+        x, y, w, h = row.pop("bbox")
+        px, py, pz = row.pop("position")
+        instances.append(
+            PanopticInstance(
+                **row,
+                bbox=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h),
+                position=Point(x=px, y=py, z=pz),
+            )
         )
-        for i, category, thing, score, state, area, (x, y, w, h), (cx, cy), (vx, vy), age, (
-            px,
-            py,
-            pz,
-        ), valid in zip(
-            cols["ids"],
-            cols["category_ids"],
-            cols["is_thing"],
-            cols["scores"],
-            cols["states"],
-            cols["areas"],
-            cols["bboxes"],
-            cols["centroids"],
-            cols["velocities"],
-            cols["ages"],
-            cols["positions"],
-            cols["position_valid"],
-            strict=True,
-        )
-    ]
     return PanopticInstanceArray(header=header, height=result.height, width=result.width, instances=instances)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -61,6 +62,33 @@ class InstanceTable(NamedTuple):
     def size(self) -> int:
         """The number of rows (``len()`` of a NamedTuple counts its fields)."""
         return int(self.ids.shape[0])
+
+    def rows(self, names: Mapping[int, str]) -> Iterator[dict[str, Any]]:
+        """The fields of ``PanopticInstance`` for each row, as Python values (``label`` from
+        ``names``, category id -> name); ``bbox`` is ``(x, y, width, height)`` and ``position``
+        ``(x, y, z)``, for the caller to wrap in its message types. Columns are turned into lists once,
+        so there is no numpy scalar conversion per field."""
+        cols = [column.tolist() for column in self]
+        for i, category, thing, score, state, area, bbox, (cx, cy), (vx, vy), age, position, valid in zip(
+            *cols, strict=True
+        ):
+            yield {
+                "id": i,
+                "category_id": category,
+                "label": names.get(category, str(category)),
+                "is_thing": thing,
+                "score": score,
+                "state": state,
+                "area": area,
+                "bbox": bbox,
+                "centroid_x": cx,
+                "centroid_y": cy,
+                "velocity_x": vx,
+                "velocity_y": vy,
+                "age": age,
+                "position": position,
+                "position_valid": valid,
+            }
 
     @classmethod
     def concatenate(cls, parts: list[InstanceTable]) -> InstanceTable:
