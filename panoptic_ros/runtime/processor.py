@@ -68,13 +68,12 @@ class FrameProcessor:
         """New thresholds; trackers keep their tracks and take the new tracker thresholds."""
         self.params = params
         for state in self._streams.values():
-            if state.tracker is not None:
-                state.tracker.params = params.tracker
-            elif params.tracking:
-                state.tracker = Tracker(params.tracker)
-        if not params.tracking:
-            for state in self._streams.values():
+            if not params.tracking:
                 state.tracker = None
+            elif state.tracker is None:
+                state.tracker = Tracker(params.tracker)
+            else:
+                state.tracker.params = params.tracker
 
     def check_fusion(self, overrides: Mapping[str, Any]) -> Any:
         """The fusion parameters the model spec's defaults overridden by ``overrides`` give (keys of
