@@ -2,7 +2,7 @@
 
 Builds realistic network outputs (Cityscapes-like: 19 classes, 8 things, about 50 instances at
 1024 x 2048 by default, seeded), times every stage of :mod:`panoptic_ros.fusion.center_offset` and of
-:mod:`panoptic_ros.fusion.reference` on the same inputs in the same run, checks that both give the
+:mod:`tests.fusion.reference` on the same inputs in the same run, checks that both give the
 same segments, and prints a markdown table. Runs on the CPU, and on CUDA too where available.
 
     python -m benchmarks.bench_fusion            # full size
@@ -30,7 +30,7 @@ from panoptic_ros.fusion.center_offset import (
     semantic_argmax,
     thing_class_mask,
 )
-from panoptic_ros.fusion.reference import (
+from tests.fusion.reference import (
     ReferenceOutput,
     SyntheticOutputs,
     reference_find_centers,

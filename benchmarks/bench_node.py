@@ -1,6 +1,6 @@
 """The node's costs: the ROS layer (receive, convert, publish every output) beside the pipeline's own
 time per frame at 640x480 and 1920x1080, the frame rate the node sustains over real DDS with the
-shipped model, and (on a GPU) end-to-end latency percentiles of the frame processor.
+shipped model, and (on a GPU) end-to-end latency percentiles of the frame engine.
 
 ``python -m benchmarks.run node`` (``-- --skip-dds`` leaves out the node process run; ``--device``
 picks cpu, cuda or all). CPU figures are ratios to the pipeline measured in the same run; absolute
@@ -20,10 +20,10 @@ import torch
 
 from benchmarks.common import benchmark_devices, device_name
 from panoptic_ros.core.image_codec import image_to_color
-from panoptic_ros.core.pipeline import PanopticPipeline
 from panoptic_ros.data.synthetic import generate
-from panoptic_ros.runtime import FrameProcessor, InputFrame
-from panoptic_ros.runtime.records import FrameResult
+from panoptic_ros.runtime import FrameEngine, FrameResult, InputFrame
+from panoptic_ros.runtime.outputs import FRAME_OUTPUTS, OutputContext
+from panoptic_ros.runtime.pipeline import PanopticPipeline
 
 SIZES = {"640x480": (480, 640), "1920x1080": (1080, 1920)}
 MODEL = "engines/panoptic_synthetic.onnx"
@@ -53,13 +53,11 @@ def ros_layer(repeats: int) -> None:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    from panoptic_ros.core.labels import load_label_set
-    from panoptic_ros.ros import messages
-    from panoptic_ros.ros.conversions import array_to_image_msg
+    from panoptic_ros.ros.conversions import array_to_image_msg, to_ros
 
     pipeline = PanopticPipeline(MODEL, backend="onnxruntime", device="cpu")
-    processor = FrameProcessor(pipeline)
-    label_set = load_label_set("synthetic")
+    engine = FrameEngine(pipeline)
+    context = OutputContext(engine.label_set, engine.label_divisor, engine.score_threshold(), "status")
     print(
         "| frame | pipeline (ms, reference) | receive | convert | publish all outputs "
         "| ROS layer / pipeline |"
@@ -70,25 +68,20 @@ def ros_layer(repeats: int) -> None:
         header = Header(frame_id="camera")
         wire = serialize_message(array_to_image_msg(rgb, "rgb8", header))
         received = deserialize_message(wire, Image)
-        frame = InputFrame("cam", rgb, 0, header, overlay=True)
+        frame = InputFrame("cam", rgb, 0, "camera", overlay=True)
         result: list[FrameResult] = []
 
         def run_pipeline(frame: InputFrame = frame, out: list[FrameResult] = result) -> None:
-            processor.reset()
-            out[:] = processor.process([frame])
+            engine.reset()
+            out[:] = engine.process([frame])
 
         pipeline_ms = _median_ms(run_pipeline, repeats)
         res = result[0]
 
-        def publish_all(res: FrameResult = res, header: Header = header) -> None:
-            for msg in (
-                messages.semantic_msg(res, header),
-                messages.instance_ids_msg(res, header),
-                messages.instances_msg(res, header, label_set),
-                messages.overlay_msg(res, header),
-                messages.markers_msg(res, header, label_set, status="status"),
-            ):
-                serialize_message(msg)
+        def publish_all(res: FrameResult = res) -> None:
+            for output in FRAME_OUTPUTS:
+                if not output.package:  # vision_msgs is not on PyPI
+                    serialize_message(to_ros(output.describe(res, context)))
 
         receive_ms = _median_ms(lambda wire=wire: deserialize_message(wire, Image), repeats)
         convert_ms = _median_ms(lambda msg=received: image_to_color(msg, "rgb"), repeats)
@@ -104,7 +97,7 @@ def ros_layer(repeats: int) -> None:
 
 def sustained_rate(seconds: float) -> None:
     """Frames per second the node (its own process, real DDS) publishes while a camera floods it,
-    against the rate of the frame processor alone in this process (same frames, same model)."""
+    against the rate of the frame engine alone in this process (same frames, same model)."""
     import tempfile
     from pathlib import Path
 
@@ -115,7 +108,7 @@ def sustained_rate(seconds: float) -> None:
 
     rgb = _frame(SIZES["640x480"])
     pipeline = PanopticPipeline(MODEL, backend="onnxruntime", device="cpu")
-    processor = FrameProcessor(pipeline)
+    processor = FrameEngine(pipeline)
     alone_ms = _median_ms(lambda: processor.process([InputFrame("cam", rgb, 0, overlay=False)]), 20)
     with tempfile.TemporaryDirectory() as tmp:
         params = {
@@ -155,10 +148,10 @@ def sustained_rate(seconds: float) -> None:
 
 
 def gpu_latency(device: torch.device, frames: int) -> None:
-    """End-to-end latency of the frame processor on a GPU (upload, inference, fusion, tracking, label
+    """End-to-end latency of the frame engine on a GPU (upload, inference, fusion, tracking, label
     maps back on the host), torch backend, percentiles over ``frames`` frames of a sequence."""
     pipeline = PanopticPipeline(MODEL, backend="torch", device=str(device))
-    processor = FrameProcessor(pipeline)
+    processor = FrameEngine(pipeline)
     print(f"{device_name(device)}, torch backend\n")
     print("| frame | p50 (ms) | p95 (ms) | p99 (ms) | frames/s at p50 |")
     print("|---|---|---|---|---|")

@@ -21,8 +21,8 @@ import torch
 
 from benchmarks.common import benchmark_devices, cpu_model, device_name, median_ms
 from panoptic_ros.fusion.center_offset import CenterOffsetParams, fuse_center_offset
-from panoptic_ros.fusion.reference import SyntheticOutputs, synthetic_center_offset_outputs
 from panoptic_ros.tracking import Tracker, TrackerInput
+from tests.fusion.reference import SyntheticOutputs, synthetic_center_offset_outputs
 
 T = TypeVar("T")
 INSTANCE_COUNTS = (10, 50, 200)

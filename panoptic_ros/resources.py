@@ -51,3 +51,12 @@ def config_dir() -> Path:
 def engines_dir() -> Path:
     """The ``engines/`` folder (shipped ONNX models, their specs, cached TensorRT engines)."""
     return share_dir() / "engines"
+
+
+#: File name of the shipped default model under ``engines/``.
+DEFAULT_MODEL_NAME = "panoptic_synthetic.onnx"
+
+
+def default_model() -> Path:
+    """The shipped model every front-end uses when none is given."""
+    return engines_dir() / DEFAULT_MODEL_NAME

@@ -68,7 +68,8 @@ def test_offline_demo_records_replays_segments_and_counts_malformed_frames(tmp_p
 def test_errors_are_one_line_with_exit_status_2(tmp_path: Path) -> None:
     result = _run("bag-info", str(tmp_path / "nope"))
     assert result.returncode == 2
-    assert result.stderr.startswith("panoptic-ros bag-info: error: cannot open bag")
+    assert result.stderr.startswith("panoptic-ros bag info: error: bag ")
+    assert "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
     bad = _run("labels", "kitti")
     assert bad.returncode == 2 and "shipped: cityscapes" in bad.stderr

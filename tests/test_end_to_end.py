@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from panoptic_ros.core.pipeline import PanopticPipeline
 from panoptic_ros.data.synthetic import generate
 from panoptic_ros.models.train import HELD_OUT_SEED, TRAIN_SEED
 from panoptic_ros.resources import engines_dir
+from panoptic_ros.runtime.pipeline import PanopticPipeline
 from tests.conftest import REPO
 
 MODEL = engines_dir() / "panoptic_synthetic.onnx"

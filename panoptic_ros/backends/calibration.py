@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from panoptic_ros.backends.engine_cache import atomic_write_bytes
+from panoptic_ros.backends.trt_common import import_tensorrt
 from panoptic_ros.core.preprocess import Preprocessor
 from panoptic_ros.errors import ImageDecodeError, PanopticRosError
 from panoptic_ros.models.spec import InputSpec
@@ -228,8 +229,6 @@ def make_entropy_calibrator(
     Raises:
         BackendError: TensorRT is not installed.
     """
-    from panoptic_ros.backends.tensorrt_backend import import_tensorrt
-
     trt = import_tensorrt()
     cache_path = Path(cache_path)
 

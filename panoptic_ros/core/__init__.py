@@ -1,1 +1,2 @@
-"""ROS-free core: result types, label sets, id conventions and the image codec."""
+"""ROS-free foundations (imports nothing above it): ids, label sets, the image codec and message
+decoding, stamps, geometry, segment measurement, message trees, preprocessing."""

@@ -1,10 +1,9 @@
-"""Image codec: ``sensor_msgs/Image`` and ``CompressedImage`` fields to numpy and back, without ROS.
+"""Image decoding: ``sensor_msgs/Image`` and ``CompressedImage`` fields to numpy, without ROS.
 
-The functions are duck-typed on the message fields (``height``, ``width``, ``encoding``,
-``is_bigendian``, ``step``, ``data``; ``format`` and ``data`` for compressed images), so the same code
-serves rclpy messages in the node, ``rosbags`` messages in the bag tools, and plain records in tests.
-
-Reading:
+This module owns the reading side of the image codec. The functions are duck-typed on the message
+fields (``height``, ``width``, ``encoding``, ``is_bigendian``, ``step``, ``data``; ``format`` and
+``data`` for compressed images), so the same code serves rclpy messages in the node, ``rosbags``
+messages in the bag tools, and plain records in tests.
 
 - :func:`image_to_array` gives the pixels in their stored layout as a **zero-copy view** of
   ``msg.data`` wherever the layout allows (any ``step`` padding; byte order kept as declared).
@@ -13,38 +12,24 @@ Reading:
 - :func:`compressed_to_array` / :func:`compressed_to_color` decode JPEG/PNG (and
   ``compressedDepth``) payloads.
 
-Writing: :func:`array_to_image` and :func:`array_to_compressed` give the fields of a message; the
-pixel bytes come as a flat ``uint8`` view of a contiguous array, ready for a one-copy fill.
+The table of encodings and their layouts is :mod:`panoptic_ros.core.encodings`; the writing side
+(:func:`~panoptic_ros.core.image_encode.array_to_image`,
+:func:`~panoptic_ros.core.image_encode.array_to_compressed`) is :mod:`panoptic_ros.core.image_encode`.
 
-Every malformed input raises :class:`~panoptic_ros.errors.ImageDecodeError` (reading) or
-:class:`~panoptic_ros.errors.ImageEncodeError` (writing) with a message that names the field and the
-values, e.g. ``data has 100 bytes, fewer than step * height = 192 * 2 = 384``.
-
-Layouts of the packed encodings (as in ``sensor_msgs/image_encodings``):
-
-- ``yuv422``/``uyvy``: ``U0 Y0 V0 Y1`` per pixel pair; ``yuv422_yuy2``/``yuyv``: ``Y0 U0 Y1 V0``.
-  Two bytes per pixel, even width. The raw view is ``H x W x 2``.
-- ``nv12``/``nv21``: a full-resolution Y plane of ``height`` rows, then an interleaved chroma plane of
-  ``height / 2`` rows (``U V`` for nv12, ``V U`` for nv21), every row ``step`` bytes; even width and
-  height; ``height`` is the image height. The raw view is ``(3 * H / 2) x W``.
-- ``bayer_*8`` / ``bayer_*16``: one sample per pixel; the name gives the 2 x 2 pattern read from the
-  top-left corner (``rggb``: R at (0, 0), G at (0, 1) and (1, 0), B at (1, 1)).
+Every malformed input raises :class:`~panoptic_ros.errors.ImageDecodeError` with a message that names
+the field and the values, e.g. ``data has 100 bytes, fewer than step * height = 192 * 2 = 384``.
 """
 
 from __future__ import annotations
 
-import re
 import struct
-from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import cv2
 import numpy as np
 
-from panoptic_ros.errors import ImageDecodeError, ImageEncodeError, UnsupportedEncodingError
-
-ColorOrder = Literal["rgb", "bgr"]
-Kind = Literal["color", "mono", "scalar", "yuv422", "nv", "bayer"]
+from panoptic_ros.core.encodings import ColorOrder, Encoding, lookup_encoding
+from panoptic_ros.errors import ImageDecodeError
 
 #: Largest accepted width or height; anything above is treated as a corrupt header.
 MAX_DIMENSION = 1 << 15
@@ -68,89 +53,6 @@ class CompressedImageLike(Protocol):
 
     format: str
     data: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Encoding:
-    """How one ``encoding`` string lays out its pixels.
-
-    Attributes:
-        name: the canonical encoding string.
-        kind: ``color`` (3 or 4 channels), ``mono`` (gray to be shown), ``scalar`` (depth or other
-            single values, not a picture), ``yuv422``, ``nv`` (4:2:0 semi-planar) or ``bayer``.
-        channels: samples per pixel in the raw view (2 for the yuv422 pair layout, 1 for nv and bayer).
-        dtype: the sample type, little-endian spelling (the byte order comes from ``is_bigendian``).
-        order: channel order of ``color`` encodings (``rgb``, ``bgr``, ``rgba``, ``bgra``), the byte
-            pattern of ``yuv422`` (``uyvy``/``yuyv``), the chroma order of ``nv`` (``uv``/``vu``), the
-            Bayer pattern; empty otherwise.
-    """
-
-    name: str
-    kind: Kind
-    channels: int
-    dtype: np.dtype
-    order: str = ""
-
-    @property
-    def bytes_per_pixel(self) -> int:
-        return self.channels * self.dtype.itemsize
-
-
-def _enc(name: str, kind: Kind, channels: int, dtype: str, order: str = "") -> Encoding:
-    return Encoding(name, kind, channels, np.dtype(dtype), order)
-
-
-_NAMED: dict[str, Encoding] = {
-    e.name: e
-    for e in (
-        _enc("rgb8", "color", 3, "u1", "rgb"),
-        _enc("bgr8", "color", 3, "u1", "bgr"),
-        _enc("rgba8", "color", 4, "u1", "rgba"),
-        _enc("bgra8", "color", 4, "u1", "bgra"),
-        _enc("rgb16", "color", 3, "<u2", "rgb"),
-        _enc("bgr16", "color", 3, "<u2", "bgr"),
-        _enc("rgba16", "color", 4, "<u2", "rgba"),
-        _enc("bgra16", "color", 4, "<u2", "bgra"),
-        _enc("mono8", "mono", 1, "u1"),
-        _enc("mono16", "mono", 1, "<u2"),
-        _enc("uyvy", "yuv422", 2, "u1", "uyvy"),
-        _enc("yuyv", "yuv422", 2, "u1", "yuyv"),
-        _enc("nv12", "nv", 1, "u1", "uv"),
-        _enc("nv21", "nv", 1, "u1", "vu"),
-        *(_enc(f"bayer_{p}8", "bayer", 1, "u1", p) for p in ("rggb", "bggr", "gbrg", "grbg")),
-        *(_enc(f"bayer_{p}16", "bayer", 1, "<u2", p) for p in ("rggb", "bggr", "gbrg", "grbg")),
-    )
-}
-#: Alternative names of the same layouts (ROS spells the YUV 4:2:2 layouts several ways).
-_ALIASES = {"yuv422": "uyvy", "yuv422_yuy2": "yuyv", "8UC1": "mono8", "8UC3": "bgr8", "8UC4": "bgra8"}
-_GENERIC = re.compile(r"^(8U|8S|16U|16S|32S|32F|64F)C([1-4])$")
-_GENERIC_DTYPES = {
-    "8U": "u1",
-    "8S": "i1",
-    "16U": "<u2",
-    "16S": "<i2",
-    "32S": "<i4",
-    "32F": "<f4",
-    "64F": "<f8",
-}
-
-
-def supported_encodings() -> tuple[str, ...]:
-    """Every encoding name :func:`lookup_encoding` accepts (the ``NUC<k>`` forms as a pattern)."""
-    return (*sorted(_NAMED), *sorted(_ALIASES), "{8U,8S,16U,16S,32S,32F,64F}C{1,2,3,4}")
-
-
-def lookup_encoding(encoding: str) -> Encoding:
-    """The :class:`Encoding` of an ``encoding`` string; :class:`ImageDecodeError` when unknown."""
-    name = _ALIASES.get(encoding, encoding)
-    if name in _NAMED:
-        return _NAMED[name]
-    if match := _GENERIC.fullmatch(encoding):
-        channels = int(match.group(2))
-        return _enc(encoding, "scalar", channels, _GENERIC_DTYPES[match.group(1)])
-    raise UnsupportedEncodingError(
-        f"encoding={encoding!r} is not supported; supported: {', '.join(supported_encodings())}"
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -424,100 +326,3 @@ def compressed_to_color(msg: CompressedImageLike, order: ColorOrder = "rgb") -> 
     """A ``sensor_msgs/CompressedImage`` as ``H x W x 3`` uint8 in RGB (or BGR) order."""
     decoded = compressed_to_array(msg)
     return raw_to_color(decoded.array, lookup_encoding(decoded.encoding), order)
-
-
-# --------------------------------------------------------------------------------------------------
-# writing
-
-
-class ImageFields(NamedTuple):
-    """The fields of a ``sensor_msgs/Image``; ``data`` is a flat uint8 view of contiguous pixels."""
-
-    height: int
-    width: int
-    encoding: str
-    is_bigendian: int
-    step: int
-    data: np.ndarray
-
-
-class CompressedFields(NamedTuple):
-    """The fields of a ``sensor_msgs/CompressedImage``; ``data`` is the encoded bytes (uint8)."""
-
-    format: str
-    data: np.ndarray
-
-
-def array_to_image(array: np.ndarray, encoding: str, *, is_bigendian: bool = False) -> ImageFields:
-    """Fields of a ``sensor_msgs/Image`` holding ``array``, the inverse of :func:`image_to_array`.
-
-    ``array`` has the raw layout of ``encoding`` (``H x W`` or ``H x W x C``; ``H x W x 2`` for
-    yuv422; ``(3H/2) x W`` for nv12/nv21) and its sample type (any byte order). The data is a view
-    of ``array`` when it is contiguous in the requested byte order, else one copy. ``step`` is
-    the row size without padding.
-
-    Raises:
-        ImageEncodeError: unknown encoding, or a shape or dtype that does not fit it.
-    """
-    try:
-        enc = lookup_encoding(encoding)
-    except ImageDecodeError as err:
-        raise ImageEncodeError(str(err)) from err
-    array = np.asarray(array)
-    single = enc.channels == 1 or enc.kind == "nv"
-    expected_ndim = 2 if single else 3
-    if array.ndim != expected_ndim or (not single and array.shape[2] != enc.channels):
-        want = "H x W" if single else f"H x W x {enc.channels}"
-        raise ImageEncodeError(f"array of shape {array.shape} does not fit encoding={encoding!r} ({want})")
-    if array.dtype.newbyteorder("<") != enc.dtype.newbyteorder("<"):
-        raise ImageEncodeError(
-            f"array of dtype {array.dtype} does not fit encoding={encoding!r} ({enc.dtype.name}); convert it "
-            f"with array.astype(numpy.{enc.dtype.name}) first"
-        )
-    rows, width = int(array.shape[0]), int(array.shape[1])
-    height = rows
-    if enc.kind == "yuv422" and width % 2:
-        raise ImageEncodeError(f"array of shape {array.shape} has width={width}, must be even for {encoding}")
-    if enc.kind == "nv":
-        if rows % 3 or width % 2:
-            raise ImageEncodeError(f"array of shape {array.shape} is not a (3H/2) x W {encoding} layout")
-        height = rows * 2 // 3
-    if height == 0 or width == 0:
-        raise ImageEncodeError(f"array of shape {array.shape} is empty")
-    target = enc.dtype.newbyteorder(">" if is_bigendian else "<") if enc.dtype.itemsize > 1 else enc.dtype
-    contiguous = np.ascontiguousarray(array, dtype=target)
-    return ImageFields(
-        height=height,
-        width=width,
-        encoding=encoding,
-        is_bigendian=int(bool(is_bigendian) and enc.dtype.itemsize > 1),
-        step=width * enc.bytes_per_pixel,
-        data=contiguous.reshape(-1).view(np.uint8),
-    )
-
-
-def array_to_compressed(
-    array: np.ndarray, *, codec: Literal["jpeg", "png"] = "jpeg", quality: int = 90, order: ColorOrder = "bgr"
-) -> CompressedFields:
-    """Fields of a ``sensor_msgs/CompressedImage`` for an ``H x W x 3`` uint8 color (``order``) or
-    ``H x W`` gray image, as image_transport's ``compressed`` plugin writes them."""
-    if codec not in ("jpeg", "png"):
-        raise ImageEncodeError(f"codec={codec!r} is not supported; use 'jpeg' or 'png'")
-    array = np.asarray(array)
-    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
-        bgr = array if order == "bgr" else array[..., ::-1]
-        source = "bgr8"
-    elif array.ndim == 2 and array.dtype in (np.uint8, np.uint16):
-        bgr = array
-        source = "mono8" if array.dtype == np.uint8 else "mono16"
-    else:
-        raise ImageEncodeError(
-            f"array of shape {array.shape} and dtype {array.dtype} is neither H x W x 3 uint8 nor H x W gray"
-        )
-    if codec == "jpeg" and source == "mono16":
-        raise ImageEncodeError("16-bit gray images cannot be stored as JPEG; use codec='png'")
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if codec == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    ok, encoded = cv2.imencode(".jpg" if codec == "jpeg" else ".png", np.ascontiguousarray(bgr), params)
-    if not ok:
-        raise ImageEncodeError(f"OpenCV could not encode a {array.shape} image as {codec}")
-    return CompressedFields(format=f"{source}; {codec} compressed {source}", data=encoded.reshape(-1))

@@ -175,6 +175,22 @@ class LabelSet:
         except LabelSetError as err:
             raise LabelSetError(f"{source}: {err}") from err
 
+    @classmethod
+    def from_message(cls, msg: Any) -> LabelSet:
+        """The label set a ``panoptic_ros/CategoryArray`` describes (an rclpy or ``rosbags`` message)."""
+        return cls(
+            name=str(msg.label_set),
+            categories=tuple(
+                Category(
+                    id=int(c.id),
+                    name=str(c.name),
+                    is_thing=bool(c.is_thing),
+                    color=(int(c.r), int(c.g), int(c.b)),
+                )
+                for c in msg.categories
+            ),
+        )
+
 
 def _as_bool(value: object) -> bool:
     if isinstance(value, bool):

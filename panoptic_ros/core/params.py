@@ -1,7 +1,9 @@
-"""Validation shared by the frozen parameter records (fusion thresholds of every family, tracker)."""
+"""Validation shared by the frozen parameter records (fusion thresholds of every family, tracker):
+one message per kind of refusal, naming the field."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
@@ -31,3 +33,29 @@ def check_int(name: str, value: Any, *, minimum: int) -> None:
         raise ConfigError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+
+
+def check_number(
+    name: str,
+    value: Any,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    finite: bool = True,
+) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a number (not a bool, not NaN; finite unless
+    ``finite`` is False) in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if finite and not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    if value < low or value > high or (low_open and value == low):
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{name} must lie in {bracket}{low}, {high}], got {value}")
+
+
+def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(allowed)}")

@@ -1,4 +1,4 @@
-"""Preprocessing on the inference device, and the inverse mapping of label maps.
+"""Preprocessing on the inference device, and the inverse mapping of label maps (pure tensor work).
 
 Frames arrive as ``H x W x 3`` uint8 arrays (one per camera, any sizes). Each is uploaded once
 (through a pinned host buffer when the device is CUDA), then on the device: channel order, resize
@@ -6,22 +6,37 @@ Frames arrive as ``H x W x 3`` uint8 arrays (one per camera, any sizes). Each is
 training used: bilinear, half-pixel centers (``align_corners=False``), antialiased when shrinking.
 
 :func:`restore` maps a label map at the model's resolution back to a camera's resolution (nearest
-neighbour, after removing the letterbox padding).
+neighbour, after removing the letterbox padding); :func:`pixel_frame` describes that mapping so that
+fusion can measure segments directly in the camera frame (:mod:`panoptic_ros.core.segments`).
+
+The model's input geometry comes in as any object with the fields of :class:`InputGeometry` (the
+model spec's ``input``), so this module depends on nothing above ``core``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from panoptic_ros.core.segments import AxisMap, PixelFrame
 from panoptic_ros.errors import ConfigError
-from panoptic_ros.models.spec import InputSpec
 
 ResizeMode = Literal["resize", "letterbox"]
+
+
+class InputGeometry(Protocol):
+    """What preprocessing reads of a model's input (``ModelSpec.input``)."""
+
+    height: int
+    width: int
+    color_order: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
 
 
 class Transform(NamedTuple):
@@ -60,7 +75,7 @@ def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class Preprocessor:
     """Turns camera frames into one normalized model input batch on ``device``."""
 
-    def __init__(self, spec: InputSpec, device: torch.device, *, mode: ResizeMode = "resize") -> None:
+    def __init__(self, spec: InputGeometry, device: torch.device, *, mode: ResizeMode = "resize") -> None:
         self.spec = spec
         self.device = device
         self.mode = mode
@@ -87,16 +102,23 @@ class Preprocessor:
         self, frames: Sequence[np.ndarray], *, order: Literal["rgb", "bgr"] = "rgb"
     ) -> tuple[torch.Tensor, list[Transform]]:
         """``frames`` (each ``H x W x 3`` uint8 in ``order``) -> (``N x 3 x h x w`` float32, transforms)."""
-        if not frames:
+        return self.batch([self.upload(frame) for frame in frames], order=order)
+
+    def batch(
+        self, images: Sequence[torch.Tensor], *, order: Literal["rgb", "bgr"] = "rgb"
+    ) -> tuple[torch.Tensor, list[Transform]]:
+        """Uploaded frames (each ``H x W x 3`` uint8 on the device, in ``order``) -> (``N x 3 x h x w``
+        float32 normalized model input, where each frame went)."""
+        if not images:
             raise ConfigError("no frames to preprocess")
         target = (self.spec.height, self.spec.width)
-        batch = torch.empty(len(frames), 3, *target, device=self.device, dtype=torch.float32)
+        batch = torch.empty(len(images), 3, *target, device=self.device, dtype=torch.float32)
         transforms = []
-        for i, frame in enumerate(frames):
-            image = self.upload(frame).permute(2, 0, 1)[None].float()
+        for i, uploaded in enumerate(images):
+            image = uploaded.permute(2, 0, 1)[None].float()
             if order != self.spec.color_order:
                 image = image.flip(1)
-            t = plan(frame.shape[:2], target, self.mode)
+            t = plan(tuple(uploaded.shape[:2]), target, self.mode)
             transforms.append(t)
             resized = resize_image(image, (t.height, t.width))
             if t.height == target[0] and t.width == target[1]:
@@ -107,16 +129,19 @@ class Preprocessor:
         return (batch - self._mean) / self._std, transforms
 
 
+def pixel_frame(transform: Transform, model_size: tuple[int, int], device: torch.device) -> PixelFrame:
+    """How the pixels of a ``model_size`` map land in the source frame of ``transform`` (nearest,
+    half-pixel centers, letterbox padding dropped). Cached: a camera's transform rarely changes."""
+    return _pixel_frame(transform, tuple(model_size), torch.device(device))
+
+
+@functools.lru_cache(maxsize=64)
+def _pixel_frame(transform: Transform, model_size: tuple[int, int], device: torch.device) -> PixelFrame:
+    rows = AxisMap.nearest(model_size[0], transform.top, transform.height, transform.source_height, device)
+    cols = AxisMap.nearest(model_size[1], transform.left, transform.width, transform.source_width, device)
+    return PixelFrame(rows, cols)
+
+
 def restore(labels: torch.Tensor, transform: Transform) -> torch.Tensor:
     """A label map (``... x h x w``, model resolution) back to the source frame's size, nearest."""
-    cropped = labels[
-        ...,
-        transform.top : transform.top + transform.height,
-        transform.left : transform.left + transform.width,
-    ]
-    size = (transform.source_height, transform.source_width)
-    if tuple(cropped.shape[-2:]) == size:
-        return cropped
-    lead = cropped.shape[:-2]
-    flat = cropped.reshape(1, -1, *cropped.shape[-2:]).float()
-    return F.interpolate(flat, size=size, mode="nearest-exact").to(labels.dtype).reshape(*lead, *size)
+    return pixel_frame(transform, tuple(labels.shape[-2:]), labels.device).resample(labels)

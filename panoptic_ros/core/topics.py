@@ -11,8 +11,17 @@ from __future__ import annotations
 
 from panoptic_ros.errors import ConfigError
 
-#: The per-camera outputs under ``<namespace>/panoptic/``.
-OUTPUTS = ("semantic", "instance_ids", "instances", "overlay", "categories")
+#: The per-camera outputs under ``<namespace>/panoptic/`` (described in :mod:`panoptic_ros.runtime.outputs`).
+OUTPUTS = (
+    "semantic",
+    "instance_ids",
+    "instances",
+    "overlay",
+    "markers",
+    "detections",
+    "categories",
+    "label_info",
+)
 #: The ground-truth maps under ``<namespace>/ground_truth/`` (synthetic bags).
 GROUND_TRUTH = ("semantic", "instance_ids")
 COMPRESSED_SUFFIX = "/compressed"

@@ -1,6 +1,6 @@
 """Messages of any registered type in rosbag2 files (sqlite3 or MCAP), read and written without ROS.
 
-:mod:`panoptic_ros.data.bags` handles camera images only; this module reads and writes every type of
+:mod:`panoptic_ros.data.bags` is the view of camera images; this module reads and writes every type of
 the :func:`~panoptic_ros.data.bag_types.typestore` (ROS 2 Kilted plus this package's messages): camera
 info, depth, ground truth and the node's outputs. Messages keep their CDR bytes (``raw``) next to the
 deserialized object, so a copy tool can pass them through unchanged.
@@ -14,8 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from panoptic_ros.data.bag_types import CATEGORY_ARRAY_TYPE, typestore
-from panoptic_ros.data.bags import BagError, Storage
+from panoptic_ros.core import stamps
+from panoptic_ros.data.bag_types import CATEGORY_ARRAY_TYPE, COMPRESSED_TYPE, BagError, Storage, typestore
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +40,14 @@ class BagMessage:
     @property
     def stamp_ns(self) -> int | None:
         """The header stamp in nanoseconds, or None for messages without one (or not deserialized)."""
-        header = getattr(self.msg, "header", None)
-        if header is None:
+        if getattr(self.msg, "header", None) is None:
             return None
-        return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+        return stamps.stamp_ns(self.msg)
+
+    @property
+    def compressed(self) -> bool:
+        """Whether it is a ``sensor_msgs/CompressedImage``."""
+        return self.msgtype == COMPRESSED_TYPE
 
 
 def _open_reader(path: str | Path) -> Any:

@@ -26,21 +26,14 @@ import numpy as np
 from tqdm import tqdm
 
 from panoptic_ros.core.geometry import CameraModel
-from panoptic_ros.core.image_codec import array_to_compressed, array_to_image
+from panoptic_ros.core.image_encode import array_to_compressed, array_to_image
 from panoptic_ros.core.labels import load_label_set
+from panoptic_ros.core.messages import Message, compressed_message, header_message, image_message
 from panoptic_ros.core.topics import camera_info_topic, depth_topic, ground_truth_topic
 from panoptic_ros.data.bag_io import BagWriter
-from panoptic_ros.data.bag_types import (
-    CAMERA_INFO_TYPE,
-    COMPRESSED_TYPE,
-    IMAGE_TYPE,
-    OutputMessage,
-    image_from_fields,
-    make_header,
-    message_class,
-)
-from panoptic_ros.data.bags import Storage
-from panoptic_ros.data.synthetic import BUILDING, ROAD, SIDEWALK, SKY, VEGETATION, Sample, generate
+from panoptic_ros.data.bag_types import OutputMessage, Storage, to_rosbags
+from panoptic_ros.data.synthetic import Sample, generate
+from panoptic_ros.data.synthetic_scene import BUILDING, ROAD, SIDEWALK, SKY, VEGETATION
 from panoptic_ros.errors import ConfigError
 
 #: Height of the synthetic camera above the ground plane (m).
@@ -153,24 +146,21 @@ def synthetic_depth(semantic: np.ndarray, instance: np.ndarray, camera: CameraMo
     return depth.astype(np.float32)
 
 
-def _camera_info(model: CameraModel, header: object) -> object:
+def _camera_info(model: CameraModel, header: Message) -> Message:
     k = np.array([model.fx, 0.0, model.cx, 0.0, model.fy, model.cy, 0.0, 0.0, 1.0])
     p = np.array([model.fx, 0.0, model.cx, 0.0, 0.0, model.fy, model.cy, 0.0, 0.0, 0.0, 1.0, 0.0])
-    roi = message_class("sensor_msgs/msg/RegionOfInterest")(
-        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
-    )
-    return message_class(CAMERA_INFO_TYPE)(
-        header=header,
-        height=model.height,
-        width=model.width,
-        distortion_model="plumb_bob",
-        d=np.zeros(5),
-        k=k,
-        r=np.eye(3).reshape(-1),
-        p=p,
-        binning_x=0,
-        binning_y=0,
-        roi=roi,
+    return Message(
+        "sensor_msgs/msg/CameraInfo",
+        {
+            "header": header,
+            "height": model.height,
+            "width": model.width,
+            "distortion_model": "plumb_bob",
+            "d": np.zeros(5),
+            "k": k,
+            "r": np.eye(3).reshape(-1),
+            "p": p,
+        },
     )
 
 
@@ -184,40 +174,32 @@ def _frame_messages(
     class_to_id: np.ndarray,
 ) -> list[OutputMessage]:
     height, width = config.size
-    header = make_header(stamp_ns, f"cam{camera}_optical_frame")
+    header = header_message(stamp_ns, f"cam{camera}_optical_frame")
     image_topic = config.image_topic(camera)
     model = camera_model(height, width)
     if config.compressed:
-        fields = array_to_compressed(sample.image, codec="jpeg", quality=90, order="rgb")
-        image = OutputMessage(
-            image_topic,
-            COMPRESSED_TYPE,
-            message_class(COMPRESSED_TYPE)(header=header, format=fields.format, data=fields.data),
+        image = compressed_message(
+            array_to_compressed(sample.image, codec="jpeg", quality=90, order="rgb"), header
         )
     else:
-        image = OutputMessage(
-            image_topic, IMAGE_TYPE, image_from_fields(array_to_image(sample.image, "rgb8"), header)
-        )
+        image = image_message(array_to_image(sample.image, "rgb8"), header)
     depth = synthetic_depth(sample.semantic, sample.instance, model)
     semantic = class_to_id[sample.semantic].astype(np.uint8)
     instance = np.where(sample.instance > 0, sample.instance + id_offset, 0).astype(np.int32)
-    return [
-        OutputMessage(camera_info_topic(image_topic), CAMERA_INFO_TYPE, _camera_info(model, header)),
-        OutputMessage(
-            depth_topic(image_topic), IMAGE_TYPE, image_from_fields(array_to_image(depth, "32FC1"), header)
-        ),
-        image,
-        OutputMessage(
+    messages = [
+        (camera_info_topic(image_topic), _camera_info(model, header)),
+        (depth_topic(image_topic), image_message(array_to_image(depth, "32FC1"), header)),
+        (image_topic, image),
+        (
             ground_truth_topic(image_topic, "semantic"),
-            IMAGE_TYPE,
-            image_from_fields(array_to_image(semantic, "mono8"), header),
+            image_message(array_to_image(semantic, "mono8"), header),
         ),
-        OutputMessage(
+        (
             ground_truth_topic(image_topic, "instance_ids"),
-            IMAGE_TYPE,
-            image_from_fields(array_to_image(instance, "32SC1"), header),
+            image_message(array_to_image(instance, "32SC1"), header),
         ),
     ]
+    return [OutputMessage(topic, message.type, to_rosbags(message)) for topic, message in messages]
 
 
 def synthetic_messages(config: SynthBagConfig) -> Iterator[tuple[int, OutputMessage]]:

@@ -1,28 +1,31 @@
-"""This package's message types for the ``rosbags`` package, and ROS-free builders of its messages.
+"""This package's message types for the ``rosbags`` package, and the bag writer's wrapper of message trees.
 
 :func:`typestore` is the ROS 2 Kilted type store of ``rosbags`` with the four types of ``msg/``
 (``PanopticInstance``, ``PanopticInstanceArray``, ``Category``, ``CategoryArray``) registered from
-their ``.msg`` files, so bags holding the node's outputs can be written and read without ROS. The
-builders turn a :class:`~panoptic_ros.runtime.FrameResult` into the ``rosbags`` message objects the
-node publishes (same fields, same values as ``panoptic_ros.ros.conversions``).
+their ``.msg`` files, so bags holding the node's outputs can be written and read without ROS.
+:func:`to_rosbags` turns a :class:`~panoptic_ros.core.messages.Message` tree (the description of an
+output, :mod:`panoptic_ros.runtime.outputs`) into the ``rosbags`` object; the live node wraps the same
+tree into an rclpy message, so a recorded output equals the published one.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
+from rosbags.interfaces import Nodetype
 
-from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR
-from panoptic_ros.core.image_codec import ImageFields, array_to_image
-from panoptic_ros.core.labels import LabelSet
-from panoptic_ros.data.bags import BagError
+from panoptic_ros.core.messages import Message
+from panoptic_ros.errors import PanopticRosError
 
-if TYPE_CHECKING:
-    from panoptic_ros.runtime.records import FrameResult
+Storage = Literal["sqlite3", "mcap"]
+
+
+class BagError(PanopticRosError, OSError):
+    """A bag cannot be opened, read or written (missing, corrupt, no image topics)."""
+
 
 PACKAGE = "panoptic_ros"
 MESSAGE_NAMES = ("Category", "CategoryArray", "PanopticInstance", "PanopticInstanceArray")
@@ -94,148 +97,75 @@ def message_class(msgtype: str) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------
-# headers
+# message trees -> rosbags messages
 
 
-def make_header(stamp_ns: int, frame_id: str) -> Any:
-    """A ``std_msgs/Header`` with a stamp in nanoseconds since the epoch."""
-    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
-    time_cls = message_class("builtin_interfaces/msg/Time")
-    return message_class("std_msgs/msg/Header")(stamp=time_cls(sec=sec, nanosec=nanosec), frame_id=frame_id)
+def to_rosbags(message: Message) -> Any:
+    """The ``rosbags`` message a :class:`~panoptic_ros.core.messages.Message` tree describes; fields it
+    leaves out take the definition's default (0, ``""``, ``False``, empty).
+
+    Raises:
+        BagError: a type the type store does not know.
+    """
+    cls = message_class(message.type)
+    _, fields = typestore().fielddefs[message.type]
+    values = {}
+    for name, (kind, detail) in fields:
+        value = message.fields.get(name, _MISSING)
+        values[name] = _default(kind, detail) if value is _MISSING else _convert(value, kind, detail)
+    return cls(**values)
 
 
-def copy_header(header: Any, stamp_ns: int = 0) -> Any:
-    """A ``rosbags`` header with the stamp and frame_id of ``header`` (any object with
-    ``stamp.sec``, ``stamp.nanosec`` and ``frame_id``: rclpy or rosbags); ``stamp_ns`` and an empty
-    frame_id when ``header`` is None."""
-    if header is None:
-        return make_header(stamp_ns, "")
-    stamp = header.stamp
-    return make_header(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec), str(header.frame_id))
+_MISSING = object()
+_NUMPY = {
+    "bool": np.bool_, "byte": np.uint8, "char": np.uint8, "int8": np.int8, "uint8": np.uint8,
+    "int16": np.int16, "uint16": np.uint16, "int32": np.int32, "uint32": np.uint32, "int64": np.int64,
+    "uint64": np.uint64, "float32": np.float32, "float64": np.float64,
+}  # fmt: skip
 
 
-def stamp_ns_of(msg: Any) -> int:
-    """The header stamp of a message in nanoseconds."""
-    stamp = msg.header.stamp
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+def _convert(value: Any, kind: int, detail: Any) -> Any:
+    if isinstance(value, Message):
+        return to_rosbags(value)
+    if kind == Nodetype.BASE and isinstance(value, bytes) and len(value) == 1:
+        return value[0]  # a ``byte`` field (rclpy takes bytes of length 1, rosbags an int)
+    if kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+        (element_kind, element), _ = detail
+        if element_kind == Nodetype.BASE and element[0] in _NUMPY:
+            return np.ascontiguousarray(value, dtype=_NUMPY[element[0]]).reshape(-1)
+        return [_convert(v, element_kind, element) for v in value]
+    return value
 
 
-# --------------------------------------------------------------------------------------------------
-# images
+#: Non-zero defaults of message definitions that the type store does not keep.
+_DEFINITION_DEFAULTS: dict[str, dict[str, Any]] = {"geometry_msgs/msg/Quaternion": {"w": 1.0}}
 
 
-def image_from_fields(fields: ImageFields, header: Any) -> Any:
-    """A ``sensor_msgs/Image`` from :func:`~panoptic_ros.core.image_codec.array_to_image` fields."""
-    return message_class(IMAGE_TYPE)(
-        header=header,
-        height=fields.height,
-        width=fields.width,
-        encoding=fields.encoding,
-        is_bigendian=fields.is_bigendian,
-        step=fields.step,
-        data=np.ascontiguousarray(fields.data, dtype=np.uint8).reshape(-1),
-    )
-
-
-def semantic_image(result: FrameResult) -> Any:
-    """``panoptic/semantic``: ``mono8`` category ids, ``mono16`` when the map is uint16."""
-    encoding = "mono16" if result.semantic.dtype == np.uint16 else "mono8"
-    pixels = result.semantic if encoding == "mono16" else result.semantic.astype(np.uint8, copy=False)
-    return image_from_fields(array_to_image(pixels, encoding), copy_header(result.header, result.stamp_ns))
-
-
-def instance_ids_image(result: FrameResult) -> Any:
-    """``panoptic/instance_ids``: ``32SC1`` instance (track) ids, 0 for stuff and void."""
-    pixels = result.instance_ids.astype(np.int32, copy=False)
-    return image_from_fields(array_to_image(pixels, "32SC1"), copy_header(result.header, result.stamp_ns))
-
-
-def overlay_image(result: FrameResult) -> Any | None:
-    """``panoptic/overlay``: the ``bgr8`` overlay, or None when the result has none."""
-    if result.overlay_bgr is None:
-        return None
-    return image_from_fields(
-        array_to_image(result.overlay_bgr, "bgr8"), copy_header(result.header, result.stamp_ns)
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# our messages
-
-
-def instance_array(result: FrameResult, label_set: LabelSet) -> Any:
-    """``panoptic/instances``: one ``PanopticInstance`` per row of the result's instance table
-    (boxes come clipped to the image from the processor)."""
-    instance_cls = message_class(INSTANCE_TYPE)
-    roi_cls = message_class("sensor_msgs/msg/RegionOfInterest")
-    point_cls = message_class("geometry_msgs/msg/Point")
-    names = {c.id: c.name for c in label_set.categories}
-    instances = []
-    for row in result.instances.rows(names):
-        x, y, w, h = row.pop("bbox")
-        px, py, pz = row.pop("position")
-        instances.append(
-            instance_cls(
-                **row,
-                bbox=roi_cls(x_offset=x, y_offset=y, height=h, width=w, do_rectify=False),
-                position=point_cls(x=px, y=py, z=pz),
-            )
+def _default(kind: int, detail: Any) -> Any:
+    if kind == Nodetype.NAME:
+        return to_rosbags(Message(detail, dict(_DEFINITION_DEFAULTS.get(detail, {}))))
+    if kind == Nodetype.BASE:
+        base = detail[0]
+        return (
+            ""
+            if base in ("string", "wstring")
+            else False
+            if base == "bool"
+            else 0.0
+            if base.startswith("float")
+            else 0
         )
-    return message_class(INSTANCE_ARRAY_TYPE)(
-        header=copy_header(result.header, result.stamp_ns),
-        height=result.height,
-        width=result.width,
-        instances=instances,
-    )
-
-
-def category_array(
-    label_set: LabelSet, header: Any = None, *, label_divisor: int = DEFAULT_LABEL_DIVISOR
-) -> Any:
-    """``panoptic/categories``: the label set with colors (values as the node publishes them)."""
-    category_cls = message_class(CATEGORY_TYPE)
-    categories = [
-        category_cls(id=c.id, name=c.name, is_thing=c.is_thing, r=c.color[0], g=c.color[1], b=c.color[2])
-        for c in label_set.categories
-    ]
-    return message_class(CATEGORY_ARRAY_TYPE)(
-        header=copy_header(header),
-        label_set=label_set.name,
-        void_id=label_set.void_semantic,
-        label_divisor=label_divisor,
-        categories=categories,
-    )
-
-
-def label_set_from_categories(msg: Any) -> LabelSet:
-    """The :class:`LabelSet` a ``CategoryArray`` (rosbags or rclpy object) describes."""
-    from panoptic_ros.core.labels import Category
-
-    return LabelSet(
-        name=str(msg.label_set),
-        categories=tuple(
-            Category(id=int(c.id), name=str(c.name), is_thing=bool(c.is_thing), color=(c.r, c.g, c.b))
-            for c in msg.categories
-        ),
-    )
+    (element_kind, element), length = detail
+    if element_kind == Nodetype.BASE and element[0] in _NUMPY:
+        return np.zeros(length if kind == Nodetype.ARRAY else 0, dtype=_NUMPY[element[0]])
+    if kind == Nodetype.ARRAY:
+        return [_default(element_kind, element) for _ in range(length)]
+    return []
 
 
 class OutputMessage(NamedTuple):
-    """One message to write or publish: topic, type and the ``rosbags`` object."""
+    """One message to write: topic, type and the ``rosbags`` object."""
 
     topic: str
     msgtype: str
     msg: Any
-
-
-def result_messages(
-    result: FrameResult, label_set: LabelSet, topics: dict[str, str], *, overlay: bool = True
-) -> Iterable[OutputMessage]:
-    """The messages of one result on ``topics`` (output name -> topic, see
-    :func:`panoptic_ros.core.topics.output_topic`): semantic, instance_ids, instances and the overlay
-    when asked for and present. The categories message is separate (:func:`category_array`)."""
-    yield OutputMessage(topics["semantic"], IMAGE_TYPE, semantic_image(result))
-    yield OutputMessage(topics["instance_ids"], IMAGE_TYPE, instance_ids_image(result))
-    yield OutputMessage(topics["instances"], INSTANCE_ARRAY_TYPE, instance_array(result, label_set))
-    if overlay and result.overlay_bgr is not None:
-        yield OutputMessage(topics["overlay"], IMAGE_TYPE, overlay_image(result))

@@ -1,4 +1,4 @@
-"""GPU panoptic fusion, one module per decoder family (see DESIGN.md, "decoder families")."""
+"""GPU panoptic fusion, one module per decoder family; families.py declares each family and its roles."""
 
 from __future__ import annotations
 

@@ -30,7 +30,6 @@ never one per instance.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -39,7 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR, VOID_PANOPTIC
-from panoptic_ros.core.params import check_int, from_mapping
+from panoptic_ros.core.params import check_int, check_number, from_mapping
+from panoptic_ros.core.segments import PixelFrame, histogram, segment_geometry
 from panoptic_ros.errors import ConfigError, PanopticRosError
 
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
@@ -78,11 +78,7 @@ class CenterOffsetParams:
     label_divisor: int = DEFAULT_LABEL_DIVISOR
 
     def __post_init__(self) -> None:
-        threshold = self.center_threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise ConfigError(f"center_threshold must be a number, got {threshold!r}")
-        if not math.isfinite(threshold):
-            raise ConfigError(f"center_threshold must be finite, got {threshold!r}")
+        check_number("center_threshold", self.center_threshold)
         check_int("nms_kernel", self.nms_kernel, minimum=1)
         if self.nms_kernel % 2 == 0:
             raise ConfigError(f"nms_kernel must be odd, got {self.nms_kernel}")
@@ -184,13 +180,6 @@ class CenterOffsetOutput(NamedTuple):
     centers: torch.Tensor
     center_scores: torch.Tensor
     segments: SegmentStats
-
-
-def _counts(index: torch.Tensor, size: int) -> torch.Tensor:
-    """Histogram of ``index`` (int64, values in ``[0, size)``) as ``[size]`` int64, without the
-    device sync that :func:`torch.bincount` makes on CUDA."""
-    counts = torch.zeros(size, dtype=torch.int64, device=index.device)
-    return counts.index_add_(0, index, torch.ones(1, dtype=torch.int64, device=index.device).expand_as(index))
 
 
 def semantic_argmax(semantic: torch.Tensor) -> torch.Tensor:
@@ -405,7 +394,7 @@ def merge_segments(
     num_classes = is_thing_class.numel()
     sem = semantic.reshape(-1)
     ins = instance.reshape(-1)
-    votes = _counts(ins * num_classes + sem, (num_centers + 1) * num_classes).view(
+    votes = histogram(ins * num_classes + sem, (num_centers + 1) * num_classes).view(
         num_centers + 1, num_classes
     )
     instance_votes = votes[1:]  # [K, C]
@@ -455,6 +444,7 @@ def segment_stats(
     *,
     semantic_logits: torch.Tensor | None = None,
     center_scores: torch.Tensor | None = None,
+    frame: PixelFrame | None = None,
 ) -> SegmentStats:
     """Area, bbox, centroid and score of every segment at once, by histograms on the device.
 
@@ -462,41 +452,29 @@ def segment_stats(
         merged: the output of :func:`merge_segments` (S segments).
         semantic_logits: ``[C, H, W]`` float logits, or None.
         center_scores: ``[K]`` heatmap value at each center, or None (treated as 1).
+        frame: measure the geometry in the camera frame the map is resampled into (see
+            :mod:`panoptic_ros.core.segments`); None: in the map's own pixels.
 
     Returns:
         :class:`SegmentStats`. The score is ``p * h``: ``p`` the mean softmax probability of the
-        segment's class over its pixels (1 without logits), ``h`` the heatmap value at a thing's
-        center (1 for stuff). Exact integer areas, extents and coordinate sums; no device sync.
+        segment's class over its pixels at the map's resolution (1 without logits), ``h`` the heatmap
+        value at a thing's center (1 for stuff). Exact integer areas, extents and coordinate sums; no
+        device sync.
     """
     segment_of_pixel = merged.segment_of_pixel
-    height, width = segment_of_pixel.shape
     device = segment_of_pixel.device
     num_segments = merged.segment_ids.numel()
-    rows = torch.arange(height, device=device)
-    cols = torch.arange(width, device=device)
-    # Joint histograms (segment, row) and (segment, column); the last segment row is void.
-    row_hist = _counts((segment_of_pixel * height + rows[:, None]).reshape(-1), (num_segments + 1) * height)
-    col_hist = _counts((segment_of_pixel * width + cols[None, :]).reshape(-1), (num_segments + 1) * width)
-    row_hist = row_hist.view(num_segments + 1, height)[:num_segments]
-    col_hist = col_hist.view(num_segments + 1, width)[:num_segments]
-    areas = row_hist.sum(dim=1)
-    y_min, y_max = _extent(row_hist > 0)
-    x_min, x_max = _extent(col_hist > 0)
-    bboxes = torch.stack((x_min, y_min, x_max - x_min + 1, y_max - y_min + 1), dim=1)
-    area_f = areas.clamp(min=1).double()
-    x_mean = (col_hist * cols).sum(dim=1).double() / area_f
-    y_mean = (row_hist * rows).sum(dim=1).double() / area_f
-    centroids = torch.stack((x_mean, y_mean), dim=1).float()
-
+    geometry = segment_geometry(segment_of_pixel, num_segments, frame)
     is_thing = merged.segment_centers >= 0
     if semantic_logits is not None:
-        logits = semantic_logits.float().reshape(semantic_logits.shape[0], -1)
         pixel_segment = segment_of_pixel.reshape(-1)
+        own_areas = geometry.areas if frame is None else histogram(pixel_segment, num_segments + 1)[:-1]
+        logits = semantic_logits.float().reshape(semantic_logits.shape[0], -1)
         classes = torch.cat((merged.segment_classes, torch.zeros(1, dtype=torch.int64, device=device)))
         log_prob = logits.gather(0, classes[pixel_segment][None])[0] - torch.logsumexp(logits, dim=0)
         prob_sum = torch.zeros(num_segments + 1, dtype=torch.float64, device=device)
         prob_sum.index_add_(0, pixel_segment, log_prob.exp().double())
-        scores = (prob_sum[:num_segments] / area_f).float()
+        scores = (prob_sum[:num_segments] / own_areas.clamp(min=1).double()).float()
     else:
         scores = torch.ones(num_segments, dtype=torch.float32, device=device)
     if center_scores is not None and center_scores.numel() > 0:
@@ -506,20 +484,11 @@ def segment_stats(
         ids=merged.segment_ids,
         classes=merged.segment_classes,
         is_thing=is_thing,
-        areas=areas,
-        bboxes=bboxes,
-        centroids=centroids,
+        areas=geometry.areas,
+        bboxes=geometry.bboxes,
+        centroids=geometry.centroids,
         scores=scores,
     )
-
-
-def _extent(occupied: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and last True index along dim 1 of an ``[S, L]`` bool tensor (each row has one)."""
-    length = occupied.shape[1]
-    as_int = occupied.to(torch.uint8)
-    first = as_int.argmax(dim=1)
-    last = length - 1 - as_int.flip(dims=(1,)).argmax(dim=1)
-    return first, last
 
 
 def thing_class_mask(
@@ -565,6 +534,7 @@ def fuse_center_offset(
     *,
     num_classes: int | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    frame: PixelFrame | None = None,
 ) -> CenterOffsetOutput:
     """Panoptic-DeepLab fusion of one image's network outputs, on their device.
 
@@ -577,6 +547,8 @@ def fuse_center_offset(
         num_classes: C for an integer semantic map (default: one more than its largest value or
             thing class, which costs a sync); ignored for logits.
         memory_budget_bytes: bound on the grouping chunk's temporaries.
+        frame: measure the segments in the camera frame the maps are resampled into (see
+            :mod:`panoptic_ros.core.segments`); None: at the outputs' resolution.
 
     Returns:
         :class:`CenterOffsetOutput`. Without logits the probability part of every score is 1.
@@ -617,7 +589,7 @@ def fuse_center_offset(
         stuff_area=params.stuff_area,
         label_divisor=params.label_divisor,
     )
-    stats = segment_stats(merged, semantic_logits=logits, center_scores=centers.scores)
+    stats = segment_stats(merged, semantic_logits=logits, center_scores=centers.scores, frame=frame)
     return CenterOffsetOutput(
         semantic=semantic_map,
         panoptic=merged.panoptic,

@@ -37,7 +37,6 @@ longest chain of overlapping detections, plus one.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -46,10 +45,10 @@ import torch
 import torch.nn.functional as F
 
 from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR, VOID_PANOPTIC
-from panoptic_ros.core.params import from_mapping
+from panoptic_ros.core.params import check_choice, check_int, check_number, from_mapping
+from panoptic_ros.core.segments import PixelFrame, histogram, segment_geometry
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.center_offset import FusionInputError, SegmentStats, thing_class_mask
-from panoptic_ros.fusion.segments import histogram, segment_geometry
 
 MASK_FORMATS = ("image", "box", "prototypes")
 BOX_FORMATS = ("xyxy", "cxcywh")
@@ -83,20 +82,12 @@ class DetectionSemanticParams:
 
     def __post_init__(self) -> None:
         for name in ("score_threshold", "overlap_threshold", "mask_threshold"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number, got {value!r}")
-        for name, value, allowed in (
-            ("mask_format", self.mask_format, MASK_FORMATS),
-            ("mask_activation", self.mask_activation, MASK_ACTIVATIONS),
-            ("box_format", self.box_format, BOX_FORMATS),
-        ):
-            if value not in allowed:
-                raise ConfigError(f"{name}={value!r} must be one of {', '.join(allowed)}")
-        for name, minimum in (("stuff_area", 0), ("label_divisor", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            check_number(name, getattr(self, name))
+        check_choice("mask_format", self.mask_format, MASK_FORMATS)
+        check_choice("mask_activation", self.mask_activation, MASK_ACTIVATIONS)
+        check_choice("box_format", self.box_format, BOX_FORMATS)
+        check_int("stuff_area", self.stuff_area, minimum=0)
+        check_int("label_divisor", self.label_divisor, minimum=1)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, object]) -> DetectionSemanticParams:
@@ -271,6 +262,7 @@ def fuse_detection_semantic(
     *,
     output_size: tuple[int, int] | None = None,
     num_classes: int | None = None,
+    frame: PixelFrame | None = None,
 ) -> DetectionSemanticOutput:
     """Panoptic FPN / EfficientPS fusion of one image's detections and semantic output.
 
@@ -281,6 +273,8 @@ def fuse_detection_semantic(
         params: thresholds and formats; Panoptic FPN's defaults when None.
         output_size: ``(H, W)``; default: the semantic map's size.
         num_classes: C for an integer semantic map (default: from ``thing_classes`` and the map).
+        frame: measure the segments in the camera frame the maps are resampled into (see
+            :mod:`panoptic_ros.core.segments`); None: at ``output_size``.
 
     Returns:
         :class:`DetectionSemanticOutput`.
@@ -361,14 +355,17 @@ def fuse_detection_semantic(
     void = torch.full((1,), VOID_PANOPTIC, dtype=torch.int64, device=device)
     panoptic = torch.cat((segment_ids, void))[segment_of_pixel]
     instance = torch.where(segment_of_pixel < num_things, segment_of_pixel + 1, 0).to(torch.int32)
-    geometry = segment_geometry(segment_of_pixel, num_segments)
+    geometry = segment_geometry(segment_of_pixel, num_segments, frame)
 
     thing_scores = scores.float()[pasted_order]
     if logits is not None and stuff_classes.numel():
         log_prob = logits.gather(0, semantic_map[None])[0] - torch.logsumexp(logits, dim=0)
         sums = torch.zeros(num_segments + 1, dtype=torch.float64, device=device)
         sums.index_add_(0, segment_of_pixel.reshape(-1), log_prob.exp().double().reshape(-1))
-        stuff_scores = (sums[num_things:num_segments] / geometry.areas[num_things:].clamp(min=1)).float()
+        own_areas = geometry.areas if frame is None else histogram(segment_of_pixel, num_segments + 1)
+        stuff_scores = (
+            sums[num_things:num_segments] / own_areas[num_things:num_segments].clamp(min=1)
+        ).float()
     else:
         stuff_scores = torch.ones(stuff_classes.numel(), device=device)
     segments = SegmentStats(

@@ -71,10 +71,10 @@ import torch
 import torch.nn.functional as F
 
 from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR, VOID_PANOPTIC
-from panoptic_ros.core.params import check_int, from_mapping
+from panoptic_ros.core.params import check_choice, check_int, check_number, from_mapping
+from panoptic_ros.core.segments import PixelFrame, geometry_from_histograms
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.center_offset import FusionInputError, SegmentStats, thing_class_mask
-from panoptic_ros.fusion.segments import geometry_from_histograms
 from panoptic_ros.fusion.upsampled_argmax import Activation, SparseAssignment, activate, assign_sparse, resize
 
 FusionMode = Literal["mask2former", "transformers"]
@@ -123,12 +123,9 @@ class MaskClassificationParams:
     label_divisor: int = DEFAULT_LABEL_DIVISOR
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"mode={self.mode!r} must be one of {', '.join(MODES)}")
+        check_choice("mode", self.mode, MODES)
         for name in ("object_threshold", "mask_threshold", "overlap_threshold"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+            check_number(name, getattr(self, name))
         for name in ("intermediate_height", "intermediate_width"):
             check_int(name, getattr(self, name), minimum=0)
         if (self.intermediate_height == 0) != (self.intermediate_width == 0):
@@ -447,6 +444,7 @@ def fuse_mask_classification(
     *,
     output_size: tuple[int, int] | None = None,
     strategy: AssignStrategy = "auto",
+    frame: PixelFrame | None = None,
 ) -> MaskClassificationOutput:
     """Mask-classification panoptic fusion of one image's network outputs, on their device.
 
@@ -458,6 +456,8 @@ def fuse_mask_classification(
         output_size: ``(H, W)`` of the result; default: the mask size (after the intermediate
             resize in transformers mode).
         strategy: pixel assignment strategy (see :func:`assign_pixels`).
+        frame: measure the segments in the camera frame the maps are resampled into (see
+            :mod:`panoptic_ros.core.segments`); None: at ``output_size``.
 
     Returns:
         :class:`MaskClassificationOutput`. For batched outputs use
@@ -534,19 +534,22 @@ def fuse_mask_classification(
     num_segments = segments.ids.numel()
     # per-query pixel counts by row and column, summed into the segments (stuff queries merge)
     height, width = size
+    # (with a frame, a pixel counts as the camera pixels that copy it: see core.segments)
     ones = torch.ones((), dtype=torch.int64, device=device).expand(height, width)
+    row_weights = frame.cols.weight[None, :].expand(height, width) if frame is not None else ones
+    col_weights = frame.rows.weight[:, None].expand(height, width) if frame is not None else ones
     row_hist = torch.zeros(height, num + 1, dtype=torch.int64, device=device).scatter_add_(
-        1, pixel_query, ones
+        1, pixel_query, row_weights
     )
     col_hist = torch.zeros(num + 1, width, dtype=torch.int64, device=device).scatter_add_(
-        0, pixel_query, ones
+        0, pixel_query, col_weights
     )
     segment_of = torch.cat((segment_of_query, torch.full((1,), num_segments, device=device)))  # [num + 1]
     segment_rows = torch.zeros(num_segments + 1, height, dtype=torch.int64, device=device)
     segment_cols = torch.zeros(num_segments + 1, width, dtype=torch.int64, device=device)
     segment_rows.index_add_(0, segment_of, row_hist.T)
     segment_cols.index_add_(0, segment_of, col_hist)
-    geometry = geometry_from_histograms(segment_rows[:num_segments], segment_cols[:num_segments])
+    geometry = geometry_from_histograms(segment_rows[:num_segments], segment_cols[:num_segments], frame)
     void = torch.full((1,), VOID_PANOPTIC, dtype=torch.int64, device=device)
     panoptic_of = torch.cat((segments.ids, void))[segment_of]
     instance_of = torch.where(segment_of < num_things, segment_of + 1, 0).to(torch.int32)

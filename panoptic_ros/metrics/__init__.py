@@ -1,23 +1,18 @@
-"""Quality metrics: Panoptic Quality (PQ / SQ / RQ) and semantic mIoU, ROS-free."""
+"""Quality metrics: Panoptic Quality (PQ / SQ / RQ), semantic mIoU, video quality (STQ / AQ and identity
+counts) and their evaluation of COCO panoptic folders, ROS-free."""
 
 from __future__ import annotations
 
-from panoptic_ros.metrics.panoptic_quality import (
-    ClassPQ,
-    PQResult,
-    PQStat,
-    PQSummary,
-    evaluate_datasets,
-    evaluate_folders,
-    pq_from_maps,
-)
+from panoptic_ros.metrics.folders import evaluate_datasets, evaluate_folders, evaluate_video_folders
+from panoptic_ros.metrics.panoptic_quality import ClassPQ, PQResult, PQStat, PQSummary, pq_from_maps
 from panoptic_ros.metrics.semantic import (
     ConfusionMatrix,
     SemanticResult,
     confusion_from_maps,
     semantic_from_panoptic,
 )
-from panoptic_ros.metrics.video import VideoResult, VideoStat, evaluate_video_folders
+from panoptic_ros.metrics.video import VideoStat
+from panoptic_ros.metrics.video_result import VideoResult
 
 __all__ = [
     "ClassPQ",

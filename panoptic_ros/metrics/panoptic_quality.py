@@ -23,6 +23,10 @@ the file.
 Differences from the reference, on purpose: areas are counted from the PNG for ground truth too (the
 reference takes the gt ``area`` from the JSON; they agree for consistent data), and all crowd
 segments of a category count as that category's crowd region (the reference keeps the last one).
+
+This module owns the metric: the per-image matching (:func:`pq_from_maps`), the counts
+(:class:`PQStat`) and the result records (:class:`PQResult`). Evaluating COCO panoptic folders is
+:mod:`panoptic_ros.metrics.folders`.
 """
 
 from __future__ import annotations
@@ -31,28 +35,19 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from tqdm import tqdm
 
 from panoptic_ros.core.labels import LabelSet
-from panoptic_ros.data.coco_panoptic import (
+from panoptic_ros.data.coco_format import (
     MAX_SEGMENT_ID,
     VOID_ID,
-    CocoPanopticDataset,
     DatasetError,
     SegmentInfo,
     check_segment_map,
-    read_dataset,
 )
-from panoptic_ros.metrics.semantic import (
-    ConfusionMatrix,
-    SemanticResult,
-    confusion_from_maps,
-    semantic_from_panoptic,
-)
+from panoptic_ros.metrics.semantic import SemanticResult
 
 OFFSET = MAX_SEGMENT_ID + 1  # combined pair key = gt_id * OFFSET + pred_id
 
@@ -366,55 +361,3 @@ def pq_from_maps(
     fp = np.bincount(preds.category[~pred_matched & ~ignored], minlength=size)
 
     return PQStat(category_ids, tp, fp, fn, iou_sum, 1)
-
-
-# --------------------------------------------------------------------------------------------------
-# folders
-
-
-def evaluate_datasets(
-    gt: CocoPanopticDataset, pred: CocoPanopticDataset, *, progress: bool = True
-) -> PQResult:
-    """PQ (and mIoU) of every ground-truth annotation against the prediction with the same PNG
-    file name. Predictions without ground truth are ignored; a missing prediction is an error."""
-    if gt.label_set is None:
-        raise DatasetError(f"{gt.json_path} has no 'categories'; ground truth must define its categories")
-    label_set = gt.label_set
-    missing = [a.file_name for a in gt.annotations if not pred.has_annotation(a.file_name)]
-    if missing:
-        raise DatasetError(
-            f"{pred.json_path} has no prediction for {len(missing)} of the {len(gt)} ground-truth "
-            f"images, e.g. {missing[:5]}; predictions are matched by annotation file_name"
-        )
-    category_ids = tuple(c.id for c in label_set)
-    stat = PQStat.zeros(category_ids)
-    confusion = ConfusionMatrix.zeros(category_ids)
-    for gt_ann in tqdm(gt.annotations, desc="panoptic quality", unit="image", disable=not progress):
-        pred_ann = pred.annotation(gt_ann.file_name)
-        gt_source = str(gt.panoptic_dir / gt_ann.file_name)
-        pred_source = str(pred.panoptic_dir / pred_ann.file_name)
-        # ids are checked against segments_info by pq_from_maps, sizes against the records here
-        gt_map = gt.load_segment_map(gt_ann, check_ids=False)
-        pred_map = pred.load_segment_map(pred_ann, check_ids=False)
-        stat = stat + pq_from_maps(
-            gt_map,
-            gt_ann.segments_info,
-            pred_map,
-            pred_ann.segments_info,
-            label_set=label_set,
-            gt_source=gt_source,
-            pred_source=pred_source,
-        )
-        confusion = confusion + confusion_from_maps(
-            semantic_from_panoptic(gt_map, gt_ann.segments_info, source=gt_source),
-            semantic_from_panoptic(pred_map, pred_ann.segments_info, source=pred_source),
-            category_ids,
-            source=pred_source,
-        )
-    return stat.summarize(label_set, semantic=confusion.result(label_set))
-
-
-def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, *, progress: bool = True) -> PQResult:
-    """PQ / SQ / RQ (and mIoU) of a prediction folder against a ground-truth folder, both in the COCO
-    panoptic layout of :mod:`panoptic_ros.data.coco_panoptic`."""
-    return evaluate_datasets(read_dataset(gt_dir), read_dataset(pred_dir), progress=progress)

@@ -22,7 +22,7 @@ import numpy as np
 
 from panoptic_ros.core.ids import VOID_PANOPTIC
 from panoptic_ros.core.labels import LabelSet
-from panoptic_ros.data.coco_panoptic import VOID_ID, DatasetError, SegmentInfo, check_segment_map
+from panoptic_ros.data.coco_format import VOID_ID, DatasetError, SegmentInfo, check_segment_map
 
 SEMANTIC_VOID = VOID_PANOPTIC  # void value of the category maps made by semantic_from_panoptic
 

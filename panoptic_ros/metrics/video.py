@@ -31,37 +31,28 @@ matter); a **fragmentation** when the object is tracked again after being untrac
 frame with pixels, having been tracked before. ``object_frames`` counts the (gt object, frame) pairs.
 
 Every frame adds one joint histogram of (gt track, predicted track) pairs and one confusion matrix;
-no per-pixel Python loop. :func:`evaluate_video_folders` evaluates folders of COCO panoptic sequences.
+no per-pixel Python loop.
+
+This module owns the accumulation: a frame's labels (:class:`FrameLabels`, :func:`frame_labels`), one
+sequence's pixel counts (:class:`SequenceAccumulator` -> :class:`SequenceStat`) and the statistics of
+several sequences (:class:`VideoStat`), summarized into the records of
+:mod:`panoptic_ros.metrics.video_result`. :func:`~panoptic_ros.metrics.folders.evaluate_video_folders`
+evaluates folders of COCO panoptic sequences.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
-from tqdm import tqdm
 
 from panoptic_ros.core.labels import LabelSet
-from panoptic_ros.data.coco_panoptic import (
-    JSON_NAME,
-    VOID_ID,
-    CocoPanopticDataset,
-    DatasetError,
-    SegmentInfo,
-    check_segment_map,
-    read_dataset,
-)
-from panoptic_ros.metrics.semantic import (
-    SEMANTIC_VOID,
-    ConfusionMatrix,
-    SemanticResult,
-    confusion_from_maps,
-)
+from panoptic_ros.data.coco_format import VOID_ID, DatasetError, SegmentInfo, check_segment_map
+from panoptic_ros.metrics.semantic import SEMANTIC_VOID, ConfusionMatrix, confusion_from_maps
+from panoptic_ros.metrics.video_result import SequenceResult, VideoResult
 
 #: IoU above which a gt object counts as tracked by a predicted track in a frame (CLEAR-MOT).
 TRACKED_IOU = 0.5
@@ -306,22 +297,7 @@ class SequenceAccumulator:
 
 
 # --------------------------------------------------------------------------------------------------
-# several sequences and results
-
-
-class SequenceResult(NamedTuple):
-    """The metrics of one sequence (fractions 0..1; NaN when undefined)."""
-
-    name: str
-    stq: float
-    aq: float
-    sq: float
-    gt_tracks: int
-    pred_tracks: int
-    id_switches: int
-    fragmentations: int
-    object_frames: int
-    frames: int
+# several sequences
 
 
 def _stq(aq: float, sq: float) -> float:
@@ -377,164 +353,3 @@ class VideoStat:
             per_sequence=tuple(per_sequence),
             semantic=semantic,
         )
-
-
-@dataclass(frozen=True)
-class VideoResult:
-    """STQ / AQ / SQ (fractions 0..1, NaN when undefined) and identity counts, overall and per
-    sequence; ``semantic`` is the mIoU result behind SQ."""
-
-    stq: float
-    aq: float
-    sq: float
-    num_sequences: int
-    num_frames: int
-    num_gt_tracks: int
-    num_pred_tracks: int
-    id_switches: int
-    fragmentations: int
-    object_frames: int
-    per_sequence: tuple[SequenceResult, ...] = field(default=())
-    semantic: SemanticResult | None = None
-
-    @property
-    def id_switches_per_1000(self) -> float:
-        """ID switches per 1000 gt object-frames (NaN without any)."""
-        return 1000 * self.id_switches / self.object_frames if self.object_frames else math.nan
-
-    def table(self, *, per_sequence: bool = False) -> str:
-        """A text table: STQ, AQ, SQ in percent (one decimal), ID switches (and per 1000 object-frames),
-        fragmentations, object-frames, tracks and frames; one row per sequence on request."""
-        header = (
-            f"{'':12s}| {'STQ':>5s}  {'AQ':>5s}  {'SQ':>5s}  {'IDsw':>5s} {'/1000':>6s} {'Frag':>5s} "
-            f"{'obj-frames':>10s} {'gt tr':>6s} {'pred tr':>7s} {'frames':>6s}"
-        )
-        lines = [header, "-" * len(header)]
-
-        def row(name: str, r: VideoResult | SequenceResult, frames: int, gt: int, pred: int) -> str:
-            per_k = 1000 * r.id_switches / r.object_frames if r.object_frames else math.nan
-            rate = "     -" if math.isnan(per_k) else f"{per_k:6.2f}"
-            return (
-                f"{name[:12]:12s}| {_pct(r.stq)}  {_pct(r.aq)}  {_pct(r.sq)}  {r.id_switches:5d} {rate} "
-                f"{r.fragmentations:5d} {r.object_frames:10d} {gt:6d} {pred:7d} {frames:6d}"
-            )
-
-        lines.append(row("All", self, self.num_frames, self.num_gt_tracks, self.num_pred_tracks))
-        if per_sequence:
-            lines.append("-" * len(header))
-            lines.extend(row(s.name, s, s.frames, s.gt_tracks, s.pred_tracks) for s in self.per_sequence)
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data: fractions (0..1), ``null`` for undefined values."""
-        return {
-            "stq": _none(self.stq),
-            "aq": _none(self.aq),
-            "sq": _none(self.sq),
-            "num_sequences": self.num_sequences,
-            "num_frames": self.num_frames,
-            "num_gt_tracks": self.num_gt_tracks,
-            "num_pred_tracks": self.num_pred_tracks,
-            "id_switches": self.id_switches,
-            "id_switches_per_1000": _none(self.id_switches_per_1000),
-            "fragmentations": self.fragmentations,
-            "object_frames": self.object_frames,
-            "per_sequence": [
-                {**s._asdict(), "stq": _none(s.stq), "aq": _none(s.aq), "sq": _none(s.sq)}
-                for s in self.per_sequence
-            ],
-            "semantic": self.semantic.to_dict() if self.semantic is not None else None,
-        }
-
-    def to_json(self, *, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
-
-def _pct(value: float) -> str:
-    return "    -" if math.isnan(value) else f"{100 * value:5.1f}"
-
-
-def _none(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-# --------------------------------------------------------------------------------------------------
-# folders
-
-
-def evaluate_sequence(
-    gt: CocoPanopticDataset, pred: CocoPanopticDataset, *, name: str, label_set: LabelSet
-) -> SequenceStat:
-    """The statistics of one sequence: every gt annotation, in file-name order, against the prediction
-    with the same file name (a missing prediction is an error)."""
-    missing = [a.file_name for a in gt.annotations if not pred.has_annotation(a.file_name)]
-    if missing:
-        raise DatasetError(
-            f"{pred.json_path} has no prediction for {len(missing)} of the {len(gt)} ground-truth frames, "
-            f"e.g. {missing[:5]}; predictions are matched by annotation file_name"
-        )
-    things = [c.id for c in label_set if c.is_thing]
-    accumulator = SequenceAccumulator(name, [c.id for c in label_set])
-    for gt_ann in sorted(gt.annotations, key=lambda a: a.file_name):
-        pred_ann = pred.annotation(gt_ann.file_name)
-        gt_source = str(gt.panoptic_dir / gt_ann.file_name)
-        pred_source = str(pred.panoptic_dir / pred_ann.file_name)
-        known = {c.id for c in label_set}
-        unknown = sorted({s.category_id for s in pred_ann.segments_info} - known)
-        if unknown:
-            raise DatasetError(f"{pred_source}: categories {unknown[:10]} are not in the ground truth's")
-        accumulator.add(
-            frame_labels(gt.load_segment_map(gt_ann), gt_ann.segments_info, things, source=gt_source),
-            frame_labels(pred.load_segment_map(pred_ann), pred_ann.segments_info, things, source=pred_source),
-            source=pred_source,
-        )
-    return accumulator.finish()
-
-
-def _sequence_folders(root: Path) -> list[Path]:
-    if (root / JSON_NAME).is_file():
-        return [root]
-    return sorted(p.parent for p in root.glob(f"*/{JSON_NAME}"))
-
-
-def evaluate_video_folders(
-    gt_root: str | Path, pred_root: str | Path, *, progress: bool = False
-) -> VideoResult:
-    """STQ, AQ, SQ and identity counts of predicted sequences against ground-truth sequences.
-
-    ``gt_root`` holds one COCO panoptic folder per sequence (``gt_root/seq_NNNN/{panoptic.json,
-    panoptic/*.png}``, as written by :func:`panoptic_ros.data.synthetic.export_coco` with a
-    ``sequence_length``), or is itself one such folder. ``pred_root`` has the same layout; sequences
-    are matched by folder name and frames by PNG file name, taken in file-name order. In predictions
-    the segment ids of things are track ids, stable across the frames of a sequence.
-    """
-    gt_root, pred_root = Path(gt_root), Path(pred_root)
-    if not gt_root.is_dir():
-        raise DatasetError(f"ground-truth folder {gt_root} does not exist")
-    folders = _sequence_folders(gt_root)
-    if not folders:
-        raise DatasetError(
-            f"{gt_root} holds no sequence: expected {JSON_NAME} in it or in its sub-folders "
-            "(one per sequence)"
-        )
-    single = folders == [gt_root]
-    stat = VideoStat()
-    label_set: LabelSet | None = None
-    for folder in tqdm(folders, desc="video quality", unit="sequence", disable=not progress):
-        pred_folder = pred_root if single else pred_root / folder.name
-        if not (pred_folder / JSON_NAME).is_file():
-            raise DatasetError(
-                f"no prediction for sequence {folder.name!r}: {pred_folder / JSON_NAME} does not exist; "
-                "predictions need the ground truth's sequence folder names"
-            )
-        gt = read_dataset(folder)
-        if gt.label_set is None:
-            raise DatasetError(f"{gt.json_path} has no 'categories'; ground truth must define its categories")
-        if label_set is None:
-            label_set = gt.label_set
-        elif [(c.id, c.is_thing) for c in gt.label_set] != [(c.id, c.is_thing) for c in label_set]:
-            raise DatasetError(f"{gt.json_path}: categories differ from those of the first sequence")
-        stat = stat + VideoStat(
-            (evaluate_sequence(gt, read_dataset(pred_folder), name=folder.name, label_set=label_set),)
-        )
-    return stat.summarize(label_set)

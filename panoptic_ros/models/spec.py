@@ -36,16 +36,10 @@ from typing import Any
 
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.errors import PanopticRosError
+from panoptic_ros.fusion.families import FAMILIES
 
 SPEC_FORMAT = "panoptic_ros.model_spec/1"
 METADATA_KEY = "panoptic_ros.spec"
-
-#: Output roles each decoder family needs.
-FAMILY_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "center-offset": ("semantic", "center", "offset"),
-    "mask-classification": ("class_logits", "mask_logits"),
-    "detection-semantic": ("boxes", "scores", "classes", "masks", "semantic"),
-}
 
 
 class ModelSpecError(PanopticRosError, ValueError):
@@ -94,14 +88,9 @@ class ModelSpec:
                     object.__setattr__(self, name, json.loads(json.dumps(value)))
                 except (TypeError, ValueError) as err:
                     raise ModelSpecError(f"{name} must be plain JSON data: {err}") from err
-        if self.family not in FAMILY_OUTPUTS:
-            raise ModelSpecError(f"family={self.family!r} is not one of {sorted(FAMILY_OUTPUTS)}")
-        missing = [role for role in FAMILY_OUTPUTS[self.family] if role not in self.outputs]
-        if missing and self.family == "center-offset":
-            raise ModelSpecError(
-                f"outputs lack {missing} required by the {self.family} family: map each role to "
-                'the model\'s output name, e.g. {"semantic": "sem_logits", ...}'
-            )
+        if self.family not in FAMILIES:
+            raise ModelSpecError(f"family={self.family!r} is not one of {sorted(FAMILIES)}")
+        # the roles a family needs are checked where the companions are known (runtime.pipeline)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -1,68 +1,37 @@
-"""What the bag player and recorder share: rclpy message classes by type name, their error, QoS."""
+"""What the bag player and recorder share: their error, message classes by type name, QoS."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from panoptic_ros.ros import conversions
+from panoptic_ros.ros.conversions import MessageTypeError
+from panoptic_ros.ros.qos import type_qos
 
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
-from panoptic_ros.data.bag_types import CATEGORY_ARRAY_TYPE
-from panoptic_ros.errors import PanopticRosError
+__all__ = ["BagRosError", "normalize_type", "ros_message_class", "topic_qos"]
 
 
-class BagRosError(PanopticRosError, RuntimeError):
+class BagRosError(MessageTypeError):
     """Playing or recording a bag over ROS failed: no subscriber matched, a type is not installed,
     a topic never appeared."""
 
 
 def normalize_type(msgtype: str) -> str:
-    """``pkg/msg/Name`` from ``pkg/msg/Name`` or ``pkg/Name``.
-
-    Raises:
-        BagRosError: anything else.
-    """
-    parts = msgtype.strip().split("/")
-    if len(parts) == 2 and all(parts):
-        return f"{parts[0]}/msg/{parts[1]}"
-    if len(parts) == 3 and parts[1] == "msg" and parts[0] and parts[2]:
-        return "/".join(parts)
-    raise BagRosError(f"message type {msgtype!r} is not of the form package/msg/Name")
+    """``pkg/msg/Name`` from ``pkg/msg/Name`` or ``pkg/Name`` (:class:`BagRosError` otherwise)."""
+    try:
+        return conversions.normalize_type(msgtype)
+    except MessageTypeError as err:
+        raise BagRosError(str(err)) from err
 
 
-def ros_message_class(msgtype: str) -> Any:
-    """The generated rclpy message class of ``pkg/msg/Name`` (imported from ``pkg.msg``).
+def ros_message_class(msgtype: str) -> type:
+    """The generated rclpy message class of ``pkg/msg/Name``.
 
     Raises:
         BagRosError: the message package is not installed or has no such message.
     """
-    package, _, name = normalize_type(msgtype).split("/")
     try:
-        module = importlib.import_module(f"{package}.msg")
-    except ImportError as err:
-        raise BagRosError(
-            f"message type {msgtype}: the ROS package {package!r} is not importable ({err}); "
-            "install its messages or leave the topic out"
-        ) from err
-    try:
-        return getattr(module, name)
-    except AttributeError as err:
-        raise BagRosError(f"message type {msgtype}: {package}.msg has no message {name!r}") from err
+        return conversions.message_class(msgtype)
+    except MessageTypeError as err:
+        raise BagRosError(str(err)) from err
 
 
-def topic_qos(msgtype: str, *, reliable: bool = True, depth: int = 10) -> QoSProfile:
-    """The QoS the node uses for a type: ``CategoryArray`` is latched (transient local, reliable,
-    depth 1); everything else volatile, reliable (or best effort), keep last ``depth``."""
-    if normalize_type(msgtype) == CATEGORY_ARRAY_TYPE:
-        return QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=1,
-            reliability=ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-        )
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=max(int(depth), 1),
-        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-        durability=DurabilityPolicy.VOLATILE,
-    )
+topic_qos = type_qos

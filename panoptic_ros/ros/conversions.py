@@ -1,29 +1,94 @@
-"""Conversions between the ROS-free core records and ROS 2 messages.
+"""The rclpy wrapper of message trees, and images to and from rclpy messages.
 
-Large arrays are moved in one copy: ``Image.data`` is assigned an ``array.array('B')`` filled from a
-contiguous buffer (the generated message class takes that without checking element by element),
-and read back through the zero-copy view of :mod:`panoptic_ros.core.image_codec`.
+:func:`to_ros` turns a :class:`~panoptic_ros.core.messages.Message` tree (the description of an output,
+:mod:`panoptic_ros.runtime.outputs`) into the generated rclpy message; the bag writer wraps the same
+tree with ``rosbags`` (:func:`panoptic_ros.data.bag_types.to_rosbags`). Large arrays are moved in one
+copy: ``uint8[]`` fields are assigned an ``array.array('B')`` filled from the contiguous buffer (the
+generated class takes that without checking element by element), and read back through the zero-copy
+view of :mod:`panoptic_ros.core.image_codec`.
 """
 
 from __future__ import annotations
 
 import array
+import functools
+import importlib
+from typing import Any
 
 import numpy as np
-from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR
-from panoptic_ros.core.image_codec import (
-    CompressedFields,
-    ImageFields,
-    array_to_compressed,
-    array_to_image,
-)
-from panoptic_ros.core.labels import Category as CoreCategory
-from panoptic_ros.core.labels import LabelSet
-from panoptic_ros.core.types import PanopticResult
-from panoptic_ros.msg import Category, CategoryArray, PanopticInstance, PanopticInstanceArray
+from panoptic_ros.core.image_encode import CompressedFields, ImageFields, array_to_compressed, array_to_image
+from panoptic_ros.core.messages import Message, compressed_message, image_message
+from panoptic_ros.errors import PanopticRosError
+
+
+class MessageTypeError(PanopticRosError, RuntimeError):
+    """A message type is not of the form ``package/msg/Name``, or its package is not installed."""
+
+
+def normalize_type(msgtype: str) -> str:
+    """``pkg/msg/Name`` from ``pkg/msg/Name`` or ``pkg/Name``.
+
+    Raises:
+        MessageTypeError: anything else.
+    """
+    parts = msgtype.strip().split("/")
+    if len(parts) == 2 and all(parts):
+        return f"{parts[0]}/msg/{parts[1]}"
+    if len(parts) == 3 and parts[1] == "msg" and parts[0] and parts[2]:
+        return "/".join(parts)
+    raise MessageTypeError(f"message type {msgtype!r} is not of the form package/msg/Name")
+
+
+@functools.cache
+def message_class(msgtype: str) -> Any:
+    """The generated rclpy message class of ``pkg/msg/Name`` (imported from ``pkg.msg``).
+
+    Raises:
+        MessageTypeError: the message package is not installed or has no such message.
+    """
+    package, _, name = normalize_type(msgtype).split("/")
+    try:
+        module = importlib.import_module(f"{package}.msg")
+    except ImportError as err:
+        raise MessageTypeError(
+            f"message type {msgtype}: the ROS package {package!r} is not importable ({err}); "
+            "install its messages or leave the topic out"
+        ) from err
+    try:
+        return getattr(module, name)
+    except AttributeError as err:
+        raise MessageTypeError(f"message type {msgtype}: {package}.msg has no message {name!r}") from err
+
+
+def type_available(msgtype: str) -> bool:
+    """Whether the rclpy class of a message type can be imported."""
+    try:
+        message_class(msgtype)
+    except MessageTypeError:
+        return False
+    return True
+
+
+def to_ros(message: Message) -> Any:
+    """The rclpy message a tree describes; fields it leaves out keep the class's defaults. Values that
+    are already rclpy messages (a header taken from an input) are used as they are."""
+    msg = message_class(message.type)()
+    for name, value in message.fields.items():
+        setattr(msg, name, _convert(value))
+    return msg
+
+
+def _convert(value: Any) -> Any:
+    if isinstance(value, Message):
+        return to_ros(value)
+    if isinstance(value, list):
+        return [_convert(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return byte_array(value) if value.dtype == np.uint8 else value.tolist()
+    return value
 
 
 def byte_array(data: np.ndarray | bytes | memoryview) -> array.array:
@@ -36,17 +101,8 @@ def byte_array(data: np.ndarray | bytes | memoryview) -> array.array:
 
 
 def image_msg(fields: ImageFields, header: Header | None = None) -> Image:
-    """A ``sensor_msgs/Image`` from :func:`~panoptic_ros.core.image_codec.array_to_image` fields."""
-    msg = Image()
-    if header is not None:
-        msg.header = header
-    msg.height = fields.height
-    msg.width = fields.width
-    msg.encoding = fields.encoding
-    msg.is_bigendian = fields.is_bigendian
-    msg.step = fields.step
-    msg.data = byte_array(fields.data)
-    return msg
+    """A ``sensor_msgs/Image`` from :func:`~panoptic_ros.core.image_encode.array_to_image` fields."""
+    return to_ros(image_message(fields, header if header is not None else Header()))
 
 
 def array_to_image_msg(
@@ -58,12 +114,7 @@ def array_to_image_msg(
 
 def compressed_msg(fields: CompressedFields, header: Header | None = None) -> CompressedImage:
     """A ``sensor_msgs/CompressedImage`` from ``array_to_compressed`` fields."""
-    msg = CompressedImage()
-    if header is not None:
-        msg.header = header
-    msg.format = fields.format
-    msg.data = byte_array(fields.data)
-    return msg
+    return to_ros(compressed_message(fields, header if header is not None else Header()))
 
 
 def array_to_compressed_msg(
@@ -71,69 +122,3 @@ def array_to_compressed_msg(
 ) -> CompressedImage:
     """A ``sensor_msgs/CompressedImage`` of ``pixels`` (keyword arguments of ``array_to_compressed``)."""
     return compressed_msg(array_to_compressed(pixels, **kwargs), header)  # type: ignore[arg-type]
-
-
-def category_msg(category: CoreCategory) -> Category:
-    r, g, b = category.color
-    return Category(id=category.id, name=category.name, is_thing=category.is_thing, r=r, g=g, b=b)
-
-
-def category_array_msg(
-    label_set: LabelSet, header: Header | None = None, *, label_divisor: int = DEFAULT_LABEL_DIVISOR
-) -> CategoryArray:
-    """The ``panoptic/categories`` message of a label set."""
-    return CategoryArray(
-        header=header or Header(),
-        label_set=label_set.name,
-        void_id=label_set.void_semantic,
-        label_divisor=label_divisor,
-        categories=[category_msg(c) for c in label_set.categories],
-    )
-
-
-def label_set_from_msg(msg: CategoryArray) -> LabelSet:
-    """The :class:`LabelSet` a ``CategoryArray`` describes (for consumers of the categories topic)."""
-    return LabelSet(
-        name=msg.label_set,
-        categories=tuple(
-            CoreCategory(id=c.id, name=c.name, is_thing=c.is_thing, color=(c.r, c.g, c.b))
-            for c in msg.categories
-        ),
-    )
-
-
-def instance_array_msg(result: PanopticResult, label_set: LabelSet, header: Header) -> PanopticInstanceArray:
-    """One ``PanopticInstance`` per segment of ``result`` (untracked: things are confirmed, age 1).
-
-    Thing ids are the instance ids of the result; stuff segments get per-frame ids above every
-    thing id of the frame, so that ids are unique within the message.
-    """
-    next_stuff_id = max((s.instance_id for s in result.segments), default=0) + 1
-    instances = []
-    for segment in result.segments:
-        if segment.is_thing:
-            segment_id = segment.instance_id
-        else:
-            segment_id, next_stuff_id = next_stuff_id, next_stuff_id + 1
-        category = label_set.by_id(segment.category_id)
-        instances.append(
-            PanopticInstance(
-                id=segment_id,
-                category_id=segment.category_id,
-                label=category.name,
-                is_thing=segment.is_thing,
-                score=segment.score,
-                state=PanopticInstance.STATE_CONFIRMED,
-                area=segment.area,
-                bbox=RegionOfInterest(
-                    x_offset=segment.bbox.x,
-                    y_offset=segment.bbox.y,
-                    width=segment.bbox.width,
-                    height=segment.bbox.height,
-                ),
-                centroid_x=segment.centroid[0],
-                centroid_y=segment.centroid[1],
-                age=1,
-            )
-        )
-    return PanopticInstanceArray(header=header, height=result.height, width=result.width, instances=instances)

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import yaml
 
+from panoptic_ros.apps.bag_eval import evaluate_bag
 from panoptic_ros.core.image_codec import image_to_array
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.topics import (
@@ -37,7 +38,6 @@ from panoptic_ros.core.topics import (
     join_topic,
     output_namespace,
 )
-from panoptic_ros.data.bag_eval import evaluate_bag
 from panoptic_ros.data.bag_io import read_messages
 from panoptic_ros.data.bag_synth import SynthBagConfig, write_synthetic_bag
 from panoptic_ros.errors import PanopticRosError
@@ -118,7 +118,7 @@ def _start_node(out: Path, params: dict[str, Any]) -> tuple[subprocess.Popen[byt
             [
                 sys.executable,
                 "-m",
-                "panoptic_ros.ros.node",
+                "panoptic_ros.ros.executables",
                 "--ros-args",
                 "-r",
                 f"__node:={NODE_NAME}",

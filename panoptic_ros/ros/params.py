@@ -1,15 +1,25 @@
 """Declare the node's parameters from :data:`panoptic_ros.runtime.config.PARAMETERS` with descriptors
-(type, description, ranges, choices) in one loop, and read them back."""
+(type, description, ranges, choices) in one loop, read them back, and own their run-time changes
+(:class:`ParameterChanges`)."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from panoptic_ros.runtime.config import PARAMETERS, ParamSpec
+from panoptic_ros.errors import ConfigError
+from panoptic_ros.runtime.config import BY_NAME, PARAMETERS, FusionCheck, NodeConfig, ParamSpec
 
 _TYPES = {
     bool: ParameterType.PARAMETER_BOOL,
@@ -73,3 +83,57 @@ def _python(param: Parameter) -> Any:
     if param.type_ == Parameter.Type.STRING_ARRAY:
         return list(value)
     return value
+
+
+class ParameterChanges:
+    """The node's run-time parameter changes, each parsed and validated once.
+
+    rclpy calls :meth:`check` before a change (a refusal carries the reason back to the caller) and
+    :meth:`accept` after it went through; the worker takes the accepted configuration with :meth:`take`
+    at its next frame and applies it as it is (``FrameEngine.apply``), without parsing it again.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._lock = threading.Lock()
+        self._candidate: NodeConfig | None = None  # checked, waiting for the change to go through
+        self._pending: NodeConfig | None = None  # accepted, waiting for the worker
+
+    def check(
+        self, params: Sequence[Parameter], *, configured: bool, fusion: FusionCheck | None
+    ) -> SetParametersResult:
+        """Refuse a change with a reason: out of range, inconsistent, or read at configure while
+        configured."""
+        if configured:
+            static = [p.name for p in params if p.name in BY_NAME and not BY_NAME[p.name].dynamic]
+            if static:
+                return SetParametersResult(
+                    successful=False,
+                    reason=f"{', '.join(static)} is read at configure: deactivate and clean up the node, "
+                    "change it, then configure again",
+                )
+        values = current_values(self._node)
+        values.update({p.name: _python(p) for p in params})
+        try:
+            candidate = NodeConfig.from_values(values, fusion=fusion)
+        except ConfigError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        with self._lock:
+            self._candidate = candidate
+        return SetParametersResult(successful=True)
+
+    def accept(self, params: Sequence[Parameter], *, configured: bool) -> None:
+        """The change went through: its checked configuration waits for the worker (while configured)."""
+        with self._lock:
+            candidate, self._candidate = self._candidate, None
+            if not configured or candidate is None:
+                return
+            self._pending = candidate
+        changes = ", ".join(f"{p.name}={_python(p)!r}" for p in params)
+        self._node.get_logger().info(f"parameters changed: {changes}")
+
+    def take(self) -> NodeConfig | None:
+        """The accepted configuration not applied yet, or None."""
+        with self._lock:
+            config, self._pending = self._pending, None
+        return config

@@ -1,21 +1,25 @@
-"""The node's work without ROS: newest-frame slots per camera and the frame processor.
+"""The frame engine (ROS-free): what turns decoded camera frames into results, for every front-end.
 
-``panoptic_ros.ros`` wraps these in a ROS 2 node; ``panoptic-ros bag process`` runs the same
-processor over a bag offline, so both produce the same outputs for the same frames.
+:class:`FrameEngine` (``engine.py``) over :class:`~panoptic_ros.runtime.pipeline.PanopticPipeline`
+(``pipeline.py``: upload, preprocess, inference, fusion, label maps); the instance table
+(``instances.py``); the description of every output message (``outputs.py``); the node's parameter
+table and validated settings (``config.py``); newest-frame slots (``slots.py``) and statistics
+(``stats.py``). The node (``panoptic_ros.ros``), the bag tools and the command line
+(``panoptic_ros.apps``, ``panoptic_ros.cli``) sit on top.
 """
 
 from __future__ import annotations
 
-from panoptic_ros.runtime.processor import FrameProcessor, ProcessorParams
+from panoptic_ros.runtime.engine import EngineParams, FrameEngine
 from panoptic_ros.runtime.records import FrameResult, InputFrame, InstanceTable
 from panoptic_ros.runtime.slots import LatestFrameSlots, SlotStats
 
 __all__ = [
-    "FrameProcessor",
+    "EngineParams",
+    "FrameEngine",
     "FrameResult",
     "InputFrame",
     "InstanceTable",
     "LatestFrameSlots",
-    "ProcessorParams",
     "SlotStats",
 ]

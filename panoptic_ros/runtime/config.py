@@ -8,15 +8,17 @@ read at configure and can only be changed while the node is unconfigured.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from panoptic_ros.errors import ConfigError
-from panoptic_ros.runtime.processor import ProcessorParams
+from panoptic_ros.runtime.engine import EngineParams
 from panoptic_ros.tracking import TrackerParams
 
 Value = bool | int | float | str | list[str]
+#: Validates fusion threshold overrides into the model family's record (raises ConfigError).
+FusionCheck = Callable[[Mapping[str, Any]], Any]
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
       "camera topics; a name ending in /compressed is a sensor_msgs/CompressedImage, else an Image. "
       "Outputs of /ns/image_raw go to /ns/panoptic/..."),
     P("camera_info_topics", [""], "one per image topic ('' for none), or empty: no 3D positions"),
-    P("depth_topics", [""], "aligned depth image per image topic (16UC1 mm or 32FC1 m; '' for none)"),
+    P("depth_topics", [""],
+      "aligned depth image per image topic (16UC1 mm or 32FC1 m; .../compressed: compressedDepth; "
+      "'' for none)"),
     P("qos.mode", "sensor_data",
       "subscription QoS: sensor_data (best effort: receives from any publisher), match_publisher "
       "(adopt the reliability of the publishers found on the graph at activation), explicit",
@@ -162,16 +166,23 @@ class NodeConfig:
     qos_depth: int
     output_qos_depth: int
     sync_tolerance: float
-    processor: ProcessorParams
-    fusion: Mapping[str, Any]
+    engine: EngineParams
+    fusion: Mapping[str, Any]  # the fusion.* overrides as given (validated in engine.fusion)
     publish_markers: bool
     publish_vision_msgs: bool
     diagnostics_period: float
     log_throttle: float
 
     @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> NodeConfig:
-        """Validate parameter values (missing ones take their defaults; fusion ones the model's).
+    def from_values(cls, values: Mapping[str, Any], *, fusion: FusionCheck | None = None) -> NodeConfig:
+        """Validate parameter values (missing ones take their defaults; fusion ones the model's): the
+        one place a parameter change is parsed and checked.
+
+        Args:
+            values: parameter name -> value.
+            fusion: the loaded model's threshold check (``FrameEngine.fusion_params``); with it the
+                ``fusion.*`` values are validated into ``engine.fusion`` (the record the engine takes
+                as is). Without it (before a model is loaded) they are only collected in ``fusion``.
 
         Raises:
             ConfigError: a value out of its range, inconsistent topic lists, or thresholds the fusion
@@ -189,13 +200,14 @@ class NodeConfig:
                 spec.check(value)
         cameras = _cameras(merged["image_topics"], merged["camera_info_topics"], merged["depth_topics"])
         tracker_values = {k.split(".", 1)[1]: v for k, v in merged.items() if k.startswith("tracker.")}
-        fusion = {
+        fusion_values = {
             k.split(".", 1)[1]: v for k, v in merged.items() if k.startswith("fusion.") and v is not None
         }
         try:
             tracker = TrackerParams.from_mapping(tracker_values)
         except ConfigError as err:
             raise ConfigError(f"refused: {err}") from err
+        fusion_params = fusion(fusion_values) if fusion is not None else None
         return cls(
             model=merged["model"],
             backend=merged["backend"],
@@ -208,13 +220,14 @@ class NodeConfig:
             qos_depth=merged["qos.depth"],
             output_qos_depth=merged["output_qos_depth"],
             sync_tolerance=float(merged["sync_tolerance"]),
-            processor=ProcessorParams(
+            engine=EngineParams(
                 tracking=merged["tracking"],
                 tracker=tracker,
                 publish_lost=merged["publish_lost"],
                 min_depth_pixels=merged["min_depth_pixels"],
+                fusion=fusion_params,
             ),
-            fusion=fusion,
+            fusion=fusion_values,
             publish_markers=merged["publish_markers"],
             publish_vision_msgs=merged["publish_vision_msgs"],
             diagnostics_period=float(merged["diagnostics_period"]),

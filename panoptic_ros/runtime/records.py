@@ -1,4 +1,4 @@
-"""Records passed between the node (or the offline bag processor) and the frame processor."""
+"""Records passed between the front-ends (the node, the bag tools, ``infer``) and the frame engine."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ class InputFrame(NamedTuple):
     Attributes:
         camera: the camera's key (its input topic).
         rgb: ``[H, W, 3]`` uint8 RGB pixels.
-        stamp_ns: header stamp in nanoseconds.
-        header: the input header, copied untouched into the outputs (opaque here).
+        stamp_ns: header stamp in nanoseconds (converted once: :func:`panoptic_ros.core.stamps.stamp_ns`).
+        frame_id: the header's frame id; outputs carry the same stamp and frame id.
         received_ns: ``time.monotonic_ns()`` when the message arrived (for latency).
         depth: ``[h, w]`` float32 meters, NaN where invalid, aligned with the image (any size), or None.
         camera_model: intrinsics of the image (any size; rescaled to the label size), or None.
@@ -27,7 +27,7 @@ class InputFrame(NamedTuple):
     camera: str
     rgb: np.ndarray
     stamp_ns: int
-    header: Any = None
+    frame_id: str = ""
     received_ns: int = 0
     depth: np.ndarray | None = None
     camera_model: CameraModel | None = None
@@ -110,22 +110,22 @@ class FrameResult(NamedTuple):
     """Everything published for one input frame.
 
     Attributes:
-        camera, stamp_ns, header, received_ns: copied from the :class:`InputFrame`.
+        camera, stamp_ns, frame_id, received_ns: copied from the :class:`InputFrame`.
         semantic: ``[H, W]`` uint8 (uint16 for label sets with ids above 254) category id per pixel,
             the label set's void value where void.
-        instance_ids: ``[H, W]`` int32 track id of thing pixels (instance number when tracking is
-            off), 0 for stuff, void and unpublished things.
+        instance_ids: ``[H, W]`` int32 track id of thing pixels (a number unique within the frame when
+            tracking is off), 0 for stuff, void and unpublished things.
         instances: the segments of the frame.
         overlay_bgr: ``[H, W, 3]`` uint8 BGR overlay when asked for, else None.
-        events: what happened to this camera's stream at this frame: ``"resolution_change"``,
-            ``"time_jump_back"`` (the tracker resets itself on either).
+        events: what broke this camera's stream at this frame: ``"resolution_change"``,
+            ``"time_jump_back"`` (:mod:`panoptic_ros.tracking.stream`; the tracker resets on either).
         times: seconds spent per stage for this frame's batch (``preprocess``, ``inference``,
             ``fusion``, ``postprocess``) and for this frame (``tracking``, ``outputs``).
     """
 
     camera: str
     stamp_ns: int
-    header: Any
+    frame_id: str
     received_ns: int
     semantic: np.ndarray
     instance_ids: np.ndarray

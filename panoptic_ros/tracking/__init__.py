@@ -1,8 +1,9 @@
 """Instance tracking: stable ids for a camera's thing instances across frames, ROS-free.
 
 :class:`Tracker` (one per camera) takes a :class:`TrackerInput` per frame (the instance map and its
-table, or :meth:`TrackerInput.from_frame` of a pipeline frame) and returns a :class:`TrackerOutput`:
-an ``[H, W]`` track-id map on the input's device plus the tables of tracked and lost tracks.
+table, e.g. the thing rows of a pipeline frame, or :meth:`TrackerInput.from_maps`) and returns a
+:class:`TrackerOutput`: an ``[H, W]`` track-id map on the input's device plus the tables of tracked and
+lost tracks.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from panoptic_ros.tracking.records import (
     TrackState,
     TrackTable,
 )
+from panoptic_ros.tracking.stream import EVENTS, StreamCheck
 from panoptic_ros.tracking.tracker import Tracker
 
 __all__ = [
+    "EVENTS",
     "AssignmentError",
     "Matches",
+    "StreamCheck",
     "TrackState",
     "TrackTable",
     "Tracker",

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from panoptic_ros.core.params import from_mapping
+from panoptic_ros.core.params import check_int, check_number, from_mapping
 from panoptic_ros.errors import ConfigError
 
 
@@ -75,25 +75,25 @@ class TrackerParams:
     border_margin: int = 1
 
     def __post_init__(self) -> None:
-        _number("low_score", self.low_score, 0.0, 1.0)
-        _number("high_score", self.high_score, 0.0, 1.0)
+        check_number("low_score", self.low_score, 0.0, 1.0)
+        check_number("high_score", self.high_score, 0.0, 1.0)
         if self.low_score > self.high_score:
             raise ConfigError(f"low_score={self.low_score} must not exceed high_score={self.high_score}")
-        _integer("min_hits", self.min_hits, 1)
-        _integer("max_age", self.max_age, 0)
+        check_int("min_hits", self.min_hits, minimum=1)
+        check_int("max_age", self.max_age, minimum=0)
         if not isinstance(self.publish_tentative, bool):
             raise ConfigError(f"publish_tentative must be true or false, got {self.publish_tentative!r}")
-        _number("min_mask_iou", self.min_mask_iou, 0.0, 1.0, low_open=True)
-        _number("min_box_iou", self.min_box_iou, 0.0, 1.0, low_open=True)
-        _number("max_center_distance", self.max_center_distance, 0.0, math.inf)
-        _number("min_box_size", self.min_box_size, 0.0, math.inf, low_open=True)
-        _number("distance_weight", self.distance_weight, 0.0, math.inf)
-        _number("appearance_weight", self.appearance_weight, 0.0, math.inf)
-        _number("max_color_distance", self.max_color_distance, 0.0, 1.0)
-        _number("velocity_smoothing", self.velocity_smoothing, 0.0, 1.0, low_open=True)
-        _number("size_tolerance", self.size_tolerance, 0.0, math.inf)
-        _number("partial_area_ratio", self.partial_area_ratio, 1.0, math.inf)
-        _integer("border_margin", self.border_margin, 0)
+        check_number("min_mask_iou", self.min_mask_iou, 0.0, 1.0, low_open=True)
+        check_number("min_box_iou", self.min_box_iou, 0.0, 1.0, low_open=True)
+        check_number("max_center_distance", self.max_center_distance, 0.0, math.inf, finite=False)
+        check_number("min_box_size", self.min_box_size, 0.0, math.inf, low_open=True, finite=False)
+        check_number("distance_weight", self.distance_weight, 0.0, math.inf, finite=False)
+        check_number("appearance_weight", self.appearance_weight, 0.0, math.inf, finite=False)
+        check_number("max_color_distance", self.max_color_distance, 0.0, 1.0)
+        check_number("velocity_smoothing", self.velocity_smoothing, 0.0, 1.0, low_open=True)
+        check_number("size_tolerance", self.size_tolerance, 0.0, math.inf, finite=False)
+        check_number("partial_area_ratio", self.partial_area_ratio, 1.0, math.inf, finite=False)
+        check_int("border_margin", self.border_margin, minimum=0)
 
     @property
     def max_cost(self) -> float:
@@ -105,18 +105,3 @@ class TrackerParams:
         """Defaults overridden by ``values`` (e.g. node parameters); unknown keys are an error that
         lists the valid ones."""
         return from_mapping(cls, values, "tracker")
-
-
-def _number(name: str, value: object, low: float, high: float, *, low_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    if value < low or value > high or (low_open and value == low):
-        bracket = "(" if low_open else "["
-        raise ConfigError(f"{name} must lie in {bracket}{low}, {high}], got {value}")
-
-
-def _integer(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")

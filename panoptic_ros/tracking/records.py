@@ -9,16 +9,14 @@ association runs on the host and the tables are what a node publishes.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR
+from panoptic_ros.core.segments import segment_geometry
 from panoptic_ros.errors import PanopticRosError
-
-if TYPE_CHECKING:  # the pipeline pulls in the inference backends; the tracker needs only the type
-    from panoptic_ros.core.pipeline import FrameOutput
 
 
 class TrackerInputError(PanopticRosError, ValueError):
@@ -60,29 +58,6 @@ class TrackerInput(NamedTuple):
     image: torch.Tensor | None = None
 
     @classmethod
-    def from_frame(
-        cls,
-        frame: FrameOutput,
-        stamp_ns: int,
-        *,
-        image: torch.Tensor | None = None,
-    ) -> TrackerInput:
-        """The things of a pipeline frame: the panoptic map (``category_id * label_divisor + n``) serves
-        as the instance map and the thing rows of the segment table as the instances."""
-        seg = frame.segments
-        things = seg.is_thing
-        return cls(
-            instance_map=frame.panoptic,
-            ids=seg.ids[things],
-            category_ids=seg.category_ids[things],
-            scores=seg.scores[things],
-            bboxes=seg.bboxes[things],
-            centroids=seg.centroids[things],
-            stamp_ns=int(stamp_ns),
-            image=image,
-        )
-
-    @classmethod
     def from_maps(
         cls,
         instance_map: torch.Tensor,
@@ -105,36 +80,25 @@ class TrackerInput(NamedTuple):
                 "must be equal [H, W] maps"
             )
         device = instance_map.device
-        height, width = instance_map.shape
         largest = int(instance_map.max()) if instance_map.numel() else 0
         if largest >= label_divisor:
             raise TrackerInputError(
                 f"instance ids must be below label_divisor={label_divisor} to combine with categories, "
                 f"got {largest}; pass a larger label_divisor"
             )
-        combined = torch.where(
-            instance_map > 0, category_map.long() * label_divisor + instance_map.long(), 0
-        ).reshape(-1)
-        pixels = torch.nonzero(combined > 0).squeeze(1)
-        ids, inverse = torch.unique(combined[pixels], return_inverse=True)
+        combined = torch.where(instance_map > 0, category_map.long() * label_divisor + instance_map.long(), 0)
+        ids, inverse = torch.unique(combined, return_inverse=True)  # ids[0] is 0 where any pixel is none
+        first = 1 if ids.numel() and int(ids[0]) == 0 else 0
+        ids = ids[first:]
         count = ids.numel()
-        ys = torch.div(pixels, width, rounding_mode="floor")
-        xs = pixels % width
-        areas = torch.bincount(inverse, minlength=count).clamp(min=1)
-        cx = torch.bincount(inverse, weights=xs.double(), minlength=count) / areas
-        cy = torch.bincount(inverse, weights=ys.double(), minlength=count) / areas
-        big = torch.full((count,), max(height, width), dtype=torch.int64, device=device)
-        x0 = big.scatter_reduce(0, inverse, xs, "amin")
-        y0 = big.scatter_reduce(0, inverse, ys, "amin")
-        x1 = torch.full_like(big, -1).scatter_reduce(0, inverse, xs, "amax")
-        y1 = torch.full_like(big, -1).scatter_reduce(0, inverse, ys, "amax")
+        geometry = segment_geometry(torch.where(inverse >= first, inverse - first, count), count)
         return cls(
-            instance_map=combined.reshape(height, width),
+            instance_map=combined,
             ids=ids,
             category_ids=torch.div(ids, label_divisor, rounding_mode="floor"),
             scores=scores if scores is not None else torch.ones(count, device=device),
-            bboxes=torch.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], dim=1),
-            centroids=torch.stack([cx, cy], dim=1).float(),
+            bboxes=geometry.bboxes,
+            centroids=geometry.centroids,
             stamp_ns=int(stamp_ns),
             image=image,
         )
@@ -241,8 +205,8 @@ class TrackerOutput(NamedTuple):
         instance_track_ids: ``[T]`` int64 host array: the track id given to each input instance, 0 for
             none.
         stamp_ns: the frame's stamp.
-        reset: True when this frame reset the tracker (a stamp earlier than the previous frame's, or a
-            new image size).
+        events: what reset the tracker at this frame (:data:`~panoptic_ros.tracking.stream.EVENTS`:
+            a stamp earlier than the previous frame's, a new image size); empty when nothing did.
     """
 
     track_map: torch.Tensor
@@ -250,4 +214,9 @@ class TrackerOutput(NamedTuple):
     lost: TrackTable
     instance_track_ids: np.ndarray
     stamp_ns: int
-    reset: bool
+    events: tuple[str, ...] = ()
+
+    @property
+    def reset(self) -> bool:
+        """Whether this frame reset the tracker."""
+        return bool(self.events)

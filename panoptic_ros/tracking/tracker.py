@@ -31,11 +31,12 @@ stamp earlier than the previous frame's (a rosbag played in a loop, a restarted 
 another size, **resets** the tracker: every track and the previous masks are dropped, as if the
 tracker were new, except that the id counter continues so ids stay unique; the output says
 ``reset=True``. A repeated stamp (dt = 0) associates normally but measures no velocity.
+
+This module owns the per-frame algorithm; the host-side records it works on (the live tracks, a
+frame's instances) are :mod:`~panoptic_ros.tracking.state`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -49,89 +50,19 @@ from panoptic_ros.tracking.association import (
     joint_histogram,
     mask_iou,
     mean_colors,
-    xywh_to_xyxy,
     xyxy_to_xywh,
 )
 from panoptic_ros.tracking.motion import measure_velocity, predict_boxes, smooth_velocity, state_boxes
 from panoptic_ros.tracking.params import TrackerParams
-from panoptic_ros.tracking.records import (
-    TrackerInput,
-    TrackerOutput,
-    TrackState,
-    TrackTable,
-)
+from panoptic_ros.tracking.records import TrackerInput, TrackerOutput, TrackState, TrackTable
+from panoptic_ros.tracking.state import Instances, Tracks, lookup
+from panoptic_ros.tracking.stream import StreamCheck
 
 _NS = 1e-9
 #: Per-frame decay of a track's reference area, so that objects moving away are not taken as occluded.
 REFERENCE_AREA_DECAY = 0.98
 #: Weight of a new observation in a track's mean color (exponential average).
 COLOR_SMOOTHING = 0.5
-
-
-@dataclass
-class _Tracks:
-    """The live tracks as parallel host arrays (one row per track)."""
-
-    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    categories: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    states: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
-    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
-    ages: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    hits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    misses: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    stamps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # of the last match
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # motion state, full extent
-    observed_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
-    centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
-    reference_areas: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    velocities: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
-    has_velocity: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), bool))
-    colors: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # mean RGB, when has_color
-    has_color: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-
-    def __len__(self) -> int:
-        return int(self.ids.shape[0])
-
-    def select(self, rows: np.ndarray) -> _Tracks:
-        return _Tracks(**{name: value[rows] for name, value in vars(self).items()})
-
-    def extend(self, other: _Tracks) -> _Tracks:
-        return _Tracks(
-            **{name: np.concatenate([value, getattr(other, name)]) for name, value in vars(self).items()}
-        )
-
-
-class _Instances:
-    """A frame's instances on the host (T rows), in input order."""
-
-    def __init__(self, inp: TrackerInput) -> None:
-        count = int(inp.ids.shape[0])
-        table = torch.cat(
-            [
-                inp.ids.reshape(-1, 1).double(),
-                inp.category_ids.reshape(-1, 1).double(),
-                inp.scores.reshape(-1, 1).double(),
-                inp.bboxes.reshape(-1, 4).double(),
-                inp.centroids.reshape(-1, 2).double(),
-            ],
-            dim=1,
-        ).cpu().numpy() if count else np.zeros((0, 9))  # fmt: skip
-        self.count = count
-        self.ids = table[:, 0].astype(np.int64)
-        self.categories = table[:, 1].astype(np.int64)
-        self.scores = table[:, 2]
-        self.boxes = xywh_to_xyxy(table[:, 3:7])
-        self.centroids = table[:, 7:9]
-
-
-def _lookup(values: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each of ``values``, its position in ``keys`` (unique, any order) and whether it is there."""
-    if keys.size == 0:
-        return np.zeros(values.shape, np.int64), np.zeros(values.shape, bool)
-    order = np.argsort(keys, kind="stable")
-    pos = np.minimum(np.searchsorted(keys[order], values), keys.size - 1)
-    found = keys[order][pos] == values
-    return order[pos], found
 
 
 class Tracker:
@@ -146,11 +77,10 @@ class Tracker:
     def __init__(self, params: TrackerParams | None = None) -> None:
         self.params = params if params is not None else TrackerParams()
         self._next_id = 1
-        self._tracks = _Tracks()
+        self._tracks = Tracks()
         self._previous_index: torch.Tensor | None = None  # [H, W] int64 compact indices of the last frame
         self._previous_track_ids = np.zeros(0, np.int64)  # track id of each index 1..P (0 = none)
-        self._last_stamp: int | None = None
-        self._size: tuple[int, int] | None = None
+        self._stream = StreamCheck()
 
     @property
     def next_id(self) -> int:
@@ -159,11 +89,13 @@ class Tracker:
 
     def reset(self) -> None:
         """Drop every track and the previous frame; the id counter continues (ids are never reused)."""
-        self._tracks = _Tracks()
+        self._drop_tracks()
+        self._stream.forget()
+
+    def _drop_tracks(self) -> None:
+        self._tracks = Tracks()
         self._previous_index = None
         self._previous_track_ids = np.zeros(0, np.int64)
-        self._last_stamp = None
-        self._size = None
 
     # ----------------------------------------------------------------------------------------------
     # one frame
@@ -178,11 +110,11 @@ class Tracker:
         params = self.params
         stamp = int(inp.stamp_ns)
         size = (int(inp.instance_map.shape[0]), int(inp.instance_map.shape[1]))
-        reset = self._last_stamp is not None and (stamp < self._last_stamp or size != self._size)
-        if reset:
-            self.reset()
+        events = self._stream.observe(size, stamp)
+        if events:
+            self._drop_tracks()
 
-        det = _Instances(inp)
+        det = Instances(inp)
         current_index = index_map(inp.instance_map, det.ids)
         use_colors = params.appearance_weight > 0 and inp.image is not None
         mask_ious, det_areas, colors = self._device_statistics(
@@ -238,9 +170,7 @@ class Tracker:
 
         self._previous_index = current_index
         self._previous_track_ids = track_of_instance
-        self._last_stamp = stamp
-        self._size = size
-        position, matched_now = _lookup(self._tracks.ids, track_of_instance)
+        position, matched_now = lookup(self._tracks.ids, track_of_instance)
         instance_rows = np.where(matched_now, position, -1)
         in_map = np.isin(self._tracks.ids, published[published > 0])
         return TrackerOutput(
@@ -251,7 +181,7 @@ class Tracker:
             ),
             instance_track_ids=track_of_instance,
             stamp_ns=stamp,
-            reset=bool(reset),
+            events=events,
         )
 
     # ----------------------------------------------------------------------------------------------
@@ -273,8 +203,8 @@ class Tracker:
 
     def _cost(
         self,
-        tracks: _Tracks,
-        det: _Instances,
+        tracks: Tracks,
+        det: Instances,
         *,
         predicted: np.ndarray,
         in_image: np.ndarray,
@@ -291,7 +221,7 @@ class Tracker:
         masks = np.zeros((n, t))
         if previous_iou.size:
             # track ids are unique and > 0; previous instances without a track hold 0
-            position, seen = _lookup(tracks.ids, self._previous_track_ids)
+            position, seen = lookup(tracks.ids, self._previous_track_ids)
             masks[seen] = previous_iou[position[seen]]
         boxes = box_iou(predicted, det.boxes)
         distance = center_distance(predicted, det.centroids, det.boxes, min_size=params.min_box_size)
@@ -316,7 +246,7 @@ class Tracker:
         self,
         rows: np.ndarray,
         cols: np.ndarray,
-        det: _Instances,
+        det: Instances,
         *,
         det_areas: np.ndarray,
         predicted: np.ndarray,
@@ -373,16 +303,16 @@ class Tracker:
     def _new_tracks(
         self,
         instances: np.ndarray,
-        det: _Instances,
+        det: Instances,
         det_areas: np.ndarray,
         colors: np.ndarray | None,
         stamp: int,
-    ) -> _Tracks:
+    ) -> Tracks:
         count = instances.size
         ids = np.arange(self._next_id, self._next_id + count, dtype=np.int64)
         self._next_id += count
         state = TrackState.CONFIRMED if self.params.min_hits <= 1 else TrackState.TENTATIVE
-        return _Tracks(
+        return Tracks(
             ids=ids,
             categories=det.categories[instances].copy(),
             states=np.full(count, state, dtype=np.uint8),
@@ -402,7 +332,7 @@ class Tracker:
         )
 
     def _table(
-        self, rows: np.ndarray, instance_rows: np.ndarray, det: _Instances, det_areas: np.ndarray, stamp: int
+        self, rows: np.ndarray, instance_rows: np.ndarray, det: Instances, det_areas: np.ndarray, stamp: int
     ) -> TrackTable:
         """The output rows of the given tracks (sorted by id): observations for matched tracks,
         motion predictions at ``stamp`` for lost ones."""

@@ -22,8 +22,8 @@ from panoptic_ros.backends.calibration import (
     make_entropy_calibrator,
     source_kind,
 )
-from panoptic_ros.backends.tensorrt_backend import tensorrt_available
-from panoptic_ros.core.image_codec import array_to_compressed, array_to_image
+from panoptic_ros.backends.trt_common import tensorrt_available
+from panoptic_ros.core.image_encode import array_to_compressed, array_to_image
 from panoptic_ros.core.preprocess import Preprocessor
 from panoptic_ros.data.bags import FrameToWrite, write_images
 from panoptic_ros.models.spec import InputSpec

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from panoptic_ros.backends import engine_cache
+from panoptic_ros.backends import engine_cache, engine_key
 from panoptic_ros.backends.base import BackendError
 from panoptic_ros.backends.engine_cache import (
-    EngineCacheError,
-    EngineKey,
     calibration_cache_path,
     decide,
     engine_path_for,
@@ -23,11 +21,11 @@ from panoptic_ros.backends.engine_cache import (
     load_engine_spec,
     onnx_path_guess,
     read_sidecar,
-    sha256_file,
     timing_cache_path,
     writable_cache_dir,
     write_engine,
 )
+from panoptic_ros.backends.engine_key import EngineCacheError, EngineKey, sha256_file
 from panoptic_ros.models.spec import ModelSpec
 from panoptic_ros.models.train import TrainConfig, synthetic_model_spec
 
@@ -84,7 +82,7 @@ def test_key_round_trips_and_hash_follows_every_field() -> None:
     key = make_key()
     assert EngineKey.from_dict(json.loads(json.dumps(key.to_dict()))) == key
     assert key.short_hash() == make_key().short_hash()
-    assert len(key.short_hash()) == engine_cache.SHORT_HASH_LENGTH
+    assert len(key.short_hash()) == engine_key.SHORT_HASH_LENGTH
     variants = [
         make_key(onnx_sha256="0" * 64),
         make_key(gpu_name="NVIDIA H200"),
@@ -145,7 +143,7 @@ def test_sidecar_round_trip(onnx_file: Path, spec: ModelSpec) -> None:
     key = make_key(onnx_file)
     path = built(onnx_file, spec, key, b"\x00engine\xff" * 1000)
     data = json.loads(engine_sidecar_path(path).read_text())
-    assert data["format"] == engine_cache.SIDECAR_FORMAT
+    assert data["format"] == engine_key.SIDECAR_FORMAT
     assert data["key"] == key.to_dict() and data["spec"] == json.loads(spec.to_json())
     assert data["onnx"] == onnx_file.name and data["engine_bytes"] == 8000
     record = read_sidecar(path)

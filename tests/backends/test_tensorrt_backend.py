@@ -17,22 +17,18 @@ import onnx
 import pytest
 import torch
 
+from panoptic_ros.apps.build_engine import build_engine_command
 from panoptic_ros.backends.base import BackendError
 from panoptic_ros.backends.engine_cache import (
-    EngineKey,
     engine_sidecar_path,
     load_engine_spec,
     read_sidecar,
-    sha256_file,
     write_engine,
 )
-from panoptic_ros.backends.tensorrt_backend import (
-    TensorRTBackend,
-    build_engine,
-    build_engine_command,
-    import_tensorrt,
-    tensorrt_available,
-)
+from panoptic_ros.backends.engine_key import EngineKey, sha256_file
+from panoptic_ros.backends.tensorrt_backend import TensorRTBackend
+from panoptic_ros.backends.trt_builder import build_engine
+from panoptic_ros.backends.trt_common import import_tensorrt, tensorrt_available
 from panoptic_ros.models.center_offset_net import CompactPanopticNet
 from panoptic_ros.models.export import export_onnx
 from panoptic_ros.models.spec import ModelSpec

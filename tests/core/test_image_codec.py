@@ -1,4 +1,5 @@
-"""Tests of :mod:`panoptic_ros.core.image_codec`, without ROS.
+"""Tests of the image codec (:mod:`panoptic_ros.core.image_codec` reading,
+:mod:`panoptic_ros.core.image_encode` writing, :mod:`panoptic_ros.core.encodings` the table), without ROS.
 
 Messages are plain records (``SimpleNamespace``) with the fields of ``sensor_msgs/Image`` and
 ``CompressedImage``; their ``data`` is tried as ``array.array('B')`` (what rclpy gives), ``bytes``
@@ -36,19 +37,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from panoptic_ros.core.encodings import lookup_encoding, supported_encodings
 from panoptic_ros.core.image_codec import (
     MAX_DIMENSION,
     MAX_IMAGE_BYTES,
-    array_to_compressed,
-    array_to_image,
     compressed_to_array,
     compressed_to_color,
     image_to_array,
     image_to_color,
-    lookup_encoding,
     raw_to_color,
-    supported_encodings,
 )
+from panoptic_ros.core.image_encode import array_to_compressed, array_to_image
 from panoptic_ros.errors import ImageDecodeError, ImageEncodeError
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -25,7 +25,8 @@ from panoptic_ros.data.bag_synth import (
     write_synthetic_bag,
 )
 from panoptic_ros.data.bags import BagError
-from panoptic_ros.data.synthetic import ROAD, SKY, generate
+from panoptic_ros.data.synthetic import generate
+from panoptic_ros.data.synthetic_scene import ROAD, SKY
 from panoptic_ros.errors import ConfigError
 
 CONFIG = SynthBagConfig(cameras=2, sequences=2, frames=4, size=(64, 128), seed=7)

@@ -7,12 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from panoptic_ros.core.image_codec import (
-    array_to_compressed,
-    array_to_image,
-    compressed_to_color,
-    image_to_array,
-)
+from panoptic_ros.core.image_codec import compressed_to_color, image_to_array
+from panoptic_ros.core.image_encode import array_to_compressed, array_to_image
 from panoptic_ros.data.bags import BagError, FrameToWrite, image_topics, read_images, write_images
 
 
@@ -67,8 +63,8 @@ def test_errors(tmp_path: Path) -> None:
         write_images(bag, _frames())
     with pytest.raises(BagError, match="no image topic"):
         list(read_images(bag, ["/nope"]))
-    with pytest.raises(BagError, match="cannot open"):
+    with pytest.raises(BagError, match="does not exist"):
         image_topics(tmp_path / "missing")
     mixed = [_frames()[0], FrameToWrite("/cam/image_raw", 5, "cam", _frames()[1].fields)]
-    with pytest.raises(BagError, match="mixes"):
+    with pytest.raises(BagError, match="already holds sensor_msgs/msg/Image, cannot write"):
         write_images(tmp_path / "mixed", mixed)

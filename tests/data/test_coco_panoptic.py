@@ -1,5 +1,6 @@
-"""The COCO panoptic format: RGB id encoding, segments_info from maps, writer/reader round trip and
-the errors for broken folders."""
+"""The COCO panoptic format (:mod:`panoptic_ros.data.coco_format`: RGB id encoding, segments_info
+from maps) and folder (:mod:`panoptic_ros.data.coco_panoptic`: writer/reader round trip and the errors
+for broken folders)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from panoptic_ros.core.labels import Category, LabelSet
-from panoptic_ros.core.types import BBox
-from panoptic_ros.data.coco_panoptic import (
-    CocoPanopticWriter,
+from panoptic_ros.data.coco_format import (
+    BBox,
     DatasetError,
     SegmentInfo,
-    read_dataset,
     read_segment_png,
     segment_stats,
     segments_from_map,
     segments_from_panoptic,
     write_segment_png,
 )
+from panoptic_ros.data.coco_panoptic import CocoPanopticWriter, read_dataset
 
 LABELS = LabelSet(
     "roundtrip",

@@ -5,17 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from panoptic_ros.core.ids import STUFF_SEGMENT_BASE
 from panoptic_ros.data import synthetic
 from panoptic_ros.data.coco_panoptic import read_dataset
-from panoptic_ros.data.synthetic import (
-    CAR,
-    PERSON,
-    SKY,
-    STUFF_SEGMENT_BASE,
-    THING_CLASSES,
-    export_coco,
-    generate,
-)
+from panoptic_ros.data.synthetic import export_coco, generate
+from panoptic_ros.data.synthetic_scene import CAR, PERSON, SKY, THING_CLASSES
 
 
 def test_deterministic_by_seed() -> None:

@@ -26,7 +26,7 @@ from panoptic_ros.fusion import (
     merge_segments,
     thing_class_mask,
 )
-from panoptic_ros.fusion.reference import (
+from tests.fusion.reference import (
     ReferenceOutput,
     reference_find_centers,
     reference_fusion,

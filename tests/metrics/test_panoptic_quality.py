@@ -14,13 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from panoptic_ros.core.labels import Category, LabelSet
-from panoptic_ros.data.coco_panoptic import (
-    CocoPanopticWriter,
-    DatasetError,
-    SegmentInfo,
-    read_dataset,
-    segments_from_map,
-)
+from panoptic_ros.data.coco_format import DatasetError, SegmentInfo, segments_from_map
+from panoptic_ros.data.coco_panoptic import CocoPanopticWriter, read_dataset
 from panoptic_ros.metrics import PQResult, PQStat, evaluate_datasets, evaluate_folders, pq_from_maps
 
 CAR, PERSON, ROAD, SKY, TREE = 1, 2, 3, 4, 5

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from panoptic_ros.core.labels import Category, LabelSet
-from panoptic_ros.data.coco_panoptic import DatasetError, SegmentInfo
+from panoptic_ros.data.coco_format import DatasetError, SegmentInfo
 from panoptic_ros.metrics import ConfusionMatrix, confusion_from_maps, semantic_from_panoptic
 
 V = -1  # void

@@ -12,15 +12,11 @@ import numpy as np
 import pytest
 
 from panoptic_ros.core.labels import Category, LabelSet
-from panoptic_ros.data.coco_panoptic import CocoPanopticWriter, DatasetError, SegmentInfo
+from panoptic_ros.data.coco_format import DatasetError, SegmentInfo
+from panoptic_ros.data.coco_panoptic import CocoPanopticWriter
 from panoptic_ros.data.synthetic import export_coco
-from panoptic_ros.metrics.video import (
-    FrameLabels,
-    SequenceAccumulator,
-    VideoStat,
-    evaluate_video_folders,
-    frame_labels,
-)
+from panoptic_ros.metrics.folders import evaluate_video_folders
+from panoptic_ros.metrics.video import FrameLabels, SequenceAccumulator, VideoStat, frame_labels
 
 CAR, PERSON, ROAD = 1, 2, 3
 CATEGORIES = (CAR, PERSON, ROAD)

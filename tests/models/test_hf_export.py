@@ -22,12 +22,12 @@ from panoptic_ros.fusion.mask_classification import (
 from panoptic_ros.models.export import ExportError
 from panoptic_ros.models.hf_export import (
     PanopticHead,
-    export_module,
     input_spec,
     load_checkpoint,
     resolve_label_set,
     task_tokens,
 )
+from panoptic_ros.models.module_export import export_module
 from panoptic_ros.models.onnx_check import check_onnx
 from panoptic_ros.models.spec import InputSpec, ModelSpec, load_spec
 from tests.models import tiny_networks

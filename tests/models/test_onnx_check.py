@@ -14,7 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from panoptic_ros.models.center_offset_net import CompactPanopticNet
 from panoptic_ros.models.export import export_onnx
-from panoptic_ros.models.onnx_check import Finding, OnnxCheckError, OnnxReport, check_onnx
+from panoptic_ros.models.onnx_check import OnnxCheckError, OnnxReport, check_onnx
+from panoptic_ros.models.onnx_rules import Finding
 from panoptic_ros.models.train import TrainConfig, synthetic_model_spec
 
 

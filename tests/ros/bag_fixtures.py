@@ -13,10 +13,8 @@ from panoptic_ros.data.bag_synth import SynthBagConfig, write_synthetic_bag
 from panoptic_ros.data.bag_types import (
     CATEGORY_ARRAY_TYPE,
     INSTANCE_ARRAY_TYPE,
-    category_array,
-    instance_array,
 )
-from tests.data.bag_samples import frame_result
+from tests.data.bag_samples import category_array, frame_result, instance_array
 
 FRAMES = 6
 #: The record left corrupt (truncated CDR): the player skips it.
@@ -43,7 +41,7 @@ def write_test_bag(root: Path) -> Path:
                     writer.write(
                         CATEGORIES,
                         CATEGORY_ARRAY_TYPE,
-                        category_array(labels, result.header),
+                        category_array(labels, result.stamp_ns, result.frame_id),
                         m.log_time_ns + 1,
                     )
                 writer.write(

@@ -13,8 +13,10 @@ from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from panoptic_ros.core.labels import load_label_set
+from panoptic_ros.core.messages import header_message
 from panoptic_ros.msg import Category, CategoryArray, PanopticInstance, PanopticInstanceArray
-from panoptic_ros.ros.conversions import array_to_image_msg, category_array_msg
+from panoptic_ros.ros.conversions import array_to_image_msg, to_ros
+from panoptic_ros.runtime.outputs import OutputContext, categories
 
 HEADER = Header(stamp=Time(sec=1_700_000_123, nanosec=456_789_000), frame_id="front_camera_optical")
 
@@ -54,7 +56,8 @@ def category() -> Category:
 
 
 def category_array() -> CategoryArray:
-    return category_array_msg(load_label_set("coco_panoptic"), HEADER)
+    header = header_message(HEADER.stamp.sec * 1_000_000_000 + HEADER.stamp.nanosec, HEADER.frame_id)
+    return to_ros(categories(header, OutputContext(load_label_set("coco_panoptic"), 1000)))
 
 
 def full_hd_image() -> Image:

@@ -31,15 +31,13 @@ from panoptic_ros.data.bag_types import (
     CATEGORY_ARRAY_TYPE,
     INSTANCE_ARRAY_TYPE,
     MESSAGE_NAMES,
-    category_array,
-    instance_array,
     typestore,
 )
 from panoptic_ros.msg import CategoryArray, PanopticInstanceArray
 from panoptic_ros.ros.bag_common import BagRosError
 from panoptic_ros.ros.bag_player import Published, play, publish_offset_s
 from tests.conftest import REPO
-from tests.data.bag_samples import frame_result
+from tests.data.bag_samples import category_array, frame_result, instance_array
 from tests.ros.bag_fixtures import CATEGORIES, CORRUPT, FRAMES, INSTANCES, write_test_bag
 
 RECEIVE_BOUND_S = 90.0  # against hanging only, not a timing check
@@ -260,7 +258,7 @@ def test_rosbags_cdr_is_the_generated_types_cdr() -> None:
         assert (theirs.position.z, theirs.position_valid) == (ours.position.z, ours.position_valid)
     # and back (bytes may differ in alignment padding, which CDR leaves unspecified)
     assert store.deserialize_cdr(bytes(serialize_message(msg)), INSTANCE_ARRAY_TYPE) == instances
-    categories = category_array(labels, result.header)
+    categories = category_array(labels, result.stamp_ns, result.frame_id)
     raw = bytes(store.serialize_cdr(categories, CATEGORY_ARRAY_TYPE))
     msg = deserialize_message(raw, CategoryArray)
     assert [(c.id, c.name, c.r) for c in msg.categories] == [

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from panoptic_ros.core.image_codec import array_to_compressed, image_to_array
+from panoptic_ros.core.image_codec import image_to_array
+from panoptic_ros.core.image_encode import array_to_compressed
 from panoptic_ros.data.synthetic import generate
 from panoptic_ros.msg import CategoryArray, PanopticInstance
 from panoptic_ros.ros.conversions import array_to_compressed_msg, array_to_image_msg, compressed_msg

@@ -342,26 +342,6 @@ def test_appearance_decides_between_equal_geometric_candidates() -> None:
         assert track_of(tracker.update(inp), inp) == {3: expected}
 
 
-def test_from_frame_uses_the_thing_segments() -> None:
-    from panoptic_ros.core.pipeline import FrameOutput, segment_table
-
-    panoptic = torch.full((H, W), 0, dtype=torch.int64)  # stuff category 0 everywhere
-    panoptic[:, 150:] = 2000  # stuff category 2
-    panoptic[10:20, 10:30] = CAR * 1000 + 1
-    panoptic[30:40, 60:70] = CAR * 1000 + 2
-    panoptic[0:5, 0:5] = -1
-    lut = torch.tensor([False, False, False, False, False, True, True, True])
-    table = segment_table(panoptic, 1000, lut)
-    out_frame = FrameOutput(panoptic, panoptic // 1000, (panoptic % 1000).int(), table, None)  # type: ignore[arg-type]
-    inp = TrackerInput.from_frame(out_frame, 5 * MS)
-    assert inp.ids.tolist() == [7001, 7002]
-    out = Tracker().update(inp)
-    assert out.instance_track_ids.tolist() == [1, 2]
-    track_map = out.track_map.numpy()
-    assert (track_map[10:20, 10:30] == 1).all() and (track_map[30:40, 60:70] == 2).all()
-    assert (track_map > 0).sum() == 300
-
-
 def test_input_errors() -> None:
     good = frame([(1, CAR, 20, 20, 20, 10)], 0)
     with pytest.raises(TrackerInputError, match="scores"):

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from panoptic_ros.data.synthetic import NUM_CLASSES, THING_CLASSES, generate
-from panoptic_ros.metrics.video import FrameLabels, SequenceAccumulator, VideoResult, VideoStat
+from panoptic_ros.data.synthetic import generate
+from panoptic_ros.data.synthetic_scene import NUM_CLASSES, THING_CLASSES
+from panoptic_ros.metrics.video import FrameLabels, SequenceAccumulator, VideoStat
+from panoptic_ros.metrics.video_result import VideoResult
 from panoptic_ros.tracking import Tracker, TrackerInput
 
 SEQUENCES, FRAMES, SEED = 8, 40, 0

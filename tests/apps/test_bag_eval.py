@@ -10,14 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from panoptic_ros.apps.bag_eval import evaluate_bag, segment_map
 from panoptic_ros.core.ids import STUFF_SEGMENT_BASE
-from panoptic_ros.core.image_codec import array_to_image, image_to_array
+from panoptic_ros.core.image_codec import image_to_array
+from panoptic_ros.core.image_encode import array_to_image
 from panoptic_ros.core.labels import load_label_set
-from panoptic_ros.data.bag_eval import evaluate_bag, segment_map
+from panoptic_ros.core.messages import header_message, image_message
 from panoptic_ros.data.bag_io import BagMessage, BagWriter, read_messages
 from panoptic_ros.data.bag_synth import SynthBagConfig, write_synthetic_bag
-from panoptic_ros.data.bag_types import CATEGORY_ARRAY_TYPE, IMAGE_TYPE, category_array, image_from_fields
-from panoptic_ros.data.bags import BagError
+from panoptic_ros.data.bag_types import BagError, to_rosbags
+from panoptic_ros.runtime import outputs
 
 LABELS = load_label_set("synthetic")
 FRAMES = 6
@@ -43,24 +45,19 @@ def _bag(tmp_path: Path, source: list[BagMessage], predict: Predict, *, categori
             if "ground_truth" in m.topic:
                 writer.write_raw(m.topic, m.msgtype, m.raw, m.log_time_ns)
         if categories:
-            writer.write("/cam0/panoptic/categories", CATEGORY_ARRAY_TYPE, category_array(LABELS), 0)
+            message = outputs.categories(header_message(0, ""), outputs.OutputContext(LABELS, 1000))
+            writer.write("/cam0/panoptic/categories", message.type, to_rosbags(message), 0)
         for index, (s, i) in enumerate(zip(gt_semantic, gt_ids, strict=True)):
             maps = predict(index, image_to_array(s.msg), image_to_array(i.msg, native=True))
             if maps is None:
                 continue
             semantic, ids = maps
-            writer.write(
-                "/cam0/panoptic/semantic",
-                IMAGE_TYPE,
-                image_from_fields(array_to_image(semantic, "mono8"), s.msg.header),
-                s.log_time_ns,
-            )
-            writer.write(
-                "/cam0/panoptic/instance_ids",
-                IMAGE_TYPE,
-                image_from_fields(array_to_image(ids.astype(np.int32), "32SC1"), i.msg.header),
-                i.log_time_ns,
-            )
+            for topic, image, gt in (
+                ("/cam0/panoptic/semantic", array_to_image(semantic, "mono8"), s),
+                ("/cam0/panoptic/instance_ids", array_to_image(ids.astype(np.int32), "32SC1"), i),
+            ):
+                message = image_message(image, gt.msg.header)  # the ground truth's rosbags header, as is
+                writer.write(topic, message.type, to_rosbags(message), gt.log_time_ns)
     return path
 
 

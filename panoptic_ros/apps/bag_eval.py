@@ -27,12 +27,12 @@ from panoptic_ros.core.image_codec import image_to_array
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.topics import join_topic
 from panoptic_ros.data.bag_io import message_counts, read_messages, topic_types
-from panoptic_ros.data.bag_types import CATEGORY_ARRAY_TYPE, label_set_from_categories
-from panoptic_ros.data.bags import BagError
-from panoptic_ros.data.coco_panoptic import SegmentInfo
+from panoptic_ros.data.bag_types import CATEGORY_ARRAY_TYPE, BagError
+from panoptic_ros.data.coco_format import SegmentInfo
 from panoptic_ros.errors import ImageDecodeError
 from panoptic_ros.metrics.panoptic_quality import PQResult, PQStat, pq_from_maps
-from panoptic_ros.metrics.video import SequenceAccumulator, VideoResult, VideoStat, frame_labels
+from panoptic_ros.metrics.video import SequenceAccumulator, VideoStat, frame_labels
+from panoptic_ros.metrics.video_result import VideoResult
 
 PREDICTION_SUFFIX = "panoptic/semantic"
 #: The four maps of a frame pair: (side, map) -> topic below the camera namespace.
@@ -156,7 +156,7 @@ def _label_set_from_bag(bag: Path, types: dict[str, str]) -> LabelSet:
     if topics:
         for message in read_messages(bag, topics[:1]):
             if message.msg is not None:
-                return label_set_from_categories(message.msg)
+                return LabelSet.from_message(message.msg)
     raise BagError(
         f"bag {bag} has no readable panoptic/categories message; name the label set (--labels synthetic)"
     )

@@ -11,16 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from panoptic_ros.cli import default_model, main
+from panoptic_ros.apps.bag_eval import BagEvalReport, evaluate_bag
+from panoptic_ros.apps.bag_frames import camera_topics
+from panoptic_ros.apps.bag_process import ProcessOptions, ProcessReport, process_bag
+from panoptic_ros.cli import main
 from panoptic_ros.core.image_codec import image_to_array
-from panoptic_ros.core.pipeline import PanopticPipeline
-from panoptic_ros.data.bag_eval import BagEvalReport, evaluate_bag
 from panoptic_ros.data.bag_io import BagMessage, BagWriter, read_messages, topic_types
-from panoptic_ros.data.bag_process import ProcessOptions, ProcessReport, camera_topics, process_bag
 from panoptic_ros.data.bag_synth import PERIOD_NS, START_NS, SynthBagConfig, write_synthetic_bag
 from panoptic_ros.data.bag_types import typestore
 from panoptic_ros.data.bags import BagError
-from panoptic_ros.runtime import FrameProcessor, ProcessorParams
+from panoptic_ros.resources import default_model
+from panoptic_ros.runtime import EngineParams, FrameEngine
+from panoptic_ros.runtime.pipeline import PanopticPipeline
 
 CAMERAS = ("/cam0/image_raw", "/cam1/image_raw")
 FRAMES = 12
@@ -79,8 +81,8 @@ def pipeline() -> Iterator[PanopticPipeline]:
 @pytest.fixture(scope="module")
 def processed(input_bag: Path, pipeline: PanopticPipeline) -> tuple[Path, ProcessReport]:
     out = input_bag.parent / "output"
-    processor = FrameProcessor(pipeline, ProcessorParams())
-    report = process_bag(input_bag, out, processor, ProcessOptions(progress=False))
+    engine = FrameEngine(pipeline, EngineParams())
+    report = process_bag(input_bag, out, engine, ProcessOptions(progress=False))
     return out, report
 
 
@@ -209,13 +211,13 @@ def test_cameras_no_overlay_no_tracking_and_the_cli(
 
 def test_camera_selection_and_errors(input_bag: Path, tmp_path: Path, pipeline: PanopticPipeline) -> None:
     assert camera_topics(topic_types(input_bag)) == list(CAMERAS)
-    processor = FrameProcessor(pipeline)
+    engine = FrameEngine(pipeline)
     with pytest.raises(BagError, match=r"no image topic \['/cam0/camera_info'\]"):
-        process_bag(input_bag, tmp_path / "x", processor, ProcessOptions(cameras=("/cam0/camera_info",)))
+        process_bag(input_bag, tmp_path / "x", engine, ProcessOptions(cameras=("/cam0/camera_info",)))
     with pytest.raises(BagError, match="exists"):
-        process_bag(input_bag, input_bag, processor, ProcessOptions(progress=False))
+        process_bag(input_bag, input_bag, engine, ProcessOptions(progress=False))
     with pytest.raises(BagError, match="does not exist"):
-        process_bag(tmp_path / "none", tmp_path / "y", processor)
+        process_bag(tmp_path / "none", tmp_path / "y", engine)
 
 
 def _reordered_bag(source: Path, path: Path, keep: Callable[[str, int], bool]) -> None:
@@ -247,7 +249,7 @@ def test_depth_and_camera_info_matched_by_stamp_in_any_order(
         report = process_bag(
             tmp_path / f"{name}_in",
             tmp_path / f"{name}_out",
-            FrameProcessor(pipeline),
+            FrameEngine(pipeline),
             ProcessOptions(progress=False),
         )
         out: dict[str, list[BagMessage]] = defaultdict(list)

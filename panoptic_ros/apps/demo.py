@@ -22,14 +22,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from panoptic_ros.core.image_codec import (
-    CompressedFields,
-    ImageFields,
-    array_to_compressed,
-    array_to_image,
-    compressed_to_color,
-    image_to_color,
-)
+from panoptic_ros.core.decode import color_frame
+from panoptic_ros.core.image_encode import CompressedFields, ImageFields, array_to_compressed, array_to_image
 from panoptic_ros.data.bags import FrameToWrite, Storage, read_images, write_images
 from panoptic_ros.errors import ImageDecodeError
 
@@ -135,8 +129,7 @@ def decode_bag(bag: Path, out: Path, *, topics: Sequence[str] | None = None, eve
         try:
             if item.msg is None:
                 raise ImageDecodeError(f"not deserializable: {item.error}")
-            decode = compressed_to_color if item.compressed else image_to_color
-            rgb = decode(item.msg, "bgr")
+            bgr = color_frame(item.msg, compressed=item.compressed, order="bgr")
         except ImageDecodeError as err:
             report.malformed[item.topic] += 1
             report.reasons[item.topic].append(f"stamp {item.stamp_ns}: {err}")
@@ -145,7 +138,7 @@ def decode_bag(bag: Path, out: Path, *, topics: Sequence[str] | None = None, eve
         if seen[item.topic] % max(every, 1) == 0:
             path = out / _folder_name(item.topic) / f"{item.stamp_ns}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(path), np.ascontiguousarray(rgb))
+            cv2.imwrite(str(path), bgr)
             report.written.append(path)
         seen[item.topic] += 1
     return report
@@ -164,10 +157,9 @@ def run_demo(
     panoptic segmentation with tracking over it into ``out/panoptic`` and ``out/overlay``."""
     import shutil
 
-    from panoptic_ros.core.pipeline import PanopticPipeline
-    from panoptic_ros.infer import run_infer
-    from panoptic_ros.resources import engines_dir
-    from panoptic_ros.tracking import TrackerParams
+    from panoptic_ros.apps.infer import run_infer
+    from panoptic_ros.resources import default_model
+    from panoptic_ros.runtime import EngineParams, FrameEngine
 
     for stale in ("camera_bag", "frames", "panoptic", "overlay", "images", "panoptic.json"):
         path = out / stale
@@ -186,15 +178,12 @@ def run_demo(
     print(f"recorded {written} messages from {len(DEMO_CAMERAS)} cameras into {bag} ({storage})")
     report = decode_bag(bag, out / "frames", every=10)
     print(report.table())
-    with PanopticPipeline(
-        model or engines_dir() / "panoptic_synthetic.onnx", backend=backend, device=device, timing=True
-    ) as pipeline:
-        count = run_infer(pipeline, bag, out, overwrite=True, track=TrackerParams())
-        stages = ", ".join(f"{k} {v:.1f} ms" for k, v in pipeline.times.per_frame_ms().items())
-        print(
-            f"panoptic segmentation + tracking of {count} frames ({pipeline.backend.describe()}; per frame: "
-            f"{stages})"
-        )
+    with FrameEngine.open(
+        model or default_model(), backend=backend, device=device, params=EngineParams(tracking=True)
+    ) as engine:
+        count = run_infer(engine, bag, out, overwrite=True)
+        stages = ", ".join(f"{k} {v:.1f} ms" for k, v in engine.stage_times().items())
+        print(f"segmentation + tracking of {count} frames ({engine.describe()}; per frame: {stages})")
     summary = {**report.to_json(), "segmented_frames": count}
     (out / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"overlays: {out / 'overlay'}; predictions: {out / 'panoptic.json'}; report: {out / 'report.json'}")

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from panoptic_ros.cli import main
-from panoptic_ros.core.pipeline import FAMILY_FUSIONS, PanopticPipeline, reframe
 from panoptic_ros.core.preprocess import Preprocessor, Transform, restore
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.detection_semantic import (
@@ -22,9 +21,11 @@ from panoptic_ros.fusion.detection_semantic import (
     DetectionSemanticParams,
     fuse_detection_semantic,
 )
+from panoptic_ros.fusion.families import FAMILIES
 from panoptic_ros.fusion.mask_classification import MaskClassificationParams, fuse_mask_classification
-from panoptic_ros.models.hf_export import export_module
+from panoptic_ros.models.module_export import export_module
 from panoptic_ros.models.spec import load_spec
+from panoptic_ros.runtime.pipeline import PanopticPipeline, reframe
 from tests.models import tiny_networks
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,7 @@ def mask2former() -> Path:
 
 
 def test_every_family_has_a_fusion() -> None:
-    assert set(FAMILY_FUSIONS) == {"center-offset", "mask-classification", "detection-semantic"}
+    assert set(FAMILIES) == {"center-offset", "mask-classification", "detection-semantic"}
 
 
 @pytest.mark.parametrize("overrides", [{}, {"object_threshold": 0.0, "overlap_threshold": 0.0}])

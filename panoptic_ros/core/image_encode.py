@@ -1,0 +1,115 @@
+"""Image encoding: numpy arrays to the fields of ``sensor_msgs/Image`` and ``CompressedImage``, without ROS.
+
+This module owns the writing side of the image codec, the inverse of
+:mod:`panoptic_ros.core.image_codec`: :func:`array_to_image` and :func:`array_to_compressed` give the
+fields of a message (:class:`ImageFields`, :class:`CompressedFields`); the pixel bytes come as a flat
+``uint8`` view of a contiguous array, ready for a one-copy fill. The layouts follow the table of
+:mod:`panoptic_ros.core.encodings`.
+
+Every input that does not fit raises :class:`~panoptic_ros.errors.ImageEncodeError` with a message
+that names the array's shape or dtype and the encoding.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import cv2
+import numpy as np
+
+from panoptic_ros.core.encodings import ColorOrder, lookup_encoding
+from panoptic_ros.errors import ImageDecodeError, ImageEncodeError
+
+
+class ImageFields(NamedTuple):
+    """The fields of a ``sensor_msgs/Image``; ``data`` is a flat uint8 view of contiguous pixels."""
+
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: np.ndarray
+
+
+class CompressedFields(NamedTuple):
+    """The fields of a ``sensor_msgs/CompressedImage``; ``data`` is the encoded bytes (uint8)."""
+
+    format: str
+    data: np.ndarray
+
+
+def array_to_image(array: np.ndarray, encoding: str, *, is_bigendian: bool = False) -> ImageFields:
+    """Fields of a ``sensor_msgs/Image`` holding ``array``, the inverse of
+    :func:`~panoptic_ros.core.image_codec.image_to_array`.
+
+    ``array`` has the raw layout of ``encoding`` (``H x W`` or ``H x W x C``; ``H x W x 2`` for
+    yuv422; ``(3H/2) x W`` for nv12/nv21) and its sample type (any byte order). The data is a view
+    of ``array`` when it is contiguous in the requested byte order, else one copy. ``step`` is
+    the row size without padding.
+
+    Raises:
+        ImageEncodeError: unknown encoding, or a shape or dtype that does not fit it.
+    """
+    try:
+        enc = lookup_encoding(encoding)
+    except ImageDecodeError as err:
+        raise ImageEncodeError(str(err)) from err
+    array = np.asarray(array)
+    single = enc.channels == 1 or enc.kind == "nv"
+    expected_ndim = 2 if single else 3
+    if array.ndim != expected_ndim or (not single and array.shape[2] != enc.channels):
+        want = "H x W" if single else f"H x W x {enc.channels}"
+        raise ImageEncodeError(f"array of shape {array.shape} does not fit encoding={encoding!r} ({want})")
+    if array.dtype.newbyteorder("<") != enc.dtype.newbyteorder("<"):
+        raise ImageEncodeError(
+            f"array of dtype {array.dtype} does not fit encoding={encoding!r} ({enc.dtype.name}); convert it "
+            f"with array.astype(numpy.{enc.dtype.name}) first"
+        )
+    rows, width = int(array.shape[0]), int(array.shape[1])
+    height = rows
+    if enc.kind == "yuv422" and width % 2:
+        raise ImageEncodeError(f"array of shape {array.shape} has width={width}, must be even for {encoding}")
+    if enc.kind == "nv":
+        if rows % 3 or width % 2:
+            raise ImageEncodeError(f"array of shape {array.shape} is not a (3H/2) x W {encoding} layout")
+        height = rows * 2 // 3
+    if height == 0 or width == 0:
+        raise ImageEncodeError(f"array of shape {array.shape} is empty")
+    target = enc.dtype.newbyteorder(">" if is_bigendian else "<") if enc.dtype.itemsize > 1 else enc.dtype
+    contiguous = np.ascontiguousarray(array, dtype=target)
+    return ImageFields(
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=int(bool(is_bigendian) and enc.dtype.itemsize > 1),
+        step=width * enc.bytes_per_pixel,
+        data=contiguous.reshape(-1).view(np.uint8),
+    )
+
+
+def array_to_compressed(
+    array: np.ndarray, *, codec: Literal["jpeg", "png"] = "jpeg", quality: int = 90, order: ColorOrder = "bgr"
+) -> CompressedFields:
+    """Fields of a ``sensor_msgs/CompressedImage`` for an ``H x W x 3`` uint8 color (``order``) or
+    ``H x W`` gray image, as image_transport's ``compressed`` plugin writes them."""
+    if codec not in ("jpeg", "png"):
+        raise ImageEncodeError(f"codec={codec!r} is not supported; use 'jpeg' or 'png'")
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
+        bgr = array if order == "bgr" else array[..., ::-1]
+        source = "bgr8"
+    elif array.ndim == 2 and array.dtype in (np.uint8, np.uint16):
+        bgr = array
+        source = "mono8" if array.dtype == np.uint8 else "mono16"
+    else:
+        raise ImageEncodeError(
+            f"array of shape {array.shape} and dtype {array.dtype} is neither H x W x 3 uint8 nor H x W gray"
+        )
+    if codec == "jpeg" and source == "mono16":
+        raise ImageEncodeError("16-bit gray images cannot be stored as JPEG; use codec='png'")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if codec == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    ok, encoded = cv2.imencode(".jpg" if codec == "jpeg" else ".png", np.ascontiguousarray(bgr), params)
+    if not ok:
+        raise ImageEncodeError(f"OpenCV could not encode a {array.shape} image as {codec}")
+    return CompressedFields(format=f"{source}; {codec} compressed {source}", data=encoded.reshape(-1))

@@ -1,0 +1,266 @@
+"""The frame engine: decoded camera frames in, one result record per camera frame out.
+
+Every front-end runs frames through this one class: the node's worker, ``panoptic-ros bag process``,
+``panoptic-ros infer`` (images, folders, videos, bags; with or without ``--track``) and the demos. Per
+call (:meth:`FrameEngine.process`):
+
+1. one batched pass of the pipeline over all frames (upload once, preprocess, inference, fusion with
+   the segments measured in each camera frame, label maps at each camera's resolution);
+2. per frame, in order: the stream's continuity (:class:`~panoptic_ros.tracking.StreamCheck`, one
+   check: the tracker's own when tracking), tracking (the camera's :class:`~panoptic_ros.tracking.Tracker`),
+   the instance table with every id numbered (:mod:`panoptic_ros.runtime.instances`), 3D positions when
+   depth and camera_info came with the frame, the overlay when asked for, and the label maps on the host.
+
+Parameters arrive validated (:class:`EngineParams`, built by :mod:`panoptic_ros.runtime.config` or a
+command line) and are applied between batches by :meth:`FrameEngine.apply`, without being parsed again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from panoptic_ros.core.labels import LabelSet
+from panoptic_ros.core.overlay import overlay, tracked_display_map
+from panoptic_ros.runtime.instances import instance_table, with_positions
+from panoptic_ros.runtime.pipeline import FrameOutput, PanopticPipeline
+from panoptic_ros.runtime.records import FrameResult, InputFrame
+from panoptic_ros.tracking import StreamCheck, Tracker, TrackerInput, TrackerOutput, TrackerParams
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """How frames are turned into results (all validated).
+
+    Attributes:
+        tracking: track things across frames (instance ids are track ids); off: numbers unique
+            within each frame.
+        tracker: the tracker's thresholds.
+        publish_lost: list lost tracks (``STATE_LOST``, area 0, predicted box) in the instances.
+        min_depth_pixels: segments with fewer valid depth pixels get no 3D position.
+        fusion: the decoder family's threshold record (from :meth:`FrameEngine.fusion_params`); None
+            keeps the thresholds in force.
+    """
+
+    tracking: bool = True
+    tracker: TrackerParams = field(default_factory=TrackerParams)
+    publish_lost: bool = True
+    min_depth_pixels: int = 10
+    fusion: Any = None
+
+
+class _Stream:
+    """One camera's state: its tracker (when tracking) and its continuity check (when not)."""
+
+    __slots__ = ("check", "tracker")
+
+    def __init__(self, tracker: Tracker | None) -> None:
+        self.tracker = tracker
+        self.check = StreamCheck()
+
+
+class FrameEngine:
+    """Runs the pipeline over the frames of several cameras and builds their :class:`FrameResult`.
+
+    Args:
+        pipeline: the loaded model (the engine closes it on :meth:`close`).
+        params: how frames are processed; defaults when None.
+    """
+
+    def __init__(self, pipeline: PanopticPipeline, params: EngineParams | None = None) -> None:
+        self.pipeline = pipeline
+        self.params = EngineParams()
+        self._streams: dict[str, _Stream] = {}
+        self.label_set: LabelSet = pipeline.label_set
+        self._semantic_dtype = np.uint8 if self.label_set.void_semantic <= 255 else np.uint16
+        pipeline.timing = True
+        self.apply(params or EngineParams())
+
+    @classmethod
+    def open(cls, model: str | Path, *, params: EngineParams | None = None, **options: Any) -> FrameEngine:
+        """Load ``model``; ``options`` are :class:`PanopticPipeline`'s (``backend``, ``device``,
+        ``resize``, ``fusion`` overrides of the spec's thresholds, ``backend_options``)."""
+        return cls(PanopticPipeline(model, **options), params)
+
+    # ---- what the front-ends read
+
+    @property
+    def label_divisor(self) -> int:
+        return int(self.pipeline.params.label_divisor)
+
+    @property
+    def spec(self) -> Any:
+        return self.pipeline.spec
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipeline.device
+
+    def describe(self) -> str:
+        """The backend and device, e.g. ``onnxruntime (CPUExecutionProvider)``."""
+        return self.pipeline.backend.describe()
+
+    def score_threshold(self) -> float:
+        """The confidence threshold of the fusion in force (``vision_msgs/LabelInfo.threshold``)."""
+        return self.pipeline.score_threshold()
+
+    def stage_times(self) -> dict[str, float]:
+        """Milliseconds per frame spent in each pipeline stage so far."""
+        return self.pipeline.times.per_frame_ms()
+
+    # ---- parameters
+
+    def fusion_params(self, overrides: Mapping[str, Any] | None = None) -> Any:
+        """The model family's thresholds: its spec's defaults overridden by ``overrides``; other
+        families' keys are ignored.
+
+        Raises:
+            ConfigError: the fusion refuses a value (the message names it).
+        """
+        return self.pipeline.fusion_params(overrides)
+
+    def apply(self, params: EngineParams) -> None:
+        """Use validated ``params`` from the next frame on; trackers keep their tracks."""
+        self.params = params
+        if params.fusion is not None:
+            self.pipeline.params = params.fusion
+        for stream in self._streams.values():
+            if not params.tracking:
+                stream.tracker = None
+            elif stream.tracker is None:
+                stream.tracker = Tracker(params.tracker)
+            else:
+                stream.tracker.params = params.tracker
+
+    def reset(self) -> None:
+        """Forget every camera's tracks and history."""
+        self._streams.clear()
+
+    def warm_up(self, frames: int, *, cameras: int = 1) -> None:
+        """Inferences on blank frames, batched as the cameras will be (a backend may specialize per
+        batch size on its first run), so the first real frames are not the slow ones. Leaves no
+        tracks and no timing behind."""
+        if frames <= 0:
+            return
+        size = self.pipeline.spec.input
+        blank = np.zeros((size.height, size.width, 3), dtype=np.uint8)
+        for _ in range(frames):
+            for batch in sorted({1, min(cameras, size.max_batch)}):
+                self.pipeline([blank] * batch)
+        self.pipeline.times.seconds.clear()
+        self.pipeline.times.frames = 0
+
+    # ---- frames
+
+    def process(self, frames: Sequence[InputFrame]) -> list[FrameResult]:
+        """Process frames (any sizes, any cameras; a camera's frames in stamp order) in one batched
+        inference; one result per frame, in order."""
+        outputs, batch_times = self.infer(frames)
+        return [self.result(frame, out, batch_times) for frame, out in zip(frames, outputs, strict=True)]
+
+    def infer(self, frames: Sequence[InputFrame]) -> tuple[list[FrameOutput], dict[str, float]]:
+        """The batched part of :meth:`process`: the pipeline over all frames, and the seconds each
+        stage took for the batch. (The node calls the two parts apart, to count a failure per frame.)"""
+        if not frames:
+            return [], {}
+        before = dict(self.pipeline.times.seconds)
+        outputs = self.pipeline([f.rgb for f in frames])
+        return outputs, {k: v - before.get(k, 0.0) for k, v in self.pipeline.times.seconds.items()}
+
+    def _stream(self, camera: str) -> _Stream:
+        stream = self._streams.get(camera)
+        if stream is None:
+            tracker = Tracker(self.params.tracker) if self.params.tracking else None
+            stream = self._streams[camera] = _Stream(tracker)
+        return stream
+
+    def result(self, frame: InputFrame, out: FrameOutput, batch_times: dict[str, float]) -> FrameResult:
+        """The per-frame part of :meth:`process`, in the camera's stamp order."""
+        stream = self._stream(frame.camera)
+        start = time.perf_counter()
+        tracked: TrackerOutput | None = None
+        if stream.tracker is not None:
+            tracked = stream.tracker.update(tracker_input(out, frame.stamp_ns))
+            events = tracked.events
+            id_map = tracked.track_map
+        else:
+            events = stream.check.observe(tuple(out.panoptic.shape), frame.stamp_ns)
+            id_map = out.instance
+        tracking_s = time.perf_counter() - start
+
+        start = time.perf_counter()
+        params = self.params
+        table = instance_table(out, tracked, publish_lost=params.publish_lost)
+        if frame.depth is not None and frame.camera_model is not None and table.size:
+            table = with_positions(
+                table,
+                out,
+                id_map,
+                frame.depth,
+                frame.camera_model,
+                label_divisor=self.label_divisor,
+                min_pixels=params.min_depth_pixels,
+            )
+        overlay_bgr = self._overlay(out, tracked) if frame.overlay else None
+        semantic = out.semantic.to(torch.int32).cpu().numpy().astype(self._semantic_dtype)
+        instance_ids = id_map.to(torch.int32).cpu().numpy()
+        outputs_s = time.perf_counter() - start
+        return FrameResult(
+            camera=frame.camera,
+            stamp_ns=frame.stamp_ns,
+            frame_id=frame.frame_id,
+            received_ns=frame.received_ns,
+            semantic=semantic,
+            instance_ids=instance_ids,
+            instances=table,
+            overlay_bgr=overlay_bgr,
+            events=events,
+            times={**batch_times, "tracking": tracking_s, "outputs": outputs_s},
+        )
+
+    def _overlay(self, out: FrameOutput, tracked: TrackerOutput | None) -> np.ndarray:
+        """The BGR overlay: things shaded by track id when tracking (a track keeps its shade)."""
+        divisor = self.label_divisor
+        shown = (
+            tracked_display_map(out.panoptic, out.instance, tracked.track_map, divisor)
+            if tracked is not None
+            else out.panoptic
+        )
+        picture = overlay(out.image, shown, self.label_set, label_divisor=divisor)
+        return np.ascontiguousarray(picture.cpu().numpy()[..., ::-1])
+
+    # ---- life cycle
+
+    def close(self) -> None:
+        self._streams.clear()
+        self.pipeline.close()
+
+    def __enter__(self) -> FrameEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def tracker_input(out: FrameOutput, stamp_ns: int) -> TrackerInput:
+    """The things of a pipeline frame as the tracker takes them: the instance map (thing ``k + 1`` on
+    segment row ``k``) and the thing rows of the segment table that show in the frame."""
+    seg = out.segments
+    things = seg.is_thing & (seg.areas > 0)
+    rows = torch.nonzero(things).squeeze(1)
+    return TrackerInput(
+        instance_map=out.instance,
+        ids=rows + 1,
+        category_ids=seg.category_ids[rows],
+        scores=seg.scores[rows],
+        bboxes=seg.bboxes[rows],
+        centroids=seg.centroids[rows],
+        stamp_ns=int(stamp_ns),
+        image=out.image,
+    )

@@ -1,0 +1,145 @@
+"""The instance table of a frame: one row per published segment, ids numbered in one place.
+
+Things come first: with tracking, the tracker's tracks (and its lost tracks when asked for) with their
+track ids; without, the frame's thing segments numbered ``1..T`` as in the pipeline's instance map.
+Stuff follows, one row per category present, with ids above every thing id of the frame, so ids are
+unique within a message and equal the pixel values of ``instance_ids`` for things. Segments that no
+camera pixel shows (area 0) are left out. Boxes are clipped to the image once, here. 3D positions
+come from an aligned depth image (:func:`~panoptic_ros.core.geometry.segment_positions`).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from panoptic_ros.core.geometry import CameraModel, segment_positions
+from panoptic_ros.runtime.pipeline import FrameOutput, SegmentTable
+from panoptic_ros.runtime.records import InstanceTable, clip_boxes
+from panoptic_ros.tracking import TrackerOutput, TrackState, TrackTable
+
+#: Label of void pixels in the label map used for depth lookups (never a segment's label).
+_NO_SEGMENT = -(1 << 40)
+
+
+class HostSegments:
+    """A :class:`SegmentTable` on the host, moved in one transfer, without empty segments."""
+
+    def __init__(self, table: SegmentTable) -> None:
+        columns = torch.cat(
+            [
+                table.ids[:, None].double(),
+                table.category_ids[:, None].double(),
+                table.is_thing[:, None].double(),
+                table.areas[:, None].double(),
+                table.bboxes.double(),
+                table.centroids.double(),
+                table.scores[:, None].double(),
+            ],
+            dim=1,
+        ).cpu().numpy()  # fmt: skip
+        self.row = np.arange(columns.shape[0])  # row in the table: thing number - 1
+        keep = columns[:, 3] > 0
+        columns, self.row = columns[keep], self.row[keep]
+        self.category_ids = columns[:, 1].astype(np.int64)
+        self.is_thing = columns[:, 2] > 0
+        self.areas = columns[:, 3].astype(np.int64)
+        self.bboxes = columns[:, 4:8].astype(np.int64)
+        self.centroids = columns[:, 8:10].astype(np.float32)
+        self.scores = columns[:, 10].astype(np.float32)
+
+    def rows(self, select: np.ndarray, ids: np.ndarray) -> InstanceTable:
+        """Rows ``select`` (bool) as confirmed, age-1 instances with the given ``ids``."""
+        n = int(select.sum())
+        return InstanceTable(
+            ids=ids.astype(np.uint32),
+            category_ids=self.category_ids[select],
+            is_thing=self.is_thing[select],
+            scores=self.scores[select],
+            states=np.full(n, TrackState.CONFIRMED, dtype=np.uint8),
+            areas=self.areas[select],
+            bboxes=self.bboxes[select],
+            centroids=self.centroids[select],
+            velocities=np.zeros((n, 2), dtype=np.float32),
+            ages=np.ones(n, dtype=np.int64),
+            positions=np.zeros((n, 3), dtype=np.float32),
+            position_valid=np.zeros(n, dtype=bool),
+        )
+
+
+def track_rows(tracks: TrackTable) -> InstanceTable:
+    """The rows of tracker tracks (things, with their track ids, states, velocities and ages)."""
+    n = len(tracks)
+    return InstanceTable(
+        ids=tracks.track_ids.astype(np.uint32),
+        category_ids=tracks.category_ids.astype(np.int64),
+        is_thing=np.ones(n, dtype=bool),
+        scores=tracks.scores.astype(np.float32),
+        states=tracks.states.astype(np.uint8),
+        areas=tracks.areas.astype(np.int64),
+        bboxes=np.rint(tracks.bboxes).astype(np.int64),
+        centroids=tracks.centroids.astype(np.float32),
+        velocities=tracks.velocities.astype(np.float32),
+        ages=tracks.ages.astype(np.int64),
+        positions=np.zeros((n, 3), dtype=np.float32),
+        position_valid=np.zeros(n, dtype=bool),
+    )
+
+
+def instance_table(out: FrameOutput, tracked: TrackerOutput | None, *, publish_lost: bool) -> InstanceTable:
+    """The frame's rows (see the module docstring), boxes clipped to the image."""
+    segments = HostSegments(out.segments)
+    if tracked is not None:
+        parts = [track_rows(tracked.tracks)]
+        if publish_lost and len(tracked.lost):
+            parts.append(track_rows(tracked.lost))
+        things = InstanceTable.concatenate(parts)
+    else:
+        things = segments.rows(segments.is_thing, segments.row[segments.is_thing] + 1)
+    stuff_rows = ~segments.is_thing
+    first_stuff = int(things.ids.max()) + 1 if things.size else 1
+    stuff = segments.rows(stuff_rows, np.arange(first_stuff, first_stuff + int(stuff_rows.sum())))
+    table = InstanceTable.concatenate([things, stuff])
+    height, width = out.panoptic.shape
+    return table._replace(bboxes=clip_boxes(table.bboxes, width, height))
+
+
+def with_positions(
+    table: InstanceTable,
+    out: FrameOutput,
+    id_map: torch.Tensor,
+    depth: np.ndarray,
+    camera: CameraModel,
+    *,
+    label_divisor: int,
+    min_pixels: int,
+) -> InstanceTable:
+    """``table`` with the 3D position of every row that shows in the frame: the median valid depth in
+    its pixels (``id_map`` for things, the category for stuff), back-projected through its centroid."""
+    device = id_map.device
+    h, w = id_map.shape
+    if depth.shape != (h, w):
+        depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
+    category = torch.div(out.panoptic.clamp(min=0), label_divisor, rounding_mode="floor")
+    stuff = (out.panoptic >= 0) & (out.instance == 0)
+    labels = torch.where(
+        id_map > 0,
+        id_map.long(),
+        torch.where(stuff, -1 - category, torch.full_like(category, _NO_SEGMENT)),
+    )
+    keys = np.where(table.is_thing, table.ids.astype(np.int64), -1 - table.category_ids.astype(np.int64))
+    present = table.areas > 0
+    positions, valid = segment_positions(
+        labels,
+        torch.from_numpy(keys[present]).to(device),
+        torch.from_numpy(table.centroids[present]).to(device),
+        torch.from_numpy(depth).to(device),
+        camera.scaled(w, h),
+        min_pixels=min_pixels,
+    )
+    all_positions = np.zeros((table.size, 3), dtype=np.float32)
+    all_valid = np.zeros(table.size, dtype=bool)
+    all_positions[present] = positions.cpu().numpy()
+    all_valid[present] = valid.cpu().numpy()
+    return table._replace(positions=all_positions, position_valid=all_valid)

@@ -1,0 +1,320 @@
+"""The per-frame pipeline: frames in, panoptic maps and segment tables out, all on the device.
+
+``frames -> preprocess (device) -> backend.infer -> fusion (device) -> category ids -> source size``.
+Each frame is uploaded once; the uploaded image stays on the device with the result (for tracking
+appearance and the overlay). Fusion measures the segments directly in the camera frame
+(:mod:`panoptic_ros.core.segments`), so nothing is measured again after restoring the frame size.
+Callers download only what they publish or write. Each stage is timed (:class:`StageTimes`),
+synchronizing the device only when timing is asked for.
+
+The fusion is the spec's decoder family's strategy (:mod:`panoptic_ros.fusion.families`). A model
+whose spec names ``companions`` runs them on the same frames and hands their outputs to the fusion
+under their roles, brought into the main model's input frame.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from panoptic_ros.backends.base import Backend
+from panoptic_ros.backends.registry import create_backend, model_spec
+from panoptic_ros.core.labels import LabelSet
+from panoptic_ros.core.preprocess import Preprocessor, ResizeMode, Transform, pixel_frame
+from panoptic_ros.errors import ConfigError
+from panoptic_ros.fusion.families import FamilyFusion, FusedFrame, family_fusion
+from panoptic_ros.models.spec import ModelSpec
+
+
+class SegmentTable(NamedTuple):
+    """One row per segment of a frame (all on the device), measured in the camera frame.
+
+    ``ids`` [S] int64 panoptic id (``category_id * label_divisor + n``; ``n = 0`` for stuff),
+    ``category_ids`` [S], ``is_thing`` [S] bool, ``areas`` [S] (0 for a segment that no camera pixel
+    shows, possible when the camera image is smaller than the model input), ``bboxes`` [S, 4] (x, y,
+    width, height), ``centroids`` [S, 2] (x, y), ``scores`` [S] float32. Things first, as fused.
+    """
+
+    ids: torch.Tensor
+    category_ids: torch.Tensor
+    is_thing: torch.Tensor
+    areas: torch.Tensor
+    bboxes: torch.Tensor
+    centroids: torch.Tensor
+    scores: torch.Tensor
+
+
+class FrameOutput(NamedTuple):
+    """A frame's panoptic result at the source frame's resolution, on the device.
+
+    ``panoptic`` [H, W] int64 ``category_id * label_divisor + n`` (-1 void); ``semantic`` [H, W]
+    int64 category id of each pixel's segment (the label set's void value where void);
+    ``instance`` [H, W] int32 ``k + 1`` on the thing of segment row ``k`` (things come first: numbers
+    unique within the frame), 0 for stuff and void; ``segments`` its table;
+    ``image`` [H, W, 3] uint8 the frame as uploaded (channel order as given to the pipeline).
+    """
+
+    panoptic: torch.Tensor
+    semantic: torch.Tensor
+    instance: torch.Tensor
+    segments: SegmentTable
+    transform: Transform
+    image: torch.Tensor
+
+
+@dataclass
+class StageTimes:
+    """Accumulated wall time per stage (seconds) and the number of frames."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    frames: int = 0
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def per_frame_ms(self) -> dict[str, float]:
+        return {k: 1000 * v / max(self.frames, 1) for k, v in self.seconds.items()}
+
+
+@dataclass
+class _Companion:
+    """A second network on the same frames: its backend, preprocessing and the roles it provides."""
+
+    spec: ModelSpec
+    backend: Backend
+    preprocess: Preprocessor
+    roles: dict[str, str]  # role -> its output name
+
+
+def reframe(
+    tensor: torch.Tensor,
+    source: Transform,
+    source_size: tuple[int, int],
+    target: Transform,
+    target_size: tuple[int, int],
+) -> torch.Tensor:
+    """Bring a frame's output (``[C, h, w]`` float or ``[h, w]`` integer), computed on an input of
+    ``source_size`` where the frame sat at ``source``, into the frame of an input of ``target_size``
+    where it sits at ``target``, at that input's resolution (bilinear for floats, nearest for
+    integers; outside the frame: zeros).
+    """
+    integer = not tensor.is_floating_point()
+    image = tensor.float()[None] if tensor.dim() == 3 else tensor.float()[None, None]
+    scale_y = image.shape[-2] / source_size[0]
+    scale_x = image.shape[-1] / source_size[1]
+    top, left = round(source.top * scale_y), round(source.left * scale_x)
+    height = max(round(source.height * scale_y), 1)
+    width = max(round(source.width * scale_x), 1)
+    content = image[..., top : top + height, left : left + width]
+    mode = "nearest" if integer else "bilinear"
+    extra = {} if integer else {"align_corners": False}
+    content = F.interpolate(content, size=(target.height, target.width), mode=mode, **extra)
+    out = content.new_zeros((*content.shape[:-2], *target_size))
+    out[..., target.top : target.top + target.height, target.left : target.left + target.width] = content
+    out = out[0] if tensor.dim() == 3 else out[0, 0]
+    return out.to(tensor.dtype) if integer else out
+
+
+class PanopticPipeline:
+    """Loads a model (spec + backend) and turns batches of frames into :class:`FrameOutput`.
+
+    Args:
+        model: an ONNX model with a spec (or a sidecar).
+        backend: ``auto``, ``onnxruntime``, ``torch`` (``tensorrt`` where installed).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+        resize: how frames are fitted to the model input (``resize`` stretches, ``letterbox`` pads).
+        fusion: overrides of the spec's fusion thresholds.
+        timing: synchronize and time each stage (see :attr:`times`).
+        backend_options: keyword options of the backend (see ``create_backend``).
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        backend: str = "auto",
+        device: str = "auto",
+        resize: ResizeMode = "resize",
+        fusion: Mapping[str, Any] | None = None,
+        timing: bool = False,
+        backend_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.model_path = Path(model)
+        self.spec: ModelSpec = model_spec(self.model_path)
+        self.family: type[FamilyFusion] = family_fusion(self.spec.family, self.model_path.name)
+        self.params = self.family.params(self.spec.fusion, fusion)
+        self.backend = create_backend(
+            backend, self.model_path, device=device, spec=self.spec, options=backend_options
+        )
+        self.device = self.backend.device
+        self.model_size = (self.spec.input.height, self.spec.input.width)
+        self.label_set: LabelSet = self.spec.label_set
+        self.fusion: FamilyFusion = self.family(self.label_set, self.model_size)
+        self.preprocess = Preprocessor(self.spec.input, self.device, mode=resize)
+        self._companions: list[_Companion] = []
+        try:
+            for role, relative in self.spec.companions.items():
+                self._companions.append(
+                    self._companion(role, relative, backend=backend, resize=resize, options=backend_options)
+                )
+            roles = [*self.spec.outputs, *(r for c in self._companions for r in c.roles)]
+            self.family.check_roles(roles, self.model_path.name)
+        except BaseException:
+            self.close()
+            raise
+        self._class_to_id = torch.as_tensor(self.label_set.class_to_id, device=self.device)
+        self._void_semantic = self.label_set.void_semantic
+        self.timing = timing
+        self.times = StageTimes()
+
+    def fusion_params(self, overrides: Mapping[str, Any] | None = None) -> Any:
+        """The family's validated thresholds: the spec's defaults overridden by ``overrides`` (see
+        :meth:`FamilyFusion.params`). Raises :class:`ConfigError` naming a refused value."""
+        return self.family.params(self.spec.fusion, overrides)
+
+    def score_threshold(self) -> float:
+        """The confidence threshold in force (``vision_msgs/LabelInfo.threshold``)."""
+        return self.family.score_threshold(self.params)
+
+    def _companion(
+        self, role: str, relative: str, *, backend: str, resize: ResizeMode, options: Mapping[str, Any] | None
+    ) -> _Companion:
+        path = self.model_path.parent / relative
+        spec = model_spec(path)
+        if role not in spec.outputs:
+            raise ConfigError(
+                f"{self.model_path.name}: companion {relative} for role {role!r} has no output for that role "
+                f"in its spec (it maps {sorted(spec.outputs)})"
+            )
+        companion_backend = create_backend(backend, path, device=str(self.device), spec=spec, options=options)
+        return _Companion(
+            spec=spec,
+            backend=companion_backend,
+            preprocess=Preprocessor(spec.input, self.device, mode=resize),
+            roles={role: spec.outputs[role]},
+        )
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        if not self.timing:
+            yield
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.times.add(name, time.perf_counter() - start)
+
+    def __call__(
+        self, frames: Sequence[np.ndarray], *, order: Literal["rgb", "bgr"] = "rgb"
+    ) -> list[FrameOutput]:
+        """Process frames (``H x W x 3`` uint8 in ``order``, any sizes) as one batch."""
+        outputs: list[FrameOutput] = []
+        max_batch = self.spec.input.max_batch
+        for start in range(0, len(frames), max_batch):
+            outputs.extend(self._batch(frames[start : start + max_batch], order))
+        return outputs
+
+    def _batch(self, frames: Sequence[np.ndarray], order: Literal["rgb", "bgr"]) -> list[FrameOutput]:
+        with self._stage("preprocess"):
+            images = [self.preprocess.upload(frame) for frame in frames]  # the one upload per frame
+            batch, transforms = self.preprocess.batch(images, order=order)
+        with self._stage("inference"):
+            out = self.backend.infer({self.spec.input.name: batch})
+            roles = {role: out[name] for role, name in self.spec.outputs.items()}
+            for companion in self._companions:
+                roles.update(self._run_companion(companion, images, order, transforms))
+        results = []
+        for i, (image, transform) in enumerate(zip(images, transforms, strict=True)):
+            frame = pixel_frame(transform, self.model_size, self.device)
+            with self._stage("fusion"):
+                fused = self.fusion.fuse(roles, i, self.params, frame)
+            with self._stage("postprocess"):
+                results.append(self._to_categories(fused, transform, frame.resample, image))
+        self.times.frames += len(frames)
+        return results
+
+    def _run_companion(
+        self,
+        companion: _Companion,
+        images: Sequence[torch.Tensor],
+        order: Literal["rgb", "bgr"],
+        transforms: Sequence[Transform],
+    ) -> dict[str, torch.Tensor]:
+        """The companion's role outputs for the batch, in the main model's input frame."""
+        batch, own = companion.preprocess.batch(images, order=order)
+        out = companion.backend.infer({companion.spec.input.name: batch})
+        source_size = (companion.spec.input.height, companion.spec.input.width)
+        target_size = (self.spec.input.height, self.spec.input.width)
+        result = {}
+        for role, name in companion.roles.items():
+            tensor = out[name]
+            if own == list(transforms) and source_size == target_size:
+                result[role] = tensor
+                continue
+            result[role] = torch.stack(
+                [
+                    reframe(tensor[i], own[i], source_size, transforms[i], target_size)
+                    for i in range(len(images))
+                ]
+            )
+        return result
+
+    def _to_categories(
+        self,
+        fused: FusedFrame,
+        transform: Transform,
+        resample: Any,
+        image: torch.Tensor,
+    ) -> FrameOutput:
+        """Class indices -> category ids (at the model's resolution), then the maps resampled into the
+        camera frame; the segment table takes fusion's rows and camera-frame geometry as they are."""
+        div = self.params.label_divisor
+        void = fused.panoptic < 0
+        number = fused.panoptic.clamp(min=0) % div
+        classes = torch.div(fused.panoptic.clamp(min=0), div, rounding_mode="floor")
+        category = self._class_to_id[classes]
+        panoptic = resample(torch.where(void, -1, category * div + number))
+        semantic = resample(torch.where(void, self._void_semantic, category))
+        instance = resample(fused.instance)
+        seg = fused.segments
+        seg_categories = self._class_to_id[seg.classes]
+        table = SegmentTable(
+            ids=seg_categories * div + seg.ids % div,
+            category_ids=seg_categories,
+            is_thing=seg.is_thing,
+            areas=seg.areas,
+            bboxes=seg.bboxes,
+            centroids=seg.centroids.float(),
+            scores=seg.scores.float(),
+        )
+        return FrameOutput(
+            panoptic=panoptic,
+            semantic=semantic,
+            instance=instance,
+            segments=table,
+            transform=transform,
+            image=image,
+        )
+
+    def close(self) -> None:
+        for companion in getattr(self, "_companions", []):
+            companion.backend.close()
+        if hasattr(self, "backend"):
+            self.backend.close()
+
+    def __enter__(self) -> PanopticPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

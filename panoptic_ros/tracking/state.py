@@ -1,0 +1,83 @@
+"""The tracker's host-side state: the live tracks and a frame's instances as parallel numpy arrays.
+
+This module owns the two records :class:`~panoptic_ros.tracking.tracker.Tracker` works on between
+its device work and its assignment: :class:`Tracks` (one row per live track: id, category, life-cycle
+state, counters, motion state, mean color) and :class:`Instances` (one row per instance of the current
+frame, copied to the host once), plus :func:`lookup`, which finds ids of one array in another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from panoptic_ros.tracking.association import xywh_to_xyxy
+from panoptic_ros.tracking.records import TrackerInput
+
+
+@dataclass
+class Tracks:
+    """The live tracks as parallel host arrays (one row per track)."""
+
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    categories: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    states: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    ages: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    hits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    misses: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    stamps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # of the last match
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # motion state, full extent
+    observed_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    reference_areas: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    velocities: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    has_velocity: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), bool))
+    colors: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # mean RGB, when has_color
+    has_color: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def select(self, rows: np.ndarray) -> Tracks:
+        return Tracks(**{name: value[rows] for name, value in vars(self).items()})
+
+    def extend(self, other: Tracks) -> Tracks:
+        return Tracks(
+            **{name: np.concatenate([value, getattr(other, name)]) for name, value in vars(self).items()}
+        )
+
+
+class Instances:
+    """A frame's instances on the host (T rows), in input order."""
+
+    def __init__(self, inp: TrackerInput) -> None:
+        count = int(inp.ids.shape[0])
+        table = torch.cat(
+            [
+                inp.ids.reshape(-1, 1).double(),
+                inp.category_ids.reshape(-1, 1).double(),
+                inp.scores.reshape(-1, 1).double(),
+                inp.bboxes.reshape(-1, 4).double(),
+                inp.centroids.reshape(-1, 2).double(),
+            ],
+            dim=1,
+        ).cpu().numpy() if count else np.zeros((0, 9))  # fmt: skip
+        self.count = count
+        self.ids = table[:, 0].astype(np.int64)
+        self.categories = table[:, 1].astype(np.int64)
+        self.scores = table[:, 2]
+        self.boxes = xywh_to_xyxy(table[:, 3:7])
+        self.centroids = table[:, 7:9]
+
+
+def lookup(values: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``values``, its position in ``keys`` (unique, any order) and whether it is there."""
+    if keys.size == 0:
+        return np.zeros(values.shape, np.int64), np.zeros(values.shape, bool)
+    order = np.argsort(keys, kind="stable")
+    pos = np.minimum(np.searchsorted(keys[order], values), keys.size - 1)
+    found = keys[order][pos] == values
+    return order[pos], found

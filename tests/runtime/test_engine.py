@@ -1,0 +1,176 @@
+"""The frame engine with the shipped model: batched cameras, per-camera tracking, stream events
+(detected once, with tracking on or off), instance tables consistent with the label maps, ids unique
+within a frame, 3D positions from depth, boxes clipped, validated parameters applied as they are."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from panoptic_ros.core.geometry import CameraModel, segment_positions
+from panoptic_ros.data.synthetic import generate
+from panoptic_ros.errors import ConfigError
+from panoptic_ros.runtime import EngineParams, FrameEngine, InputFrame
+from panoptic_ros.runtime.engine import tracker_input
+from panoptic_ros.runtime.pipeline import PanopticPipeline
+from panoptic_ros.runtime.records import clip_boxes
+from panoptic_ros.tracking import TrackerParams, TrackState
+from tests.conftest import REPO
+
+PERIOD = 100_000_000
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> PanopticPipeline:
+    return PanopticPipeline(REPO / "engines" / "panoptic_synthetic.onnx", backend="onnxruntime", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def sequence() -> list:
+    return list(generate(1, seed=21, sequence_length=6))
+
+
+def test_two_cameras_one_batch_separate_tracks(pipeline: PanopticPipeline, sequence: list) -> None:
+    engine = FrameEngine(pipeline, EngineParams(tracker=TrackerParams(min_hits=1)))
+    for k, sample in enumerate(sequence):
+        a, b = engine.process(
+            [
+                InputFrame("a", sample.image, k * PERIOD),
+                InputFrame("b", sample.image[:, ::-1].copy(), k * PERIOD),
+            ]
+        )
+        for result in (a, b):
+            assert result.semantic.dtype == np.uint8 and result.semantic.shape == sample.image.shape[:2]
+            ids = result.instance_ids
+            table = result.instances
+            present = table.is_thing & (table.areas > 0)
+            values, counts = np.unique(ids[ids > 0], return_counts=True)
+            assert sorted(values.tolist()) == sorted(table.ids[present].tolist())
+            area = dict(zip(table.ids[present].tolist(), table.areas[present].tolist(), strict=True))
+            assert all(area[v] == c for v, c in zip(values.tolist(), counts.tolist(), strict=True))
+            assert len(set(table.ids.tolist())) == table.size  # stuff ids never collide with track ids
+        # the mirrored camera sees the same objects: same number of thing tracks, independent ids
+        assert (
+            abs(
+                int((a.instances.is_thing & (a.instances.areas > 0)).sum())
+                - int((b.instances.is_thing & (b.instances.areas > 0)).sum())
+            )
+            <= 2
+        )
+    assert a.instances.ages.max() == len(sequence)  # tracks lived through the sequence
+
+
+def test_resolution_change_and_time_jump_are_reported(pipeline: PanopticPipeline, sequence: list) -> None:
+    engine = FrameEngine(pipeline)
+    image = sequence[0].image
+    (first,) = engine.process([InputFrame("a", image, 10 * PERIOD)])
+    assert first.events == ()
+    (small,) = engine.process([InputFrame("a", image[::2, ::2].copy(), 11 * PERIOD)])
+    assert small.events == ("resolution_change",) and small.semantic.shape == (96, 192)
+    (back,) = engine.process([InputFrame("a", image[::2, ::2].copy(), 3 * PERIOD)])
+    assert back.events == ("time_jump_back",)
+
+
+def test_tracking_off_gives_numbers_unique_within_the_frame(
+    pipeline: PanopticPipeline, sequence: list
+) -> None:
+    engine = FrameEngine(pipeline, EngineParams(tracking=False))
+    (result,) = engine.process([InputFrame("a", sequence[0].image, 0)])
+    table = result.instances
+    things = table.is_thing
+    assert things.any() and (table.ages[things] == 1).all()
+    assert len(set(table.ids.tolist())) == table.size  # unique across categories and with stuff
+    assert len(set(table.category_ids[things].tolist())) > 1, "the test frame needs things of two classes"
+    values, counts = np.unique(result.instance_ids[result.instance_ids > 0], return_counts=True)
+    assert values.tolist() == sorted(table.ids[things].tolist())
+    assert counts.tolist() == [int(table.areas[table.ids == v][0]) for v in values.tolist()]
+    # stream events are detected without a tracker too
+    (later,) = engine.process([InputFrame("a", sequence[0].image[::2, ::2].copy(), -1)])
+    assert later.events == ("resolution_change", "time_jump_back")
+
+
+def test_tracker_input_takes_the_thing_rows_that_show(pipeline: PanopticPipeline, sequence: list) -> None:
+    (out,) = pipeline([sequence[0].image])
+    inp = tracker_input(out, 5)
+    seg = out.segments
+    things = (seg.is_thing & (seg.areas > 0)).nonzero().squeeze(1)
+    assert inp.ids.tolist() == (things + 1).tolist()
+    assert inp.image is out.image and inp.stamp_ns == 5
+    for k, value in enumerate(inp.ids.tolist()):
+        mask = out.instance == value
+        assert int(mask.sum()) == int(seg.areas[value - 1])
+        assert inp.category_ids[k] == seg.category_ids[value - 1]
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        assert inp.bboxes[k].tolist() == [
+            xs.min(),
+            ys.min(),
+            xs.max() - xs.min() + 1,
+            ys.max() - ys.min() + 1,
+        ]
+
+
+def test_tentative_tracks_are_left_out_by_the_tracker_alone(
+    pipeline: PanopticPipeline, sequence: list
+) -> None:
+    hidden = FrameEngine(pipeline, EngineParams(tracker=TrackerParams(min_hits=3, publish_tentative=False)))
+    shown = FrameEngine(pipeline, EngineParams(tracker=TrackerParams(min_hits=3, publish_tentative=True)))
+    (a,) = hidden.process([InputFrame("a", sequence[0].image, 0)])
+    (b,) = shown.process([InputFrame("a", sequence[0].image, 0)])
+    assert not a.instances.is_thing.any() and not (a.instance_ids > 0).any()
+    assert (b.instances.states[b.instances.is_thing] == TrackState.TENTATIVE).all() and (
+        b.instance_ids > 0
+    ).any()
+
+
+def test_apply_takes_validated_fusion_thresholds(pipeline: PanopticPipeline, sequence: list) -> None:
+    engine = FrameEngine(pipeline)
+    default = engine.fusion_params()
+    with pytest.raises(ConfigError, match="nms_kernel"):
+        engine.fusion_params({"nms_kernel": 4})
+    strict = engine.fusion_params(
+        {"center_threshold": 9.0, "mask_threshold": 0.1}
+    )  # other family's key ignored
+    assert strict.center_threshold == 9.0 and engine.score_threshold() == default.center_threshold
+    engine.apply(EngineParams(fusion=strict))
+    assert engine.score_threshold() == 9.0
+    (result,) = engine.process([InputFrame("a", sequence[0].image, 0)])
+    assert not result.instances.is_thing.any()  # no center passes
+    engine.apply(EngineParams(fusion=default))
+
+
+def test_depth_gives_positions_and_overlay_is_bgr(pipeline: PanopticPipeline, sequence: list) -> None:
+    engine = FrameEngine(pipeline)
+    image = sequence[0].image
+    h, w = image.shape[:2]
+    depth = np.full((h // 2, w // 2), 12.0, dtype=np.float32)  # another size: resized to the labels
+    camera = CameraModel.from_k([100.0, 0, w / 2, 0, 100.0, h / 2, 0, 0, 1], w, h)
+    (result,) = engine.process([InputFrame("a", image, 0, depth=depth, camera_model=camera, overlay=True)])
+    valid = result.instances.position_valid
+    assert valid.any()
+    assert np.allclose(result.instances.positions[valid, 2], 12.0)
+    k = int(np.flatnonzero(valid)[0])
+    cx = result.instances.centroids[k, 0]
+    assert result.instances.positions[k, 0] == pytest.approx((cx - w / 2) * 12.0 / 100.0, rel=1e-4)
+    assert result.overlay_bgr is not None and result.overlay_bgr.shape == (h, w, 3)
+
+
+def test_segment_positions_use_the_median_and_skip_invalid_depth() -> None:
+    labels = torch.tensor([[1, 1, 1, 2], [1, 1, 2, 2], [3, 3, 3, 3]])
+    depth = torch.tensor(
+        [[1.0, 2.0, 100.0, float("nan")], [3.0, 4.0, 5.0, 7.0], [float("nan")] * 4], dtype=torch.float32
+    )
+    camera = CameraModel(fx=2.0, fy=2.0, cx=0.0, cy=0.0, width=4, height=3)
+    ids = torch.tensor([3, 1, 2])
+    centroids = torch.tensor([[1.5, 2.0], [1.0, 0.5], [2.5, 1.0]])
+    positions, valid = segment_positions(labels, ids, centroids, depth, camera, min_pixels=2)
+    assert valid.tolist() == [False, True, True]  # segment 3 has no valid depth
+    assert positions[1, 2].item() == 3.0  # median of 1, 2, 3, 4, 100 (robust to the outlier)
+    assert positions[2, 2].item() == 5.0  # lower median of 5, 7
+    assert positions[1, 0].item() == pytest.approx(1.0 * 3.0 / 2.0)
+    assert positions[0].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_clip_boxes() -> None:
+    boxes = clip_boxes(np.array([[-4, 10, 8, 6], [2, 3, 4, 5], [20, 1, 5, 5]]), 16, 12)
+    assert boxes.tolist() == [[0, 10, 4, 2], [2, 3, 4, 5], [16, 1, 0, 5]]
