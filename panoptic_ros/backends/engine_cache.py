@@ -35,6 +35,7 @@ from panoptic_ros.backends.engine_key import (
     EngineRecord,
     sha256_file,
 )
+from panoptic_ros.core.params import json_object
 from panoptic_ros.models.spec import ModelSpec
 
 Action = Literal["use", "build", "rebuild", "error"]
@@ -138,12 +139,7 @@ def read_sidecar(engine_path: Path) -> EngineRecord:
         raise EngineCacheError(f"engine {Path(engine_path).name} has no sidecar {path.name}") from err
     except (OSError, UnicodeDecodeError) as err:
         raise EngineCacheError(f"cannot read the engine sidecar {path}: {err}") from err
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise EngineCacheError(f"engine sidecar {path} is not valid JSON: {err}") from err
-    if not isinstance(data, Mapping):
-        raise EngineCacheError(f"engine sidecar {path} must hold a JSON object")
+    data = json_object(text, f"engine sidecar {path}", EngineCacheError)
     return EngineRecord.from_dict(data, source=str(path))
 
 

@@ -3,6 +3,7 @@ one message per kind of refusal, naming the field."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import fields
@@ -59,3 +60,15 @@ def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     """Raise :class:`ConfigError` unless ``value`` is one of ``allowed``."""
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} must be one of {', '.join(allowed)}")
+
+
+def json_object(text: str, what: str, error: type[Exception] = ConfigError) -> Mapping[str, Any]:
+    """``text`` parsed as a JSON object, or ``error`` saying that ``what`` is not valid JSON or not
+    an object."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise error(f"{what} is not valid JSON: {err}") from err
+    if not isinstance(data, Mapping):
+        raise error(f"{what} must hold a JSON object, got {type(data).__name__}")
+    return data

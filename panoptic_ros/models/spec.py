@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from panoptic_ros.core.labels import LabelSet
+from panoptic_ros.core.params import json_object
 from panoptic_ros.errors import PanopticRosError
 from panoptic_ros.fusion.families import FAMILIES
 
@@ -142,13 +143,7 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "<spec>") -> ModelSpec:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ModelSpecError(f"{source}: the model spec is not valid JSON: {err}") from err
-        if not isinstance(data, Mapping):
-            raise ModelSpecError(f"{source}: the model spec must be a JSON object")
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(json_object(text, f"{source}: the model spec", ModelSpecError), source=source)
 
 
 def sidecar_path(model: Path) -> Path:

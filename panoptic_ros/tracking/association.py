@@ -40,16 +40,17 @@ def index_map(instance_map: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
         (values not in ``ids``).
     """
     device = instance_map.device
-    values = instance_map.long()
+    values = instance_map  # int32 or int64 both index the lookup table: no conversion pass
     if ids.size == 0:
-        return torch.zeros_like(values)
+        return torch.zeros(values.shape, dtype=torch.int64, device=device)
     top = int(ids.max())
-    if top < _MAX_LUT:
+    if top < _MAX_LUT and top <= torch.iinfo(values.dtype).max:
         lut = torch.zeros(top + 1, dtype=torch.int64)
         lut[torch.from_numpy(ids.astype(np.int64))] = torch.arange(1, ids.size + 1)
         lut = lut.to(device, non_blocking=True)
         inside = (values >= 0) & (values <= top)
         return torch.where(inside, lut[values.clamp(0, top)], 0)
+    values = values.long()
     order = np.argsort(ids, kind="stable")
     sorted_ids = torch.as_tensor(ids[order], device=device)
     rank = torch.as_tensor(order + 1, device=device)

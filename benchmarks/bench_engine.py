@@ -1,0 +1,71 @@
+"""The frame engine per frame, stage by stage, against the network's own time in the same run.
+
+``python -m benchmarks.run engine`` (``-- --device cpu|cuda|all``, ``--frames N``): the shipped model
+on ONNX Runtime (CPU) or PyTorch (CUDA), one camera, a synthetic sequence resized to 640x480 and
+1920x1080, overlay requested, tracking on. Each stage's median over the frames is printed as a ratio
+to the median inference time of the same run ("x net"); on a GPU also in milliseconds. "after the
+network" is everything the engine does after inference: fusion (with segment geometry in the camera
+frame), the label maps at camera size, tracking, the instance table, the overlay, the host copies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import cv2
+import numpy as np
+import torch
+
+from benchmarks.common import benchmark_devices, device_name
+from panoptic_ros.data.synthetic import generate
+from panoptic_ros.resources import default_model
+from panoptic_ros.runtime import FrameEngine, InputFrame
+
+SIZES = {"640x480": (480, 640), "1920x1080": (1080, 1920)}
+AFTER_NETWORK = ("fusion", "postprocess", "tracking", "outputs")
+
+
+def run(device: torch.device, frames: int) -> None:
+    backend = "onnxruntime" if device.type == "cpu" else "torch"
+    engine = FrameEngine.open(default_model(), backend=backend, device=str(device))
+    gpu = device.type == "cuda"
+    header = "| frame | " + " | ".join(["preprocess", "network", *AFTER_NETWORK, "after the network"]) + " |"
+    print(f"{device_name(device)}, backend {engine.describe()}\n")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for name, size in SIZES.items():
+        seq = [
+            np.ascontiguousarray(cv2.resize(s.image, size[::-1]))
+            for s in generate(1, seed=5, sequence_length=min(frames, 40))
+        ]
+        engine.reset()
+        stages: dict[str, list[float]] = {}
+        for k in range(frames + 5):
+            (result,) = engine.process([InputFrame("cam", seq[k % len(seq)], k * 10**8, overlay=True)])
+            if k >= 5:  # warm-up frames left out
+                for stage, seconds in result.times.items():
+                    stages.setdefault(stage, []).append(seconds * 1e3)
+                stages.setdefault("after", []).append(sum(result.times[s] for s in AFTER_NETWORK) * 1e3)
+        med = {stage: statistics.median(values) for stage, values in stages.items()}
+        net = med["inference"]
+        cells = [_cell(med, "preprocess", net, gpu), f"{net:.1f} ms" if gpu else "1.00x net"]
+        cells += [_cell(med, stage, net, gpu) for stage in (*AFTER_NETWORK, "after")]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    engine.close()
+    print()
+
+
+def _cell(med: dict[str, float], stage: str, net: float, gpu: bool) -> str:
+    ratio = f"{med[stage] / net:.2f}x net"
+    return f"{med[stage]:.1f} ms ({ratio})" if gpu else ratio
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_engine")
+    parser.add_argument("--device", default="all", help="cpu, cuda or all (default: all available)")
+    parser.add_argument("--frames", type=int, default=20, help="measured frames per size (default 20)")
+    args, _ = parser.parse_known_args(argv)
+    for device in benchmark_devices(args.device):
+        run(device, args.frames)
+    return 0
