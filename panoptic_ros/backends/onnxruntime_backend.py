@@ -126,7 +126,8 @@ def select_providers(
     if "CUDAExecutionProvider" not in available:
         raise BackendError(
             f"onnxruntime here has no CUDA provider (has {available}); install onnxruntime-gpu "
-            "or use --device cpu / --backend torch"
+            "or run on the CPU (device cpu) or with the torch backend (the node's parameters `device` / "
+            "`backend`, the command line's --device / --backend)"
         )
     index = device.index or 0
     providers: list[str | tuple[str, dict[str, object]]] = []

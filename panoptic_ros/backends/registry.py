@@ -35,7 +35,8 @@ def resolve_device(device: str) -> torch.device:
         raise BackendError(f"device {device!r} is not a valid device (cpu, cuda, cuda:N, auto)") from err
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise BackendError(
-            f"device {device!r} asked for, but this PyTorch sees no CUDA GPU; use --device cpu"
+            f"device {device!r} asked for, but this PyTorch sees no CUDA GPU; run on the CPU: device cpu "
+            "(the node's parameter `device`, the command line's --device)"
         )
     return resolved
 

@@ -19,26 +19,65 @@ from panoptic_ros.core.geometry import CameraModel, depth_in_meters
 from panoptic_ros.core.image_codec import (
     compressed_to_array,
     compressed_to_color,
+    field_bytes,
     image_to_array,
     image_to_color,
 )
+from panoptic_ros.core.payload import DEFAULT_MAX_PIXELS, check_size, codec_of, header_size
+from panoptic_ros.errors import ImageDecodeError
 
 
-def color_frame(msg: Any, *, compressed: bool, order: ColorOrder = "rgb") -> np.ndarray:
+def check_message(msg: Any, *, compressed: bool, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """The cheap checks of a camera message, without decoding pixels: every field of a raw image
+    (sizes, ``step``, data length, encoding) and its pixel count; a compressed image's codec and the
+    size its header declares. What passes can still be corrupt inside (found by decoding).
+
+    Raises:
+        InputTooLarge: more pixels than ``max_pixels``.
+        ImageDecodeError: a malformed message (the message names the field).
+    """
+    if compressed:
+        payload = field_bytes(msg)
+        codec = codec_of(payload)
+        if codec == "unknown":
+            raise ImageDecodeError(
+                f"data ({payload.size} bytes, starting {payload[:8].tobytes().hex()}) is neither JPEG nor "
+                f"PNG (format={getattr(msg, 'format', '')!r})"
+            )
+        check_size(*header_size(payload, codec), max_pixels, f"the {codec.upper()} image")
+        return
+    image_to_array(msg)  # a zero-copy view: validates every field
+    check_size(int(msg.height), int(msg.width), max_pixels, "the image")
+
+
+def color_frame(
+    msg: Any, *, compressed: bool, order: ColorOrder = "rgb", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """An ``Image`` or ``CompressedImage`` as an ``H x W x 3`` uint8 frame in ``order``, C-contiguous
-    and writable (a copy only when the decoded pixels are a read-only view of the message)."""
-    frame = (compressed_to_color if compressed else image_to_color)(msg, order)
+    and writable (a copy only when the decoded pixels are a read-only view of the message). Images
+    over ``max_pixels`` are refused before any pixel is converted or decoded.
+
+    Raises:
+        InputTooLarge: more pixels than ``max_pixels``.
+        ImageDecodeError: a malformed, corrupt or unsupported image.
+    """
+    if compressed:
+        frame = compressed_to_color(msg, order, max_pixels=max_pixels)
+    else:
+        check_size(int(msg.height), int(msg.width), max_pixels, "the image")
+        frame = image_to_color(msg, order)
     if not (frame.flags.writeable and frame.flags.c_contiguous):
         frame = np.array(frame, order="C")
     return frame
 
 
-def depth_frame(msg: Any, *, compressed: bool) -> np.ndarray:
+def depth_frame(msg: Any, *, compressed: bool, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A depth ``Image`` (``32FC1`` meters, ``16UC1``/``mono16`` millimeters, either byte order) or a
     ``compressedDepth`` ``CompressedImage`` as ``H x W`` float32 meters, NaN where invalid."""
     if compressed:
-        decoded = compressed_to_array(msg)
+        decoded = compressed_to_array(msg, max_pixels=max_pixels)
         return depth_in_meters(decoded.array, decoded.encoding)
+    check_size(int(msg.height), int(msg.width), max_pixels, "the depth image")
     return depth_in_meters(image_to_array(msg, native=True), str(msg.encoding))
 
 

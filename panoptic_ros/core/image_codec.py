@@ -29,6 +29,14 @@ import cv2
 import numpy as np
 
 from panoptic_ros.core.encodings import ColorOrder, Encoding, lookup_encoding
+from panoptic_ros.core.payload import (
+    DEFAULT_MAX_PIXELS,
+    check_png,
+    check_size,
+    codec_of,
+    decode_jpeg,
+    header_size,
+)
 from panoptic_ros.errors import ImageDecodeError
 
 #: Largest accepted width or height; anything above is treated as a corrupt header.
@@ -127,11 +135,11 @@ def _check(msg: ImageLike) -> _Checked:
         raise ImageDecodeError(f"step * height = {step} * {height} exceeds {MAX_IMAGE_BYTES} bytes")
     buffer = _as_bytes(_field(msg, "data"))
     needed = step * rows
-    if buffer.size < needed:
+    if buffer.size != needed:
         formula = "step * height * 3 / 2" if encoding.kind == "nv" else "step * height"
         raise ImageDecodeError(
-            f"data has {buffer.size} bytes, fewer than {formula} = {step} * {height}"
-            f"{' * 3 / 2' if encoding.kind == 'nv' else ''} = {needed}"
+            f"data has {buffer.size} bytes, {'fewer' if buffer.size < needed else 'more'} than {formula} = "
+            f"{step} * {height}{' * 3 / 2' if encoding.kind == 'nv' else ''} = {needed}"
         )
     dtype = (
         encoding.dtype.newbyteorder(">" if big else "<") if encoding.dtype.itemsize > 1 else encoding.dtype
@@ -225,8 +233,6 @@ def image_to_color(msg: ImageLike, order: ColorOrder = "rgb") -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # compressed images
 
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: ``compressed_depth_image_transport``'s header: int32 format, float32 depthQuantA, depthQuantB.
 _DEPTH_HEADER = struct.Struct("<iff")
 
@@ -238,25 +244,25 @@ class DecodedImage(NamedTuple):
     encoding: str
 
 
-def _sniff(payload: np.ndarray) -> str:
-    head = payload[:8].tobytes()
-    if head.startswith(_JPEG_MAGIC):
-        return "jpeg"
-    if head.startswith(_PNG_MAGIC):
-        return "png"
-    return "unknown"
+def field_bytes(msg: object, name: str = "data") -> np.ndarray:
+    """A message's byte field as a flat ``uint8`` array (a view where possible)."""
+    return _as_bytes(_field(msg, name), name)
 
 
-def compressed_to_array(msg: CompressedImageLike) -> DecodedImage:
+def compressed_to_array(msg: CompressedImageLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, or ``compressedDepth`` PNG).
 
     ``format`` follows image_transport (``"jpeg"``, ``"bgr8; jpeg compressed bgr8"``,
     ``"16UC1; compressedDepth png"``); the payload's magic bytes decide the codec. Color comes
     back ``bgr8`` (``bgra8`` with alpha), gray ``mono8``/``mono16``, depth ``16UC1`` or ``32FC1``
-    (meters, NaN where unknown).
+    (meters, NaN where unknown). The size is read from the header first and an image over
+    ``max_pixels`` (0: no limit) is refused before decoding; JPEG and PNG are checked strictly
+    (:mod:`panoptic_ros.core.payload`): truncated or inconsistent files are errors.
 
     Raises:
-        ImageDecodeError: empty or corrupt data, an unknown payload, a truncated depth header.
+        InputTooLarge: more pixels than ``max_pixels``.
+        ImageDecodeError: empty, corrupt or truncated data, an unknown payload, a truncated depth
+            header.
     """
     fmt = str(_field(msg, "format"))
     payload = _as_bytes(_field(msg, "data"))
@@ -273,23 +279,18 @@ def compressed_to_array(msg: CompressedImageLike) -> DecodedImage:
             )
         header = _DEPTH_HEADER.unpack(payload[: _DEPTH_HEADER.size].tobytes())
         payload = payload[_DEPTH_HEADER.size :]
-    codec = _sniff(payload)
+    codec = codec_of(payload)
     if codec == "unknown":
         raise ImageDecodeError(
             f"data ({payload.size} bytes, starting {payload[:8].tobytes().hex()}) is neither JPEG nor PNG "
             f"(format={fmt!r})"
         )
-    try:
-        decoded = cv2.imdecode(payload, cv2.IMREAD_UNCHANGED)
-    except cv2.error as err:  # e.g. a header claiming more pixels than OpenCV accepts
-        raise ImageDecodeError(
-            f"data ({payload.size} bytes) is a corrupt {codec.upper()} image (format={fmt!r}): "
-            f"{str(err).strip().splitlines()[-1]}"
-        ) from err
-    if decoded is None:
-        raise ImageDecodeError(
-            f"data ({payload.size} bytes) is a corrupt or truncated {codec.upper()} image (format={fmt!r})"
-        )
+    check_size(*header_size(payload, codec), max_pixels, f"the {codec.upper()} image (format={fmt!r})")
+    if codec == "jpeg":
+        decoded = decode_jpeg(payload)
+    else:
+        check_png(payload)
+        decoded = _imdecode(payload, fmt)
     if depth:
         return _depth_image(decoded, original or "16UC1", header, fmt)
     if decoded.ndim == 2:
@@ -302,6 +303,21 @@ def compressed_to_array(msg: CompressedImageLike) -> DecodedImage:
         if decoded.dtype == np.uint8
         else {3: "bgr16", 4: "bgra16"}[decoded.shape[2]],
     )
+
+
+def _imdecode(payload: np.ndarray, fmt: str) -> np.ndarray:
+    try:
+        decoded = cv2.imdecode(payload, cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:  # e.g. a header claiming more pixels than OpenCV accepts
+        raise ImageDecodeError(
+            f"data ({payload.size} bytes) is a corrupt PNG image (format={fmt!r}): "
+            f"{str(err).strip().splitlines()[-1]}"
+        ) from err
+    if decoded is None:
+        raise ImageDecodeError(
+            f"data ({payload.size} bytes) is a corrupt or truncated PNG image (format={fmt!r})"
+        )
+    return decoded
 
 
 def _depth_image(
@@ -322,7 +338,9 @@ def _depth_image(
     return DecodedImage(decoded, "16UC1")
 
 
-def compressed_to_color(msg: CompressedImageLike, order: ColorOrder = "rgb") -> np.ndarray:
+def compressed_to_color(
+    msg: CompressedImageLike, order: ColorOrder = "rgb", *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """A ``sensor_msgs/CompressedImage`` as ``H x W x 3`` uint8 in RGB (or BGR) order."""
-    decoded = compressed_to_array(msg)
+    decoded = compressed_to_array(msg, max_pixels=max_pixels)
     return raw_to_color(decoded.array, lookup_encoding(decoded.encoding), order)

@@ -58,6 +58,11 @@ class DemoSummary:
     frames_dropped: int
     bad_frames: int
     seconds: float
+    received: int
+    published: int
+    failed: int
+    in_flight: int
+    lost_before_callback: int
     output_rate_hz: float
     latency_ms: dict[str, float]
     pq: float
@@ -68,6 +73,22 @@ class DemoSummary:
     backend: str
     files: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def balances(self) -> bool:
+        """Whether the node's final counts account for every frame it received."""
+        return self.received == (
+            self.published + self.frames_dropped + self.bad_frames + self.failed + self.in_flight
+        )
+
+    @property
+    def undelivered(self) -> int:
+        """Frames sent that neither reached the node's callback nor are known lost there."""
+        return self.frames_in - self.received - self.lost_before_callback
+
+    @property
+    def sent_balance(self) -> bool:
+        return self.undelivered == 0
+
     def table(self) -> str:
         lat = self.latency_ms
         return "\n".join(
@@ -75,6 +96,12 @@ class DemoSummary:
                 f"cameras            {self.cameras}",
                 f"frames in / out    {self.frames_in} / {self.frames_out} "
                 f"({self.frames_dropped} dropped by the node's newest-frame slots, {self.bad_frames} bad)",
+                f"accounted for      sent {self.frames_in} = received {self.received} + lost before the "
+                f"node's callback {self.lost_before_callback}"
+                f"{'' if self.sent_balance else ' + not delivered ' + str(self.undelivered)}; received "
+                f"{self.received} = published {self.published} + dropped {self.frames_dropped} + bad "
+                f"{self.bad_frames} + failed {self.failed} + in flight {self.in_flight}"
+                f"{'' if self.balances else ' (does not balance: see the node log)'}",
                 f"output rate        {self.output_rate_hz:.1f} frames/s over {self.seconds:.1f} s "
                 f"({self.backend})",
                 f"latency (ms)       p50 {lat['p50']:.0f}  p90 {lat['p90']:.0f}  p99 {lat['p99']:.0f}  "
@@ -185,6 +212,7 @@ def _latencies(
 
 
 def _last_diagnostics(bag: Path, cameras: list[str]) -> tuple[dict[str, dict[str, str]], str]:
+    """Each camera's last diagnostics values (the node's final counts, published at its shutdown)."""
     values: dict[str, dict[str, str]] = {}
     backend = ""
     for message in read_messages(bag, ["/diagnostics"]):
@@ -279,9 +307,10 @@ def run_live_demo(
             time.sleep(0.1)
         seconds = time.monotonic() - start
     finally:
+        code = _stop_node(node)  # first: the node publishes its final counts while the recorder runs
+        time.sleep(1.0)
         stop.set()
         thread.join(timeout=60)
-        code = _stop_node(node)
     if code not in (0, None):
         print(f"note: the node exited with {code}; see {node_log}")
     bag = out / "recorded_bag"
@@ -296,16 +325,21 @@ def run_live_demo(
     frames_out = len(latencies)
     pct = np.percentile(latencies, [50, 90, 99]) if latencies else [float("nan")] * 3
     pq, video = evaluation.pq, evaluation.video
+
+    def total(key: str) -> int:  # over the cameras, from the node's final counts
+        return sum(int(v.get(key, 0)) for v in diagnostics.values())
+
     summary = DemoSummary(
         cameras=cameras,
         frames_in=sum(1 for topic, _ in published if topic in image_topics),
         frames_out=frames_out,
-        frames_dropped=sum(int(v.get("frames_dropped", 0)) for v in diagnostics.values()),
-        bad_frames=sum(
-            int(v.get(k, 0))
-            for v in diagnostics.values()
-            for k in ("malformed", "unsupported_encoding", "corrupt_compressed", "processing_error")
-        ),
+        frames_dropped=total("frames_dropped"),
+        bad_frames=total("frames_bad"),
+        received=total("frames_received"),
+        published=total("frames_published"),
+        failed=total("frames_failed"),
+        in_flight=total("frames_in_flight"),
+        lost_before_callback=total("frames_lost_before_callback"),
         seconds=seconds,
         output_rate_hz=frames_out / seconds if seconds > 0 else 0.0,
         latency_ms={

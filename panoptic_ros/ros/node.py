@@ -28,26 +28,28 @@ from collections.abc import Sequence
 from typing import Any
 
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from panoptic_ros.core import stamps
-from panoptic_ros.core.decode import color_frame
+from panoptic_ros.core.decode import check_message, color_frame
 from panoptic_ros.core.messages import header_message
+from panoptic_ros.core.payload import InputTooLarge
 from panoptic_ros.errors import ConfigError, ImageDecodeError, PanopticRosError, UnsupportedEncodingError
 from panoptic_ros.resources import default_model
 from panoptic_ros.ros.camera_io import CameraIO, available_outputs
-from panoptic_ros.ros.conversions import message_class, to_ros
-from panoptic_ros.ros.params import ParameterChanges, current_values, declare_all
+from panoptic_ros.ros.params import ParameterChanges, check_overrides, current_values, declare_all
 from panoptic_ros.ros.qos import subscription_qos
+from panoptic_ros.ros.reporting import Reporter
 from panoptic_ros.runtime.config import NodeConfig
-from panoptic_ros.runtime.diagnostics import PipelineInfo, diagnostics, status_line
 from panoptic_ros.runtime.engine import FrameEngine
 from panoptic_ros.runtime.outputs import OutputContext
 from panoptic_ros.runtime.records import FrameResult, InputFrame
-from panoptic_ros.runtime.slots import LatestFrameSlots
+from panoptic_ros.runtime.slots import LatestFrameSlots, SlotStats
 from panoptic_ros.runtime.stats import NodeStats
+from panoptic_ros.runtime.worker import Worker
 
 NODE_NAME = "panoptic"
 
@@ -57,42 +59,47 @@ class PanopticNode(LifecycleNode):
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
+        check_overrides(self)  # one line naming a refused start-up value, not rclpy's traceback
         declare_all(self)
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._slots: LatestFrameSlots[tuple[Any, int]] = LatestFrameSlots()
-        self._stats = NodeStats()
-        self._config: NodeConfig | None = None  # in force
+        self.stats = NodeStats()
+        self.config: NodeConfig | None = None  # in force
         self._changes = ParameterChanges(self)
-        self._engine: FrameEngine | None = None
+        self.engine: FrameEngine | None = None
         self._cameras: dict[str, CameraIO] = {}
         self._subscriptions: list[Any] = []
-        self._worker: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._diagnostics_pub: Any = None
-        self._diagnostics_timer: Any = None
-        self._active = False
-        self._status_lines: dict[str, str] = {}
+        self._worker: Worker | None = None
+        self.in_flight: dict[str, int] = {}
+        self.fault = ""  # why the worker stopped for good; the executables then exit non-zero
+        self.error = ""  # why the last configure failed
+        self._max_pixels = 0  # the image size limit in force (set at configure and by a change)
+        self.shutdown_requested = threading.Event()
+        self._reporter: Reporter | None = None
+        self.active = False
 
     # --------------------------------------------------------------------------------------------
     # parameters (see ParameterChanges: each change is parsed and validated once)
 
     def _check_parameters(self, params: Sequence[Parameter]) -> SetParametersResult:
-        engine = self._engine
+        engine = self.engine
         return self._changes.check(
-            params, configured=self._config is not None, fusion=engine.fusion_params if engine else None
+            params, configured=self.config is not None, fusion=engine.fusion_params if engine else None
         )
 
     def _apply_parameters(self, params: Sequence[Parameter]) -> None:
-        self._changes.accept(params, configured=self._config is not None)
+        accepted = self._changes.accept(params, configured=self.config is not None)
+        if accepted is not None:
+            self._max_pixels = accepted.max_input_pixels  # the callbacks check with it at once
 
     def _take_pending_config(self) -> None:
         config = self._changes.take()
-        if config is None or self._engine is None:
+        if config is None or self.engine is None:
             return
-        fusion_changed = self._config is None or config.engine.fusion != self._config.engine.fusion
-        self._engine.apply(config.engine)
-        self._config = config
+        fusion_changed = self.config is None or config.engine.fusion != self.config.engine.fusion
+        self.engine.apply(config.engine)
+        self.config = config
         if fusion_changed:
             self._publish_camera_outputs()  # LabelInfo reports the threshold in force
 
@@ -113,18 +120,17 @@ class PanopticNode(LifecycleNode):
                 fusion=config.fusion,
             )
         except (PanopticRosError, OSError) as err:
-            log.error(f"configure failed: {err}")
-            return TransitionCallbackReturn.FAILURE
+            return self._configure_failed(str(err))
         try:
             declare_all(self, model_fusion=dict(engine.spec.fusion))
             config = NodeConfig.from_values(current_values(self), fusion=engine.fusion_params)
             engine.apply(config.engine)
-        except ConfigError as err:
-            log.error(f"configure failed: {err}")
+        except (ConfigError, ParameterException) as err:
             engine.close()
-            return TransitionCallbackReturn.FAILURE
+            return self._configure_failed(str(err))
         engine.warm_up(config.warmup_frames, cameras=len(config.cameras))
-        self._engine, self._config = engine, config
+        self.engine, self.config = engine, config
+        self._max_pixels = config.max_input_pixels
         self._create_publishers(config)
         log.info(
             f"configured: {engine.label_set.name} model on {engine.describe()}, "
@@ -132,25 +138,28 @@ class PanopticNode(LifecycleNode):
         )
         return TransitionCallbackReturn.SUCCESS
 
+    def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
+        """Log why configure failed, in one line, and keep it for the executable's exit message."""
+        self.error = reason
+        self.get_logger().error(f"configure failed: {reason}")
+        return TransitionCallbackReturn.FAILURE
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        config = self._config
-        if config is None or self._engine is None:
+        config = self.config
+        if config is None or self.engine is None:
             return TransitionCallbackReturn.FAILURE
         self._slots.clear()
-        self._slots.reopen()
-        self._stop.clear()
-        self._engine.reset()
+        self.engine.reset()
         self._create_subscriptions(config)
-        self._worker = threading.Thread(target=self._work, name="panoptic_worker", daemon=True)
-        self._worker.start()
+        self._start_worker()
         result = super().on_activate(state)
-        self._active = True
+        self.active = True
         self._publish_camera_outputs()
         self.get_logger().info("active")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = False
+        self.active = False
         self._destroy_subscriptions()
         self._stop_worker()
         self.get_logger().info("inactive")
@@ -162,7 +171,7 @@ class PanopticNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = False
+        self.active = False
         self._destroy_subscriptions()
         self._stop_worker()
         self._release()
@@ -177,23 +186,20 @@ class PanopticNode(LifecycleNode):
             for pub in camera.publishers.values():
                 self.destroy_publisher(pub)
         self._cameras.clear()
-        if self._diagnostics_timer is not None:
-            self.destroy_timer(self._diagnostics_timer)
-            self._diagnostics_timer = None
-        if self._diagnostics_pub is not None:
-            self.destroy_publisher(self._diagnostics_pub)
-            self._diagnostics_pub = None
-        if self._engine is not None:
-            device = self._engine.device
-            self._engine.close()
-            self._engine = None
+        if self._reporter is not None:
+            self._reporter.destroy()
+            self._reporter = None
+        if self.engine is not None:
+            device = self.engine.device
+            self.engine.close()
+            self.engine = None
             gc.collect()
             if device.type == "cuda":
                 import torch
 
                 torch.cuda.empty_cache()
-        self._config = None
-        self._stats.reset()
+        self.config = None
+        self.stats.reset()
 
     # --------------------------------------------------------------------------------------------
     # publishers and subscriptions
@@ -207,10 +213,7 @@ class PanopticNode(LifecycleNode):
         for topics in config.cameras:
             camera = self._cameras[topics.image] = CameraIO(topics)
             camera.create_publishers(self, outputs, config.output_qos_depth)
-        self._diagnostics_pub = self.create_publisher(
-            message_class("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", 10
-        )
-        self._diagnostics_timer = self.create_timer(config.diagnostics_period, self._publish_diagnostics)
+        self._reporter = Reporter(self, config.diagnostics_period)
 
     def _subscription_qos(self, config: NodeConfig, topic: str) -> Any:
         found = [info.qos_profile.reliability for info in self.get_publishers_info_by_topic(topic)]
@@ -231,7 +234,19 @@ class PanopticNode(LifecycleNode):
         self._subscriptions.clear()
 
     def _image_callback(self, key: str) -> Any:
-        def store(msg: Image | CompressedImage) -> None:  # store and return: the worker does the rest
+        compressed = self._cameras[key].topics.compressed
+
+        def store(msg: Image | CompressedImage, info: dict[str, Any]) -> None:
+            """Count, check the cheap fields (a malformed message never displaces a waiting good
+            frame) and store; the worker does the rest."""
+            self.stats.received(key)
+            publisher = (info.get("publisher_gid") or {}).get("data", b"")
+            self.stats.sequence(key, bytes(publisher), info.get("publication_sequence_number"))
+            try:
+                check_message(msg, compressed=compressed, max_pixels=self._max_pixels)
+            except ImageDecodeError as err:
+                self._refused(key, compressed, err)
+                return
             self._slots.put(key, (msg, time.monotonic_ns()))
 
         return store
@@ -239,65 +254,66 @@ class PanopticNode(LifecycleNode):
     # --------------------------------------------------------------------------------------------
     # the worker
 
+    def _start_worker(self) -> None:
+        self._worker = Worker(
+            self._slots,
+            self.engine,
+            decode=self._decode,
+            publish=self._publish,
+            trouble=self._trouble,
+            before_batch=self._take_pending_config,
+            on_fault=self._on_fault,
+        )
+        self._worker.start()
+
     def _stop_worker(self) -> None:
-        self._stop.set()
-        self._slots.close()
         if self._worker is not None:
-            self._worker.join()
+            for camera, count in self._worker.stop().items():
+                self.in_flight[camera] = self.in_flight.get(camera, 0) + count
             self._worker = None
 
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            pending = self._slots.take(timeout=0.2)
-            if not pending or self._stop.is_set():
-                continue
-            self._take_pending_config()
-            started = time.monotonic_ns()
-            frames = [f for key, item in pending.items() if (f := self._decode(key, *item)) is not None]
-            decoded = time.monotonic_ns()
-            if not frames:
-                continue
-            engine = self._engine
-            try:
-                outputs, batch_times = engine.infer(frames)
-            except Exception as err:
-                for frame in frames:
-                    self._trouble(frame.camera, "processing_error", f"inference failed: {err!r}", error=True)
-                continue
-            for frame, output in zip(frames, outputs, strict=True):
-                try:
-                    result = engine.result(frame, output, batch_times)
-                except Exception as err:
-                    self._trouble(frame.camera, "processing_error", f"processing failed: {err!r}", error=True)
-                    continue
-                self._publish(result, started, decoded)
+    def _on_fault(self, reason: str) -> None:
+        """The worker cannot go on: say so (ERROR diagnostics) and ask the executable to exit non-zero."""
+        self.fault = reason
+        self.get_logger().fatal(f"the worker stopped: {reason}; no frame can be served, shutting down")
+        self._publish_diagnostics()
+        self.shutdown_requested.set()
 
     def _trouble(self, camera: str, kind: str, text: str, *, error: bool = False) -> None:
-        self._stats.count(camera, kind)
-        period = self._config.log_throttle if self._config is not None else 5.0
-        log_now, suppressed = self._stats.should_log(camera, kind, period)
+        self.stats.count(camera, kind)
+        period = self.config.log_throttle if self.config is not None else 5.0
+        log_now, suppressed = self.stats.should_log(camera, kind, period)
         if log_now:
             more = f" ({suppressed} more since the last report)" if suppressed else ""
             line = f"{camera}: {kind.replace('_', ' ')}: {text}{more}"
             (self.get_logger().error if error else self.get_logger().warning)(line)
 
-    def _decode(self, key: str, msg: Any, received_ns: int) -> InputFrame | None:
+    def _refused(self, key: str, compressed: bool, err: ImageDecodeError) -> None:
+        """Count a refused frame by the kind of its fault."""
+        if isinstance(err, InputTooLarge):
+            kind = "too_large"
+        elif isinstance(err, UnsupportedEncodingError):
+            kind = "unsupported_encoding"
+        else:
+            kind = "corrupt_compressed" if compressed else "malformed"
+        self._trouble(key, kind, str(err))
+
+    def _decode(self, key: str, item: tuple[Any, int]) -> InputFrame | None:
+        msg, received_ns = item
         camera = self._cameras.get(key)
         if camera is None:
             return None
+        compressed = camera.topics.compressed
         try:
-            rgb = color_frame(msg, compressed=camera.topics.compressed)
-        except UnsupportedEncodingError as err:
-            self._trouble(key, "unsupported_encoding", str(err))
-            return None
+            rgb = color_frame(msg, compressed=compressed, max_pixels=self._max_pixels)
         except ImageDecodeError as err:
-            self._trouble(key, "corrupt_compressed" if camera.topics.compressed else "malformed", str(err))
+            self._refused(key, compressed, err)
             return None
         stamp = stamps.stamp_ns(msg)
         side = None
         if camera.topics.depth and camera.topics.camera_info:
             try:
-                side = camera.side.match(stamp, rgb.shape[:2], round(self._config.sync_tolerance * 1e9))
+                side = camera.side.match(stamp, rgb.shape[:2], round(self.config.sync_tolerance * 1e9))
             except (ConfigError, ImageDecodeError) as err:
                 self._trouble(key, "depth_error", str(err))
         return InputFrame(
@@ -312,12 +328,12 @@ class PanopticNode(LifecycleNode):
         )
 
     def _output_context(self, camera: str = "") -> OutputContext:
-        engine = self._engine
+        engine = self.engine
         return OutputContext(
             engine.label_set,
             engine.label_divisor,
             engine.score_threshold(),
-            self._status_lines.get(camera, ""),
+            self._reporter.status_lines.get(camera, "") if self._reporter is not None else "",
         )
 
     def _publish(self, result: FrameResult, started_ns: int, decoded_ns: int) -> None:
@@ -327,24 +343,20 @@ class PanopticNode(LifecycleNode):
         for event in result.events:
             self._trouble(result.camera, event, f"tracker reset at stamp {result.stamp_ns / 1e9:.3f} s")
         begin = time.monotonic_ns()
-        config = self._config
+        config = self.config
         enabled = {"markers": config.publish_markers, "detections": config.publish_vision_msgs}
-        try:
-            camera.publish(result, self._output_context(result.camera), enabled)
-        except (PanopticRosError, ValueError, TypeError) as err:
-            self._trouble(result.camera, "processing_error", f"publishing failed: {err!r}", error=True)
-            return
+        camera.publish(result, self._output_context(result.camera), enabled)  # the worker counts a failure
         end = time.monotonic_ns()
         latencies = {k: 1000 * v for k, v in result.times.items()}
         latencies["queue"] = (started_ns - result.received_ns) / 1e6
         latencies["decode"] = (decoded_ns - started_ns) / 1e6
         latencies["publish"] = (end - begin) / 1e6
         latencies["total"] = (end - result.received_ns) / 1e6
-        self._stats.frame(result.camera, latencies)
+        self.stats.frame(result.camera, latencies)
 
     def _publish_camera_outputs(self) -> None:
         """The latched outputs of every camera: the label set, and LabelInfo with the threshold in force."""
-        if self._engine is None:
+        if self.engine is None:
             return
         header = header_message(self.get_clock().now().nanoseconds, "")
         context = self._output_context()
@@ -352,27 +364,22 @@ class PanopticNode(LifecycleNode):
             camera.publish_latched(header, context)
 
     # --------------------------------------------------------------------------------------------
-    # diagnostics
+    # what the reporter (/diagnostics) reads
+
+    def slot_stats(self) -> dict[str, SlotStats]:
+        return self._slots.stats()
+
+    def camera_keys(self) -> list[str]:
+        return list(self._cameras)
 
     def _publish_diagnostics(self) -> None:
-        engine, config = self._engine, self._config
-        if self._diagnostics_pub is None or engine is None or config is None:
-            return
-        now = time.monotonic()
-        slots = self._slots.stats()
-        snapshot = self._stats.snapshot()
-        backend = engine.describe()
-        info = PipelineInfo.of(engine, active=self._active)
-        for key, stats in snapshot.items():
-            dropped = slots[key].dropped if key in slots else 0
-            self._status_lines[key] = status_line(key, stats, dropped, backend, now)
-        message = diagnostics(
-            self.get_name(),
-            self.get_clock().now().nanoseconds,
-            info,
-            cameras=list(self._cameras),
-            slots=slots,
-            stats=snapshot,
-            now=now,
-        )
-        self._diagnostics_pub.publish(to_ros(message))
+        if self._reporter is not None:
+            self._reporter.publish()
+
+    def finish(self) -> dict[str, dict[str, object]]:
+        """Stop serving and publish the final counts (``/diagnostics`` with ``final: true`` and the
+        frames in flight); returns the counts per camera, also printed one line each."""
+        self.active = False
+        self._destroy_subscriptions()
+        self._stop_worker()
+        return self._reporter.final() if self._reporter is not None and self.engine is not None else {}

@@ -49,6 +49,43 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return out
 
 
+def check_overrides(node: Node) -> None:
+    """Check the values given at start-up (``-p``, parameter files) against the table before they are
+    declared, so a bad one is refused with one line naming the parameter, the value and what is
+    allowed, instead of rclpy's exception. An empty list for an optional topic list means "none".
+
+    Raises:
+        ConfigError: the first refused value.
+    """
+    overrides = node._parameter_overrides  # rclpy keeps the start-up values here until declared
+    for name, param in list(overrides.items()):
+        spec = BY_NAME.get(name)
+        if spec is None:
+            continue
+        value = [] if param.type_ == Parameter.Type.NOT_SET else _python(param)
+        if value == [] and spec.value_type is list:
+            if name == "image_topics":
+                raise ConfigError(
+                    "parameter image_topics=[] refused: give at least one camera topic (allowed: a list of "
+                    "topic names, e.g. [/camera/image_raw])"
+                )
+            overrides[name] = Parameter(name, Parameter.Type.STRING_ARRAY, [""])
+            continue
+        try:
+            spec.check(value)
+        except ConfigError as err:
+            allowed = _allowed(spec)
+            raise ConfigError(f"parameter {name}={value!r} refused: {err}{allowed}") from err
+
+
+def _allowed(spec: ParamSpec) -> str:
+    if spec.choices:
+        return f" (allowed: {', '.join(spec.choices)})"
+    if spec.minimum is not None or spec.maximum is not None:
+        return f" (allowed: a {spec.value_type.__name__} in {spec.minimum} .. {spec.maximum})"
+    return f" (allowed: a {spec.value_type.__name__})"
+
+
 def declare_all(node: Node, *, model_fusion: dict[str, Any] | None = None) -> None:
     """Declare every parameter not declared yet. Fusion thresholds (default None in the table) are
     declared only with ``model_fusion`` (the loaded model's defaults), plus any further fusion keys
@@ -122,15 +159,17 @@ class ParameterChanges:
             self._candidate = candidate
         return SetParametersResult(successful=True)
 
-    def accept(self, params: Sequence[Parameter], *, configured: bool) -> None:
-        """The change went through: its checked configuration waits for the worker (while configured)."""
+    def accept(self, params: Sequence[Parameter], *, configured: bool) -> NodeConfig | None:
+        """The change went through: its checked configuration waits for the worker (while configured)
+        and is returned, for what the subscription callbacks read at once (``max_input_pixels``)."""
         with self._lock:
             candidate, self._candidate = self._candidate, None
             if not configured or candidate is None:
-                return
+                return None
             self._pending = candidate
         changes = ", ".join(f"{p.name}={_python(p)!r}" for p in params)
         self._node.get_logger().info(f"parameters changed: {changes}")
+        return candidate
 
     def take(self) -> NodeConfig | None:
         """The accepted configuration not applied yet, or None."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from panoptic_ros.core.payload import DEFAULT_MAX_PIXELS
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.runtime.engine import EngineParams
 from panoptic_ros.tracking import TrackerParams
@@ -93,6 +94,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P("qos.depth", 1, "subscription queue depth (the node keeps only the newest frame anyway)", 1, 100, 1),
     P("output_qos_depth", 2, "queue depth of the (reliable) output publishers", 1, 10, 1),
     P("sync_tolerance", 0.05, "max |stamp difference| (s) between an image and its depth image", 0.0, 5.0),
+    P("max_input_pixels", DEFAULT_MAX_PIXELS,
+      "largest image (width x height) decoded; larger ones are refused and counted as too_large "
+      "(default 8K UHD; bounds the memory of a frame)", 1, 1 << 31, 1, dynamic=True),
     # outputs (dynamic)
     P("tracking", True, "track things across frames (instance ids are track ids)", dynamic=True),
     P("publish_lost", True, "list lost tracks (state LOST, area 0) in panoptic/instances", dynamic=True),
@@ -104,6 +108,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P("min_depth_pixels", 10, "valid depth pixels a segment needs for a 3D position", 1, 1_000_000, 1,
       dynamic=True),
     P("diagnostics_period", 1.0, "seconds between /diagnostics messages", 0.1, 60.0),
+    P("diagnostics_window", 10.0, "seconds of history behind a camera's WARN level (bad frames)", 1.0, 3600.0,
+      dynamic=True),
     P("log_throttle", 5.0, "seconds between repeated warnings of one kind per camera", 0.0, 3600.0,
       dynamic=True),
     # fusion thresholds (defaults from the model spec; dynamic)
@@ -171,7 +177,9 @@ class NodeConfig:
     publish_markers: bool
     publish_vision_msgs: bool
     diagnostics_period: float
+    diagnostics_window: float
     log_throttle: float
+    max_input_pixels: int
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any], *, fusion: FusionCheck | None = None) -> NodeConfig:
@@ -231,7 +239,9 @@ class NodeConfig:
             publish_markers=merged["publish_markers"],
             publish_vision_msgs=merged["publish_vision_msgs"],
             diagnostics_period=float(merged["diagnostics_period"]),
+            diagnostics_window=float(merged["diagnostics_window"]),
             log_throttle=float(merged["log_throttle"]),
+            max_input_pixels=int(merged["max_input_pixels"]),
         )
 
 

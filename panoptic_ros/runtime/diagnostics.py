@@ -1,8 +1,9 @@
 """The description of the node's ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``), ROS-free.
 
-One status for the pipeline (backend, device, model, label set, the fusion thresholds in force) and one
-per camera (frames received, published, dropped, rate, latency percentiles per stage, every bad-input
-counter). The node wraps the :class:`~panoptic_ros.core.messages.Message` into rclpy's message.
+One status for the pipeline (backend, device, model, label set, the fusion thresholds in force; ERROR
+when the worker stopped) and one per camera (every counter of the balance in
+:mod:`panoptic_ros.runtime.stats`, rate, latency percentiles per stage). The node wraps the
+:class:`~panoptic_ros.core.messages.Message` into rclpy's message.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from panoptic_ros.core.messages import Message, header_message
 from panoptic_ros.runtime.engine import FrameEngine
 from panoptic_ros.runtime.slots import SlotStats
-from panoptic_ros.runtime.stats import ERROR_KINDS, CameraStats
+from panoptic_ros.runtime.stats import KINDS, CameraStats
 
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 OK, WARN, ERROR = 0, 1, 2
@@ -66,11 +67,26 @@ def _status(level: int, name: str, hardware_id: str, message: str, values: list[
 def status_line(camera: str, stats: CameraStats, dropped: int, backend: str, now: float) -> str:
     """One line for people (drawn in rviz with the markers): rate, latency, drops, bad frames."""
     total = stats.percentiles("total", (50, 95))
-    bad = sum(stats.errors.values())
     return (
         f"{camera}: {stats.rate(now):.1f} Hz, latency {total[0]:.0f}/{total[1]:.0f} ms p50/p95, "
-        f"{dropped} dropped, {bad} bad ({backend})"
+        f"{dropped} dropped, {stats.bad + stats.failed} bad ({backend})"
     )
+
+
+def camera_values(stats: CameraStats, slot: SlotStats, in_flight: int | None = None) -> dict[str, object]:
+    """The counters of one camera (see :mod:`panoptic_ros.runtime.stats` for the balance)."""
+    values: dict[str, object] = {
+        "frames_received": stats.received,
+        "frames_published": stats.processed,
+        "frames_dropped": slot.dropped,
+        "frames_bad": stats.bad,
+        "frames_failed": stats.failed,
+        "frames_lost_before_callback": stats.lost,
+    }
+    if in_flight is not None:
+        values["frames_in_flight"] = in_flight
+    values.update({kind: stats.counts.get(kind, 0) for kind in KINDS})
+    return values
 
 
 def diagnostics(
@@ -82,16 +98,25 @@ def diagnostics(
     slots: Mapping[str, SlotStats],
     stats: Mapping[str, CameraStats],
     now: float,
+    window_s: float = 10.0,
+    fault: str = "",
+    in_flight: Mapping[str, int] | None = None,
 ) -> Message:
-    """The ``/diagnostics`` message of the node ``node`` at ``stamp_ns`` (``now``: monotonic seconds,
-    for rates)."""
+    """The ``/diagnostics`` message of the node ``node`` at ``stamp_ns`` (``now``: monotonic seconds).
+
+    A camera is WARN while it had bad, failed or depth-less frames in the last ``window_s`` seconds
+    (not forever after one), or when active without a frame yet; stream events of served frames are
+    counted, not failures. ``fault``: why the worker stopped (everything goes ERROR). ``in_flight``
+    (per camera) marks the final counts published at shutdown.
+    """
     thresholds = {f"fusion_{k}": v for k, v in sorted(pipeline.fusion.items())}
+    final = {"final": "true"} if in_flight is not None else {}
     statuses = [
         _status(
-            OK,
+            ERROR if fault else OK,
             f"{node}: pipeline",
             pipeline.device,
-            "active" if pipeline.active else "inactive",
+            f"worker stopped: {fault}" if fault else "active" if pipeline.active else "inactive",
             _values(
                 backend=pipeline.backend,
                 device=pipeline.device,
@@ -99,30 +124,31 @@ def diagnostics(
                 label_set=pipeline.label_set,
                 cameras=len(cameras),
                 **thresholds,
+                **final,
             ),
         )
     ]
     for key in cameras:
         camera = stats.get(key) or CameraStats()
-        slot = slots.get(key) or SlotStats()
-        values: dict[str, object] = {
-            "frames_received": slot.received,
-            "frames_published": camera.processed,
-            "frames_dropped": slot.dropped,
-            "rate_hz": f"{camera.rate(now):.2f}",
-            **{kind: camera.errors.get(kind, 0) for kind in ERROR_KINDS},
-            "backend": pipeline.backend,
-            "device": pipeline.device,
-        }
+        values = camera_values(
+            camera, slots.get(key) or SlotStats(), None if in_flight is None else in_flight.get(key, 0)
+        )
+        values.update(
+            {"rate_hz": f"{camera.rate(now):.2f}", "backend": pipeline.backend, "device": pipeline.device}
+        )
         for stage in sorted(camera.latency_ms):
             p50, p95 = camera.percentiles(stage, (50, 95))
             values[f"latency_{stage}_ms_p50"] = f"{p50:.2f}"
             values[f"latency_{stage}_ms_p95"] = f"{p95:.2f}"
-        bad = sum(camera.errors.values())
+        recent = camera.recent_problems(now, window_s)
         level, message = OK, "ok"
-        if pipeline.active and slot.received == 0:
+        if fault:
+            level, message = ERROR, f"not served: the worker stopped ({fault})"
+        elif pipeline.active and camera.received == 0:
             level, message = WARN, "no frames received yet"
-        elif bad:
-            level, message = WARN, f"{bad} bad or failed frames so far"
-        statuses.append(_status(level, f"{node}: {key}", pipeline.device, message, _values(**values)))
+        elif recent:
+            level, message = WARN, f"{recent} bad, failed or depth-less frames in the last {window_s:.0f} s"
+        statuses.append(
+            _status(level, f"{node}: {key}", pipeline.device, message, _values(**values, **final))
+        )
     return Message(DIAGNOSTIC_ARRAY, {"header": header_message(stamp_ns, ""), "status": statuses})

@@ -1,4 +1,19 @@
-"""Counters, latency percentiles and log throttling of the node, per camera (ROS-free)."""
+"""Counters, latency percentiles and log throttling of the node, per camera (ROS-free).
+
+Every frame that reaches a subscription callback is accounted for:
+
+``received = published + dropped + bad + failed + in_flight``
+
+- ``bad``: refused before serving: malformed fields, unsupported encodings, corrupt compressed data,
+  images over ``max_input_pixels`` (:data:`BAD_KINDS`), counted in the callback or by the worker;
+- ``dropped``: replaced in the newest-frame slot by a newer frame of the same camera (slot counters);
+- ``failed``: inference or building the outputs raised (:data:`FAILURE_KINDS`);
+- ``in_flight``: waiting in a slot when the worker stopped (reported with the final counts).
+
+Beside the balance: ``lost`` counts messages the middleware dropped before the callback (gaps in the
+publishers' sequence numbers, where the rmw reports them), ``depth_error`` frames served without 3D
+positions, and stream events (:data:`EVENT_KINDS`) on frames that were served.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +24,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Kinds of bad input and trouble counted per camera (diagnostics keys).
-ERROR_KINDS = (
-    "malformed",
-    "unsupported_encoding",
-    "corrupt_compressed",
-    "resolution_change",
-    "time_jump_back",
-    "depth_error",
-    "processing_error",
-)
+#: Frames refused before serving.
+BAD_KINDS = ("malformed", "unsupported_encoding", "corrupt_compressed", "too_large")
+#: Frames that failed while being served.
+FAILURE_KINDS = ("processing_error",)
+#: Problems of side inputs; the frame is still served (without 3D positions).
+SIDE_KINDS = ("depth_error",)
+#: Stream events of served frames (the tracker resets); not failures.
+EVENT_KINDS = ("resolution_change", "time_jump_back")
+KINDS = (*BAD_KINDS, *FAILURE_KINDS, *SIDE_KINDS, *EVENT_KINDS)
 
 
 @dataclass
@@ -26,10 +40,21 @@ class CameraStats:
     """One camera's counters and recent latencies (milliseconds per stage, last ``window`` frames)."""
 
     window: int = 200
+    received: int = 0
     processed: int = 0
-    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
+    lost: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     latency_ms: dict[str, deque[float]] = field(default_factory=dict)
     published_at: deque[float] = field(default_factory=lambda: deque(maxlen=400))
+    problems_at: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+
+    @property
+    def bad(self) -> int:
+        return sum(self.counts[k] for k in BAD_KINDS)
+
+    @property
+    def failed(self) -> int:
+        return sum(self.counts[k] for k in FAILURE_KINDS)
 
     def add_latency(self, stage: str, ms: float) -> None:
         ring = self.latency_ms.get(stage)
@@ -48,6 +73,10 @@ class CameraStats:
         recent = [t for t in self.published_at if t >= now - period]
         return len(recent) / period
 
+    def recent_problems(self, now: float, period: float) -> int:
+        """Bad, failed and depth-less frames in the last ``period`` seconds."""
+        return sum(1 for t in self.problems_at if t >= now - period)
+
 
 class NodeStats:
     """Thread-safe per-camera statistics shared by the callbacks, the worker and the diagnostics."""
@@ -57,10 +86,32 @@ class NodeStats:
         self._cameras: dict[str, CameraStats] = defaultdict(CameraStats)
         self._last_log: dict[tuple[str, str], float] = {}
         self._suppressed: dict[tuple[str, str], int] = defaultdict(int)
+        self._sequences: dict[tuple[str, bytes], int] = {}
+
+    def received(self, camera: str) -> None:
+        with self._lock:
+            self._cameras[camera].received += 1
 
     def count(self, camera: str, kind: str) -> None:
+        """One more of ``kind`` (:data:`KINDS`); problems also enter the recent window."""
         with self._lock:
-            self._cameras[camera].errors[kind] += 1
+            stats = self._cameras[camera]
+            stats.counts[kind] += 1
+            if kind not in EVENT_KINDS:
+                stats.problems_at.append(time.monotonic())
+
+    def sequence(self, camera: str, publisher: bytes, number: int | None) -> int:
+        """Note a message's publication sequence number from ``publisher``; returns how many messages
+        of that publisher were lost before this one (a gap), and counts them."""
+        if number is None or number <= 0:
+            return 0
+        key = (camera, publisher)
+        with self._lock:
+            last = self._sequences.get(key)
+            self._sequences[key] = max(number, last or 0)
+            gap = number - last - 1 if last is not None and number > last else 0
+            self._cameras[camera].lost += gap
+            return gap
 
     def frame(self, camera: str, latencies_ms: dict[str, float]) -> None:
         with self._lock:
@@ -76,10 +127,13 @@ class NodeStats:
             return {
                 name: CameraStats(
                     window=s.window,
+                    received=s.received,
                     processed=s.processed,
-                    errors=dict(s.errors),
+                    lost=s.lost,
+                    counts=dict(s.counts),
                     latency_ms={k: deque(v, maxlen=s.window) for k, v in s.latency_ms.items()},
                     published_at=deque(s.published_at, maxlen=400),
+                    problems_at=deque(s.problems_at, maxlen=1000),
                 )
                 for name, s in self._cameras.items()
             }
@@ -103,3 +157,4 @@ class NodeStats:
             self._cameras.clear()
             self._last_log.clear()
             self._suppressed.clear()
+            self._sequences.clear()

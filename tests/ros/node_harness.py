@@ -64,6 +64,13 @@ def stamp_of(msg: Any) -> int:
     return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, so no node outlives an interrupted run."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class NodeProcess:
     """``panoptic_node`` (or ``panoptic_lifecycle_node``) in a child process with a params file."""
 
@@ -95,6 +102,7 @@ class NodeProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"),
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (only calls prctl before exec)
         )
 
     def log(self) -> str:

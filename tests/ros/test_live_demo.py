@@ -28,8 +28,16 @@ def test_live_demo_summary_and_contact_sheet(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["cameras"] == 2 and summary["frames_in"] == 16
     assert 0 < summary["frames_out"] <= summary["frames_in"]
-    # every frame in was either published, dropped by the node's slots, or lost before the node
-    assert summary["frames_out"] + summary["frames_dropped"] <= summary["frames_in"]
+    # every frame is accounted for, from the node's final counts (published at its shutdown)
+    assert summary["received"] + summary["lost_before_callback"] == summary["frames_in"], summary
+    assert summary["received"] == (
+        summary["published"]
+        + summary["frames_dropped"]
+        + summary["bad_frames"]
+        + summary["failed"]
+        + summary["in_flight"]
+    ), summary
+    assert summary["frames_out"] == summary["published"]  # every published label image was recorded
     latency = summary["latency_ms"]
     assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
     assert summary["output_rate_hz"] > 0
@@ -38,6 +46,6 @@ def test_live_demo_summary_and_contact_sheet(tmp_path: Path) -> None:
     assert not math.isnan(summary["pq_things"])
     sheet = cv2.imread(str(out / "contact_sheet.png"))
     assert sheet is not None and sheet.shape[0] == 2 * 240  # one row per camera
-    for name in ("PQ", "STQ", "latency", "frames in / out"):
+    for name in ("PQ", "STQ", "latency", "frames in / out", "accounted for"):
         assert name in result.stdout
     assert str(out / "contact_sheet.png") in result.stdout

@@ -1,0 +1,121 @@
+"""The supervised worker with the shipped model: an error on a frame is counted and the next frame is
+served; errors the decoder does not know (out of memory) are counted too; when inference keeps failing
+the worker stops and reports its fault instead of dying silently. The faults come from an engine whose
+inference raises (a subclass of the real engine), the only way to make a healthy model fail on demand."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from panoptic_ros.data.synthetic import generate
+from panoptic_ros.resources import default_model
+from panoptic_ros.runtime import FrameEngine, InputFrame
+from panoptic_ros.runtime.pipeline import PanopticPipeline
+from panoptic_ros.runtime.slots import LatestFrameSlots
+from panoptic_ros.runtime.worker import Worker
+
+
+class FailingEngine(FrameEngine):
+    """The real engine; its inference raises while ``failing`` is set."""
+
+    failing = False
+
+    def infer(self, frames: Any) -> Any:
+        if self.failing:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return super().infer(frames)
+
+
+@pytest.fixture(scope="module")
+def engine() -> FailingEngine:
+    return FailingEngine(PanopticPipeline(default_model(), backend="onnxruntime", device="cpu"))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+        self.troubles: list[tuple[str, str, str]] = []
+        self.faults: list[str] = []
+        self.done = threading.Event()
+
+    def decode(self, camera: str, item: Any) -> InputFrame | None:
+        if isinstance(item, Exception):
+            raise item
+        return None if item is None else InputFrame(camera, item, 0)
+
+    def publish(self, result: Any, started: int, decoded: int) -> None:
+        self.published.append(result)
+
+    def trouble(self, camera: str, kind: str, text: str, *, error: bool = False) -> None:
+        self.troubles.append((camera, kind, text))
+
+    def fault(self, reason: str) -> None:
+        self.faults.append(reason)
+        self.done.set()
+
+
+def _worker(engine: FrameEngine, recorder: Recorder, **kwargs: Any) -> Worker:
+    return Worker(
+        LatestFrameSlots(),
+        engine,
+        decode=recorder.decode,
+        publish=recorder.publish,
+        trouble=recorder.trouble,
+        on_fault=recorder.fault,
+        **kwargs,
+    )
+
+
+def test_frame_errors_are_counted_and_serving_goes_on(engine: FailingEngine) -> None:
+    image = next(generate(1, seed=3)).image
+    recorder = Recorder()
+    worker = _worker(engine, recorder)
+    worker.serve({"a": MemoryError("cannot allocate 1.2 GB"), "b": image})
+    assert [(c, k) for c, k, _ in recorder.troubles] == [("a", "processing_error")]
+    assert "decoding failed: MemoryError" in recorder.troubles[0][2]
+    assert [r.camera for r in recorder.published] == ["b"]
+    engine.failing = True
+    try:
+        worker.serve({"a": image, "b": image})
+    finally:
+        engine.failing = False
+    assert [(c, k) for c, k, _ in recorder.troubles[1:]] == [
+        ("a", "processing_error"),
+        ("b", "processing_error"),
+    ]
+    worker.serve({"a": image})
+    assert [r.camera for r in recorder.published] == ["b", "a"] and not recorder.faults
+
+
+def test_inference_failing_again_and_again_is_a_fault(engine: FailingEngine) -> None:
+    image = next(generate(1, seed=3)).image
+    recorder = Recorder()
+    worker = _worker(engine, recorder, max_failures=3)
+    worker.start()
+    engine.failing = True
+    try:
+        for k in range(3):
+            worker.slots.put("a", image)
+            deadline = time.monotonic() + 30
+            while len(recorder.troubles) <= k and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert recorder.done.wait(30), "the worker never reported its fault"
+    finally:
+        engine.failing = False
+        in_flight = worker.stop()
+    assert not worker.alive and in_flight == {}
+    assert "3 inferences in a row failed" in worker.fault and "illegal memory access" in worker.fault
+    assert recorder.faults == [worker.fault]
+    assert sum(1 for _, kind, _ in recorder.troubles if kind == "processing_error") == 3
+
+
+def test_frames_left_in_the_slots_are_in_flight(engine: FailingEngine) -> None:
+    recorder = Recorder()
+    worker = _worker(engine, recorder)
+    worker.slots.put("a", np.zeros((8, 8, 3), np.uint8))  # never started: still waiting at stop
+    assert worker.stop() == {"a": 1}
