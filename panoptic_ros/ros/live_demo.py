@@ -82,12 +82,10 @@ class DemoSummary:
 
     @property
     def undelivered(self) -> int:
-        """Frames sent that neither reached the node's callback nor are known lost there."""
+        """Frames sent that neither reached the node's callback nor show as a gap in the sequence
+        numbers there: a publisher's first messages, if lost (the node cannot tell them from messages
+        sent before it subscribed), and frames still in the middleware when the node stopped."""
         return self.frames_in - self.received - self.lost_before_callback
-
-    @property
-    def sent_balance(self) -> bool:
-        return self.undelivered == 0
 
     def table(self) -> str:
         lat = self.latency_ms
@@ -97,8 +95,7 @@ class DemoSummary:
                 f"frames in / out    {self.frames_in} / {self.frames_out} "
                 f"({self.frames_dropped} dropped by the node's newest-frame slots, {self.bad_frames} bad)",
                 f"accounted for      sent {self.frames_in} = received {self.received} + lost before the "
-                f"node's callback {self.lost_before_callback}"
-                f"{'' if self.sent_balance else ' + not delivered ' + str(self.undelivered)}; received "
+                f"node's callback {self.lost_before_callback} + not delivered {self.undelivered}; received "
                 f"{self.received} = published {self.published} + dropped {self.frames_dropped} + bad "
                 f"{self.bad_frames} + failed {self.failed} + in flight {self.in_flight}"
                 f"{'' if self.balances else ' (does not balance: see the node log)'}",
