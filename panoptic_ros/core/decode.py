@@ -19,12 +19,11 @@ from panoptic_ros.core.geometry import CameraModel, depth_in_meters
 from panoptic_ros.core.image_codec import (
     compressed_to_array,
     compressed_to_color,
-    field_bytes,
     image_to_array,
     image_to_color,
+    inspect_compressed,
 )
-from panoptic_ros.core.payload import DEFAULT_MAX_PIXELS, check_size, codec_of, header_size
-from panoptic_ros.errors import ImageDecodeError
+from panoptic_ros.core.payload import DEFAULT_MAX_PIXELS, check_size
 
 
 def check_message(msg: Any, *, compressed: bool, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
@@ -37,14 +36,7 @@ def check_message(msg: Any, *, compressed: bool, max_pixels: int = DEFAULT_MAX_P
         ImageDecodeError: a malformed message (the message names the field).
     """
     if compressed:
-        payload = field_bytes(msg)
-        codec = codec_of(payload)
-        if codec == "unknown":
-            raise ImageDecodeError(
-                f"data ({payload.size} bytes, starting {payload[:8].tobytes().hex()}) is neither JPEG nor "
-                f"PNG (format={getattr(msg, 'format', '')!r})"
-            )
-        check_size(*header_size(payload, codec), max_pixels, f"the {codec.upper()} image")
+        inspect_compressed(msg, max_pixels=max_pixels)
         return
     image_to_array(msg)  # a zero-copy view: validates every field
     check_size(int(msg.height), int(msg.width), max_pixels, "the image")

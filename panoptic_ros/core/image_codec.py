@@ -244,9 +244,48 @@ class DecodedImage(NamedTuple):
     encoding: str
 
 
-def field_bytes(msg: object, name: str = "data") -> np.ndarray:
-    """A message's byte field as a flat ``uint8`` array (a view where possible)."""
-    return _as_bytes(_field(msg, name), name)
+class Inspected(NamedTuple):
+    """A compressed message read up to its pixels: ``format``, the image payload (after a
+    ``compressedDepth`` header), its codec, the original encoding named in ``format`` and the depth
+    header (None for a plain image)."""
+
+    fmt: str
+    payload: np.ndarray
+    codec: str
+    original: str
+    depth_header: tuple[int, float, float] | None
+
+
+def inspect_compressed(msg: CompressedImageLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Inspected:
+    """Everything about a ``CompressedImage`` that can be known without decoding it: the payload and
+    its codec, and its size against ``max_pixels`` (from the header).
+
+    Raises:
+        InputTooLarge: more pixels than ``max_pixels``.
+        ImageDecodeError: empty data, a truncated depth header, neither JPEG nor PNG, no size header.
+    """
+    fmt = str(_field(msg, "format"))
+    payload = _as_bytes(_field(msg, "data"))
+    if payload.size == 0:
+        raise ImageDecodeError(f"data is empty (format={fmt!r})")
+    original = fmt.split(";", 1)[0].strip() if ";" in fmt else ""
+    header: tuple[int, float, float] | None = None
+    if "compresseddepth" in fmt.lower().replace(" ", ""):
+        if payload.size <= _DEPTH_HEADER.size:
+            raise ImageDecodeError(
+                f"data has {payload.size} bytes, too few for a compressedDepth header of "
+                f"{_DEPTH_HEADER.size} bytes plus an image (format={fmt!r})"
+            )
+        header = _DEPTH_HEADER.unpack(payload[: _DEPTH_HEADER.size].tobytes())
+        payload = payload[_DEPTH_HEADER.size :]
+    codec = codec_of(payload)
+    if codec == "unknown":
+        raise ImageDecodeError(
+            f"data ({payload.size} bytes, starting {payload[:8].tobytes().hex()}) is neither JPEG nor PNG "
+            f"(format={fmt!r})"
+        )
+    check_size(*header_size(payload, codec), max_pixels, f"the {codec.upper()} image (format={fmt!r})")
+    return Inspected(fmt, payload, codec, original, header)
 
 
 def compressed_to_array(msg: CompressedImageLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
@@ -264,34 +303,13 @@ def compressed_to_array(msg: CompressedImageLike, *, max_pixels: int = DEFAULT_M
         ImageDecodeError: empty, corrupt or truncated data, an unknown payload, a truncated depth
             header.
     """
-    fmt = str(_field(msg, "format"))
-    payload = _as_bytes(_field(msg, "data"))
-    if payload.size == 0:
-        raise ImageDecodeError(f"data is empty (format={fmt!r})")
-    original = fmt.split(";", 1)[0].strip() if ";" in fmt else ""
-    depth = "compresseddepth" in fmt.lower().replace(" ", "")
-    header: tuple[int, float, float] | None = None
-    if depth:
-        if payload.size <= _DEPTH_HEADER.size:
-            raise ImageDecodeError(
-                f"data has {payload.size} bytes, too few for a compressedDepth header of "
-                f"{_DEPTH_HEADER.size} bytes plus an image (format={fmt!r})"
-            )
-        header = _DEPTH_HEADER.unpack(payload[: _DEPTH_HEADER.size].tobytes())
-        payload = payload[_DEPTH_HEADER.size :]
-    codec = codec_of(payload)
-    if codec == "unknown":
-        raise ImageDecodeError(
-            f"data ({payload.size} bytes, starting {payload[:8].tobytes().hex()}) is neither JPEG nor PNG "
-            f"(format={fmt!r})"
-        )
-    check_size(*header_size(payload, codec), max_pixels, f"the {codec.upper()} image (format={fmt!r})")
+    fmt, payload, codec, original, header = inspect_compressed(msg, max_pixels=max_pixels)
     if codec == "jpeg":
         decoded = decode_jpeg(payload)
     else:
         check_png(payload)
         decoded = _imdecode(payload, fmt)
-    if depth:
+    if header is not None:
         return _depth_image(decoded, original or "16UC1", header, fmt)
     if decoded.ndim == 2:
         if decoded.dtype == np.uint16:
