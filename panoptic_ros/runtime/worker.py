@@ -55,22 +55,29 @@ class Worker:
         self._failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unserved: dict[str, Any] = {}
 
     def start(self) -> None:
         self._stop.clear()
+        self._unserved = {}
         self.slots.reopen()
         self._thread = threading.Thread(target=self._run, name="panoptic_worker", daemon=True)
         self._thread.start()
 
     def stop(self) -> dict[str, int]:
-        """Stop and join the thread; the frames still waiting (in flight) per camera are returned and
-        taken out of the slots."""
+        """Stop and join the thread; the frames not served (in flight) per camera are returned: those
+        still waiting in the slots (taken out) and those the thread had taken when the stop came."""
         self._stop.set()
         self.slots.close()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        return {camera: 1 for camera in self.slots.take(timeout=0)}
+        in_flight: dict[str, int] = {}
+        for pending in (self._unserved, self.slots.take(timeout=0)):
+            for camera in pending:
+                in_flight[camera] = in_flight.get(camera, 0) + 1
+        self._unserved = {}
+        return in_flight
 
     @property
     def alive(self) -> bool:
@@ -80,7 +87,9 @@ class Worker:
         try:
             while not self._stop.is_set():
                 pending = self.slots.take(timeout=0.2)
-                if pending and not self._stop.is_set():
+                if pending and self._stop.is_set():
+                    self._unserved = pending  # taken as the stop came: reported in flight by stop()
+                elif pending:
                     self.serve(pending)
         except BaseException as err:  # the loop itself broke: nothing more can be served
             self._fail(f"{type(err).__name__}: {err}")
