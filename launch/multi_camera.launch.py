@@ -14,7 +14,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
 from launch import LaunchContext, LaunchDescription
-from panoptic_ros.ros.launch_support import node_action, node_overrides, split_topics
+from panoptic_ros.ros.launch_support import PROFILE, node_action, node_overrides, profile_env, split_topics
 
 
 def _node(context: LaunchContext) -> list[object]:
@@ -27,7 +27,11 @@ def _node(context: LaunchContext) -> list[object]:
         camera_infos=split_topics(arg("camera_infos")),
         depths=split_topics(arg("depths")),
     )
-    return [node_action(arg("params_file"), overrides, namespace=arg("namespace"))]
+    return [
+        node_action(
+            arg("params_file"), overrides, namespace=arg("namespace"), env=profile_env(arg("fastdds_profile"))
+        )
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -51,6 +55,12 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument(
                 "model", default_value="", description="ONNX model or engine (empty: shipped)"
+            ),
+            DeclareLaunchArgument(
+                "fastdds_profile",
+                default_value=os.path.join(share, PROFILE),
+                description="Fast DDS XML profile for images over ~500 KB ('' or none: off); the "
+                "camera driver needs it too for best-effort images",
             ),
             OpaqueFunction(function=_node),
         ]

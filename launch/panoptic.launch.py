@@ -14,7 +14,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
 from launch import LaunchContext, LaunchDescription
-from panoptic_ros.ros.launch_support import node_action, node_overrides
+from panoptic_ros.ros.launch_support import PROFILE, node_action, node_overrides, profile_env
 
 
 def _node(context: LaunchContext) -> list[object]:
@@ -23,7 +23,11 @@ def _node(context: LaunchContext) -> list[object]:
 
     # resolved here so that one camera becomes a one-element string array parameter
     overrides = node_overrides([arg("camera")], model=arg("model"))
-    return [node_action(arg("params_file"), overrides, namespace=arg("namespace"))]
+    return [
+        node_action(
+            arg("params_file"), overrides, namespace=arg("namespace"), env=profile_env(arg("fastdds_profile"))
+        )
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -41,6 +45,12 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument(
                 "model", default_value="", description="ONNX model or TensorRT engine (empty: shipped model)"
+            ),
+            DeclareLaunchArgument(
+                "fastdds_profile",
+                default_value=os.path.join(share, PROFILE),
+                description="Fast DDS XML profile for images over ~500 KB ('' or none: off); the "
+                "camera driver needs it too for best-effort images",
             ),
             OpaqueFunction(function=_node),
         ]

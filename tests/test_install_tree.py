@@ -24,6 +24,7 @@ def test_share_folders_installed() -> None:
     assert (SHARE / "package.xml").is_file()
     for name in ("cityscapes", "coco_panoptic", "synthetic"):
         assert (SHARE / "config" / "labels" / f"{name}.yaml").is_file()
+    assert (SHARE / "config" / "fastdds_large_images.xml").is_file()  # the launch files' default profile
     assert (INSTALL / "share" / "ament_index" / "resource_index" / "packages" / "panoptic_ros").is_file()
 
 

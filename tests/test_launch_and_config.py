@@ -61,6 +61,7 @@ def test_single_camera_launch_takes_exactly_the_documented_arguments() -> None:
         "namespace",
         "params_file",
         "model",
+        "fastdds_profile",
     }
 
 
@@ -69,6 +70,58 @@ def test_replay_and_multi_camera_arguments() -> None:
         LAUNCH / "replay.launch.py"
     )
     assert {"cameras", "params_file", "model"} <= _declared_arguments(LAUNCH / "multi_camera.launch.py")
+    for name in ("panoptic.launch.py", "multi_camera.launch.py", "replay.launch.py"):
+        text = (LAUNCH / name).read_text()
+        assert "fastdds_profile" in _declared_arguments(LAUNCH / name), name
+        # on by default: the argument defaults to the shipped profile, and every process gets it
+        assert "default_value=os.path.join(share, PROFILE)" in text and "profile_env(" in text, name
+
+
+def test_shipped_fastdds_profile_gives_shared_memory_a_large_segment() -> None:
+    from xml.etree import ElementTree
+
+    from panoptic_ros.ros.launch_support import PROFILE, PROFILE_ENV, profile_env
+
+    ns = {"dds": "http://www.eprosima.com"}
+    root = ElementTree.parse(REPO / PROFILE).getroot()
+    transports = {
+        t.findtext("dds:transport_id", namespaces=ns): t
+        for t in root.iterfind(".//dds:transport_descriptor", ns)
+    }
+    shm = [t for t in transports.values() if t.findtext("dds:type", namespaces=ns) == "SHM"]
+    assert shm and int(shm[0].findtext("dds:segment_size", namespaces=ns)) >= 32 * 1024 * 1024
+    assert any(t.findtext("dds:type", namespaces=ns) == "UDPv4" for t in transports.values())  # other hosts
+    participant = root.find(".//dds:participant", ns)
+    assert participant is not None and participant.get("is_default_profile") == "true"
+    used = [e.text for e in participant.iterfind(".//dds:userTransports/dds:transport_id", ns)]
+    assert set(used) == set(transports)
+    assert participant.findtext(".//dds:useBuiltinTransports", namespaces=ns) == "false"
+    assert profile_env("/x.xml") == {PROFILE_ENV: "/x.xml"} and profile_env("") == profile_env("none") == {}
+
+
+def test_replay_serves_the_bags_cameras_only(tmp_path: Path) -> None:
+    """replay.launch.py picks cameras by the rule of `bag process` and `infer`: on a `bag synth` bag
+    (images, depth, camera_info, two ground-truth label images per camera) only the images are
+    cameras, each with its own depth and camera_info; an explicit choice is kept."""
+    from panoptic_ros.data.bag_synth import SynthBagConfig, write_synthetic_bag
+    from panoptic_ros.data.bag_types import BagError
+    from panoptic_ros.data.bags import image_topics
+    from panoptic_ros.ros.launch_support import bag_inputs
+
+    bag = tmp_path / "synth"
+    write_synthetic_bag(bag, SynthBagConfig(cameras=2, frames=2, size=(48, 96)))
+    assert len(image_topics(bag)) > 2  # depth and ground truth are image topics too
+    params, played = bag_inputs(bag)
+    assert params["image_topics"] == ["/cam0/image_raw", "/cam1/image_raw"]
+    assert [t.endswith("camera_info") for t in params["camera_info_topics"]] == [True, True]
+    assert ["depth" in t for t in params["depth_topics"]] == [True, True]
+    assert set(played) == {*params["image_topics"], *params["camera_info_topics"], *params["depth_topics"]}
+    config = NodeConfig.from_values(params)  # the node accepts it
+    assert [c.depth for c in config.cameras] == params["depth_topics"]
+    only, played = bag_inputs(bag, ["/cam1/image_raw"])
+    assert only["image_topics"] == ["/cam1/image_raw"] and "/cam0/image_raw" not in played
+    with pytest.raises(BagError, match="no image topic"):
+        bag_inputs(bag, ["/nowhere/image_raw"])
 
 
 def test_parameters_file_documents_valid_values() -> None:

@@ -1,4 +1,5 @@
-"""What the launch files share: the node's parameter overrides and its ``launch_ros`` action.
+"""What the launch files share: the node's parameter overrides, the cameras of a bag, the Fast DDS
+profile's environment and the node's ``launch_ros`` action.
 
 ``launch``/``launch_ros`` are imported only inside :func:`node_action` (they are not on PyPI; the
 parameter logic is tested without them).
@@ -7,7 +8,15 @@ parameter logic is tested without them).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from panoptic_ros.apps.bag_frames import BagFrames, ReadOptions
+
+#: The environment variable through which Fast DDS loads an XML profile (other RMWs ignore it).
+PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+#: The shipped profile for images over ~500 KB (relative to the package's share directory).
+PROFILE = Path("config") / "fastdds_large_images.xml"
 
 
 def split_topics(text: str) -> list[str]:
@@ -44,8 +53,39 @@ def node_overrides(
     return overrides
 
 
-def node_action(params_file: str, overrides: Mapping[str, Any], *, namespace: str = "") -> Any:
-    """The ``launch_ros`` action that starts ``panoptic_node`` with ``params_file`` then ``overrides``."""
+def bag_inputs(bag: str | Path, cameras: Sequence[str] = ()) -> tuple[dict[str, Any], list[str]]:
+    """The node's input parameters for replaying ``bag`` and the topics to play.
+
+    The cameras are ``cameras`` when given, else those of the one camera-selection rule that
+    ``bag process`` and ``infer`` use (:func:`panoptic_ros.apps.bag_frames.camera_topics`: no depth,
+    ground truth or output images), each with the depth and camera_info topics the bag has for it.
+
+    Raises:
+        BagError: the bag cannot be read, or has no (or not the given) camera topics.
+    """
+    frames = BagFrames(bag, ReadOptions(cameras=tuple(c for c in cameras if c) or None))
+    found = list(frames.cameras.values())
+    params: dict[str, Any] = {"image_topics": [c.topic for c in found]}
+    if any(c.info_topic and c.depth_topic for c in found):
+        params["camera_info_topics"] = [c.info_topic or "" for c in found]
+        params["depth_topics"] = [c.depth_topic or "" for c in found]
+    return params, frames.input_topics
+
+
+def profile_env(profile: str) -> dict[str, str]:
+    """The environment that loads the Fast DDS profile ``profile`` ('' or 'none': nothing)."""
+    return {PROFILE_ENV: profile} if profile.strip() and profile.strip().lower() != "none" else {}
+
+
+def node_action(
+    params_file: str,
+    overrides: Mapping[str, Any],
+    *,
+    namespace: str = "",
+    env: Mapping[str, str] | None = None,
+) -> Any:
+    """The ``launch_ros`` action that starts ``panoptic_node`` with ``params_file`` then ``overrides``
+    (``env``: added to its environment, e.g. :func:`profile_env`)."""
     from launch_ros.actions import Node
 
     return Node(
@@ -56,4 +96,5 @@ def node_action(params_file: str, overrides: Mapping[str, Any], *, namespace: st
         parameters=[params_file, dict(overrides)],
         output="screen",
         emulate_tty=True,
+        additional_env=dict(env or {}),
     )

@@ -40,8 +40,8 @@ from panoptic_ros.core.payload import InputTooLarge
 from panoptic_ros.errors import ConfigError, ImageDecodeError, PanopticRosError, UnsupportedEncodingError
 from panoptic_ros.resources import default_model
 from panoptic_ros.ros.camera_io import CameraIO, available_outputs
+from panoptic_ros.ros.inputs import CameraInputs
 from panoptic_ros.ros.params import ParameterChanges, check_overrides, current_values, declare_all
-from panoptic_ros.ros.qos import subscription_qos
 from panoptic_ros.ros.reporting import Reporter
 from panoptic_ros.runtime.config import NodeConfig
 from panoptic_ros.runtime.engine import FrameEngine
@@ -69,7 +69,7 @@ class PanopticNode(LifecycleNode):
         self._changes = ParameterChanges(self)
         self.engine: FrameEngine | None = None
         self._cameras: dict[str, CameraIO] = {}
-        self._subscriptions: list[Any] = []
+        self.inputs: CameraInputs | None = None
         self._worker: Worker | None = None
         self.in_flight: dict[str, int] = {}
         self.fault = ""  # why the worker stopped for good; the executables then exit non-zero
@@ -215,23 +215,14 @@ class PanopticNode(LifecycleNode):
             camera.create_publishers(self, outputs, config.output_qos_depth)
         self._reporter = Reporter(self, config.diagnostics_period)
 
-    def _subscription_qos(self, config: NodeConfig, topic: str) -> Any:
-        found = [info.qos_profile.reliability for info in self.get_publishers_info_by_topic(topic)]
-        qos, warning = subscription_qos(config.qos_mode, config.qos_reliability, config.qos_depth, found)
-        if warning:
-            self.get_logger().warning(f"{topic}: {warning}")
-        return qos
-
     def _create_subscriptions(self, config: NodeConfig) -> None:
-        for key, camera in self._cameras.items():
-            for kind, topic, callback in camera.subscriptions(self._image_callback(key)):
-                qos = self._subscription_qos(config, topic)
-                self._subscriptions.append(self.create_subscription(kind, topic, callback, qos))
+        received = self.stats.received_count
+        self.inputs = CameraInputs(self, config, self._cameras, self._image_callback, received)
 
     def _destroy_subscriptions(self) -> None:
-        for sub in self._subscriptions:
-            self.destroy_subscription(sub)
-        self._subscriptions.clear()
+        if self.inputs is not None:
+            self.inputs.destroy()
+            self.inputs = None
 
     def _image_callback(self, key: str) -> Any:
         compressed = self._cameras[key].topics.compressed
@@ -239,9 +230,9 @@ class PanopticNode(LifecycleNode):
         def store(msg: Image | CompressedImage, info: dict[str, Any]) -> None:
             """Count, check the cheap fields (a malformed message never displaces a waiting good
             frame) and store; the worker does the rest."""
-            self.stats.received(key)
             publisher = (info.get("publisher_gid") or {}).get("data", b"")
-            self.stats.sequence(key, bytes(publisher), info.get("publication_sequence_number"))
+            if not self.stats.arrived(key, bytes(publisher), info.get("publication_sequence_number")):
+                return  # delivered twice while the subscription's QoS changed: taken once
             try:
                 check_message(msg, compressed=compressed, max_pixels=self._max_pixels)
             except ImageDecodeError as err:

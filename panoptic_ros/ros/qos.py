@@ -1,17 +1,18 @@
 """The QoS profiles of the node and the bag tools, in one place.
 
 Outputs are reliable (keep last ``depth``); the per-camera outputs that late joiners need
-(``categories``, ``label_info``) are latched (transient local, depth 1). Subscriptions follow
-``qos.mode``: ``sensor_data`` (best effort), ``match_publisher`` (the publishers' reliability, found on
-the graph), ``explicit`` (``qos.reliability``).
+(``categories``, ``label_info``) are latched (transient local, depth 1). Camera subscriptions take the
+reliability :func:`panoptic_ros.runtime.arrivals.adopted_reliability` decides for ``qos.mode``
+(:mod:`panoptic_ros.ros.inputs` re-evaluates it as publishers come and go).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from panoptic_ros.runtime.arrivals import BEST_EFFORT, RELIABLE, Offer
 from panoptic_ros.runtime.outputs import OUTPUTS
 
 
@@ -38,27 +39,22 @@ def type_qos(msgtype: str, *, reliable: bool = True, depth: int = 10) -> QoSProf
     return output_qos(latched=latched, depth=depth, reliable=reliable)
 
 
-def subscription_qos(
-    mode: str, reliability: str, depth: int, publishers: Sequence[ReliabilityPolicy] = ()
-) -> tuple[QoSProfile, str]:
-    """A camera subscription's QoS for ``qos.mode`` and, in ``match_publisher`` mode, the reliability
-    of the publishers found on the topic; and a warning ('' when none)."""
-    chosen = ReliabilityPolicy.BEST_EFFORT
-    warning = ""
-    if mode == "explicit":
-        chosen = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
-    elif mode == "match_publisher":
-        if publishers and all(r == ReliabilityPolicy.RELIABLE for r in publishers):
-            chosen = ReliabilityPolicy.RELIABLE
-        elif not publishers:
-            warning = (
-                "qos.mode match_publisher: no publisher on the topic yet; subscribing best effort "
-                "(receives from reliable and best-effort publishers)"
-            )
-    profile = QoSProfile(
+def camera_qos(reliability: str, depth: int) -> QoSProfile:
+    """A camera subscription's QoS: ``reliability`` (``reliable`` or ``best_effort``, as decided by
+    :func:`panoptic_ros.runtime.arrivals.adopted_reliability`), volatile, keep last ``depth``."""
+    return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
-        depth=depth,
-        reliability=chosen,
+        depth=max(int(depth), 1),
+        reliability=ReliabilityPolicy.RELIABLE if reliability == RELIABLE else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.VOLATILE,
     )
-    return profile, warning
+
+
+def offer(info: Any) -> Offer:
+    """A publisher's QoS (an rclpy ``TopicEndpointInfo`` from the graph) as an :class:`Offer`."""
+    qos = info.qos_profile
+    reliable = qos.reliability == ReliabilityPolicy.RELIABLE
+    latched = qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    node = f"{info.node_namespace.rstrip('/')}/{info.node_name}"
+    durability = "transient local" if latched else "volatile"
+    return Offer(node, RELIABLE if reliable else BEST_EFFORT, durability, qos.depth)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from rclpy.duration import Duration
 
 from panoptic_ros.ros.conversions import message_class, to_ros
+from panoptic_ros.ros.inputs import CameraInputs
 from panoptic_ros.runtime.config import NodeConfig
 from panoptic_ros.runtime.diagnostics import PipelineInfo, camera_values, diagnostics, status_line
 from panoptic_ros.runtime.engine import FrameEngine
@@ -30,6 +31,7 @@ class ReportedNode(Protocol):
     active: bool
     fault: str
     in_flight: dict[str, int]
+    inputs: CameraInputs | None
 
     def slot_stats(self) -> dict[str, SlotStats]: ...
     def camera_keys(self) -> list[str]: ...
@@ -79,6 +81,7 @@ class Reporter:
             window_s=config.diagnostics_window,
             fault=node.fault,
             in_flight=dict(node.in_flight) if final else None,
+            arrivals=node.inputs.problems() if node.inputs is not None else None,
         )
         self._pub.publish(to_ros(message))
 

@@ -86,12 +86,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P("depth_topics", [""],
       "aligned depth image per image topic (16UC1 mm or 32FC1 m; .../compressed: compressedDepth; "
       "'' for none)"),
-    P("qos.mode", "sensor_data",
-      "subscription QoS: sensor_data (best effort: receives from any publisher), match_publisher "
-      "(adopt the reliability of the publishers found on the graph at activation), explicit",
+    P("qos.mode", "match_publisher",
+      "subscription QoS: match_publisher (the reliability the camera's publishers offer, re-evaluated "
+      "as publishers come and go), sensor_data (best effort: receives from any publisher but loses "
+      "images over ~500 KB without a large-image transport profile), explicit (qos.reliability)",
       choices=("sensor_data", "match_publisher", "explicit")),
     P("qos.reliability", "best_effort", "reliability in explicit mode", choices=("best_effort", "reliable")),
     P("qos.depth", 1, "subscription queue depth (the node keeps only the newest frame anyway)", 1, 100, 1),
+    P("no_frames_timeout", 3.0,
+      "seconds without a frame from a camera whose topic has publishers before a warning (log once, "
+      "WARN on /diagnostics, naming the likely cause); 0: never", 0.0, 3600.0),
     P("output_qos_depth", 2, "queue depth of the (reliable) output publishers", 1, 10, 1),
     P("sync_tolerance", 0.05, "max |stamp difference| (s) between an image and its depth image", 0.0, 5.0),
     P("max_input_pixels", DEFAULT_MAX_PIXELS,
@@ -170,6 +174,7 @@ class NodeConfig:
     qos_mode: str
     qos_reliability: str
     qos_depth: int
+    no_frames_timeout: float
     output_qos_depth: int
     sync_tolerance: float
     engine: EngineParams
@@ -226,6 +231,7 @@ class NodeConfig:
             qos_mode=merged["qos.mode"],
             qos_reliability=merged["qos.reliability"],
             qos_depth=merged["qos.depth"],
+            no_frames_timeout=merged["no_frames_timeout"],
             output_qos_depth=merged["output_qos_depth"],
             sync_tolerance=float(merged["sync_tolerance"]),
             engine=EngineParams(

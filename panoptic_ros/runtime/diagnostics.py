@@ -101,13 +101,15 @@ def diagnostics(
     window_s: float = 10.0,
     fault: str = "",
     in_flight: Mapping[str, int] | None = None,
+    arrivals: Mapping[str, str] | None = None,
 ) -> Message:
     """The ``/diagnostics`` message of the node ``node`` at ``stamp_ns`` (``now``: monotonic seconds).
 
     A camera is WARN while it had bad, failed or depth-less frames in the last ``window_s`` seconds
     (not forever after one), or when active without a frame yet; stream events of served frames are
     counted, not failures. ``fault``: why the worker stopped (everything goes ERROR). ``in_flight``
-    (per camera) marks the final counts published at shutdown.
+    (per camera) marks the final counts published at shutdown. ``arrivals``: per camera, why its
+    frames do not arrive (:class:`~panoptic_ros.runtime.arrivals.ArrivalWatch`): WARN with that text.
     """
     thresholds = {f"fusion_{k}": v for k, v in sorted(pipeline.fusion.items())}
     final = {"final": "true"} if in_flight is not None else {}
@@ -142,8 +144,11 @@ def diagnostics(
             values[f"latency_{stage}_ms_p95"] = f"{p95:.2f}"
         recent = camera.recent_problems(now, window_s)
         level, message = OK, "ok"
+        problem = (arrivals or {}).get(key, "")
         if fault:
             level, message = ERROR, f"not served: the worker stopped ({fault})"
+        elif problem:
+            level, message = WARN, problem
         elif pipeline.active and camera.received == 0:
             level, message = WARN, "no frames received yet"
         elif recent:

@@ -88,10 +88,6 @@ class NodeStats:
         self._suppressed: dict[tuple[str, str], int] = defaultdict(int)
         self._sequences: dict[tuple[str, bytes], int] = {}
 
-    def received(self, camera: str) -> None:
-        with self._lock:
-            self._cameras[camera].received += 1
-
     def count(self, camera: str, kind: str) -> None:
         """One more of ``kind`` (:data:`KINDS`); problems also enter the recent window."""
         with self._lock:
@@ -100,18 +96,26 @@ class NodeStats:
             if kind not in EVENT_KINDS:
                 stats.problems_at.append(time.monotonic())
 
-    def sequence(self, camera: str, publisher: bytes, number: int | None) -> int:
-        """Note a message's publication sequence number from ``publisher``; returns how many messages
-        of that publisher were lost before this one (a gap), and counts them."""
-        if number is None or number <= 0:
-            return 0
-        key = (camera, publisher)
+    def received_count(self, camera: str) -> int:
         with self._lock:
-            last = self._sequences.get(key)
-            self._sequences[key] = max(number, last or 0)
-            gap = number - last - 1 if last is not None and number > last else 0
-            self._cameras[camera].lost += gap
-            return gap
+            return self._cameras[camera].received if camera in self._cameras else 0
+
+    def arrived(self, camera: str, publisher: bytes, number: int | None) -> bool:
+        """A message reached the callback: count it received, and the messages of ``publisher`` lost
+        before it (a gap in its publication sequence numbers ``number``, where the rmw reports them).
+        False for a message already received (the same number again, as two subscriptions of one
+        topic deliver while the QoS changes): it is not counted and must not be served twice."""
+        with self._lock:
+            stats = self._cameras[camera]
+            if number is not None and number > 0:
+                key = (camera, publisher)
+                last = self._sequences.get(key)
+                if last is not None and number <= last:
+                    return False
+                self._sequences[key] = number
+                stats.lost += number - last - 1 if last is not None else 0
+            stats.received += 1
+            return True
 
     def frame(self, camera: str, latencies_ms: dict[str, float]) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ from panoptic_ros.runtime.config import BY_NAME, PARAMETERS, NodeConfig
 def test_defaults_make_a_valid_configuration() -> None:
     config = NodeConfig.from_values({})
     assert [c.image for c in config.cameras] == ["/camera/image_raw"]
-    assert config.qos_mode == "sensor_data" and config.engine.tracking
+    assert config.qos_mode == "match_publisher" and config.no_frames_timeout > 0 and config.engine.tracking
 
 
 def test_every_parameter_has_a_description_and_a_type() -> None:
