@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,26 +82,33 @@ class NodeProcess:
         lifecycle: bool = False,
         name: str = "panoptic",
         base_files: tuple[Path, ...] = (),
+        command: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
+        """``command`` (default: this interpreter running the source checkout's script) gets the
+        ``--ros-args`` appended and runs in ``cwd`` (default: the repository) with ``env`` (default:
+        this process's environment)."""
         self.name = name
         self.params_file = tmp / f"{name}_params.yaml"
         self.params_file.write_text(yaml.safe_dump({name: {"ros__parameters": params}}))
         self.log_path = tmp / f"{name}.log"
         exe = "panoptic_lifecycle_node" if lifecycle else "panoptic_node"
         self._log = self.log_path.open("w")
+        if command is None:
+            command = (sys.executable, str(REPO / "scripts" / exe))
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                str(REPO / "scripts" / exe),
+                *command,
                 "--ros-args",
                 "-r",
                 f"__node:={name}",
                 *(arg for path in (*base_files, self.params_file) for arg in ("--params-file", str(path))),
             ],
-            cwd=REPO,
+            cwd=REPO if cwd is None else cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"),
+            env=dict(os.environ if env is None else env, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"),
             preexec_fn=_die_with_parent,  # noqa: PLW1509 (only calls prctl before exec)
         )
 
