@@ -23,9 +23,9 @@ import numpy as np
 from tqdm import tqdm
 
 from panoptic_ros.core.ids import STUFF_SEGMENT_BASE
-from panoptic_ros.core.image_codec import image_to_array
+from panoptic_ros.core.image_codec import compressed_to_array, image_to_array
 from panoptic_ros.core.labels import LabelSet
-from panoptic_ros.core.topics import join_topic
+from panoptic_ros.core.topics import COMPRESSED_SUFFIX, join_topic
 from panoptic_ros.data.bag_io import message_counts, read_messages, topic_types
 from panoptic_ros.data.bag_types import CATEGORY_ARRAY_TYPE, BagError
 from panoptic_ros.data.coco_format import SegmentInfo
@@ -143,12 +143,32 @@ def segment_map(
 
 
 def _namespaces(types: dict[str, str]) -> list[str]:
-    """Namespaces (with their trailing slash) of the topics ending in ``panoptic/semantic``."""
-    found = []
+    """Namespaces (with their trailing slash) of the topics ending in ``panoptic/semantic`` (or its
+    lossless ``/compressed`` variant)."""
+    found = set()
     for topic in types:
-        if topic == PREDICTION_SUFFIX or topic.endswith("/" + PREDICTION_SUFFIX):
-            found.append(topic[: -len(PREDICTION_SUFFIX)])
+        name = topic.removesuffix(COMPRESSED_SUFFIX)
+        if name == PREDICTION_SUFFIX or name.endswith("/" + PREDICTION_SUFFIX):
+            found.add(name[: -len(PREDICTION_SUFFIX)])
     return sorted(found)
+
+
+def _map_topic(types: dict[str, str], ns: str, parts: tuple[str, str]) -> str | None:
+    """The topic of one map of a namespace: the raw image, else its lossless PNG ``/compressed``."""
+    raw = join_topic(ns, *parts)
+    for topic in (raw, raw + COMPRESSED_SUFFIX):
+        if topic in types:
+            return topic
+    return None
+
+
+def _pixels(msg: Any) -> np.ndarray:
+    """A label image's pixels: a raw ``Image``, or a PNG ``CompressedImage`` (lossless only)."""
+    if hasattr(msg, "format"):
+        if "png" not in str(msg.format).lower():
+            raise ImageDecodeError(f"label images must be lossless; format {msg.format!r} is not PNG")
+        return compressed_to_array(msg).array
+    return np.array(image_to_array(msg, native=True))
 
 
 def _label_set_from_bag(bag: Path, types: dict[str, str]) -> LabelSet:
@@ -175,16 +195,17 @@ def evaluate_bag(
     """
     bag = Path(bag)
     types = topic_types(bag)
-    namespaces = [
-        ns for ns in _namespaces(types) if all(join_topic(ns, *parts) in types for parts in MAPS.values())
-    ]
+    topics = {
+        ns: {key: _map_topic(types, ns, parts) for key, parts in MAPS.items()} for ns in _namespaces(types)
+    }
+    namespaces = [ns for ns, found in topics.items() if all(found.values())]
     if not namespaces:
         raise BagError(
             f"bag {bag} has no camera with panoptic/semantic, panoptic/instance_ids, ground_truth/semantic "
             f"and ground_truth/instance_ids; its topics: {sorted(types)}"
         )
     label_set = label_set or _label_set_from_bag(bag, types)
-    route = {join_topic(ns, *parts): (ns, key) for ns in namespaces for key, parts in MAPS.items()}
+    route = {topics[ns][key]: (ns, key) for ns in namespaces for key in MAPS}
     category_ids = [c.id for c in label_set.categories]
     thing_ids = label_set.thing_ids
     stat = PQStat.zeros(category_ids)
@@ -203,7 +224,7 @@ def evaluate_bag(
         try:
             if message.msg is None:
                 raise ImageDecodeError(f"not deserializable: {message.error}")
-            pixels = np.array(image_to_array(message.msg, native=True))
+            pixels = _pixels(message.msg)
         except ImageDecodeError as err:
             raise BagError(f"{message.topic} at bag time {message.log_time_ns}: {err}") from err
         stamp = int(message.stamp_ns or 0)

@@ -53,12 +53,14 @@ class ReadOptions:
     Attributes:
         cameras: the camera topics; None for every camera topic (see :func:`camera_topics`).
         overlay: ask the engine for overlays.
+        points: ask the engine for point clouds (frames with depth and camera_info).
         batch_window_ns: frames of different cameras this close in stamp are batched.
         max_pending: newer images of a camera after which an image stops waiting for its depth.
     """
 
     cameras: tuple[str, ...] | None = None
     overlay: bool = False
+    points: bool = False
     batch_window_ns: int = 5_000_000
     max_pending: int = 3
 
@@ -276,6 +278,7 @@ class BagFrames:
                 depth=depth,
                 camera_model=model if depth is not None else None,
                 overlay=self.options.overlay,
+                points=self.options.points,
             )
             self._add_to_batch(BagFrame(frame, item.log_time_ns))
 

@@ -4,9 +4,10 @@ Frames come from :class:`~panoptic_ros.apps.bag_frames.BagFrames` (cameras, dept
 matched by stamp, batches across cameras, malformed messages counted and skipped); each batch goes
 through the same :class:`~panoptic_ros.runtime.FrameEngine` as in the node, and each result's outputs
 are described once (:mod:`panoptic_ros.runtime.outputs`) and written with ``rosbags`` on the node's
-topics (:mod:`panoptic_ros.core.topics`): ``<ns>/panoptic/semantic``, ``instance_ids``, ``instances``,
-``overlay``, ``markers`` (with depth) and, once per camera, ``categories``; each with the input's
-header and the input message's bag time.
+topics (:mod:`panoptic_ros.core.topics`): ``<ns>/panoptic/semantic``, ``instance_ids`` (or, with
+``labels="png"``, the lossless ``semantic/compressed`` and ``instance_ids/compressed``),
+``instances``, ``overlay``, ``markers`` and ``points`` (with depth; points when asked for) and, once
+per camera, ``categories``; each with the input's header and the input message's bag time.
 
 The ground truth topics and camera_info of the processed cameras are copied through unchanged, so the
 output bag can be evaluated on its own (``bag eval``).
@@ -18,7 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tqdm import tqdm
 
@@ -38,8 +39,23 @@ from panoptic_ros.data.bag_types import Storage, to_rosbags
 from panoptic_ros.runtime import FrameEngine, FrameResult
 from panoptic_ros.runtime.outputs import CAMERA_OUTPUTS, FRAME_OUTPUTS, OutputContext
 
-#: The outputs a processed bag holds (``vision_msgs`` types are not in the bag type store).
-BAG_OUTPUTS = ("semantic", "instance_ids", "instances", "overlay", "markers", "categories")
+#: The outputs a processed bag can hold (``vision_msgs`` types are not in the bag type store).
+BAG_OUTPUTS = (
+    "semantic",
+    "instance_ids",
+    "semantic/compressed",
+    "instance_ids/compressed",
+    "points",
+    "instances",
+    "overlay",
+    "markers",
+    "categories",
+)
+#: The label images in each ``labels`` choice.
+LABEL_OUTPUTS = {
+    "raw": ("semantic", "instance_ids"),
+    "png": ("semantic/compressed", "instance_ids/compressed"),
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,8 @@ class ProcessOptions:
     Attributes:
         cameras: the camera topics; None for every camera topic (see :func:`camera_topics`).
         overlay: also write ``panoptic/overlay``.
+        labels: the label images as ``raw`` ``Image`` or lossless ``png`` ``CompressedImage``.
+        points: also write ``panoptic/points`` (frames with depth and camera_info).
         storage: storage of the output bag.
         batch_window_ns: frames of different cameras this close in stamp are batched.
         max_pending: newer images of a camera after which an image stops waiting for its depth.
@@ -58,6 +76,8 @@ class ProcessOptions:
 
     cameras: tuple[str, ...] | None = None
     overlay: bool = True
+    labels: Literal["raw", "png"] = "raw"
+    points: bool = False
     storage: Storage = "sqlite3"
     batch_window_ns: int = 5_000_000
     max_pending: int = 3
@@ -147,6 +167,7 @@ def process_bag(
         ReadOptions(
             cameras=options.cameras,
             overlay=options.overlay,
+            points=options.points,
             batch_window_ns=options.batch_window_ns,
             max_pending=options.max_pending,
         ),
@@ -204,9 +225,13 @@ class _BagOutputs:
         self.writer = writer
         self.context = context
         self.topics = {camera: {o: output_topic(camera, o) for o in OUTPUT_NAMES} for camera in cameras}
-        self.frame_outputs = [
-            o for o in FRAME_OUTPUTS if o.name in BAG_OUTPUTS and (options.overlay or o.name != "overlay")
-        ]
+        skipped = {
+            name for choice, names in LABEL_OUTPUTS.items() if choice != options.labels for name in names
+        }
+        skipped |= {
+            name for name, wanted in (("overlay", options.overlay), ("points", options.points)) if not wanted
+        }
+        self.frame_outputs = [o for o in FRAME_OUTPUTS if o.name in BAG_OUTPUTS and o.name not in skipped]
         self.started: set[str] = set()
 
     def write(self, result: FrameResult, log_time_ns: int) -> None:

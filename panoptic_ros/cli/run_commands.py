@@ -159,6 +159,15 @@ def _process_arguments(parser: argparse.ArgumentParser) -> None:
     model_arguments(parser, backend_options=True)
     parser.add_argument("--no-track", action="store_true", help="no tracking: per-frame instance numbers")
     parser.add_argument("--no-overlay", action="store_true", help="do not write panoptic/overlay")
+    parser.add_argument(
+        "--labels",
+        choices=("raw", "png"),
+        default="raw",
+        help="label images as raw Image (default) or lossless PNG CompressedImage (.../compressed)",
+    )
+    parser.add_argument(
+        "--points", action="store_true", help="also write panoptic/points (cameras with depth + camera_info)"
+    )
     storage_argument(parser, "storage of the output bag (default sqlite3)")
     json_argument(parser, "the summary")
 
@@ -169,6 +178,8 @@ def _process_run(args: argparse.Namespace) -> int:
     options = ProcessOptions(
         cameras=tuple(args.camera) if args.camera else None,
         overlay=not args.no_overlay,
+        labels=args.labels,
+        points=args.points,
         storage=args.storage,
     )
     with _open_engine(args, tracking=not args.no_track) as engine:

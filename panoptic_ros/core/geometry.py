@@ -117,3 +117,52 @@ def segment_positions(
     positions[:, 2] = z_s
     positions[~valid] = 0.0
     return positions, valid
+
+
+class LabelCloud(NamedTuple):
+    """A labelled point cloud on the device: ``xyz`` ``[N, 3]`` float32 meters in the optical frame,
+    ``category`` ``[N]`` int64 category ids and ``instance`` ``[N]`` int64 instance ids (0: none)."""
+
+    xyz: torch.Tensor
+    category: torch.Tensor
+    instance: torch.Tensor
+
+
+def label_cloud(
+    depth: torch.Tensor,
+    semantic: torch.Tensor,
+    instance: torch.Tensor,
+    camera: CameraModel,
+    *,
+    stride: int = 1,
+    keep: torch.Tensor | None = None,
+) -> LabelCloud:
+    """Back-project every ``stride``-th pixel (in both axes) with valid depth, with its labels.
+
+    Args:
+        depth: ``[H, W]`` float meters, NaN where invalid, aligned with the label maps.
+        semantic: ``[H, W]`` integer category id per pixel.
+        instance: ``[H, W]`` integer instance id per pixel (0 for none).
+        camera: the model of an ``H x W`` image.
+        stride: keep pixels whose row and column are multiples of ``stride`` (decimation).
+        keep: ``[H, W]`` bool, pixels that may enter the cloud (e.g. not void); None: all.
+    Returns:
+        the points in row-major pixel order (no host synchronization before the caller reads them).
+    """
+    stride = max(int(stride), 1)
+    z = depth[::stride, ::stride].to(torch.float32)
+    rows = torch.arange(0, depth.shape[0], stride, device=z.device, dtype=torch.float32)
+    cols = torch.arange(0, depth.shape[1], stride, device=z.device, dtype=torch.float32)
+    valid = torch.isfinite(z) & (z > 0)
+    if keep is not None:
+        valid &= keep[::stride, ::stride]
+    index = torch.nonzero(valid.reshape(-1)).squeeze(1)
+    zs = z.reshape(-1)[index]
+    v = rows[index // z.shape[1]]
+    u = cols[index % z.shape[1]]
+    xyz = torch.stack([(u - camera.cx) * zs / camera.fx, (v - camera.cy) * zs / camera.fy, zs], dim=1)
+    return LabelCloud(
+        xyz,
+        semantic[::stride, ::stride].reshape(-1)[index].to(torch.int64),
+        instance[::stride, ::stride].reshape(-1)[index].to(torch.int64),
+    )

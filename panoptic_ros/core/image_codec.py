@@ -294,9 +294,11 @@ def compressed_to_array(msg: CompressedImageLike, *, max_pixels: int = DEFAULT_M
     ``format`` follows image_transport (``"jpeg"``, ``"bgr8; jpeg compressed bgr8"``,
     ``"16UC1; compressedDepth png"``); the payload's magic bytes decide the codec. Color comes
     back ``bgr8`` (``bgra8`` with alpha), gray ``mono8``/``mono16``, depth ``16UC1`` or ``32FC1``
-    (meters, NaN where unknown). The size is read from the header first and an image over
-    ``max_pixels`` (0: no limit) is refused before decoding; JPEG and PNG are checked strictly
-    (:mod:`panoptic_ros.core.payload`): truncated or inconsistent files are errors.
+    (meters, NaN where unknown), ``32SC1`` label images stored as ``mono16`` or packed as ``bgra8``
+    PNG (:func:`~panoptic_ros.core.image_encode.labels_to_png`) as ``int32``. The size is read from the
+    header first and an image over ``max_pixels`` (0: no limit) is refused before decoding; JPEG and
+    PNG are checked strictly (:mod:`panoptic_ros.core.payload`): truncated or inconsistent files are
+    errors.
 
     Raises:
         InputTooLarge: more pixels than ``max_pixels``.
@@ -311,6 +313,16 @@ def compressed_to_array(msg: CompressedImageLike, *, max_pixels: int = DEFAULT_M
         decoded = _imdecode(payload, fmt)
     if header is not None:
         return _depth_image(decoded, original or "16UC1", header, fmt)
+    if original == "32SC1" and decoded.ndim == 2 and decoded.dtype == np.uint16:  # ids that fit 16 bits
+        return DecodedImage(decoded.astype(np.int32), "32SC1")
+    if original == "32SC1":  # a label image packed into bgra8 (image_encode.labels_to_png)
+        if decoded.ndim != 3 or decoded.shape[2] != 4 or decoded.dtype != np.uint8:
+            raise ImageDecodeError(
+                f"a 32SC1 PNG holds 4 8-bit channels; this one is {decoded.dtype} {decoded.shape} "
+                f"(format={fmt!r})"
+            )
+        labels = np.ascontiguousarray(decoded).view("<i4").reshape(decoded.shape[:2])
+        return DecodedImage(labels.astype(np.int32, copy=False), "32SC1")
     if decoded.ndim == 2:
         if decoded.dtype == np.uint16:
             return DecodedImage(decoded, original if original == "16UC1" else "mono16")

@@ -113,3 +113,40 @@ def array_to_compressed(
     if not ok:
         raise ImageEncodeError(f"OpenCV could not encode a {array.shape} image as {codec}")
     return CompressedFields(format=f"{source}; {codec} compressed {source}", data=encoded.reshape(-1))
+
+
+#: How a ``32SC1`` label image travels as PNG: its little-endian bytes as the 4 channels of a ``bgra8``
+#: image (lossless; read back by :func:`panoptic_ros.core.image_codec.compressed_to_array`) ...
+LABELS_32_FORMAT = "32SC1; png compressed bgra8"
+#: ... or, when every id is in 0..65535 (the usual case: track ids count up), as a ``mono16`` PNG.
+LABELS_32_AS_16_FORMAT = "32SC1; png compressed mono16"
+
+
+#: zlib's run-length strategy: label images are long runs of one value (smaller PNGs, no slower).
+_LABEL_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+
+
+def labels_to_png(labels: np.ndarray) -> CompressedFields:
+    """Fields of a lossless PNG ``sensor_msgs/CompressedImage`` of an ``H x W`` label image: ``uint8``
+    and ``uint16`` as ``mono8``/``mono16`` (as image_transport's ``compressed`` plugin names them),
+    ``int32`` (instance ids) as :data:`LABELS_32_AS_16_FORMAT` when every id fits 16 bits, else
+    :data:`LABELS_32_FORMAT`. Never JPEG: labels must survive exactly."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ImageEncodeError(f"a label image is H x W; got shape {labels.shape}")
+    if labels.dtype == np.int32 and labels.size and int(labels.min()) >= 0 and int(labels.max()) <= 0xFFFF:
+        pixels, fmt = labels.astype(np.uint16), LABELS_32_AS_16_FORMAT
+    elif labels.dtype == np.int32:
+        pixels = (
+            np.ascontiguousarray(labels.astype("<i4", copy=False)).view(np.uint8).reshape(*labels.shape, 4)
+        )
+        fmt = LABELS_32_FORMAT
+    elif labels.dtype in (np.uint8, np.uint16):
+        name = "mono8" if labels.dtype == np.uint8 else "mono16"
+        pixels, fmt = labels, f"{name}; png compressed {name}"
+    else:
+        raise ImageEncodeError(f"label images are uint8, uint16 or int32; got {labels.dtype}")
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels), _LABEL_PNG)
+    if not ok:
+        raise ImageEncodeError(f"OpenCV could not encode a {labels.shape} label image as PNG")
+    return CompressedFields(format=fmt, data=encoded.reshape(-1))

@@ -15,6 +15,9 @@ from panoptic_ros.errors import ConfigError
 OUTPUTS = (
     "semantic",
     "instance_ids",
+    "semantic/compressed",
+    "instance_ids/compressed",
+    "points",
     "instances",
     "overlay",
     "markers",

@@ -316,6 +316,7 @@ class PanopticNode(LifecycleNode):
             depth=side[0] if side else None,
             camera_model=side[1] if side else None,
             overlay=camera.wanted("overlay"),
+            points=side is not None and camera.wanted("points"),
         )
 
     def _output_context(self, camera: str = "") -> OutputContext:

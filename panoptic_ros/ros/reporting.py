@@ -1,8 +1,9 @@
 """The node's ``/diagnostics``: periodic, at once on a worker fault, and the final counts at shutdown.
 
 The contents are described by :mod:`panoptic_ros.runtime.diagnostics` from the node's statistics; this
-class owns the publisher and the timer, keeps each camera's one-line status (drawn in rviz with the
-markers), and prints the final balance of every camera.
+class owns the publisher and the timer, each camera's over-budget watchdog
+(:mod:`panoptic_ros.runtime.watchdog`, its changes logged once), keeps each camera's one-line status
+(drawn in rviz with the markers), and prints the final balance of every camera.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from panoptic_ros.runtime.diagnostics import PipelineInfo, camera_values, diagno
 from panoptic_ros.runtime.engine import FrameEngine
 from panoptic_ros.runtime.slots import SlotStats
 from panoptic_ros.runtime.stats import CameraStats, NodeStats
+from panoptic_ros.runtime.watchdog import ERROR, OK, WARN, Watchdog
 
 
 class ReportedNode(Protocol):
@@ -36,6 +38,7 @@ class ReportedNode(Protocol):
     def slot_stats(self) -> dict[str, SlotStats]: ...
     def camera_keys(self) -> list[str]: ...
     def get_name(self) -> str: ...
+    def get_logger(self) -> Any: ...
     def get_clock(self) -> Any: ...
     def create_publisher(self, *args: Any, **kwargs: Any) -> Any: ...
     def create_timer(self, *args: Any, **kwargs: Any) -> Any: ...
@@ -49,6 +52,8 @@ class Reporter:
     def __init__(self, node: ReportedNode, period: float) -> None:
         self.node = node
         self.status_lines: dict[str, str] = {}
+        self.watchdogs: dict[str, Watchdog] = {}
+        self._levels: dict[str, int] = {}  # each camera's last watchdog level, to log changes once
         self._pub = node.create_publisher(
             message_class("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", 10
         )
@@ -81,9 +86,41 @@ class Reporter:
             window_s=config.diagnostics_window,
             fault=node.fault,
             in_flight=dict(node.in_flight) if final else None,
-            arrivals=node.inputs.problems() if node.inputs is not None else None,
+            alerts=self._alerts(now, snapshot, config),
         )
         self._pub.publish(to_ros(message))
+
+    def _alerts(
+        self, now: float, snapshot: dict[str, CameraStats], config: NodeConfig
+    ) -> dict[str, tuple[int, str]]:
+        """Each camera's worst alert: frames not arriving (WARN) or over budget (WARN, then ERROR)."""
+        node = self.node
+        arriving = node.inputs.problems() if node.inputs is not None else {}
+        alerts: dict[str, tuple[int, str]] = {}
+        for key in node.camera_keys():
+            stats = snapshot.get(key) or CameraStats()
+            watchdog = self.watchdogs.setdefault(key, Watchdog())
+            watchdog.window, watchdog.error_after = config.diagnostics_window, config.watchdog_error_after
+            verdict = watchdog.check(now, stats.samples, stats.arrived_at, config.target_rate)
+            self._log_change(key, verdict.level, verdict.message)
+            candidates = [(verdict.level, verdict.message)]
+            if key in arriving:
+                candidates.append((WARN, arriving[key]))
+            alerts[key] = max(candidates, key=lambda c: c[0])
+        return alerts
+
+    def _log_change(self, camera: str, level: int, message: str) -> None:
+        before = self._levels.get(camera, OK)
+        self._levels[camera] = level
+        if level == before:
+            return
+        log = self.node.get_logger()
+        if level == ERROR:
+            log.error(f"{camera}: {message}")
+        elif level == WARN and before == OK:
+            log.warning(f"{camera}: {message}")
+        elif level == OK:
+            log.info(f"{camera}: back within the frame budget")
 
     def final(self) -> dict[str, dict[str, Any]]:
         """Publish the final counts, wait a moment for subscribers to have them, print one line per

@@ -111,6 +111,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
       dynamic=True),
     P("min_depth_pixels", 10, "valid depth pixels a segment needs for a 3D position", 1, 1_000_000, 1,
       dynamic=True),
+    P("points_stride", 1,
+      "panoptic/points keeps every n-th pixel in each axis (decimation; the cloud is computed only "
+      "while subscribed, from depth + camera_info)", 1, 64, 1, dynamic=True),
+    # watchdog (dynamic)
+    P("target_rate", 0.0,
+      "frames per second each camera must be served at: the budget of a frame is 1/target_rate; 0: "
+      "the camera's own rate (measured). p95 frame time over budget for diagnostics_window: WARN",
+      0.0, 1000.0, dynamic=True),
+    P("watchdog_error_after", 30.0,
+      "seconds over budget after which the camera's diagnostics go ERROR; 0: never", 0.0, 3600.0,
+      dynamic=True),
     P("diagnostics_period", 1.0, "seconds between /diagnostics messages", 0.1, 60.0),
     P("diagnostics_window", 10.0, "seconds of history behind a camera's WARN level (bad frames)", 1.0, 3600.0,
       dynamic=True),
@@ -183,6 +194,8 @@ class NodeConfig:
     publish_vision_msgs: bool
     diagnostics_period: float
     diagnostics_window: float
+    target_rate: float
+    watchdog_error_after: float
     log_throttle: float
     max_input_pixels: int
 
@@ -239,6 +252,7 @@ class NodeConfig:
                 tracker=tracker,
                 publish_lost=merged["publish_lost"],
                 min_depth_pixels=merged["min_depth_pixels"],
+                points_stride=merged["points_stride"],
                 fusion=fusion_params,
             ),
             fusion=fusion_values,
@@ -246,6 +260,8 @@ class NodeConfig:
             publish_vision_msgs=merged["publish_vision_msgs"],
             diagnostics_period=float(merged["diagnostics_period"]),
             diagnostics_window=float(merged["diagnostics_window"]),
+            target_rate=float(merged["target_rate"]),
+            watchdog_error_after=float(merged["watchdog_error_after"]),
             log_throttle=float(merged["log_throttle"]),
             max_input_pixels=int(merged["max_input_pixels"]),
         )

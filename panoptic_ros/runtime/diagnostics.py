@@ -101,15 +101,16 @@ def diagnostics(
     window_s: float = 10.0,
     fault: str = "",
     in_flight: Mapping[str, int] | None = None,
-    arrivals: Mapping[str, str] | None = None,
+    alerts: Mapping[str, tuple[int, str]] | None = None,
 ) -> Message:
     """The ``/diagnostics`` message of the node ``node`` at ``stamp_ns`` (``now``: monotonic seconds).
 
     A camera is WARN while it had bad, failed or depth-less frames in the last ``window_s`` seconds
     (not forever after one), or when active without a frame yet; stream events of served frames are
     counted, not failures. ``fault``: why the worker stopped (everything goes ERROR). ``in_flight``
-    (per camera) marks the final counts published at shutdown. ``arrivals``: per camera, why its
-    frames do not arrive (:class:`~panoptic_ros.runtime.arrivals.ArrivalWatch`): WARN with that text.
+    (per camera) marks the final counts published at shutdown. ``alerts``: per camera, a level and a
+    message from the watches (frames that do not arrive, :class:`~panoptic_ros.runtime.arrivals.ArrivalWatch`;
+    frames over budget, :class:`~panoptic_ros.runtime.watchdog.Watchdog`), reported when nothing worse is.
     """
     thresholds = {f"fusion_{k}": v for k, v in sorted(pipeline.fusion.items())}
     final = {"final": "true"} if in_flight is not None else {}
@@ -144,11 +145,11 @@ def diagnostics(
             values[f"latency_{stage}_ms_p95"] = f"{p95:.2f}"
         recent = camera.recent_problems(now, window_s)
         level, message = OK, "ok"
-        problem = (arrivals or {}).get(key, "")
+        alert = (alerts or {}).get(key, (OK, ""))
         if fault:
             level, message = ERROR, f"not served: the worker stopped ({fault})"
-        elif problem:
-            level, message = WARN, problem
+        elif alert[0] > OK:
+            level, message = alert
         elif pipeline.active and camera.received == 0:
             level, message = WARN, "no frames received yet"
         elif recent:

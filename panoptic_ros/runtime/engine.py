@@ -28,6 +28,7 @@ import torch
 
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.overlay import overlay, tracked_display_map
+from panoptic_ros.runtime.cloud import color_table, frame_cloud
 from panoptic_ros.runtime.instances import instance_table, with_positions
 from panoptic_ros.runtime.pipeline import FrameOutput, PanopticPipeline
 from panoptic_ros.runtime.records import FrameResult, InputFrame
@@ -44,6 +45,7 @@ class EngineParams:
         tracker: the tracker's thresholds.
         publish_lost: list lost tracks (``STATE_LOST``, area 0, predicted box) in the instances.
         min_depth_pixels: segments with fewer valid depth pixels get no 3D position.
+        points_stride: the point cloud keeps every ``points_stride``-th pixel in each axis.
         fusion: the decoder family's threshold record (from :meth:`FrameEngine.fusion_params`); None
             keeps the thresholds in force.
     """
@@ -52,6 +54,7 @@ class EngineParams:
     tracker: TrackerParams = field(default_factory=TrackerParams)
     publish_lost: bool = True
     min_depth_pixels: int = 10
+    points_stride: int = 1
     fusion: Any = None
 
 
@@ -79,6 +82,7 @@ class FrameEngine:
         self._streams: dict[str, _Stream] = {}
         self.label_set: LabelSet = pipeline.label_set
         self._semantic_dtype = np.uint8 if self.label_set.void_semantic <= 255 else np.uint16
+        self._colors: torch.Tensor | None = None  # category colors of the point cloud, made on first use
         pipeline.timing = True
         self.apply(params or EngineParams())
 
@@ -208,6 +212,12 @@ class FrameEngine:
                 min_pixels=params.min_depth_pixels,
             )
         overlay_bgr = self._overlay(out, tracked) if frame.overlay else None
+        cloud = None
+        if frame.points and frame.depth is not None and frame.camera_model is not None:
+            if self._colors is None:
+                self._colors = color_table(self.label_set, self.device)
+            model, stride = frame.camera_model, params.points_stride
+            cloud = frame_cloud(out.semantic, id_map, frame.depth, model, self._colors, stride=stride)
         semantic = out.semantic.to(torch.int32).cpu().numpy().astype(self._semantic_dtype)
         instance_ids = id_map.to(torch.int32).cpu().numpy()
         outputs_s = time.perf_counter() - start
@@ -222,6 +232,7 @@ class FrameEngine:
             overlay_bgr=overlay_bgr,
             events=events,
             times={**batch_times, "tracking": tracking_s, "outputs": outputs_s},
+            cloud=cloud,
         )
 
     def _overlay(self, out: FrameOutput, tracked: TrackerOutput | None) -> np.ndarray:

@@ -17,15 +17,25 @@ from typing import NamedTuple
 
 import numpy as np
 
-from panoptic_ros.core.image_encode import array_to_image
+from panoptic_ros.core.image_encode import array_to_image, labels_to_png
 from panoptic_ros.core.labels import LabelSet
-from panoptic_ros.core.messages import IMAGE, Message, duration_message, header_message, image_message
+from panoptic_ros.core.messages import (
+    COMPRESSED_IMAGE,
+    IMAGE,
+    Message,
+    compressed_message,
+    duration_message,
+    header_message,
+    image_message,
+)
+from panoptic_ros.runtime.cloud import POINT_DTYPE
 from panoptic_ros.runtime.records import FrameResult
 
 INSTANCE_ARRAY = "panoptic_ros/msg/PanopticInstanceArray"
 CATEGORY_ARRAY = "panoptic_ros/msg/CategoryArray"
 MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
 DETECTION_ARRAY = "vision_msgs/msg/Detection2DArray"
+POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
 LABEL_INFO = "vision_msgs/msg/LabelInfo"
 
 # values of the message definitions' constants
@@ -61,6 +71,60 @@ def instance_ids(result: FrameResult, context: OutputContext) -> Message:
     """``panoptic/instance_ids``: ``32SC1`` instance (track) ids, 0 for stuff and void."""
     pixels = result.instance_ids.astype(np.int32, copy=False)
     return image_message(array_to_image(pixels, "32SC1"), frame_header(result))
+
+
+def semantic_png(result: FrameResult, context: OutputContext) -> Message:
+    """``panoptic/semantic/compressed``: the semantic image as a lossless PNG ``CompressedImage``
+    (``mono8; png compressed mono8``, or ``mono16``)."""
+    return compressed_message(labels_to_png(result.semantic), frame_header(result))
+
+
+def instance_ids_png(result: FrameResult, context: OutputContext) -> Message:
+    """``panoptic/instance_ids/compressed``: the ``32SC1`` ids as a lossless PNG ``CompressedImage``:
+    ``32SC1; png compressed mono16`` while every id fits 16 bits, else their little-endian bytes in
+    the 4 channels of a ``bgra8`` image (``32SC1; png compressed bgra8``); read back by
+    :func:`panoptic_ros.core.image_codec.compressed_to_array`."""
+    pixels = result.instance_ids.astype(np.int32, copy=False)
+    return compressed_message(labels_to_png(pixels), frame_header(result))
+
+
+#: ``sensor_msgs/PointField`` datatypes.
+FLOAT32, UINT32 = 7, 6
+
+
+def points(result: FrameResult, context: OutputContext) -> Message | None:
+    """``panoptic/points``: the panoptic point cloud (:mod:`panoptic_ros.runtime.cloud`), unordered
+    (height 1), dense (points without depth are left out), when the frame had one."""
+    cloud = result.cloud
+    if cloud is None:
+        return None
+    fields = [
+        Message(
+            "sensor_msgs/msg/PointField",
+            {"name": name, "offset": POINT_DTYPE.fields[name][1], "datatype": kind, "count": 1},
+        )
+        for name, kind in (
+            ("x", FLOAT32),
+            ("y", FLOAT32),
+            ("z", FLOAT32),
+            ("rgb", FLOAT32),
+            ("label", UINT32),
+        )
+    ]
+    return Message(
+        POINT_CLOUD2,
+        {
+            "header": frame_header(result),
+            "height": 1,
+            "width": int(cloud.shape[0]),
+            "fields": fields,
+            "is_bigendian": False,
+            "point_step": POINT_DTYPE.itemsize,
+            "row_step": POINT_DTYPE.itemsize * int(cloud.shape[0]),
+            "data": np.ascontiguousarray(cloud).view(np.uint8).reshape(-1),
+            "is_dense": True,
+        },
+    )
 
 
 def overlay(result: FrameResult, context: OutputContext) -> Message | None:
@@ -250,6 +314,9 @@ class Output:
 FRAME_OUTPUTS: tuple[Output, ...] = (
     Output("semantic", IMAGE, semantic),
     Output("instance_ids", IMAGE, instance_ids),
+    Output("semantic/compressed", COMPRESSED_IMAGE, semantic_png),
+    Output("instance_ids/compressed", COMPRESSED_IMAGE, instance_ids_png),
+    Output("points", POINT_CLOUD2, points),
     Output("instances", INSTANCE_ARRAY, instances),
     Output("overlay", IMAGE, overlay),
     Output("markers", MARKER_ARRAY, markers),

@@ -22,6 +22,7 @@ class InputFrame(NamedTuple):
         depth: ``[h, w]`` float32 meters, NaN where invalid, aligned with the image (any size), or None.
         camera_model: intrinsics of the image (any size; rescaled to the label size), or None.
         overlay: also render the colored overlay (someone subscribes to it).
+        points: also compute the panoptic point cloud (someone subscribes; needs depth and camera_model).
     """
 
     camera: str
@@ -32,6 +33,7 @@ class InputFrame(NamedTuple):
     depth: np.ndarray | None = None
     camera_model: CameraModel | None = None
     overlay: bool = False
+    points: bool = False
 
 
 class InstanceTable(NamedTuple):
@@ -121,6 +123,8 @@ class FrameResult(NamedTuple):
             ``"time_jump_back"`` (:mod:`panoptic_ros.tracking.stream`; the tracker resets on either).
         times: seconds spent per stage for this frame's batch (``preprocess``, ``inference``,
             ``fusion``, ``postprocess``) and for this frame (``tracking``, ``outputs``).
+        cloud: the panoptic point cloud (:data:`panoptic_ros.runtime.cloud.POINT_DTYPE` records) when
+            asked for and the frame had depth and a camera model, else None.
     """
 
     camera: str
@@ -133,6 +137,7 @@ class FrameResult(NamedTuple):
     overlay_bgr: np.ndarray | None
     events: tuple[str, ...]
     times: dict[str, float]
+    cloud: np.ndarray | None = None
 
     @property
     def height(self) -> int:

@@ -33,6 +33,8 @@ SIDE_KINDS = ("depth_error",)
 #: Stream events of served frames (the tracker resets); not failures.
 EVENT_KINDS = ("resolution_change", "time_jump_back")
 KINDS = (*BAD_KINDS, *FAILURE_KINDS, *SIDE_KINDS, *EVENT_KINDS)
+#: Recent frames kept per camera for the watchdog (a window of 10 s at up to 200 Hz).
+SAMPLES = 2000
 
 
 @dataclass
@@ -47,6 +49,9 @@ class CameraStats:
     latency_ms: dict[str, deque[float]] = field(default_factory=dict)
     published_at: deque[float] = field(default_factory=lambda: deque(maxlen=400))
     problems_at: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    #: served frames (publish time, milliseconds per stage) and arrival times, for the watchdog
+    samples: deque[tuple[float, dict[str, float]]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    arrived_at: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
 
     @property
     def bad(self) -> int:
@@ -115,13 +120,16 @@ class NodeStats:
                 self._sequences[key] = number
                 stats.lost += number - last - 1 if last is not None else 0
             stats.received += 1
+            stats.arrived_at.append(time.monotonic())
             return True
 
     def frame(self, camera: str, latencies_ms: dict[str, float]) -> None:
         with self._lock:
             stats = self._cameras[camera]
             stats.processed += 1
-            stats.published_at.append(time.monotonic())
+            now = time.monotonic()
+            stats.published_at.append(now)
+            stats.samples.append((now, dict(latencies_ms)))
             for stage, ms in latencies_ms.items():
                 stats.add_latency(stage, ms)
 
@@ -138,6 +146,8 @@ class NodeStats:
                     latency_ms={k: deque(v, maxlen=s.window) for k, v in s.latency_ms.items()},
                     published_at=deque(s.published_at, maxlen=400),
                     problems_at=deque(s.problems_at, maxlen=1000),
+                    samples=deque(s.samples, maxlen=SAMPLES),
+                    arrived_at=deque(s.arrived_at, maxlen=SAMPLES),
                 )
                 for name, s in self._cameras.items()
             }

@@ -209,6 +209,32 @@ def test_cameras_no_overlay_no_tracking_and_the_cli(
     ]
 
 
+def test_png_labels_and_points_the_same_outputs_as_the_node(
+    input_bag: Path, tmp_path: Path, evaluation: BagEvalReport
+) -> None:
+    """``--labels png --points``: the label images as lossless PNG CompressedImages (bag eval reads them
+    and scores exactly as on the raw images), and panoptic/points for frames with depth."""
+    out = tmp_path / "png"
+    code = main(
+        [
+            "bag", "process", str(input_bag), str(out), "--labels", "png", "--points", "--no-overlay",
+            "--backend", "onnxruntime", "--device", "cpu",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    types = topic_types(out)
+    for ns in ("/cam0", "/cam1"):
+        assert types[f"{ns}/panoptic/semantic/compressed"] == "sensor_msgs/msg/CompressedImage"
+        assert types[f"{ns}/panoptic/instance_ids/compressed"] == "sensor_msgs/msg/CompressedImage"
+        assert f"{ns}/panoptic/semantic" not in types and f"{ns}/panoptic/instance_ids" not in types
+        assert types[f"{ns}/panoptic/points"] == "sensor_msgs/msg/PointCloud2"
+    clouds = [m for m in read_messages(out, ["/cam0/panoptic/points"])]
+    assert clouds and all(m.msg.point_step == 20 and m.msg.width > 0 for m in clouds)
+    png = evaluate_bag(out, progress=False)
+    assert png.pq.all.pq == pytest.approx(evaluation.pq.all.pq, abs=1e-12)
+    assert png.video.stq == pytest.approx(evaluation.video.stq, abs=1e-12)
+
+
 def test_camera_selection_and_errors(input_bag: Path, tmp_path: Path, pipeline: PanopticPipeline) -> None:
     assert camera_topics(topic_types(input_bag)) == list(CAMERAS)
     engine = FrameEngine(pipeline)

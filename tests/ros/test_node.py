@@ -24,6 +24,7 @@ from tests.ros.node_harness import (
     Peer,
     camera_info,
     header,
+    stamp_of,
 )
 
 NODE = "panoptic_it"
@@ -333,3 +334,97 @@ def test_every_malformed_input_is_counted_and_the_next_frame_served(
     assert node.alive()
     log = node.log()
     assert "unsupported encoding" in log and "malformed" in log and "corrupt compressed" in log
+
+
+def test_points_and_lossless_labels_match_the_label_images(
+    running: tuple[NodeProcess, Peer], frames: list
+) -> None:
+    """panoptic/points and the PNG label topics, made once someone subscribes: the compressed labels
+    decode to the raw images exactly; each point sits on a pixel with depth and carries that pixel's
+    category and instance id."""
+    from sensor_msgs.msg import CompressedImage as Compressed
+    from sensor_msgs.msg import PointCloud2
+
+    from panoptic_ros.core.image_codec import compressed_to_array
+    from panoptic_ros.runtime.cloud import POINT_DTYPE
+
+    _, peer = running
+    peer.listen("/cam0/panoptic/points", PointCloud2)
+    peer.listen("/cam0/panoptic/semantic/compressed", Compressed)
+    peer.listen("/cam0/panoptic/instance_ids/compressed", Compressed)
+    wanted = ("points", "semantic/compressed", "instance_ids/compressed")
+    stamp = 0
+    for _ in range(200):  # until the node's publishers have matched the new subscriptions (a bound)
+        stamp = Clock.next()
+        send_raw(peer, frames[5].image, stamp)
+        peer.wait_stamp("/cam0/panoptic/semantic", stamp)
+        if all(any(stamp_of(m) == stamp for m in peer.messages(f"/cam0/panoptic/{n}")) for n in wanted):
+            break
+    got = {n: peer.wait_stamp(f"/cam0/panoptic/{n}", stamp) for n in ("semantic", "instance_ids", *wanted)}
+    semantic, ids = image_to_array(got["semantic"]), image_to_array(got["instance_ids"])
+    png_semantic = compressed_to_array(got["semantic/compressed"])
+    png_ids = compressed_to_array(got["instance_ids/compressed"])
+    assert png_semantic.encoding == "mono8" and np.array_equal(png_semantic.array, semantic)
+    assert png_ids.encoding == "32SC1" and np.array_equal(png_ids.array, ids)
+    assert got["instance_ids/compressed"].format == "32SC1; png compressed mono16"  # track ids are small
+    cloud_msg = got["points"]
+    assert cloud_msg.header.frame_id == "camera_optical" and cloud_msg.height == 1 and cloud_msg.is_dense
+    assert [f.name for f in cloud_msg.fields] == ["x", "y", "z", "rgb", "label"]
+    cloud = np.frombuffer(bytes(cloud_msg.data), dtype=POINT_DTYPE)
+    h, w = SIZE
+    assert cloud.size == (h - h // 4) * w  # every pixel with depth (the top quarter has none)
+    assert np.allclose(cloud["z"], 8.0)
+    f = 0.8 * w  # the camera_info send_raw publishes
+    u = np.rint(cloud["x"] * f / cloud["z"] + w / 2).astype(int)
+    v = np.rint(cloud["y"] * f / cloud["z"] + h / 2).astype(int)
+    assert v.min() >= h // 4
+    assert np.array_equal(cloud["label"] >> 16, semantic[v, u].astype(np.uint32))
+    assert np.array_equal(cloud["label"] & 0xFFFF, ids[v, u].astype(np.uint32))
+
+
+def test_over_budget_frames_warn_then_error_naming_a_stage(
+    running: tuple[NodeProcess, Peer], frames: list
+) -> None:
+    """A budget no CPU meets (target_rate 1000 Hz): WARN at once, ERROR after watchdog_error_after,
+    the message naming a stage; a reachable budget: OK again."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    _, peer = running
+    results = peer.set_parameters(NODE, {"target_rate": 1000.0, "watchdog_error_after": 1.0})
+    assert all(r.successful for r in results), results
+
+    def status() -> DiagnosticStatus | None:
+        for msg in reversed(peer.messages("/diagnostics")):
+            for s in msg.status:
+                if s.name == f"{NODE}: {RAW}":
+                    return s
+        return None
+
+    def serve_until(level: bytes) -> DiagnosticStatus:
+        for _ in range(300):  # frames until the status shows (a bound, not a timing check)
+            stamp = Clock.next()
+            send_raw(peer, frames[1].image, stamp)
+            peer.wait_stamp("/cam0/panoptic/semantic", stamp)
+            found = status()
+            if found is not None and found.level == level and "over budget" in found.message:
+                return found
+        raise AssertionError(f"never level {level!r}: {status()}")
+
+    try:
+        warn = serve_until(DiagnosticStatus.WARN)
+        assert "> 1 ms (target_rate 1000 Hz)" in warn.message
+        assert "grew most:" in warn.message or "costliest:" in warn.message
+        error = serve_until(DiagnosticStatus.ERROR)
+        assert "over budget" in error.message
+    finally:
+        results = peer.set_parameters(NODE, {"target_rate": 0.01, "watchdog_error_after": 30.0})
+        assert all(r.successful for r in results), results
+    for _ in range(300):
+        stamp = Clock.next()
+        send_raw(peer, frames[1].image, stamp)
+        peer.wait_stamp("/cam0/panoptic/semantic", stamp)
+        found = status()
+        if found is not None and "over budget" not in found.message:
+            break
+    else:
+        raise AssertionError(f"still over budget with a 100 s budget: {status()}")

@@ -1,7 +1,8 @@
 """One frame engine: the same synthetic bag (a camera with depth and camera_info) played into the live
 node over DDS, paced so nothing is dropped, run through ``panoptic-ros bag process`` and through
-``panoptic-ros infer --track``, gives the same label images pixel for pixel and the same instance
-arrays field for field (track ids, boxes, scores, velocities, 3D positions: every field)."""
+``panoptic-ros infer --track``, gives the same label images pixel for pixel, the same instance
+arrays field for field (track ids, boxes, scores, velocities, 3D positions: every field) and, node and
+``bag process --points``, the same panoptic point clouds byte for byte."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from panoptic_ros.core import stamps
 from panoptic_ros.core.image_codec import image_to_array
@@ -72,8 +73,14 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def offline(source: Path) -> dict[str, dict[int, Any]]:
     """``bag process`` outputs by stamp (rosbags messages)."""
     out = source.parent / "processed"
-    _cli("bag", "process", str(source), str(out))
-    found: dict[str, dict[int, Any]] = {"semantic": {}, "instance_ids": {}, "instances": {}, "overlay": {}}
+    _cli("bag", "process", str(source), str(out), "--points")
+    found: dict[str, dict[int, Any]] = {
+        "semantic": {},
+        "instance_ids": {},
+        "instances": {},
+        "overlay": {},
+        "points": {},
+    }
     for message in read_messages(out, [f"{OUT}/{name}" for name in found]):
         found[message.topic.rsplit("/", 1)[1]][stamps.stamp_ns(message.msg)] = message.msg
     return found
@@ -109,6 +116,7 @@ def live(source: Path) -> dict[str, dict[int, Any]]:
             "instance_ids": Image,
             "instances": PanopticInstanceArray,
             "overlay": Image,
+            "points": PointCloud2,
         }
         for name, kind in outputs.items():
             peer.listen(f"{OUT}/{name}", kind)
@@ -178,3 +186,14 @@ def test_instance_arrays_are_identical_field_for_field(live: dict, offline: dict
         positioned += sum(r["position_valid"] for r in node_rows)
     assert tracked > 2, "tracks must live across frames for the comparison to mean something"
     assert positioned > 0, "depth must have given 3D positions"
+
+
+def test_point_clouds_are_identical(live: dict, offline: dict) -> None:
+    assert sorted(live["points"]) == sorted(offline["points"]) and len(live["points"]) == FRAMES
+    for stamp, node_msg in live["points"].items():
+        bag_msg = offline["points"][stamp]
+        assert node_msg.width == bag_msg.width > 0 and node_msg.header.frame_id == bag_msg.header.frame_id
+        assert [(f.name, f.offset, f.datatype) for f in node_msg.fields] == [
+            (f.name, f.offset, f.datatype) for f in bag_msg.fields
+        ]
+        assert bytes(node_msg.data) == bytes(np.asarray(bag_msg.data, dtype=np.uint8)), stamp
