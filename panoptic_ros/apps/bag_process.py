@@ -39,18 +39,8 @@ from panoptic_ros.data.bag_types import Storage, to_rosbags
 from panoptic_ros.runtime import FrameEngine, FrameResult
 from panoptic_ros.runtime.outputs import CAMERA_OUTPUTS, FRAME_OUTPUTS, OutputContext
 
-#: The outputs a processed bag can hold (``vision_msgs`` types are not in the bag type store).
-BAG_OUTPUTS = (
-    "semantic",
-    "instance_ids",
-    "semantic/compressed",
-    "instance_ids/compressed",
-    "points",
-    "instances",
-    "overlay",
-    "markers",
-    "categories",
-)
+#: The outputs a processed bag can hold: those of types in the bag type store (not ``vision_msgs``).
+BAG_OUTPUTS = tuple(o.name for o in (*FRAME_OUTPUTS, *CAMERA_OUTPUTS) if not o.package)
 #: The label images in each ``labels`` choice.
 LABEL_OUTPUTS = {
     "raw": ("semantic", "instance_ids"),

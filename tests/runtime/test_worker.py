@@ -59,9 +59,11 @@ class Recorder:
         self.done.set()
 
 
-def _worker(engine: FrameEngine, recorder: Recorder, **kwargs: Any) -> Worker:
+def _worker(
+    engine: FrameEngine, recorder: Recorder, slots: LatestFrameSlots[Any] | None = None, **kwargs: Any
+) -> Worker:
     return Worker(
-        LatestFrameSlots(),
+        LatestFrameSlots() if slots is None else slots,
         engine,
         decode=recorder.decode,
         publish=recorder.publish,
@@ -141,17 +143,11 @@ class SlotsTakenAtTheStop(LatestFrameSlots[Any]):
 
 def test_a_batch_taken_as_the_stop_comes_is_in_flight(engine: FailingEngine) -> None:
     recorder = Recorder()
-    worker = Worker(
-        SlotsTakenAtTheStop(),
-        engine,
-        decode=recorder.decode,
-        publish=recorder.publish,
-        trouble=recorder.trouble,
-        on_fault=recorder.fault,
-    )
+    slots = SlotsTakenAtTheStop()
+    worker = _worker(engine, recorder, slots)
     worker.start()
     worker.slots.put("a", np.zeros((8, 8, 3), np.uint8))
     worker.slots.put("b", np.zeros((8, 8, 3), np.uint8))
-    assert worker.slots.taken.wait(30)
+    assert slots.taken.wait(30)
     assert worker.stop() == {"a": 1, "b": 1}  # neither served nor lost
     assert not recorder.published and not recorder.troubles
