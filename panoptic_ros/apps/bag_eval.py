@@ -1,21 +1,23 @@
-"""``panoptic-ros bag eval``: PQ and STQ of a bag's outputs against the ground truth in the same bag.
+"""``panoptic-ros bag eval``: PQ, STQ and VPQ of a bag's outputs against the ground truth in the same
+bag.
 
 For every camera namespace ``<ns>`` with a ``<ns>/panoptic/semantic`` topic, each frame's
 ``panoptic/semantic`` + ``panoptic/instance_ids`` are paired by header stamp with
 ``ground_truth/semantic`` + ``ground_truth/instance_ids`` (as ``bag synth`` writes them and
 ``bag process`` copies them). Both sides become COCO-style segment maps: thing pixels -> their
 instance id, stuff pixels -> ``STUFF_SEGMENT_BASE + category``, void (and thing pixels without an
-instance id) -> 0. The metrics are the project's own:
-:func:`~panoptic_ros.metrics.panoptic_quality.pq_from_maps` per frame for PQ / SQ / RQ, and one
-:class:`~panoptic_ros.metrics.video.SequenceAccumulator` per camera for STQ / AQ, ID switches and
-fragmentations (frames in the order their pairs complete in the bag, which is stamp order for bags
-recorded in order).
+instance id) -> 0. The metrics are the project's own: each frame's joint histogram
+(:func:`~panoptic_ros.metrics.panoptic_quality.pair_histogram`) gives PQ / SQ / RQ and feeds one
+:class:`~panoptic_ros.metrics.vpq.VPQAccumulator` per camera for VPQ, and one
+:class:`~panoptic_ros.metrics.video.SequenceAccumulator` per camera gives STQ / AQ (as the STQ
+reference computes them, or the ``void-ignored`` variant), ID switches and fragmentations (frames in
+the order their pairs complete in the bag, which is stamp order for bags recorded in order).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,10 @@ from panoptic_ros.data.bag_io import message_counts, read_messages, topic_types
 from panoptic_ros.data.bag_types import CATEGORY_ARRAY_TYPE, BagError
 from panoptic_ros.data.coco_format import SegmentInfo
 from panoptic_ros.errors import ImageDecodeError
-from panoptic_ros.metrics.panoptic_quality import PQResult, PQStat, pq_from_maps
-from panoptic_ros.metrics.video import SequenceAccumulator, VideoStat, frame_labels
+from panoptic_ros.metrics.panoptic_quality import PQResult, PQStat, pair_histogram, pq_from_histogram
+from panoptic_ros.metrics.video import SequenceAccumulator, StqVariant, VideoStat, frame_labels
 from panoptic_ros.metrics.video_result import VideoResult
+from panoptic_ros.metrics.vpq import VPQAccumulator
 
 PREDICTION_SUFFIX = "panoptic/semantic"
 #: The four maps of a frame pair: (side, map) -> topic below the camera namespace.
@@ -64,7 +67,7 @@ class CameraPairs:
 
 @dataclass(frozen=True)
 class BagEvalReport:
-    """PQ (All / Things / Stuff, per class, with mIoU) and STQ (one sequence per camera) of a bag."""
+    """PQ (All / Things / Stuff, per class, with mIoU), STQ and VPQ (one sequence per camera) of a bag."""
 
     bag: Path
     label_set: str
@@ -183,11 +186,18 @@ def _label_set_from_bag(bag: Path, types: dict[str, str]) -> LabelSet:
 
 
 def evaluate_bag(
-    bag: str | Path, label_set: LabelSet | None = None, *, progress: bool = True
+    bag: str | Path,
+    label_set: LabelSet | None = None,
+    *,
+    progress: bool = True,
+    variant: StqVariant = "reference",
+    frame_step: int = 1,
 ) -> BagEvalReport:
-    """PQ and STQ of every camera's outputs in ``bag`` against its ground truth (module docstring).
+    """PQ, STQ and VPQ of every camera's outputs in ``bag`` against its ground truth (module docstring).
 
-    ``label_set`` defaults to the one in the bag's ``panoptic/categories`` topic.
+    ``label_set`` defaults to the one in the bag's ``panoptic/categories`` topic; ``variant`` is the
+    STQ variant (:mod:`panoptic_ros.metrics.video`), ``frame_step`` the video frames between
+    consecutive frames of the bag for the VPQ windows (:mod:`panoptic_ros.metrics.vpq`).
 
     Raises:
         BagError: the bag cannot be read, has no camera with both outputs and ground truth, or a map
@@ -209,7 +219,11 @@ def evaluate_bag(
     category_ids = [c.id for c in label_set.categories]
     thing_ids = label_set.thing_ids
     stat = PQStat.zeros(category_ids)
-    accumulators = {ns: SequenceAccumulator(ns.rstrip("/") or "/", category_ids) for ns in namespaces}
+    accumulators = {
+        ns: SequenceAccumulator(ns.rstrip("/") or "/", category_ids, thing_ids=thing_ids, variant=variant)
+        for ns in namespaces
+    }
+    vpq = {ns: VPQAccumulator(label_set, frame_step=frame_step) for ns in namespaces}
     waiting: dict[tuple[str, int], dict[tuple[str, str], np.ndarray]] = {}
     matched = dict.fromkeys(namespaces, 0)
     total = sum(message_counts(bag, list(route)).values())
@@ -243,7 +257,7 @@ def evaluate_bag(
             label_set,
             source=f"prediction {source}",
         )
-        stat = stat + pq_from_maps(
+        hist = pair_histogram(
             gt_map,
             gt_segments,
             pred_map,
@@ -252,13 +266,16 @@ def evaluate_bag(
             gt_source=f"ground truth {source}",
             pred_source=f"prediction {source}",
         )
+        stat = stat + PQStat(stat.category_ids, *pq_from_histogram(hist, len(category_ids)), 1)
+        vpq[ns].add(hist)
         accumulators[ns].add(
             frame_labels(gt_map, gt_segments, thing_ids, source=f"ground truth {source}"),
             frame_labels(pred_map, pred_segments, thing_ids, source=f"prediction {source}"),
             source=source,
         )
         matched[ns] += 1
-    video = VideoStat(tuple(a.finish() for a in accumulators.values())).summarize(label_set)
+    stats = VideoStat(tuple(replace(a.finish(), vpq=vpq[ns].finish()) for ns, a in accumulators.items()))
+    video = stats.summarize(label_set)
     return BagEvalReport(
         bag=bag,
         label_set=label_set.name,

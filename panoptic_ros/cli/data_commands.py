@@ -66,6 +66,18 @@ def _synth_arguments(parser: argparse.ArgumentParser) -> None:
         help="write COUNT sequences of this many frames, one folder each (things keep their ids)",
     )
     coco.add_argument(
+        "--returns",
+        type=float,
+        default=0.0,
+        help="sequences: chance that a thing leaving the frame comes back, 3 to 30 frames later (default 0)",
+    )
+    coco.add_argument(
+        "--occluders",
+        type=int,
+        default=0,
+        help="sequences: trunks in front of the camera that hide what passes behind them (default 0)",
+    )
+    coco.add_argument(
         "--overwrite", action="store_true", help="write into a folder that already has a dataset"
     )
     bag = parser.add_argument_group("a bag (BAG)")
@@ -98,6 +110,10 @@ def _synth_run(args: argparse.Namespace) -> int:
 
     if args.count < 1 or (args.sequence_length is not None and args.sequence_length < 1):
         raise ConfigError("--count and --sequence-length must be at least 1")
+    if not 0.0 <= args.returns <= 1.0 or args.occluders < 0:
+        raise ConfigError(
+            f"--returns {args.returns} must lie in [0, 1] and --occluders {args.occluders} be >= 0"
+        )
     height = args.height or DEFAULT_SIZE[0]
     width = args.width or DEFAULT_SIZE[1]
     if height < 16 or width < 16:
@@ -110,6 +126,8 @@ def _synth_run(args: argparse.Namespace) -> int:
         width=width,
         sequence_length=args.sequence_length,
         overwrite=args.overwrite,
+        returns=args.returns,
+        occluders=args.occluders,
     )
     print(f"wrote {len(folders)} COCO panoptic folder(s) under {args.out}")
     return 0
@@ -144,7 +162,7 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
         "bag",
         nargs="?",
         type=Path,
-        help="a bag with panoptic outputs and ground truth (bag process): PQ and STQ by stamp "
+        help="a bag with panoptic outputs and ground truth (bag process): PQ, STQ and VPQ by stamp "
         "(without it: COCO panoptic folders --gt / --pred)",
     )
     folders = parser.add_argument_group("COCO panoptic folders")
@@ -156,7 +174,23 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     folders.add_argument(
         "--video",
         action="store_true",
-        help="video metrics over folders of sequences: STQ, AQ, SQ, ID switches, fragmentations",
+        help="video metrics over folders of sequences: STQ, AQ, SQ, VPQ, ID switches, fragmentations",
+    )
+    video = parser.add_argument_group("video metrics (--video, or BAG)")
+    video.add_argument(
+        "--stq-variant",
+        choices=("reference", "void-ignored"),
+        default="reference",
+        help="reference (default): STQ as deeplab2's STQuality computes it; void-ignored: predictions on "
+        "void ground truth are left out of AQ and predicted void adds no class to SQ",
+    )
+    video.add_argument(
+        "--vpq-frame-step",
+        type=int,
+        choices=(1, 5),
+        default=1,
+        help="video frames between consecutive evaluated frames: VPQ window k holds k/step + 1 frames "
+        "(default 1: every frame annotated; 5: Cityscapes-VPS folders, as VPSNet's eval_vpq.py)",
     )
     parser.add_argument(
         "--labels", help="with BAG: label set name or .yaml (default: the bag's panoptic/categories message)"
@@ -171,7 +205,12 @@ def _eval_run(args: argparse.Namespace) -> int:
         from panoptic_ros.apps.bag_eval import evaluate_bag
         from panoptic_ros.core.labels import load_label_set
 
-        report = evaluate_bag(args.bag, load_label_set(args.labels) if args.labels else None)
+        report = evaluate_bag(
+            args.bag,
+            load_label_set(args.labels) if args.labels else None,
+            variant=args.stq_variant,
+            frame_step=args.vpq_frame_step,
+        )
         print(report.table())
         write_json(args.json, report.to_json())
         return 0 if report.matched else 1
@@ -180,7 +219,9 @@ def _eval_run(args: argparse.Namespace) -> int:
     from panoptic_ros.metrics import evaluate_folders, evaluate_video_folders
 
     if args.video:
-        result = evaluate_video_folders(args.gt, args.pred, progress=True)
+        result = evaluate_video_folders(
+            args.gt, args.pred, progress=True, variant=args.stq_variant, frame_step=args.vpq_frame_step
+        )
         print(result.table(per_sequence=args.per_class))
     else:
         result = evaluate_folders(args.gt, args.pred)
@@ -235,8 +276,8 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "eval",
-        "PQ/SQ/RQ and mIoU (or STQ with --video) of COCO panoptic predictions, or PQ and STQ of a bag's "
-        "outputs against its ground truth",
+        "PQ/SQ/RQ and mIoU (or STQ and VPQ with --video) of COCO panoptic predictions, or PQ, STQ and VPQ "
+        "of a bag's outputs against its ground truth",
         _eval_arguments,
         _eval_run,
     ),

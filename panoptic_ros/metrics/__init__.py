@@ -1,5 +1,5 @@
 """Quality metrics: Panoptic Quality (PQ / SQ / RQ), semantic mIoU, video quality (STQ / AQ and identity
-counts) and their evaluation of COCO panoptic folders, ROS-free."""
+counts, VPQ) and their evaluation of COCO panoptic folders, ROS-free."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from panoptic_ros.metrics.semantic import (
 )
 from panoptic_ros.metrics.video import VideoStat
 from panoptic_ros.metrics.video_result import VideoResult
+from panoptic_ros.metrics.vpq import VPQAccumulator, VPQResult, VPQStat
 
 __all__ = [
     "ClassPQ",
@@ -21,6 +22,9 @@ __all__ = [
     "PQStat",
     "PQSummary",
     "SemanticResult",
+    "VPQAccumulator",
+    "VPQResult",
+    "VPQStat",
     "VideoResult",
     "VideoStat",
     "confusion_from_maps",

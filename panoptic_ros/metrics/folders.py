@@ -7,11 +7,13 @@ name, and a missing prediction is an error. Each pair of maps is handed to the m
 - :func:`evaluate_datasets` / :func:`evaluate_folders`: PQ / SQ / RQ
   (:func:`~panoptic_ros.metrics.panoptic_quality.pq_from_maps`) and mIoU of a set of images;
 - :func:`evaluate_sequence` / :func:`evaluate_video_folders`: STQ / AQ / SQ and identity counts
-  (:class:`~panoptic_ros.metrics.video.SequenceAccumulator`) of folders of sequences.
+  (:class:`~panoptic_ros.metrics.video.SequenceAccumulator`) and VPQ
+  (:class:`~panoptic_ros.metrics.vpq.VPQAccumulator`) of folders of sequences.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -19,10 +21,11 @@ from tqdm import tqdm
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.data.coco_format import DatasetError
 from panoptic_ros.data.coco_panoptic import JSON_NAME, CocoPanopticDataset, read_dataset
-from panoptic_ros.metrics.panoptic_quality import PQResult, PQStat, pq_from_maps
+from panoptic_ros.metrics.panoptic_quality import PQResult, PQStat, pair_histogram, pq_from_maps
 from panoptic_ros.metrics.semantic import ConfusionMatrix, confusion_from_maps, semantic_from_panoptic
-from panoptic_ros.metrics.video import SequenceAccumulator, SequenceStat, VideoStat, frame_labels
+from panoptic_ros.metrics.video import SequenceAccumulator, SequenceStat, StqVariant, VideoStat, frame_labels
 from panoptic_ros.metrics.video_result import VideoResult
+from panoptic_ros.metrics.vpq import VPQAccumulator
 
 # --------------------------------------------------------------------------------------------------
 # images: panoptic quality
@@ -81,10 +84,17 @@ def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, *, progress: bool
 
 
 def evaluate_sequence(
-    gt: CocoPanopticDataset, pred: CocoPanopticDataset, *, name: str, label_set: LabelSet
+    gt: CocoPanopticDataset,
+    pred: CocoPanopticDataset,
+    *,
+    name: str,
+    label_set: LabelSet,
+    variant: StqVariant = "reference",
+    frame_step: int = 1,
 ) -> SequenceStat:
-    """The statistics of one sequence: every gt annotation, in file-name order, against the prediction
-    with the same file name (a missing prediction is an error)."""
+    """The statistics of one sequence (STQ under ``variant``, identity counts, VPQ with windows of
+    frames ``frame_step`` video frames apart): every gt annotation, in file-name order, against the
+    prediction with the same file name (a missing prediction is an error)."""
     missing = [a.file_name for a in gt.annotations if not pred.has_annotation(a.file_name)]
     if missing:
         raise DatasetError(
@@ -92,7 +102,8 @@ def evaluate_sequence(
             f"e.g. {missing[:5]}; predictions are matched by annotation file_name"
         )
     things = [c.id for c in label_set if c.is_thing]
-    accumulator = SequenceAccumulator(name, [c.id for c in label_set])
+    accumulator = SequenceAccumulator(name, [c.id for c in label_set], thing_ids=things, variant=variant)
+    vpq = VPQAccumulator(label_set, frame_step=frame_step)
     for gt_ann in sorted(gt.annotations, key=lambda a: a.file_name):
         pred_ann = pred.annotation(gt_ann.file_name)
         gt_source = str(gt.panoptic_dir / gt_ann.file_name)
@@ -101,12 +112,19 @@ def evaluate_sequence(
         unknown = sorted({s.category_id for s in pred_ann.segments_info} - known)
         if unknown:
             raise DatasetError(f"{pred_source}: categories {unknown[:10]} are not in the ground truth's")
+        gt_map, pred_map = gt.load_segment_map(gt_ann), pred.load_segment_map(pred_ann)
         accumulator.add(
-            frame_labels(gt.load_segment_map(gt_ann), gt_ann.segments_info, things, source=gt_source),
-            frame_labels(pred.load_segment_map(pred_ann), pred_ann.segments_info, things, source=pred_source),
+            frame_labels(gt_map, gt_ann.segments_info, things, source=gt_source),
+            frame_labels(pred_map, pred_ann.segments_info, things, source=pred_source),
             source=pred_source,
         )
-    return accumulator.finish()
+        vpq.add(
+            pair_histogram(
+                gt_map, gt_ann.segments_info, pred_map, pred_ann.segments_info, label_set=label_set,
+                gt_source=gt_source, pred_source=pred_source,
+            )
+        )  # fmt: skip
+    return replace(accumulator.finish(), vpq=vpq.finish())
 
 
 def _sequence_folders(root: Path) -> list[Path]:
@@ -116,9 +134,15 @@ def _sequence_folders(root: Path) -> list[Path]:
 
 
 def evaluate_video_folders(
-    gt_root: str | Path, pred_root: str | Path, *, progress: bool = False
+    gt_root: str | Path,
+    pred_root: str | Path,
+    *,
+    progress: bool = False,
+    variant: StqVariant = "reference",
+    frame_step: int = 1,
 ) -> VideoResult:
-    """STQ, AQ, SQ and identity counts of predicted sequences against ground-truth sequences.
+    """STQ, AQ, SQ, identity counts and VPQ of predicted sequences against ground-truth sequences
+    (``variant``: :mod:`panoptic_ros.metrics.video`; ``frame_step``: :mod:`panoptic_ros.metrics.vpq`).
 
     ``gt_root`` holds one COCO panoptic folder per sequence (``gt_root/seq_NNNN/{panoptic.json,
     panoptic/*.png}``, as written by :func:`panoptic_ros.data.synthetic.export_coco` with a
@@ -152,7 +176,9 @@ def evaluate_video_folders(
             label_set = gt.label_set
         elif [(c.id, c.is_thing) for c in gt.label_set] != [(c.id, c.is_thing) for c in label_set]:
             raise DatasetError(f"{gt.json_path}: categories differ from those of the first sequence")
-        stat = stat + VideoStat(
-            (evaluate_sequence(gt, read_dataset(pred_folder), name=folder.name, label_set=label_set),)
-        )
+        sequence = evaluate_sequence(
+            gt, read_dataset(pred_folder), name=folder.name, label_set=label_set, variant=variant,
+            frame_step=frame_step,
+        )  # fmt: skip
+        stat = stat + VideoStat((sequence,))
     return stat.summarize(label_set)

@@ -24,8 +24,10 @@ Differences from the reference, on purpose: areas are counted from the PNG for g
 reference takes the gt ``area`` from the JSON; they agree for consistent data), and all crowd
 segments of a category count as that category's crowd region (the reference keeps the last one).
 
-This module owns the metric: the per-image matching (:func:`pq_from_maps`), the counts
-(:class:`PQStat`) and the result records (:class:`PQResult`). Evaluating COCO panoptic folders is
+This module owns the metric: the per-image matching (:func:`pq_from_maps`: a checked joint histogram,
+:func:`pair_histogram`, matched by :func:`pq_from_histogram`, which the video PQ of
+:mod:`panoptic_ros.metrics.vpq` runs on windows of frames), the counts (:class:`PQStat`) and the
+result records (:class:`PQResult`). Evaluating COCO panoptic folders is
 :mod:`panoptic_ros.metrics.folders`.
 """
 
@@ -90,14 +92,8 @@ class PQStat:
             return NotImplemented
         if other.category_ids != self.category_ids:
             raise ValueError("cannot merge PQ statistics over different category lists")
-        return PQStat(
-            self.category_ids,
-            self.tp + other.tp,
-            self.fp + other.fp,
-            self.fn + other.fn,
-            self.iou_sum + other.iou_sum,
-            self.num_images + other.num_images,
-        )
+        total = [getattr(self, name) + getattr(other, name) for name in ("tp", "fp", "fn", "iou_sum")]
+        return PQStat(self.category_ids, *total, self.num_images + other.num_images)
 
     def counts(self, category_id: int) -> tuple[int, int, int, float]:
         """``(tp, fp, fn, iou_sum)`` of one category."""
@@ -237,18 +233,30 @@ def _none(value: float) -> float | None:
 
 
 # --------------------------------------------------------------------------------------------------
-# one image
+# one image (or one window of frames: panoptic_ros.metrics.vpq)
 
 
-class _SegmentArrays(NamedTuple):
-    ids: np.ndarray  # int64, in the order of segments_info
-    category: np.ndarray  # int64 index into category_ids
-    crowd: np.ndarray  # bool
+class SegmentTable(NamedTuple):
+    """The segments of one image: ``ids`` (int64, in the order of segments_info), ``category`` (int64
+    index into the category list) and ``crowd`` (bool)."""
+
+    ids: np.ndarray
+    category: np.ndarray
+    crowd: np.ndarray
 
 
-def _segment_arrays(
-    segments: Sequence[SegmentInfo], index_of: Mapping[int, int], source: str
-) -> _SegmentArrays:
+class PairHistogram(NamedTuple):
+    """The joint histogram of an image: every (gt id, predicted id) pair present (0 = void on either
+    side) with its pixel count, and both sides' segment tables."""
+
+    gt_ids: np.ndarray
+    pred_ids: np.ndarray
+    counts: np.ndarray
+    gt: SegmentTable
+    pred: SegmentTable
+
+
+def _segment_table(segments: Sequence[SegmentInfo], index_of: Mapping[int, int], source: str) -> SegmentTable:
     ids = np.array([s.id for s in segments], dtype=np.int64)
     unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
@@ -265,10 +273,10 @@ def _segment_arrays(
         )
     category = np.array([index_of[s.category_id] for s in segments], dtype=np.int64)
     crowd = np.array([bool(s.iscrowd) for s in segments], dtype=bool)
-    return _SegmentArrays(ids, category, crowd)
+    return SegmentTable(ids, category, crowd)
 
 
-def _segment_index(values: np.ndarray, segs: _SegmentArrays, source: str) -> np.ndarray:
+def _segment_index(values: np.ndarray, segs: SegmentTable, source: str) -> np.ndarray:
     """Index into ``segs`` of each id in ``values``; -1 for void. Unlisted ids are an error."""
     index = np.full(values.shape, -1, dtype=np.int64)
     if segs.ids.size:
@@ -286,7 +294,7 @@ def _segment_index(values: np.ndarray, segs: _SegmentArrays, source: str) -> np.
     return index
 
 
-def _areas(index: np.ndarray, counts: np.ndarray, segs: _SegmentArrays, source: str) -> np.ndarray:
+def _areas(index: np.ndarray, counts: np.ndarray, segs: SegmentTable, source: str) -> np.ndarray:
     listed = index >= 0
     areas = np.bincount(index[listed], weights=counts[listed], minlength=segs.ids.size)
     areas = np.rint(areas).astype(np.int64)
@@ -298,7 +306,7 @@ def _areas(index: np.ndarray, counts: np.ndarray, segs: _SegmentArrays, source: 
     return areas
 
 
-def pq_from_maps(
+def pair_histogram(
     gt_map: np.ndarray,
     gt_segments: Sequence[SegmentInfo],
     pred_map: np.ndarray,
@@ -307,12 +315,9 @@ def pq_from_maps(
     label_set: LabelSet,
     gt_source: str = "ground truth",
     pred_source: str = "prediction",
-) -> PQStat:
-    """PQ counts of one image from two ``H x W`` segment maps (0 = void) and their ``segments_info``.
-
-    Only ``id``, ``category_id`` and (for ground truth) ``iscrowd`` of the segments are used; areas
-    come from the maps. ``gt_source`` / ``pred_source`` name the inputs in error messages.
-    """
+) -> PairHistogram:
+    """The checked joint histogram of two ``H x W`` segment maps (0 = void) and their
+    ``segments_info``: sizes agree, every id of a map is listed, categories are known."""
     gt = check_segment_map(gt_map, source=gt_source)
     pred = check_segment_map(pred_map, source=pred_source)
     if gt.shape != pred.shape:
@@ -320,23 +325,29 @@ def pq_from_maps(
             f"{pred_source} is {pred.shape[1]} x {pred.shape[0]} (w x h) but {gt_source} is "
             f"{gt.shape[1]} x {gt.shape[0]}; predictions must have the size of the ground truth"
         )
-    category_ids = tuple(c.id for c in label_set)
-    index_of = {cid: k for k, cid in enumerate(category_ids)}
-    size = len(category_ids)
-    gts = _segment_arrays(gt_segments, index_of, gt_source)
-    preds = _segment_arrays(pred_segments, index_of, pred_source)
-
-    # the joint histogram: every (gt id, pred id) pair present, with its pixel count
+    index_of = {c.id: k for k, c in enumerate(label_set)}
+    gts = _segment_table(gt_segments, index_of, gt_source)
+    preds = _segment_table(pred_segments, index_of, pred_source)
     keys, counts = np.unique(gt.ravel() * OFFSET + pred.ravel(), return_counts=True)
-    g = _segment_index(keys // OFFSET, gts, gt_source)
-    p = _segment_index(keys % OFFSET, preds, pred_source)
-    gt_area = _areas(g, counts, gts, gt_source)
-    pred_area = _areas(p, counts, preds, pred_source)
+    hist = PairHistogram(keys // OFFSET, keys % OFFSET, counts.astype(np.int64), gts, preds)
+    for ids, table, source in ((hist.gt_ids, gts, gt_source), (hist.pred_ids, preds, pred_source)):
+        _areas(_segment_index(ids, table, source), hist.counts, table, source)  # listed, with pixels
+    return hist
+
+
+def pq_from_histogram(hist: PairHistogram, size: int) -> tuple[np.ndarray, ...]:
+    """``(tp, fp, fn, iou_sum)`` per category index (``size`` categories) of a checked joint histogram
+    (:func:`pair_histogram`, or several merged): the matching rules above, all pairs at once."""
+    gts, preds, counts = hist.gt, hist.pred, hist.counts
+    g = _segment_index(hist.gt_ids, gts, "ground truth")
+    p = _segment_index(hist.pred_ids, preds, "prediction")
+    gt_area = _areas(g, counts, gts, "ground truth")
+    pred_area = _areas(p, counts, preds, "prediction")
     on_void = (g < 0) & (p >= 0)
     pred_on_void = np.bincount(p[on_void], weights=counts[on_void], minlength=preds.ids.size)
 
     both = (g >= 0) & (p >= 0)
-    gi, pi, inter = g[both], p[both], counts[both].astype(np.int64)
+    gi, pi, inter = g[both], p[both], counts[both]
     same_category = gts.category[gi] == preds.category[pi]
     crowd = gts.crowd[gi]
 
@@ -359,5 +370,27 @@ def pq_from_maps(
     pred_on_crowd = np.bincount(pi[on_own_crowd], weights=inter[on_own_crowd], minlength=preds.ids.size)
     ignored = 2 * (pred_on_void + pred_on_crowd) > pred_area
     fp = np.bincount(preds.category[~pred_matched & ~ignored], minlength=size)
+    return tp, fp, fn, iou_sum
 
-    return PQStat(category_ids, tp, fp, fn, iou_sum, 1)
+
+def pq_from_maps(
+    gt_map: np.ndarray,
+    gt_segments: Sequence[SegmentInfo],
+    pred_map: np.ndarray,
+    pred_segments: Sequence[SegmentInfo],
+    *,
+    label_set: LabelSet,
+    gt_source: str = "ground truth",
+    pred_source: str = "prediction",
+) -> PQStat:
+    """PQ counts of one image from two ``H x W`` segment maps (0 = void) and their ``segments_info``.
+
+    Only ``id``, ``category_id`` and (for ground truth) ``iscrowd`` of the segments are used; areas
+    come from the maps. ``gt_source`` / ``pred_source`` name the inputs in error messages.
+    """
+    hist = pair_histogram(
+        gt_map, gt_segments, pred_map, pred_segments, label_set=label_set, gt_source=gt_source,
+        pred_source=pred_source,
+    )  # fmt: skip
+    category_ids = tuple(c.id for c in label_set)
+    return PQStat(category_ids, *pq_from_histogram(hist, len(category_ids)), 1)

@@ -7,8 +7,10 @@ labeled ground-truth pixel counts against that category (a miss). Per category `
     IoU_c = M[c, c] / (sum of row c + sum of column c - M[c, c])
 
 mIoU averages IoU_c over the categories present in ground truth or prediction (the others are left
-out); pixel accuracy is ``trace / number of labeled ground-truth pixels``. Each image adds one
-``np.bincount`` to the matrix, so images can be accumulated and merged in any order.
+out); with ``void_class`` (the SQ term of STQ as its reference computes it), predicted void on labeled
+pixels, when there is any, also counts as one more class whose IoU is 0. Pixel accuracy is
+``trace / number of labeled ground-truth pixels``. Each image adds one ``np.bincount`` to the matrix,
+so images can be accumulated and merged in any order.
 """
 
 from __future__ import annotations
@@ -104,8 +106,9 @@ class ConfusionMatrix:
             raise ValueError("cannot add confusion matrices over different category lists")
         return ConfusionMatrix(self.category_ids, self.matrix + other.matrix)
 
-    def result(self, label_set: LabelSet | None = None) -> SemanticResult:
-        """mIoU and pixel accuracy (see the module docstring)."""
+    def result(self, label_set: LabelSet | None = None, *, void_class: bool = False) -> SemanticResult:
+        """mIoU and pixel accuracy (see the module docstring); ``n`` counts the classes averaged, the
+        void class included when ``void_class`` adds it (``per_class_iou`` holds categories only)."""
         size = len(self.category_ids)
         hits = np.diagonal(self.matrix[:, :size]).astype(np.float64)
         gt_pixels = self.matrix.sum(axis=1).astype(np.float64)
@@ -116,10 +119,11 @@ class ConfusionMatrix:
         total = float(gt_pixels.sum())
         per_class = {cid: float(v) for cid, v, p in zip(self.category_ids, iou, present, strict=True) if p}
         names = {c.id: c.name for c in label_set} if label_set is not None else {}
+        n = int(present.sum()) + int(void_class and bool(self.matrix[:, size].any()))
         return SemanticResult(
-            miou=float(iou[present].mean()) if present.any() else math.nan,
+            miou=float(iou[present].sum()) / n if n else math.nan,
             pixel_accuracy=float(hits.sum()) / total if total else math.nan,
-            n=int(present.sum()),
+            n=n,
             num_pixels=int(total),
             per_class_iou=per_class,
             names={cid: names.get(cid, str(cid)) for cid in per_class},

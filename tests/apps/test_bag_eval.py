@@ -1,8 +1,9 @@
-"""``bag eval``: pairing by stamp and PQ / STQ from the project's metrics, on predictions made from
-the ground truth itself (perfect, with identity switches, shifted in time, with gaps)."""
+"""``bag eval``: pairing by stamp and PQ / STQ / VPQ from the project's metrics, on predictions made
+from the ground truth itself (perfect, with identity switches, shifted in time, with gaps)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from panoptic_ros.apps.bag_eval import evaluate_bag, segment_map
+from panoptic_ros.cli import main
 from panoptic_ros.core.ids import STUFF_SEGMENT_BASE
 from panoptic_ros.core.image_codec import image_to_array
 from panoptic_ros.core.image_encode import array_to_image
@@ -68,6 +70,12 @@ def test_perfect_predictions_score_one(tmp_path: Path, source: list[BagMessage])
     assert report.video.stq == pytest.approx(1.0) and report.video.id_switches == 0
     assert report.cameras[0].matched == FRAMES and report.video.num_frames == FRAMES
     assert report.video.num_gt_tracks == report.video.num_pred_tracks > 3
+    # VPQ: 6 frames hold windows for k = 0 and 5 only (VPQ undefined), unless they are 5 frames apart
+    vpq = report.video.vpq
+    assert vpq is not None and [w.windows for w in vpq.per_window] == [6, 1, 0, 0]
+    assert vpq.per_window[1].result.all.pq == pytest.approx(1.0) and "VPQ" in report.table()
+    apart = evaluate_bag(_bag(tmp_path / "b", source, lambda k, s, i: (s, i)), progress=False, frame_step=5)
+    assert apart.video.vpq is not None and apart.video.vpq.vpq == pytest.approx((1.0, 1.0, 1.0))
 
 
 def test_swapped_identities_cost_aq_but_not_pq(tmp_path: Path, source: list[BagMessage]) -> None:
@@ -79,6 +87,35 @@ def test_swapped_identities_cost_aq_but_not_pq(tmp_path: Path, source: list[BagM
     assert report.pq.all.pq == pytest.approx(1.0)
     assert report.video.aq < 0.7 and report.video.sq == pytest.approx(1.0)
     assert report.video.id_switches > 0
+    # VPQ: single frames are perfect; in windows of 6 frames every thing tube is split between two ids,
+    # so most of them lose their match (a part keeps it only when it holds over half of the tube)
+    assert report.video.vpq is not None
+    k0, k5 = (w.result for w in report.video.vpq.per_window[:2])
+    assert k0.things.pq == pytest.approx(1.0) and k5.things.pq < 0.6 and k5.stuff.pq == pytest.approx(1.0)
+
+
+def test_cli_options_and_json(
+    tmp_path: Path, source: list[BagMessage], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bag = _bag(tmp_path, source, lambda k, s, i: (s, i))
+    out = tmp_path / "eval.json"
+    args = [
+        "bag",
+        "eval",
+        str(bag),
+        "--stq-variant",
+        "void-ignored",
+        "--vpq-frame-step",
+        "5",
+        "--json",
+        str(out),
+    ]
+    assert main(args) == 0
+    assert "STQ variant void-ignored: predictions on void ground truth left out" in capsys.readouterr().out
+    video = json.loads(out.read_text())["video"]
+    assert video["stq_variant"] == "void-ignored" and video["stq"] == pytest.approx(1.0)
+    assert video["vpq"]["frame_step"] == 5 and video["vpq"]["vpq"]["All"] == pytest.approx(1.0)
+    assert [w["windows"] for w in video["vpq"]["per_window"]] == [6, 5, 4, 3]
 
 
 def test_pairs_by_stamp_so_a_time_shift_is_caught(tmp_path: Path, source: list[BagMessage]) -> None:

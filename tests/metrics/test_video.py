@@ -1,5 +1,6 @@
 """Video metrics (STQ = sqrt(AQ x SQ), ID switches, fragmentations) on tiny hand-made sequences whose
-values are worked out by hand in the comments, plus the COCO folder evaluation."""
+values are worked out by hand in the comments, under both STQ variants, plus the COCO folder
+evaluation (with VPQ). The reference's own values: test_stq_reference.py; VPQ itself: test_vpq.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from panoptic_ros.data.coco_format import DatasetError, SegmentInfo
 from panoptic_ros.data.coco_panoptic import CocoPanopticWriter
 from panoptic_ros.data.synthetic import export_coco
 from panoptic_ros.metrics.folders import evaluate_video_folders
-from panoptic_ros.metrics.video import FrameLabels, SequenceAccumulator, VideoStat, frame_labels
+from panoptic_ros.metrics.video import FrameLabels, SequenceAccumulator, StqVariant, VideoStat, frame_labels
 
 CAR, PERSON, ROAD = 1, 2, 3
 CATEGORIES = (CAR, PERSON, ROAD)
@@ -43,8 +44,14 @@ def labels(
     )
 
 
-def evaluate(frames: Sequence[tuple[FrameLabels, FrameLabels]], name: str = "s") -> VideoStat:
-    acc = SequenceAccumulator(name, CATEGORIES)
+def evaluate(
+    frames: Sequence[tuple[FrameLabels, FrameLabels]],
+    name: str = "s",
+    *,
+    variant: StqVariant = "reference",
+    things: tuple[int, ...] | None = None,
+) -> VideoStat:
+    acc = SequenceAccumulator(name, CATEGORIES, thing_ids=things, variant=variant)
     for gt, pred in frames:
         acc.add(gt, pred)
     return VideoStat((acc.finish(),))
@@ -93,14 +100,21 @@ def test_one_id_over_two_gt_tracks() -> None:
     assert result.aq == pytest.approx(0.5)
 
 
-def test_void_and_crowd_ground_truth_are_ignored() -> None:
+def test_crowd_is_ignored_and_void_ground_truth_counts_as_the_reference_does() -> None:
     # gt: car 7 on 2 pixels, void on 2, a car crowd region on 2 (track 0); the prediction's id 1 covers
-    # all 6: only the 2 pixels on gt car count in |p|, so IoU_id = 1 and AQ = 1
+    # all 6. Crowd is left out of |p|; void is not (reference): |p| = 4, TPA 2, IoU_id 1/2, AQ 1/2.
+    # void-ignored: only the 2 pixels on gt car count in |p|, so IoU_id = 1 and AQ = 1
     gt = labels([[CAR, CAR, V, V, CAR, CAR]], [[7, 7, 0, 0, 0, 0]], crowd=[[0, 0, 0, 0, 1, 1]])
     pred = labels([[CAR] * 6], [[1] * 6])
-    result = evaluate([(gt, pred)]).summarize()
-    assert result.aq == 1.0
-    assert result.num_gt_tracks == 1
+    for things in (None, (CAR, PERSON)):  # with the thing categories, the id-0 car pixels are crowd anyway
+        result = evaluate([(gt, pred)], things=things).summarize()
+        assert result.aq == pytest.approx(0.5) and result.num_gt_tracks == 1
+        assert evaluate([(gt, pred)], things=things, variant="void-ignored").summarize().aq == 1.0
+    # with the thing categories known, a gt car pixel without id is crowd even when not flagged
+    unflagged = labels([[CAR, CAR, CAR, CAR]], [[7, 7, 0, 0]])
+    whole = labels([[CAR] * 4], [[1] * 4])
+    assert evaluate([(unflagged, whole)], things=(CAR, PERSON)).summarize().aq == 1.0
+    assert evaluate([(unflagged, whole)]).summarize().aq == pytest.approx(0.5)  # |p| = 4 without them
     # predicted pixels on gt stuff do count: |p| = 4, TPA = 2 -> IoU 0.5, AQ = 1/2 * 2 * 0.5 = 0.5
     gt_stuff = labels([[CAR, CAR, ROAD, ROAD]], [[7, 7, 0, 0]])
     assert evaluate([(gt_stuff, labels([[CAR] * 4], [[1] * 4]))]).summarize().aq == pytest.approx(0.5)
@@ -122,15 +136,24 @@ def test_sq_is_accumulated_class_miou_with_void() -> None:
     # frame 1: gt car car road road | pred car road road void  (void gt pixels are ignored elsewhere)
     # frame 2: gt void car road road | pred car car road road
     # confusion over both frames (gt void ignored): car: hits 2, gt 3, pred 2 -> IoU 2/3
-    # road: hits 3, gt 4, pred 4 -> IoU 3 / (4 + 4 - 3) = 3/5; person absent -> SQ = (2/3 + 3/5) / 2
+    # road: hits 3, gt 4, pred 4 -> IoU 3 / (4 + 4 - 3) = 3/5; person absent. Predicted void on a labeled
+    # pixel: under the reference one more class of IoU 0 -> SQ = (2/3 + 3/5) / 3; void-ignored: / 2
     f1 = (labels([[CAR, CAR, ROAD, ROAD]], [[7, 7, 0, 0]]), labels([[CAR, ROAD, ROAD, V]], [[1, 0, 0, 0]]))
     f2 = (labels([[V, CAR, ROAD, ROAD]], [[0, 7, 0, 0]]), labels([[CAR, CAR, ROAD, ROAD]], [[1, 1, 0, 0]]))
     result = evaluate([f1, f2]).summarize()
-    assert result.sq == pytest.approx((2 / 3 + 3 / 5) / 2)
-    # AQ: |g| = 3, p1 on labeled gt: frame 1 one pixel (car), frame 2 one pixel (car; the void one is
-    # left out) -> TPA 2, |p| 2, IoU 2 / 3;  AQ = 1/3 * 2 * 2/3 = 4/9
-    assert result.aq == pytest.approx(4 / 9)
-    assert result.stq == pytest.approx(math.sqrt(4 / 9 * (2 / 3 + 3 / 5) / 2))
+    assert result.sq == pytest.approx((2 / 3 + 3 / 5) / 3)
+    assert result.semantic is not None and result.semantic.miou == pytest.approx((2 / 3 + 3 / 5) / 2)
+    # AQ: |g| = 3, p1 has 3 pixels (frame 1 one on car; frame 2 one on void gt, one on car) -> TPA 2,
+    # IoU 2 / (3 + 3 - 2) = 1/2;  AQ = 1/3 * 2 * 1/2 = 1/3
+    assert result.aq == pytest.approx(1 / 3)
+    assert result.stq == pytest.approx(math.sqrt(1 / 3 * (2 / 3 + 3 / 5) / 3))
+    # void-ignored: the pixel on void gt is left out of |p| -> |p| 2, IoU 2/3, AQ = 1/3 * 2 * 2/3 = 4/9
+    ignored = evaluate([f1, f2], variant="void-ignored").summarize()
+    assert ignored.sq == pytest.approx((2 / 3 + 3 / 5) / 2) and ignored.aq == pytest.approx(4 / 9)
+    assert ignored.stq == pytest.approx(math.sqrt(4 / 9 * (2 / 3 + 3 / 5) / 2))
+    assert ignored.variant == "void-ignored" and "void-ignored" in ignored.table()
+    with pytest.raises(ValueError, match="different STQ variants"):
+        (evaluate([f1], "a") + evaluate([f1], "b", variant="void-ignored")).summarize()
 
 
 def test_id_switches_and_fragmentations_by_hand() -> None:
@@ -235,8 +258,13 @@ def test_evaluate_video_folders(tmp_path: Path) -> None:
     assert [s.name for s in result.per_sequence] == ["seq_0000", "seq_0001"]
     data = json.loads(result.to_json())
     assert data["aq"] == pytest.approx(0.75) and data["per_sequence"][0]["name"] == "seq_0000"
+    assert data["stq_variant"] == "reference"
+    # VPQ: k = 0 over the 4 frames is perfect; two frames are too few for k = 5, so VPQ is undefined
+    assert result.vpq is not None and result.vpq.per_window[0].windows == 4
+    assert data["vpq"]["per_window"][0]["All"]["pq"] == 1.0 and data["vpq"]["vpq"]["All"] is None
+    assert data["per_sequence"][0]["vpq"] is None
     table = result.table(per_sequence=True)
-    assert "seq_0001" in table and "STQ" in table
+    assert "seq_0001" in table and "STQ" in table and "VPQ" in table
     # a single sequence folder works too
     single = evaluate_video_folders(tmp_path / "gt" / "seq_0001", tmp_path / "pred" / "seq_0001")
     assert single.aq == 1.0
@@ -261,3 +289,14 @@ def test_synthetic_ground_truth_against_itself(tmp_path: Path) -> None:
     result = evaluate_video_folders(tmp_path / "gt", tmp_path / "gt")
     assert result.stq == 1.0 and result.aq == 1.0 and result.id_switches == 0
     assert result.num_frames == 6 and result.object_frames > 0
+
+
+def test_synthetic_sequence_vpq_against_itself(tmp_path: Path) -> None:
+    export_coco(tmp_path / "gt", 1, seed=4, height=32, width=64, sequence_length=16)
+    result = evaluate_video_folders(tmp_path / "gt", tmp_path / "gt")
+    assert result.vpq is not None and result.vpq.vpq == (1.0, 1.0, 1.0)
+    assert [w.windows for w in result.vpq.per_window] == [16, 11, 6, 1]
+    assert result.per_sequence[0].vpq == 1.0 and result.stq == 1.0
+    step5 = evaluate_video_folders(tmp_path / "gt", tmp_path / "gt", frame_step=5, variant="void-ignored")
+    assert step5.vpq is not None and [w.windows for w in step5.vpq.per_window] == [16, 15, 14, 13]
+    assert step5.variant == "void-ignored"
