@@ -79,6 +79,8 @@ def test_errors_are_one_line_with_exit_status_2(tmp_path: Path) -> None:
 def test_synth_eval_and_infer_errors(tmp_path: Path) -> None:
     result = _run("synth", "--out", str(tmp_path / "s"), "--count", "0", "--seed", "1")
     assert result.returncode == 2 and "--count" in result.stderr
+    returns = _run("synth", "--out", str(tmp_path / "r"), "--count", "1", "--seed", "1", "--returns", "2")
+    assert returns.returncode == 2 and "--returns 2.0 must lie in [0, 1]" in returns.stderr
     made = _run(
         "synth",
         "--out",

@@ -9,7 +9,12 @@ contrast, color cast, a shading gradient).
 
 Sequences move every thing with its own velocity, let things cross and occlude each other, enter
 and leave the frame, and let the camera drift sideways. A thing keeps its id for the whole sequence:
-that id is the ground truth for tracking.
+that id is the ground truth for tracking. Two options (off by default; the default scenes do not
+change) make things disappear and come back, for re-identification: ``returns`` (a thing that has
+left the frame waits out of view, :data:`RETURN_FRAMES` frames, then walks back in through the
+border it left by) and ``occluders`` (tree trunks right in front of the camera, over the full image
+height, that hide what passes behind them). Their randomness comes from a generator of their own, so
+a scene with them is the default scene plus them.
 
 This module owns the world's randomness and time: random scenes (:func:`random_background`,
 :func:`random_thing`), images and sequences (:func:`generate`), their COCO panoptic ground truth
@@ -41,6 +46,10 @@ from panoptic_ros.data.synthetic_scene import (
 
 #: Default image size (height, width) of the shipped model and of ``synth`` without a size.
 DEFAULT_SIZE = (192, 384)
+#: Frames a returning thing stays out of view (inclusive range; ``generate(returns=...)``).
+RETURN_FRAMES = (3, 30)
+#: Width of an occluder, as a fraction of the image width (``generate(occluders=...)``).
+OCCLUDER_WIDTH = (0.04, 0.1)
 
 
 class Sample(NamedTuple):
@@ -149,6 +158,57 @@ def _visible(thing: Thing, width: int) -> bool:
     return -0.2 * width < thing.x < 1.2 * width
 
 
+def random_occluders(
+    rng: np.random.Generator, count: int
+) -> tuple[tuple[float, float, tuple[int, int, int]], ...]:
+    """``count`` trunks in front of the camera: ``(x0, x1, color)``, x in image widths (world)."""
+    occluders = []
+    for _ in range(count):
+        x0 = float(rng.uniform(0.1, 0.85))
+        occluders.append((x0, x0 + float(rng.uniform(*OCCLUDER_WIDTH)), _color(rng, (95, 70, 50), 20)))
+    return tuple(occluders)
+
+
+class _Returns:
+    """Things that come back after leaving the frame (``generate(returns=...)``): each thing that
+    leaves the view (no pixels, center outside the image) is chosen once, with probability
+    ``chance``, to wait :data:`RETURN_FRAMES` frames out of view and then walk back in."""
+
+    def __init__(self, chance: float, rng: np.random.Generator) -> None:
+        self.chance, self.rng = chance, rng
+        self.seen: set[int] = set()  # ids that have had pixels
+        self.decided: set[int] = set()  # ids that have left the view once
+        self.waiting: dict[int, int] = {}  # id -> frames left out of view
+
+    def step(self, thing: Thing) -> Thing:
+        """The thing one frame later: held while waiting, turned back when the wait is over."""
+        left = self.waiting.get(thing.id)
+        if left is None:
+            return replace(
+                thing, x=thing.x + thing.vx, ground=float(np.clip(thing.ground + thing.vground, 0.1, 1.1))
+            )
+        if left > 1:
+            self.waiting[thing.id] = left - 1
+            return thing
+        del self.waiting[thing.id]
+        return replace(thing, vx=-thing.vx, x=thing.x - thing.vx)
+
+    def observe(
+        self, things: list[Thing], instance: np.ndarray, screen_width: float, camera_x: float
+    ) -> None:
+        """After a frame is drawn: start the wait of things that have just left the view."""
+        shown = set(np.unique(instance).tolist())
+        for thing in things:
+            if thing.id in shown:
+                self.seen.add(thing.id)
+                continue
+            outside = not 0 <= thing.x - camera_x * screen_width <= screen_width
+            if thing.id in self.seen and thing.id not in self.decided and outside:
+                self.decided.add(thing.id)
+                if self.rng.random() < self.chance:
+                    self.waiting[thing.id] = int(self.rng.integers(RETURN_FRAMES[0], RETURN_FRAMES[1] + 1))
+
+
 def generate(
     count: int,
     *,
@@ -156,17 +216,27 @@ def generate(
     height: int = DEFAULT_SIZE[0],
     width: int = DEFAULT_SIZE[1],
     sequence_length: int | None = None,
+    returns: float = 0.0,
+    occluders: int = 0,
 ) -> Iterator[Sample]:
     """``count`` independent images, or ``count`` sequences of ``sequence_length`` frames each.
 
     Deterministic: the same arguments give the same pixels. Scenes are laid out at
     :data:`DEFAULT_SIZE` and scaled to ``height`` x ``width``; ids stay stable along a sequence.
+    ``returns``: the chance that a thing leaving the frame comes back (see the module docstring);
+    ``occluders``: trunks in front of the camera per scene.
     """
+    if not 0.0 <= returns <= 1.0 or occluders < 0:
+        raise ValueError(f"returns={returns} must lie in [0, 1] and occluders={occluders} be >= 0")
     layout_width = DEFAULT_SIZE[1]
     frames = sequence_length or 1
     for index in range(count):
         rng = np.random.default_rng([seed, index])
         bg = random_background(rng)
+        extra = np.random.default_rng([seed, index, 1])  # the options' own randomness
+        if occluders:
+            bg = replace(bg, occluders=random_occluders(extra, occluders))
+        comebacks = _Returns(returns, extra)
         next_id = 1
         things: list[Thing] = []
         for _ in range(int(rng.integers(3, 15))):
@@ -177,10 +247,7 @@ def generate(
         for frame in range(frames):
             if frame:
                 camera_x += camera_v
-                things = [
-                    replace(t, x=t.x + t.vx, ground=float(np.clip(t.ground + t.vground, 0.1, 1.1)))
-                    for t in things
-                ]
+                things = [comebacks.step(t) for t in things]
                 things = [t for t in things if _visible(t, layout_width)]
                 if rng.random() < 0.12:
                     things.append(random_thing(rng, next_id, layout_width, entering=True))
@@ -188,6 +255,8 @@ def generate(
             image, semantic, instance = render(
                 bg, things, height=height, width=width, camera_x=camera_x, rng=rng, layout_width=layout_width
             )
+            if returns:
+                comebacks.observe(things, instance, layout_width, camera_x)
             yield Sample(image, semantic, instance, index, frame)
 
 
@@ -220,9 +289,12 @@ def export_coco(
     width: int = DEFAULT_SIZE[1],
     sequence_length: int | None = None,
     overwrite: bool = False,
+    returns: float = 0.0,
+    occluders: int = 0,
 ) -> list[Path]:
     """Write ``count`` images (one COCO panoptic folder at ``out``) or ``count`` sequences (one folder
-    per sequence, ``out/seq_NNNN``, frames in order) with their ground truth; returns the folders."""
+    per sequence, ``out/seq_NNNN``, frames in order) with their ground truth; returns the folders.
+    ``returns``, ``occluders``: as for :func:`generate`."""
     from tqdm import tqdm
 
     from panoptic_ros.core.labels import load_label_set
@@ -233,7 +305,15 @@ def export_coco(
     folders: list[Path] = []
     writer: CocoPanopticWriter | None = None
     total = count * (sequence_length or 1)
-    samples = generate(count, seed=seed, height=height, width=width, sequence_length=sequence_length)
+    samples = generate(
+        count,
+        seed=seed,
+        height=height,
+        width=width,
+        sequence_length=sequence_length,
+        returns=returns,
+        occluders=occluders,
+    )
     # On an error the open writer never writes its panoptic.json, so no half-written folder looks complete.
     for sample in tqdm(samples, total=total, desc=f"rendering into {out}", unit="img"):
         if writer is None or (sequence_length and sample.frame == 0):

@@ -59,6 +59,7 @@ class Background:
     contrast: float
     cast: tuple[float, float, float]
     shade_angle: float
+    occluders: tuple[tuple[float, float, tuple[int, int, int]], ...] = ()  # x0, x1, color: in front
 
 
 #: Draws one primitive into a uint8 mask with the given value (an OpenCV call, e.g. ``cv2.fillPoly``).
@@ -379,10 +380,14 @@ def render(
     rng: np.random.Generator,
     layout_width: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render one frame: ``(image RGB, semantic, instance)``; things are drawn far to near."""
+    """Render one frame: ``(image RGB, semantic, instance)``; things are drawn far to near, then the
+    background's occluders (vegetation in front of every thing)."""
     scale = width / layout_width
     canvas = _Canvas(height, width)
     _draw_background(canvas, bg, camera_x)
     for thing in sorted(things, key=lambda t: (t.ground, t.id)):
         _draw_thing(canvas, bg, replace(thing, x=thing.x * scale), camera_x, width)
+    for x0, x1, color in bg.occluders:  # trunks close to the camera, from the top to the bottom
+        sx0, sx1 = (x0 - camera_x) * width, (x1 - camera_x) * width
+        canvas.draw(_poly([(sx0, 0), (sx1, 0), (sx1, height), (sx0, height)]), color, 0.3, VEGETATION)
     return _shade(canvas, bg, rng), canvas.semantic, canvas.instance

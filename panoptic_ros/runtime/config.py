@@ -141,7 +141,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P("tracker.low_score", _tracker_default("low_score"), "score below which instances are ignored",
       0.0, 1.0, dynamic=True),
     P("tracker.min_hits", _tracker_default("min_hits"), "hits that confirm a track", 1, 100, 1, dynamic=True),
-    P("tracker.max_age", _tracker_default("max_age"), "frames a lost track is kept", 0, 10_000, 1,
+    P("tracker.max_age", _tracker_default("max_age"),
+      "frames a lost track stays in the association (then only re-identification can return its id)",
+      0, 10_000, 1,
       dynamic=True),
     P("tracker.publish_tentative", _tracker_default("publish_tentative"),
       "draw tentative tracks in instance_ids", dynamic=True),
@@ -153,6 +155,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
       "center distance gate (box sizes)", 0.0, 100.0, dynamic=True),
     P("tracker.appearance_weight", _tracker_default("appearance_weight"), "weight of the color cost",
       0.0, 10.0, dynamic=True),
+    P("tracker.reid_seconds", _tracker_default("reid_seconds"),
+      "a confirmed track unmatched for up to this long (seconds, stamps) can get its id back by color "
+      "and motion, also after max_age or leaving the image; 0: off", 0.0, 3600.0, dynamic=True),
+    P("tracker.reid_max_color_distance", _tracker_default("reid_max_color_distance"),
+      "re-identification color gate (mean RGB distance / 255 / sqrt(3))", 0.0, 1.0, dynamic=True),
+    P("tracker.reid_max_distance", _tracker_default("reid_max_distance"),
+      "re-identification motion gate at no time gap (box sizes, from the predicted or last seen "
+      "position)", 0.01, 100.0, dynamic=True),
+    P("tracker.reid_distance_growth", _tracker_default("reid_distance_growth"),
+      "widening of that gate per second since the last match (box sizes per second)", 0.0, 100.0,
+      dynamic=True),
 )  # fmt: skip
 del P
 

@@ -3,7 +3,8 @@
 :class:`Tracker` (one per camera) takes a :class:`TrackerInput` per frame (the instance map and its
 table, e.g. the thing rows of a pipeline frame, or :meth:`TrackerInput.from_maps`) and returns a
 :class:`TrackerOutput`: an ``[H, W]`` track-id map on the input's device plus the tables of tracked and
-lost tracks.
+lost tracks. A thing that left the view or was hidden for up to ``TrackerParams.reid_seconds`` gets
+its old id back when its color and motion agree (:mod:`~panoptic_ros.tracking.reid`).
 """
 
 from __future__ import annotations

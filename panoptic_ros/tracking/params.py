@@ -22,8 +22,11 @@ class TrackerParams:
 
     Track life:
         min_hits: hits that turn a tentative track confirmed (1 confirms at once).
-        max_age: frames a lost track is kept; it is removed when it has gone unmatched for more than
-            ``max_age`` consecutive frames, so occlusions of up to ``max_age`` frames keep the id.
+        max_age: frames a lost track stays in the association (found again by its predicted box, and
+            listed among the lost tracks); it leaves it when it has gone unmatched for more than
+            ``max_age`` consecutive frames, or as soon as its predicted box is wholly outside the image,
+            so occlusions of up to ``max_age`` frames keep the id. Re-identification may still give the
+            id back after that (``reid_seconds``).
         publish_tentative: draw tentative tracks in the track map (their ids are final either way).
 
     Association (a pair is allowed only for equal categories and when one gate passes):
@@ -53,6 +56,24 @@ class TrackerParams:
             this ratio counts as partial (occluded or cut by the border): the motion state keeps the
             predicted full-size box, moved only as far as needed to contain the visible part.
         border_margin: box edges within this many pixels of the image border count as cut.
+
+    Re-identification (a thing that left the view or was hidden gets its old id back; needs the image):
+        reid_seconds: a confirmed track unmatched for up to this long (header stamps, from its last
+            match) can be found again by appearance and motion alone, even after it has left the
+            association (``max_age``, or its predicted box left the image): an instance of the same
+            category that no track claimed and that would start a new track is compared with these
+            tracks; it takes the old id when its mean color is within ``reid_max_color_distance`` of
+            the track's and its centroid within the motion gate below. 0 turns re-identification off.
+            An id thus survives a gap of ``max(max_age frames, reid_seconds)`` at most; the tracks kept
+            only for re-identification are not listed among the lost tracks.
+        reid_max_color_distance: the appearance gate: distance of mean colors (as for
+            ``appearance_weight``, in [0, 1]).
+        reid_max_distance: the motion gate at no time gap, in units of the box size (as
+            ``max_center_distance``), from the nearer of the track's position predicted by its last
+            velocity and its last observed position (a thing leaving through a border mostly comes
+            back through it).
+        reid_distance_growth: how much the motion gate widens per second since the track's last
+            match (the prediction's uncertainty), in box sizes per second.
     """
 
     # thing scores of center-offset models are center-peak x class probability; many true
@@ -73,6 +94,10 @@ class TrackerParams:
     size_tolerance: float = 0.15
     partial_area_ratio: float = 1.5
     border_margin: int = 1
+    reid_seconds: float = 2.0
+    reid_max_color_distance: float = 0.1
+    reid_max_distance: float = 1.0
+    reid_distance_growth: float = 1.0
 
     def __post_init__(self) -> None:
         check_number("low_score", self.low_score, 0.0, 1.0)
@@ -94,11 +119,20 @@ class TrackerParams:
         check_number("size_tolerance", self.size_tolerance, 0.0, math.inf, finite=False)
         check_number("partial_area_ratio", self.partial_area_ratio, 1.0, math.inf, finite=False)
         check_int("border_margin", self.border_margin, minimum=0)
+        check_number("reid_seconds", self.reid_seconds, 0.0, math.inf)
+        check_number("reid_max_color_distance", self.reid_max_color_distance, 0.0, 1.0)
+        check_number("reid_max_distance", self.reid_max_distance, 0.0, math.inf, low_open=True)
+        check_number("reid_distance_growth", self.reid_distance_growth, 0.0, math.inf)
 
     @property
     def max_cost(self) -> float:
         """A cost above that of every allowed pair: the limit of the assignment."""
         return 1.0 + self.distance_weight * self.max_center_distance + self.appearance_weight + 1e-6
+
+    @property
+    def reid(self) -> bool:
+        """Whether re-identification is on."""
+        return self.reid_seconds > 0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> TrackerParams:

@@ -201,7 +201,9 @@ class TrackerOutput(NamedTuple):
             (stuff, void, instances below ``low_score``, low-score instances left unmatched, and
             tentative tracks when ``publish_tentative`` is off).
         tracks: the tracks drawn in ``track_map`` (matched in this frame), sorted by track id.
-        lost: the lost tracks (not in the map), with their predicted boxes, sorted by track id.
+        lost: the lost tracks (not in the map) still in the association (``max_age``), with their
+            predicted boxes, sorted by track id; tracks kept only for re-identification
+            (``reid_seconds``) are not listed.
         instance_track_ids: ``[T]`` int64 host array: the track id given to each input instance, 0 for
             none.
         stamp_ns: the frame's stamp.

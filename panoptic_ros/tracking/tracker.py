@@ -25,6 +25,10 @@ One :class:`Tracker` per camera. Each frame (:meth:`Tracker.update`):
    velocity; unmatched high-score instances start tentative tracks (new ids from a counter, never
    reused); tentative tracks become confirmed after ``min_hits`` hits and are dropped at their first
    miss; other unmatched tracks become lost and are removed after more than ``max_age`` missed frames.
+5. **Re-identification** (``reid_seconds > 0``, :mod:`~panoptic_ros.tracking.reid`). Unmatched
+   high-score instances are compared with the confirmed tracks unmatched for up to ``reid_seconds``,
+   including those removed from the association (kept in a memory), by appearance and motion; a pair
+   that passes both gates gives the instance the old id instead of a new one.
 
 **Stamps.** Velocities come from header stamp differences (pixels per second), never frame counts. A
 stamp earlier than the previous frame's (a rosbag played in a loop, a restarted clock), or a frame of
@@ -55,6 +59,7 @@ from panoptic_ros.tracking.association import (
 from panoptic_ros.tracking.motion import measure_velocity, predict_boxes, smooth_velocity, state_boxes
 from panoptic_ros.tracking.params import TrackerParams
 from panoptic_ros.tracking.records import TrackerInput, TrackerOutput, TrackState, TrackTable
+from panoptic_ros.tracking.reid import Memory, reidentify
 from panoptic_ros.tracking.state import Instances, Tracks, lookup
 from panoptic_ros.tracking.stream import StreamCheck
 
@@ -78,6 +83,7 @@ class Tracker:
         self.params = params if params is not None else TrackerParams()
         self._next_id = 1
         self._tracks = Tracks()
+        self._memory = Memory()  # tracks out of the association, kept for re-identification
         self._previous_index: torch.Tensor | None = None  # [H, W] int64 compact indices of the last frame
         self._previous_track_ids = np.zeros(0, np.int64)  # track id of each index 1..P (0 = none)
         self._stream = StreamCheck()
@@ -94,6 +100,7 @@ class Tracker:
 
     def _drop_tracks(self) -> None:
         self._tracks = Tracks()
+        self._memory = Memory()
         self._previous_index = None
         self._previous_track_ids = np.zeros(0, np.int64)
 
@@ -116,7 +123,8 @@ class Tracker:
 
         det = Instances(inp)
         current_index = index_map(inp.instance_map, det.ids)
-        use_colors = params.appearance_weight > 0 and inp.image is not None
+        # colors only where used: the appearance term, or re-identification
+        use_colors = (params.appearance_weight > 0 or params.reid) and inp.image is not None
         mask_ious, det_areas, colors = self._device_statistics(
             current_index, det.count, inp.image if use_colors else None
         )
@@ -125,12 +133,14 @@ class Tracker:
         n = len(tracks)
         # ages advance for every live track, matched or not
         tracks.ages = tracks.ages + 1
+        self._memory.advance()
         dt = (stamp - tracks.stamps) * _NS
         predicted = predict_boxes(tracks.boxes, tracks.velocities, dt)
         visible = clip_boxes(predicted, size)
         in_image = (visible[:, 2] > visible[:, 0]) & (visible[:, 3] > visible[:, 1])
+        appearance = colors if params.appearance_weight > 0 else None
         cost = self._cost(
-            tracks, det, predicted=visible, in_image=in_image, previous_iou=mask_ious, colors=colors
+            tracks, det, predicted=visible, in_image=in_image, previous_iou=mask_ious, colors=appearance
         )
 
         high = np.flatnonzero(det.scores >= params.high_score)
@@ -155,8 +165,27 @@ class Tracker:
         # drop tentative tracks missed once and lost tracks missed more than max_age frames
         unmatched_state = tracks.states
         keep = matched | ((unmatched_state == TrackState.LOST) & (tracks.misses <= params.max_age) & in_image)
+        self._tracks = tracks.select(np.flatnonzero(keep))
+        if params.reid:
+            left = tracks.select(np.flatnonzero(~keep & (unmatched_state == TrackState.LOST)))
+            self._memory.keep(left, stamp, params)
+            if colors is not None:
+                self._tracks, revived, taken, new_instances = reidentify(
+                    self._tracks,
+                    self._memory,
+                    new_instances,
+                    det,
+                    det_areas=det_areas,
+                    colors=colors,
+                    stamp=stamp,
+                    params=params,
+                    smoothing=COLOR_SMOOTHING,
+                )
+                track_of_instance[taken] = self._tracks.ids[revived]
+        elif len(self._memory):
+            self._memory = Memory()  # turned off
         created = self._new_tracks(new_instances, det, det_areas, colors, stamp)
-        self._tracks = tracks.select(np.flatnonzero(keep)).extend(created)
+        self._tracks = self._tracks.extend(created)
         track_of_instance[new_instances] = created.ids
 
         published = track_of_instance.copy()

@@ -9,7 +9,7 @@ from panoptic_ros.core.ids import STUFF_SEGMENT_BASE
 from panoptic_ros.data import synthetic
 from panoptic_ros.data.coco_panoptic import read_dataset
 from panoptic_ros.data.synthetic import export_coco, generate
-from panoptic_ros.data.synthetic_scene import CAR, PERSON, SKY, THING_CLASSES
+from panoptic_ros.data.synthetic_scene import CAR, PERSON, SKY, THING_CLASSES, VEGETATION
 
 
 def test_deterministic_by_seed() -> None:
@@ -69,6 +69,27 @@ def test_sequences_keep_ids_and_move() -> None:
     assert any(i not in last for i in first_seen), "things leave during the sequence"
     moved = [abs(c[-1] - c[0]) for c in centroids.values() if len(c) > 10]
     assert max(moved) > 10, "things move"
+
+
+def test_things_can_leave_and_come_back_and_pass_behind_trunks() -> None:
+    plain = list(generate(3, seed=4, sequence_length=60))
+    frames = list(generate(3, seed=4, sequence_length=60, returns=1.0, occluders=1))
+    gaps = []
+    for sequence in range(3):
+        last: dict[int, int] = {}
+        for f in frames[60 * sequence : 60 * (sequence + 1)]:
+            for instance_id in np.unique(f.instance[f.instance > 0]).tolist():
+                if instance_id in last and f.frame - last[instance_id] > 1:
+                    gaps.append(f.frame - last[instance_id] - 1)
+                last[instance_id] = f.frame
+    assert len(gaps) >= 4 and max(gaps) >= synthetic.RETURN_FRAMES[0], "things disappear and come back"
+    trunk = (frames[0].semantic == VEGETATION).all(axis=0)  # full-height vegetation columns
+    assert trunk.sum() >= synthetic.OCCLUDER_WIDTH[0] * trunk.size - 2
+    assert not (plain[0].semantic == VEGETATION).all(axis=0).any()
+    # the options add to the default scene: the same things, the trunk in front
+    np.testing.assert_array_equal(frames[0].instance[:, ~trunk], plain[0].instance[:, ~trunk])
+    with pytest.raises(ValueError, match="returns"):
+        next(generate(1, seed=0, sequence_length=2, returns=2.0))
 
 
 def test_export_coco_round_trip(tmp_path: Path) -> None:
