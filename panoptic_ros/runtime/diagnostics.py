@@ -89,6 +89,23 @@ def camera_values(stats: CameraStats, slot: SlotStats, in_flight: int | None = N
     return values
 
 
+def _camera_level(
+    fault: str, alert: tuple[int, str], *, waiting: bool, recent: int, window_s: float
+) -> tuple[int, str]:
+    """A camera's level and message: ERROR when the worker stopped, else the worst of its reasons
+    (an alert of the watches, nothing received yet, recent bad frames), every reason named."""
+    if fault:
+        return ERROR, f"not served: the worker stopped ({fault})"
+    reasons = [alert] if alert[0] > OK else []
+    if waiting and not reasons:
+        reasons.append((WARN, "no frames received yet"))
+    if recent:
+        reasons.append((WARN, f"{recent} bad, failed or depth-less frames in the last {window_s:.0f} s"))
+    if not reasons:
+        return OK, "ok"
+    return max(level for level, _ in reasons), "; ".join(text for _, text in reasons)
+
+
 def diagnostics(
     node: str,
     stamp_ns: int,
@@ -144,16 +161,13 @@ def diagnostics(
             values[f"latency_{stage}_ms_p50"] = f"{p50:.2f}"
             values[f"latency_{stage}_ms_p95"] = f"{p95:.2f}"
         recent = camera.recent_problems(now, window_s)
-        level, message = OK, "ok"
-        alert = (alerts or {}).get(key, (OK, ""))
-        if fault:
-            level, message = ERROR, f"not served: the worker stopped ({fault})"
-        elif alert[0] > OK:
-            level, message = alert
-        elif pipeline.active and camera.received == 0:
-            level, message = WARN, "no frames received yet"
-        elif recent:
-            level, message = WARN, f"{recent} bad, failed or depth-less frames in the last {window_s:.0f} s"
+        level, message = _camera_level(
+            fault,
+            (alerts or {}).get(key, (OK, "")),
+            waiting=pipeline.active and camera.received == 0,
+            recent=recent,
+            window_s=window_s,
+        )
         statuses.append(
             _status(level, f"{node}: {key}", pipeline.device, message, _values(**values, **final))
         )
