@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -52,7 +53,14 @@ _BYTES_PER_PAIR = 12
 _BYTES_PER_PIXEL = 32
 
 
-GroupingStrategy = Literal["auto", "chunked", "per_center"]
+GroupingStrategy = Literal["auto", "chunked", "per_center", "kdtree"]
+#: Nearest centers (by float64 distance) a ``kdtree`` query returns per pixel, among which the float32
+#: distance of the other strategies decides (ties to the lower index): the same assignment unless
+#: more centers than this lie within float32 rounding of the nearest.
+KDTREE_CANDIDATES = 4
+#: From this many centers on, ``auto`` groups on the CPU with the k-d tree (its cost hardly grows with
+#: the centers); below, the per-center loop is cheaper (``benchmarks/bench_grouping.py``).
+KDTREE_FROM_CENTERS = 8
 
 
 class FusionInputError(PanopticRosError, ValueError):
@@ -305,8 +313,11 @@ def group_pixels(
         memory_budget_bytes: bound on one chunk's temporaries (see :func:`grouping_chunk_size`).
         strategy: ``chunked`` computes all pixel-to-center distances of a chunk of pixels at once
             (few kernel launches: best on CUDA); ``per_center`` loops over the centers keeping a
-            running minimum (no ``[pixels, centers]`` temporaries: best on the CPU, where memory
-            traffic dominates); ``auto`` picks by device. Both give identical results.
+            running minimum (no ``[pixels, centers]`` temporaries); ``kdtree`` (CPU) finds each
+            pixel's few nearest centers in a k-d tree over the centers, so its cost hardly grows
+            with their number (best on the CPU); ``auto``: ``chunked`` on CUDA, on the CPU
+            ``per_center`` below :data:`KDTREE_FROM_CENTERS` centers and ``kdtree`` from there. All
+            give the same assignment (``kdtree``: see :data:`KDTREE_CANDIDATES`).
 
     Returns:
         ``[H, W]`` int64: ``center index + 1`` on thing pixels, 0 elsewhere (all 0 without centers).
@@ -333,18 +344,52 @@ def group_pixels(
     # nonzero() may return column-major points; a contiguous last axis keeps the norm on its fast path
     center_points = centers.float().contiguous()[None]  # [1, K, 2]
     if strategy == "auto":
-        strategy = "chunked" if thing_mask.device.type == "cuda" else "per_center"
+        if thing_mask.device.type == "cuda":
+            strategy = "chunked"
+        else:
+            strategy = "kdtree" if num_centers >= KDTREE_FROM_CENTERS else "per_center"
     if strategy == "per_center":
         instance[pixels] = _nearest_per_center(center_points[0], locations) + 1
         return instance.view(height, width)
+    if strategy == "kdtree":
+        instance[pixels] = _nearest_kdtree(center_points[0], locations) + 1
+        return instance.view(height, width)
     if strategy != "chunked":
-        raise FusionInputError(f"grouping strategy {strategy!r} must be 'auto', 'chunked' or 'per_center'")
+        raise FusionInputError(
+            f"grouping strategy {strategy!r} must be 'auto', 'chunked', 'per_center' or 'kdtree'"
+        )
     chunk = grouping_chunk_size(num_centers, memory_budget_bytes)
     for start in range(0, num_pixels, chunk):
         stop = min(start + chunk, num_pixels)
         distance = torch.linalg.vector_norm(center_points - locations[start:stop, None, :], dim=-1)  # [B, K]
         instance[pixels[start:stop]] = distance.argmin(dim=1) + 1
     return instance.view(height, width)
+
+
+def _nearest_kdtree(centers: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest of ``centers`` [K, 2] for each of ``locations`` [P, 2] (CPU), by a k-d tree
+    over the centers (float64). Where the two nearest are within float32 rounding of each other (ties,
+    e.g. integer locations halfway between centers), the :data:`KDTREE_CANDIDATES` nearest are
+    compared by the float32 ``vector_norm`` the other strategies use, ties to the lower index."""
+    from scipy.spatial import cKDTree
+
+    if centers.device.type != "cpu":
+        raise FusionInputError("grouping strategy 'kdtree' runs on the CPU; use 'chunked' on CUDA")
+    tree = cKDTree(centers.double().numpy())
+    points = locations.numpy()
+    if centers.shape[0] == 1:
+        return torch.zeros(locations.shape[0], dtype=torch.int64)
+    distance, found = tree.query(points, k=2, workers=-1)
+    nearest = found[:, 0].astype(np.int64)
+    close = np.flatnonzero(distance[:, 1] - distance[:, 0] <= 1e-5 * np.maximum(distance[:, 0], 1.0))
+    if close.size:
+        count = min(KDTREE_CANDIDATES, centers.shape[0])
+        _, near = tree.query(points[close], k=count, workers=-1)
+        candidates = torch.from_numpy(np.sort(near.reshape(-1, count), axis=1).astype(np.int64))
+        index = torch.from_numpy(close)
+        exact = torch.linalg.vector_norm(centers[candidates] - locations[index][:, None, :], dim=-1)
+        nearest[close] = candidates.gather(1, exact.argmin(dim=1, keepdim=True)).squeeze(1).numpy()
+    return torch.from_numpy(nearest)
 
 
 def _nearest_per_center(centers: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:

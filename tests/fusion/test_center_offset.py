@@ -168,6 +168,27 @@ def test_grouping_chunk_size_follows_the_memory_budget() -> None:
     assert grouping_chunk_size(0, 1000) == 31
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_kdtree_grouping_equals_the_exhaustive_search_ties_included(seed: int) -> None:
+    """The CPU default (k-d tree over the centers) assigns every pixel as the exhaustive search does,
+    with exact ties (zero offsets on a grid of centers 2 pixels apart) going to the lower index."""
+    g = torch.Generator().manual_seed(seed)
+    height, width = 40, 56
+    thing = torch.rand(height, width, generator=g) < 0.7
+    offsets = torch.randn(2, height, width, generator=g) * 6
+    if seed % 2:
+        offsets.zero_()  # every pixel on the integer grid: many equidistant centers
+        offsets[:, ::3] = 0.5  # and some halfway between two
+    grid = torch.stack(
+        torch.meshgrid(torch.arange(0, height, 2), torch.arange(0, width, 2), indexing="ij"), -1
+    )
+    shuffled = grid.reshape(-1, 2)[torch.randperm(grid.shape[0] * grid.shape[1], generator=g)[:150]]
+    for centers in (shuffled, shuffled[:1], shuffled[:3]):
+        expected = group_pixels(thing, offsets, centers, strategy="per_center")
+        assert torch.equal(group_pixels(thing, offsets, centers, strategy="kdtree"), expected)
+        assert torch.equal(group_pixels(thing, offsets, centers, strategy="chunked"), expected)
+
+
 def test_chunked_grouping_is_identical_for_a_tiny_budget() -> None:
     outputs = synthetic_center_offset_outputs(64, 96, num_instances=12, seed=5)
     semantic = outputs.semantic_logits.argmax(0)
@@ -179,6 +200,7 @@ def test_chunked_grouping_is_identical_for_a_tiny_budget() -> None:
     tiny = group_pixels(thing, outputs.offsets, centers, memory_budget_bytes=1, strategy="chunked")
     small = group_pixels(thing, outputs.offsets, centers, memory_budget_bytes=4096, strategy="chunked")
     per_center = group_pixels(thing, outputs.offsets, centers, strategy="per_center")
+    assert torch.equal(group_pixels(thing, outputs.offsets, centers, strategy="kdtree"), per_center)
     assert torch.equal(default, tiny)
     assert torch.equal(default, small)
     assert torch.equal(default, per_center)  # the CPU's default strategy gives the same assignment
