@@ -49,6 +49,7 @@ class Watchdog:
     error_after: float = 30.0
     over_since: float | None = None
     baseline: dict[str, float] = field(default_factory=dict)
+    target_rate: float | None = None  # the one of the last check: a new target restarts the count
 
     def check(
         self,
@@ -60,6 +61,8 @@ class Watchdog:
         """The verdict at ``now`` from the served frames ``samples`` (time, stage ms) and the arrival
         times of the camera's frames (for the camera's own rate when ``target_rate`` is 0)."""
         recent = [stages for t, stages in samples if t >= now - self.window]
+        if target_rate != self.target_rate:  # a new budget: over it for 0 s so far
+            self.target_rate, self.over_since = target_rate, None
         if target_rate > 0:
             budget_s, source = 1.0 / target_rate, f"target_rate {target_rate:g} Hz"
         else:

@@ -39,6 +39,16 @@ def test_over_budget_warns_names_the_stage_that_grew_and_escalates() -> None:
     assert dog.over_since is None
 
 
+def test_a_new_target_rate_starts_the_count_again() -> None:
+    dog = Watchdog(window=10.0, error_after=5.0)
+    samples = _frames(0.0, 30.0, 0.1, SLOW)
+    assert dog.check(10.0, samples, [], target_rate=10.0).level == WARN
+    assert dog.check(20.0, samples, [], target_rate=10.0).level == ERROR  # 10 s over
+    verdict = dog.check(21.0, samples, [], target_rate=1000.0)  # another budget: WARN first
+    assert verdict.level == WARN and "for 0 s" in verdict.message and "target_rate 1000 Hz" in verdict.message
+    assert dog.check(27.0, samples, [], target_rate=1000.0).level == ERROR
+
+
 def test_the_cameras_own_rate_is_the_default_budget() -> None:
     dog = Watchdog(window=10.0, error_after=0.0)
     samples = _frames(0.0, 10.0, 0.2, HEALTHY)  # served at 5 Hz, 66 ms each
