@@ -54,10 +54,6 @@ _BYTES_PER_PIXEL = 32
 
 
 GroupingStrategy = Literal["auto", "chunked", "per_center", "kdtree"]
-#: Nearest centers (by float64 distance) a ``kdtree`` query returns per pixel, among which the float32
-#: distance of the other strategies decides (ties to the lower index): the same assignment unless
-#: more centers than this lie within float32 rounding of the nearest.
-KDTREE_CANDIDATES = 4
 #: From this many centers on, ``auto`` groups on the CPU with the k-d tree (its cost hardly grows with
 #: the centers); below, the per-center loop is cheaper (``benchmarks/bench_grouping.py``).
 KDTREE_FROM_CENTERS = 8
@@ -317,7 +313,7 @@ def group_pixels(
             pixel's few nearest centers in a k-d tree over the centers, so its cost hardly grows
             with their number (best on the CPU); ``auto``: ``chunked`` on CUDA, on the CPU
             ``per_center`` below :data:`KDTREE_FROM_CENTERS` centers and ``kdtree`` from there. All
-            give the same assignment (``kdtree``: see :data:`KDTREE_CANDIDATES`).
+            give the same assignment.
 
     Returns:
         ``[H, W]`` int64: ``center index + 1`` on thing pixels, 0 elsewhere (all 0 without centers).
@@ -369,27 +365,21 @@ def group_pixels(
 def _nearest_kdtree(centers: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
     """Index of the nearest of ``centers`` [K, 2] for each of ``locations`` [P, 2] (CPU), by a k-d tree
     over the centers (float64). Where the two nearest are within float32 rounding of each other (ties,
-    e.g. integer locations halfway between centers), the :data:`KDTREE_CANDIDATES` nearest are
-    compared by the float32 ``vector_norm`` the other strategies use, ties to the lower index."""
+    e.g. half-integer locations between integer centers), the pixel is settled as the other strategies
+    settle it: float32 ``vector_norm`` to every center, ties to the lower index."""
     from scipy.spatial import cKDTree
 
     if centers.device.type != "cpu":
         raise FusionInputError("grouping strategy 'kdtree' runs on the CPU; use 'chunked' on CUDA")
-    tree = cKDTree(centers.double().numpy())
-    points = locations.numpy()
     if centers.shape[0] == 1:
         return torch.zeros(locations.shape[0], dtype=torch.int64)
-    distance, found = tree.query(points, k=2, workers=-1)
-    nearest = found[:, 0].astype(np.int64)
+    distance, found = cKDTree(centers.double().numpy()).query(locations.numpy(), k=2, workers=-1)
+    nearest = torch.from_numpy(found[:, 0].astype(np.int64))
     close = np.flatnonzero(distance[:, 1] - distance[:, 0] <= 1e-5 * np.maximum(distance[:, 0], 1.0))
     if close.size:
-        count = min(KDTREE_CANDIDATES, centers.shape[0])
-        _, near = tree.query(points[close], k=count, workers=-1)
-        candidates = torch.from_numpy(np.sort(near.reshape(-1, count), axis=1).astype(np.int64))
         index = torch.from_numpy(close)
-        exact = torch.linalg.vector_norm(centers[candidates] - locations[index][:, None, :], dim=-1)
-        nearest[close] = candidates.gather(1, exact.argmin(dim=1, keepdim=True)).squeeze(1).numpy()
-    return torch.from_numpy(nearest)
+        nearest[index] = _nearest_per_center(centers, locations[index])
+    return nearest
 
 
 def _nearest_per_center(centers: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:

@@ -189,6 +189,22 @@ def test_kdtree_grouping_equals_the_exhaustive_search_ties_included(seed: int) -
         assert torch.equal(group_pixels(thing, offsets, centers, strategy="chunked"), expected)
 
 
+def test_kdtree_grouping_settles_many_way_ties_like_the_exhaustive_search() -> None:
+    """Half-integer locations among integer centers (repeated ones too) can lie at one distance from
+    five or more centers; the lowest index must win as in the exhaustive search (hypothesis found a
+    scene where a k-d tree's few nearest missed it)."""
+    for seed in range(120):
+        g = torch.Generator().manual_seed(seed)
+        thing = torch.rand(10, 9, generator=g) < 0.8
+        offsets = torch.randint(-4, 5, (2, 10, 9), generator=g).float() * 0.5
+        count = int(torch.randint(8, 30, (1,), generator=g))
+        centers = torch.stack(
+            [torch.randint(0, 10, (count,), generator=g), torch.randint(0, 9, (count,), generator=g)], 1
+        )
+        expected = group_pixels(thing, offsets, centers, strategy="per_center")
+        assert torch.equal(group_pixels(thing, offsets, centers, strategy="kdtree"), expected), seed
+
+
 def test_chunked_grouping_is_identical_for_a_tiny_budget() -> None:
     outputs = synthetic_center_offset_outputs(64, 96, num_instances=12, seed=5)
     semantic = outputs.semantic_logits.argmax(0)
