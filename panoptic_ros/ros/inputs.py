@@ -91,10 +91,6 @@ class CameraInputs:
                 self.node.destroy_subscription(entry.subscription)
         self._topics.clear()
 
-    def reliability(self, topic: str) -> str:
-        """The reliability ``topic`` is subscribed with now."""
-        return self._topics[topic].reliability
-
     def problems(self) -> dict[str, str]:
         """The arrival problem of each camera that has one (for ``/diagnostics``)."""
         return {key: w.problem.text for key, w in self.watches.items() if w.problem is not None}

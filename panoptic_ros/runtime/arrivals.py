@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 RELIABLE, BEST_EFFORT = "reliable", "best_effort"
-#: Above this many bytes a best-effort image may not cross Fast DDS's builtin shared memory.
-BEST_EFFORT_SAFE_BYTES = 500_000
 PROFILE_HINT = (
     "load config/fastdds_large_images.xml (FASTDDS_DEFAULT_PROFILES_FILE) in the camera driver's "
     "process and the node's, or make the camera publish reliable"
