@@ -109,6 +109,15 @@ class Preprocessor:
     ) -> tuple[torch.Tensor, list[Transform]]:
         """Uploaded frames (each ``H x W x 3`` uint8 on the device, in ``order``) -> (``N x 3 x h x w``
         float32 normalized model input, where each frame went)."""
+        fitted, transforms = self.fit(images, order=order)
+        return self.normalize(fitted), transforms
+
+    def fit(
+        self, images: Sequence[torch.Tensor], *, order: Literal["rgb", "bgr"] = "rgb"
+    ) -> tuple[torch.Tensor, list[Transform]]:
+        """The frames fitted to the model input, before normalization: ``N x 3 x h x w`` float32
+        values 0..255 in the model's channel order (letterbox padding holds the mean), and where each
+        frame went. :meth:`normalize` makes the network's input of it."""
         if not images:
             raise ConfigError("no frames to preprocess")
         target = (self.spec.height, self.spec.width)
@@ -126,7 +135,11 @@ class Preprocessor:
             else:
                 batch[i] = self._mean[0]  # padding normalizes to zero
                 batch[i, :, t.top : t.top + t.height, t.left : t.left + t.width] = resized[0]
-        return (batch - self._mean) / self._std, transforms
+        return batch, transforms
+
+    def normalize(self, fitted: torch.Tensor) -> torch.Tensor:
+        """The network's input from :meth:`fit`'s batch (mean and standard deviation of the spec)."""
+        return (fitted - self._mean) / self._std
 
 
 def pixel_frame(transform: Transform, model_size: tuple[int, int], device: torch.device) -> PixelFrame:

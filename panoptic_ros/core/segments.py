@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 
@@ -33,6 +34,7 @@ class AxisMap(NamedTuple):
         first: ``[n]`` int64, the first camera position copying it (garbage where ``weight == 0``).
         last: ``[n]`` int64, the last one.
         total: ``[n]`` int64, the sum of the camera positions copying it.
+        host_index: ``index`` as a host array (to expand maps already on the host, without a sync).
     """
 
     index: torch.Tensor
@@ -40,6 +42,7 @@ class AxisMap(NamedTuple):
     first: torch.Tensor
     last: torch.Tensor
     total: torch.Tensor
+    host_index: np.ndarray
 
     @classmethod
     def nearest(cls, size: int, offset: int, length: int, target: int, device: torch.device) -> AxisMap:
@@ -49,10 +52,11 @@ class AxisMap(NamedTuple):
         Camera position ``i`` copies model position ``offset + floor((i + 0.5) * length / target)``,
         computed in exact integer arithmetic (PyTorch's ``nearest-exact`` rule).
         """
-        camera = torch.arange(target, device=device, dtype=torch.int64)
-        index = offset + torch.div((2 * camera + 1) * length, 2 * target, rounding_mode="floor").clamp(
-            max=length - 1
+        host = offset + np.minimum(
+            (2 * np.arange(target, dtype=np.int64) + 1) * length // (2 * target), length - 1
         )
+        camera = torch.arange(target, device=device, dtype=torch.int64)
+        index = torch.from_numpy(host).to(device)
         weight = torch.zeros(size, dtype=torch.int64, device=device).index_add_(
             0, index, torch.ones_like(index)
         )
@@ -60,7 +64,7 @@ class AxisMap(NamedTuple):
         big = torch.full((size,), target, dtype=torch.int64, device=device)
         first = big.scatter_reduce(0, index, camera, "amin")
         last = torch.full_like(big, -1).scatter_reduce(0, index, camera, "amax")
-        return cls(index=index, weight=weight, first=first, last=last, total=total)
+        return cls(index=index, weight=weight, first=first, last=last, total=total, host_index=host)
 
 
 class PixelFrame(NamedTuple):
@@ -75,9 +79,29 @@ class PixelFrame(NamedTuple):
         """``(height, width)`` of the camera frame."""
         return int(self.rows.index.numel()), int(self.cols.index.numel())
 
+    @property
+    def is_identity(self) -> bool:
+        """Whether the camera frame is the map itself (same size, every pixel copied once)."""
+        rows, cols = self.rows.host_index, self.cols.host_index
+        return (
+            rows.size == self.rows.weight.numel()
+            and cols.size == self.cols.weight.numel()
+            and bool((rows == np.arange(rows.size)).all() and (cols == np.arange(cols.size)).all())
+        )
+
     def resample(self, labels: torch.Tensor) -> torch.Tensor:
-        """A ``[..., h, w]`` model-resolution map in the camera frame: ``[..., H, W]`` (a gather)."""
-        return labels.index_select(-2, self.rows.index).index_select(-1, self.cols.index)
+        """A ``[..., h, w]`` model-resolution map in the camera frame: ``[..., H, W]`` (a gather, on the
+        map's device). Columns first, at the model's few rows; then whole rows are copied."""
+        return labels.index_select(-1, self.cols.index).index_select(-2, self.rows.index)
+
+    def expand(self, labels: np.ndarray) -> np.ndarray:
+        """:meth:`resample` for a host array ``[h, w]`` or ``[h, w, C]`` (columns first, then rows)."""
+        return labels.take(self.cols.host_index, axis=1).take(self.rows.host_index, axis=0)
+
+    def pixel_weights(self) -> torch.Tensor:
+        """``[h, w]`` int64: how many camera pixels copy each model pixel (0 for letterbox padding).
+        Statistics of the model-resolution map weighted by it are those of the camera-frame map."""
+        return self.rows.weight[:, None] * self.cols.weight[None, :]
 
 
 class SegmentGeometry(NamedTuple):
@@ -184,7 +208,7 @@ def geometry_from_histograms(
 
 def _identity_axis(length: int, device: torch.device) -> AxisMap:
     positions = torch.arange(length, device=device)
-    return AxisMap(positions, torch.ones_like(positions), positions, positions, positions)
+    return AxisMap(positions, torch.ones_like(positions), positions, positions, positions, np.arange(length))
 
 
 def _extent(occupied: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -194,7 +195,7 @@ class FrameEngine:
             events = tracked.events
             id_map = tracked.track_map
         else:
-            events = stream.check.observe(tuple(out.panoptic.shape), frame.stamp_ns)
+            events = stream.check.observe(out.camera_size, frame.stamp_ns)
             id_map = out.instance
         tracking_s = time.perf_counter() - start
 
@@ -211,15 +212,23 @@ class FrameEngine:
                 label_divisor=self.label_divisor,
                 min_pixels=params.min_depth_pixels,
             )
-        overlay_bgr = self._overlay(out, tracked) if frame.overlay else None
+        overlay_bgr = self._overlay(frame, out, tracked) if frame.overlay else None
         cloud = None
         if frame.points and frame.depth is not None and frame.camera_model is not None:
             if self._colors is None:
                 self._colors = color_table(self.label_set, self.device)
             model, stride = frame.camera_model, params.points_stride
-            cloud = frame_cloud(out.semantic, id_map, frame.depth, model, self._colors, stride=stride)
-        semantic = out.semantic.to(torch.int32).cpu().numpy().astype(self._semantic_dtype)
-        instance_ids = id_map.to(torch.int32).cpu().numpy()
+            cloud = frame_cloud(
+                out.in_camera(out.semantic),
+                out.in_camera(id_map),
+                frame.depth,
+                model,
+                self._colors,
+                stride=stride,
+            )
+        # the label maps leave the device at the model's resolution and are expanded on the host
+        semantic = out.frame.expand(out.semantic.to(torch.int32).cpu().numpy().astype(self._semantic_dtype))
+        instance_ids = out.frame.expand(id_map.to(torch.int32).cpu().numpy())
         outputs_s = time.perf_counter() - start
         return FrameResult(
             camera=frame.camera,
@@ -235,16 +244,19 @@ class FrameEngine:
             cloud=cloud,
         )
 
-    def _overlay(self, out: FrameOutput, tracked: TrackerOutput | None) -> np.ndarray:
-        """The BGR overlay: things shaded by track id when tracking (a track keeps its shade)."""
+    def _overlay(self, frame: InputFrame, out: FrameOutput, tracked: TrackerOutput | None) -> np.ndarray:
+        """The BGR overlay: things shaded by track id when tracking (a track keeps its shade). The
+        colors are chosen at the model's resolution, the picture made on the host."""
         divisor = self.label_divisor
         shown = (
             tracked_display_map(out.panoptic, out.instance, tracked.track_map, divisor)
             if tracked is not None
             else out.panoptic
         )
-        picture = overlay(out.image, shown, self.label_set, label_divisor=divisor)
-        return np.ascontiguousarray(picture.cpu().numpy()[..., ::-1])
+        picture = overlay(
+            frame.rgb, shown.cpu().numpy(), self.label_set, frame=out.frame, label_divisor=divisor
+        )
+        return cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
 
     # ---- life cycle
 
@@ -260,11 +272,14 @@ class FrameEngine:
 
 
 def tracker_input(out: FrameOutput, stamp_ns: int) -> TrackerInput:
-    """The things of a pipeline frame as the tracker takes them: the instance map (thing ``k + 1`` on
-    segment row ``k``) and the thing rows of the segment table that show in the frame."""
+    """The things of a pipeline frame as the tracker takes them: the instance map at the model's
+    resolution (thing ``k + 1`` on segment row ``k``) with each pixel weighted by the camera pixels
+    that copy it (so areas and mask IoU are the camera frame's), the thing rows of the segment table
+    that show in the frame, and the frame as fitted to the model input for the mean colors."""
     seg = out.segments
     things = seg.is_thing & (seg.areas > 0)
     rows = torch.nonzero(things).squeeze(1)
+    weights = None if out.frame.is_identity else out.frame.pixel_weights()
     return TrackerInput(
         instance_map=out.instance,
         ids=rows + 1,
@@ -273,5 +288,7 @@ def tracker_input(out: FrameOutput, stamp_ns: int) -> TrackerInput:
         bboxes=seg.bboxes[rows],
         centroids=seg.centroids[rows],
         stamp_ns=int(stamp_ns),
-        image=out.image,
+        image=out.model_image.permute(1, 2, 0),
+        pixel_weights=weights,
+        frame_size=out.camera_size,
     )

@@ -101,7 +101,7 @@ def instance_table(out: FrameOutput, tracked: TrackerOutput | None, *, publish_l
     first_stuff = int(things.ids.max()) + 1 if things.size else 1
     stuff = segments.rows(stuff_rows, np.arange(first_stuff, first_stuff + int(stuff_rows.sum())))
     table = InstanceTable.concatenate([things, stuff])
-    height, width = out.panoptic.shape
+    height, width = out.camera_size
     return table._replace(bboxes=clip_boxes(table.bboxes, width, height))
 
 
@@ -116,11 +116,9 @@ def with_positions(
     min_pixels: int,
 ) -> InstanceTable:
     """``table`` with the 3D position of every row that shows in the frame: the median valid depth in
-    its pixels (``id_map`` for things, the category for stuff), back-projected through its centroid."""
+    its pixels (``id_map`` for things, the category for stuff; maps at the model's resolution, like
+    ``out``'s), back-projected through its centroid."""
     device = id_map.device
-    h, w = id_map.shape
-    if depth.shape != (h, w):
-        depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
     category = torch.div(out.panoptic.clamp(min=0), label_divisor, rounding_mode="floor")
     stuff = (out.panoptic >= 0) & (out.instance == 0)
     labels = torch.where(
@@ -128,6 +126,10 @@ def with_positions(
         id_map.long(),
         torch.where(stuff, -1 - category, torch.full_like(category, _NO_SEGMENT)),
     )
+    labels = out.in_camera(labels)  # depth is measured in the camera frame
+    h, w = labels.shape
+    if depth.shape != (h, w):
+        depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
     keys = np.where(table.is_thing, table.ids.astype(np.int64), -1 - table.category_ids.astype(np.int64))
     present = table.areas > 0
     positions, valid = segment_positions(

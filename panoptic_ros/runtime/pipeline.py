@@ -29,6 +29,7 @@ from panoptic_ros.backends.base import Backend
 from panoptic_ros.backends.registry import create_backend, model_spec
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.preprocess import Preprocessor, ResizeMode, Transform, pixel_frame
+from panoptic_ros.core.segments import PixelFrame
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.families import FamilyFusion, FusedFrame, family_fusion
 from panoptic_ros.models.spec import ModelSpec
@@ -53,13 +54,18 @@ class SegmentTable(NamedTuple):
 
 
 class FrameOutput(NamedTuple):
-    """A frame's panoptic result at the source frame's resolution, on the device.
+    """A frame's panoptic result on the device: maps at the model's resolution, measured and shown in
+    the camera frame.
 
-    ``panoptic`` [H, W] int64 ``category_id * label_divisor + n`` (-1 void); ``semantic`` [H, W]
-    int64 category id of each pixel's segment (the label set's void value where void);
-    ``instance`` [H, W] int32 ``k + 1`` on the thing of segment row ``k`` (things come first: numbers
-    unique within the frame), 0 for stuff and void; ``segments`` its table;
-    ``image`` [H, W, 3] uint8 the frame as uploaded (channel order as given to the pipeline).
+    The maps are ``[h, w]`` at the model's input resolution (letterbox padding included, void there);
+    ``frame`` maps them into the camera frame (nearest, :meth:`in_camera`), which is how they are
+    published. ``panoptic`` int64 ``category_id * label_divisor + n`` (-1 void); ``semantic`` int64
+    category id of each pixel's segment (the label set's void value where void); ``instance`` int32
+    ``k + 1`` on the thing of segment row ``k`` (things come first: numbers unique within the frame),
+    0 for stuff and void. ``segments`` its table, measured in the camera frame. ``image`` ``[H, W, 3]``
+    uint8 the camera frame as uploaded (channel order as given to the pipeline); ``model_image``
+    ``[3, h, w]`` float32 the frame as fitted to the model input, values 0..255, before normalization,
+    in the model's channel order.
     """
 
     panoptic: torch.Tensor
@@ -68,6 +74,18 @@ class FrameOutput(NamedTuple):
     segments: SegmentTable
     transform: Transform
     image: torch.Tensor
+    frame: PixelFrame
+    model_image: torch.Tensor
+
+    @property
+    def camera_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the camera frame."""
+        return (self.transform.source_height, self.transform.source_width)
+
+    def in_camera(self, labels: torch.Tensor) -> torch.Tensor:
+        """A ``[..., h, w]`` map of this frame at the model's resolution in the camera frame
+        (``[..., H, W]``, nearest, on its device)."""
+        return self.frame.resample(labels)
 
 
 @dataclass
@@ -228,7 +246,8 @@ class PanopticPipeline:
     def _batch(self, frames: Sequence[np.ndarray], order: Literal["rgb", "bgr"]) -> list[FrameOutput]:
         with self._stage("preprocess"):
             images = [self.preprocess.upload(frame) for frame in frames]  # the one upload per frame
-            batch, transforms = self.preprocess.batch(images, order=order)
+            fitted, transforms = self.preprocess.fit(images, order=order)
+            batch = self.preprocess.normalize(fitted)
         with self._stage("inference"):
             out = self.backend.infer({self.spec.input.name: batch})
             roles = {role: out[name] for role, name in self.spec.outputs.items()}
@@ -240,7 +259,7 @@ class PanopticPipeline:
             with self._stage("fusion"):
                 fused = self.fusion.fuse(roles, i, self.params, frame)
             with self._stage("postprocess"):
-                results.append(self._to_categories(fused, transform, frame.resample, image))
+                results.append(self._to_categories(fused, transform, frame, image, fitted[i]))
         self.times.frames += len(frames)
         return results
 
@@ -274,19 +293,20 @@ class PanopticPipeline:
         self,
         fused: FusedFrame,
         transform: Transform,
-        resample: Any,
+        frame: PixelFrame,
         image: torch.Tensor,
+        model_image: torch.Tensor,
     ) -> FrameOutput:
-        """Class indices -> category ids (at the model's resolution), then the maps resampled into the
-        camera frame; the segment table takes fusion's rows and camera-frame geometry as they are."""
+        """Class indices -> category ids, at the model's resolution; the segment table takes fusion's
+        rows and camera-frame geometry as they are."""
         div = self.params.label_divisor
         void = fused.panoptic < 0
         number = fused.panoptic.clamp(min=0) % div
         classes = torch.div(fused.panoptic.clamp(min=0), div, rounding_mode="floor")
         category = self._class_to_id[classes]
-        panoptic = resample(torch.where(void, -1, category * div + number))
-        semantic = resample(torch.where(void, self._void_semantic, category))
-        instance = resample(fused.instance)
+        panoptic = torch.where(void, -1, category * div + number)
+        semantic = torch.where(void, self._void_semantic, category)
+        instance = fused.instance
         seg = fused.segments
         seg_categories = self._class_to_id[seg.classes]
         table = SegmentTable(
@@ -305,6 +325,8 @@ class PanopticPipeline:
             segments=table,
             transform=transform,
             image=image,
+            frame=frame,
+            model_image=model_image,
         )
 
     def close(self) -> None:

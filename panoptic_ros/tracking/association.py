@@ -17,15 +17,19 @@ import torch
 _MAX_LUT = 1 << 22  # id ranges up to this size use a lookup table, larger ones a binary search
 
 
-def _histogram(index: torch.Tensor, size: int) -> torch.Tensor:
-    """``[size]`` int64 counts of the values of ``index`` (int64 in ``[0, size)``). On CUDA a
-    scatter-add, which needs no device sync, unlike :func:`torch.bincount`."""
+def _histogram(index: torch.Tensor, size: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``[size]`` int64 counts (or sums of int64 ``weights``, one per element) of the values of
+    ``index`` (int64 in ``[0, size)``). On CUDA a scatter-add, which needs no device sync, unlike
+    :func:`torch.bincount`."""
     if index.device.type == "cpu":
-        return torch.bincount(index, minlength=size)
+        if weights is None:
+            return torch.bincount(index, minlength=size)
+        # float64 sums of integer weights are exact far beyond any image size
+        return torch.bincount(index, weights=weights.double(), minlength=size).long()
     counts = torch.zeros(size, dtype=torch.int64, device=index.device)
-    return counts.scatter_add_(
-        0, index, torch.ones(1, dtype=torch.int64, device=index.device).expand_as(index)
-    )
+    if weights is None:
+        weights = torch.ones(1, dtype=torch.int64, device=index.device).expand_as(index)
+    return counts.scatter_add_(0, index, weights)
 
 
 def index_map(instance_map: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
@@ -59,13 +63,18 @@ def index_map(instance_map: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
 
 
 def joint_histogram(
-    previous: torch.Tensor, current: torch.Tensor, num_previous: int, num_current: int
+    previous: torch.Tensor,
+    current: torch.Tensor,
+    num_previous: int,
+    num_current: int,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pixel counts of every (previous index, current index) pair, in one histogram.
 
     Args:
         previous: ``[H, W]`` int64 indices ``0..P`` (0 = no instance).
         current: ``[H, W]`` int64 indices ``0..T`` on the same device.
+        weights: ``[H, W]`` int64 weight of each pixel (None: 1).
 
     Returns:
         ``[P + 1, T + 1]`` int64 on the device: ``hist[p, t]`` pixels with ``previous == p`` and
@@ -73,7 +82,8 @@ def joint_histogram(
     """
     key = previous.reshape(-1) * (num_current + 1) + current.reshape(-1)
     size = (num_previous + 1) * (num_current + 1)
-    return _histogram(key, size).reshape(num_previous + 1, num_current + 1)
+    flat_weights = weights.reshape(-1) if weights is not None else None
+    return _histogram(key, size, flat_weights).reshape(num_previous + 1, num_current + 1)
 
 
 def mask_iou(hist: np.ndarray) -> np.ndarray:
@@ -87,14 +97,22 @@ def mask_iou(hist: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def mean_colors(image: torch.Tensor, indices: torch.Tensor, count: int) -> torch.Tensor:
+def mean_colors(
+    image: torch.Tensor, indices: torch.Tensor, count: int, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """``[count, 3]`` float32 mean of ``image`` (``[H, W, 3]``) over the pixels of each instance index
-    ``1..count`` of ``indices`` (``[H, W]`` int64); 0 for instances without pixels."""
+    ``1..count`` of ``indices`` (``[H, W]`` int64), each pixel counted ``weights`` times (``[H, W]``
+    int64; None: once); 0 for instances without pixels."""
     flat = indices.reshape(-1)
     pixels = image.reshape(-1, 3).float()
+    if weights is not None:
+        flat_weights = weights.reshape(-1)
+        pixels = pixels * flat_weights[:, None].float()
+        areas = _histogram(flat, count + 1, flat_weights)
+    else:
+        areas = _histogram(flat, count + 1)
     sums = torch.zeros(count + 1, 3, device=image.device).index_add_(0, flat, pixels)
-    areas = _histogram(flat, count + 1).clamp(min=1).float()
-    return (sums / areas[:, None])[1:]
+    return (sums / areas.clamp(min=1).float()[:, None])[1:]
 
 
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:

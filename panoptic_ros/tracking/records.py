@@ -43,9 +43,14 @@ class TrackerInput(NamedTuple):
         bboxes: ``[T, 4]`` ``(x, y, width, height)`` of each instance's pixels.
         centroids: ``[T, 2]`` ``(x, y)`` mean pixel coordinate.
         stamp_ns: the frame's header stamp in nanoseconds (velocities come from stamp differences).
-        image: optional ``[H, W, 3]`` image on the same device, values 0..255 (uint8), one channel
-            order throughout; when given (and ``TrackerParams.appearance_weight > 0``) mean colors
-            inside the masks join the association cost.
+        image: optional ``[H, W, 3]`` image on the same device, values 0..255 (uint8 or float), one
+            channel order throughout; when given (and ``TrackerParams.appearance_weight > 0``) mean
+            colors inside the masks join the association cost.
+        pixel_weights: optional ``[H, W]`` int64 weight of each map pixel: how many pixels of the
+            frame the instances are measured in copy it (a map at the model's resolution shown in a
+            larger camera frame, :meth:`~panoptic_ros.core.segments.PixelFrame.pixel_weights`).
+            Areas, mask IoU and mean colors are then those of that frame. None: 1 each.
+        frame_size: ``(height, width)`` of the frame boxes and centroids are in (None: the map's).
     """
 
     instance_map: torch.Tensor
@@ -56,6 +61,15 @@ class TrackerInput(NamedTuple):
     centroids: torch.Tensor
     stamp_ns: int
     image: torch.Tensor | None = None
+    pixel_weights: torch.Tensor | None = None
+    frame_size: tuple[int, int] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)`` of the frame the boxes are in."""
+        if self.frame_size is not None:
+            return (int(self.frame_size[0]), int(self.frame_size[1]))
+        return (int(self.instance_map.shape[0]), int(self.instance_map.shape[1]))
 
     @classmethod
     def from_maps(
@@ -141,6 +155,15 @@ class TrackerInput(NamedTuple):
                     f"image is on {self.image.device} but instance_map on {self.instance_map.device}; "
                     "move all inputs to one device"
                 )
+        weights = self.pixel_weights
+        if weights is not None and (
+            tuple(weights.shape) != tuple(self.instance_map.shape)
+            or weights.device != self.instance_map.device
+        ):
+            raise TrackerInputError(
+                f"pixel_weights must be [H, W] like instance_map {tuple(self.instance_map.shape)} on its "
+                f"device, got {tuple(weights.shape)} on {weights.device}"
+            )
         if isinstance(self.stamp_ns, bool) or not isinstance(self.stamp_ns, int | np.integer):
             raise TrackerInputError(f"stamp_ns must be an integer (nanoseconds), got {self.stamp_ns!r}")
 

@@ -116,7 +116,7 @@ class Tracker:
         inp.check()
         params = self.params
         stamp = int(inp.stamp_ns)
-        size = (int(inp.instance_map.shape[0]), int(inp.instance_map.shape[1]))
+        size = inp.size
         events = self._stream.observe(size, stamp)
         if events:
             self._drop_tracks()
@@ -126,7 +126,7 @@ class Tracker:
         # colors only where used: the appearance term, or re-identification
         use_colors = (params.appearance_weight > 0 or params.reid) and inp.image is not None
         mask_ious, det_areas, colors = self._device_statistics(
-            current_index, det.count, inp.image if use_colors else None
+            current_index, det.count, inp.image if use_colors else None, inp.pixel_weights
         )
 
         tracks = self._tracks
@@ -217,15 +217,22 @@ class Tracker:
     # steps
 
     def _device_statistics(
-        self, current_index: torch.Tensor, count: int, image: torch.Tensor | None
+        self,
+        current_index: torch.Tensor,
+        count: int,
+        image: torch.Tensor | None,
+        weights: torch.Tensor | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Mask IoU ``[P, T]`` with the previous frame's instances, instance areas ``[T]`` and mean
-        colors ``[T, 3]`` (when ``image`` is given), from one histogram on the device."""
+        colors ``[T, 3]`` (when ``image`` is given), from one histogram on the device; each pixel
+        counted ``weights`` times (None: once)."""
         previous = self._previous_index
+        if previous is not None and previous.shape != current_index.shape:
+            previous = None  # another map size for the same frame size: no mask overlap to measure
         num_previous = self._previous_track_ids.size if previous is not None else 0
         prev = previous if previous is not None else torch.zeros_like(current_index)
-        hist = joint_histogram(prev, current_index, num_previous, count)
-        colors_t = mean_colors(image, current_index, count) if image is not None else None
+        hist = joint_histogram(prev, current_index, num_previous, count, weights)
+        colors_t = mean_colors(image, current_index, count, weights) if image is not None else None
         hist_np = hist.cpu().numpy()
         colors = colors_t.cpu().numpy().astype(np.float64) if colors_t is not None else None
         return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), colors

@@ -4,6 +4,7 @@ within a frame, 3D positions from depth, boxes clipped, validated parameters app
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,7 +16,7 @@ from panoptic_ros.runtime import EngineParams, FrameEngine, InputFrame
 from panoptic_ros.runtime.engine import tracker_input
 from panoptic_ros.runtime.pipeline import PanopticPipeline
 from panoptic_ros.runtime.records import clip_boxes
-from panoptic_ros.tracking import TrackerParams, TrackState
+from panoptic_ros.tracking import Tracker, TrackerParams, TrackState
 from tests.conftest import REPO
 
 PERIOD = 100_000_000
@@ -91,15 +92,22 @@ def test_tracking_off_gives_numbers_unique_within_the_frame(
 
 
 def test_tracker_input_takes_the_thing_rows_that_show(pipeline: PanopticPipeline, sequence: list) -> None:
-    (out,) = pipeline([sequence[0].image])
+    camera = np.ascontiguousarray(cv2.resize(sequence[0].image, (640, 480)))
+    (out,) = pipeline([camera])
     inp = tracker_input(out, 5)
     seg = out.segments
     things = (seg.is_thing & (seg.areas > 0)).nonzero().squeeze(1)
     assert inp.ids.tolist() == (things + 1).tolist()
-    assert inp.image is out.image and inp.stamp_ns == 5
+    assert inp.stamp_ns == 5 and inp.size == (480, 640)
+    # the map stays at the model's resolution; each pixel weighs the camera pixels that copy it
+    assert tuple(inp.instance_map.shape) == tuple(out.panoptic.shape) == (192, 384)
+    assert torch.equal(inp.image, out.model_image.permute(1, 2, 0))
+    assert inp.pixel_weights is not None and int(inp.pixel_weights.sum()) == 480 * 640
+    in_camera = out.in_camera(out.instance)
     for k, value in enumerate(inp.ids.tolist()):
-        mask = out.instance == value
+        mask = in_camera == value
         assert int(mask.sum()) == int(seg.areas[value - 1])
+        assert int(inp.pixel_weights[inp.instance_map == value].sum()) == int(mask.sum())
         assert inp.category_ids[k] == seg.category_ids[value - 1]
         ys, xs = torch.nonzero(mask, as_tuple=True)
         assert inp.bboxes[k].tolist() == [
@@ -174,3 +182,30 @@ def test_segment_positions_use_the_median_and_skip_invalid_depth() -> None:
 def test_clip_boxes() -> None:
     boxes = clip_boxes(np.array([[-4, 10, 8, 6], [2, 3, 4, 5], [20, 1, 5, 5]]), 16, 12)
     assert boxes.tolist() == [[0, 10, 4, 2], [2, 3, 4, 5], [16, 1, 0, 5]]
+
+
+@pytest.mark.parametrize("size", [(480, 640), (150, 200)])
+def test_tracking_at_model_resolution_equals_tracking_the_camera_map(
+    pipeline: PanopticPipeline, sequence: list, size: tuple[int, int]
+) -> None:
+    """The engine tracks the model-resolution map with camera pixel weights: the same tracks, areas and
+    track maps as tracking the camera-size map (the image given in the same frame as the map)."""
+    weighted = Tracker(TrackerParams(min_hits=1))
+    direct = Tracker(TrackerParams(min_hits=1))
+    for k, sample in enumerate(sequence):
+        (out,) = pipeline([np.ascontiguousarray(cv2.resize(sample.image, size[::-1]))])
+        inp = tracker_input(out, k * PERIOD)
+        assert inp.pixel_weights is not None
+        a = weighted.update(inp)
+        b = direct.update(
+            inp._replace(
+                instance_map=out.in_camera(inp.instance_map),
+                image=out.in_camera(out.model_image).permute(1, 2, 0),
+                pixel_weights=None,
+                frame_size=None,
+            )
+        )
+        assert torch.equal(out.in_camera(a.track_map), b.track_map)
+        assert np.array_equal(a.instance_track_ids, b.instance_track_ids)
+        assert np.array_equal(a.tracks.areas, b.tracks.areas) and a.tracks.areas.sum() > 0
+        assert np.array_equal(a.tracks.track_ids, b.tracks.track_ids)

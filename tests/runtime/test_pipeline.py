@@ -83,8 +83,8 @@ def test_mask_classification_model_through_the_pipeline(
             output_size=(64, 96),
         )
         expected = expected_panoptic(fused.panoptic, spec.label_set.class_to_id, transform)
-        assert out.panoptic.shape == images[i].shape[:2]
-        assert torch.equal(out.panoptic, expected)
+        assert out.camera_size == images[i].shape[:2] and out.panoptic.shape == (64, 96)
+        assert torch.equal(out.in_camera(out.panoptic), expected)
         segments += out.segments.ids.numel()
     if overrides:
         assert segments > 0, "with all queries allowed the random model must paint something"
@@ -192,7 +192,7 @@ def test_detection_semantic_model_through_the_pipeline(detection_models: Path) -
     params = DetectionSemanticParams.from_spec(spec.fusion)
     for i, (out, transform) in enumerate(zip(outputs, transforms, strict=True)):
         expected = expected_panoptic(fuse_frame(roles, i, params), spec.label_set.class_to_id, transform)
-        assert torch.equal(out.panoptic, expected)
+        assert torch.equal(out.in_camera(out.panoptic), expected)
         ids = set(out.segments.ids.tolist())
         assert {1, 1001, 2000, 3000} <= ids  # person, car, road and sky
 
@@ -219,7 +219,7 @@ def test_two_networks_on_the_same_frames(detection_models: Path) -> None:
             expected = expected_panoptic(
                 fuse_frame(roles, i, params), main_spec.label_set.class_to_id, transforms[i]
             )
-            assert torch.equal(out.panoptic, expected)
+            assert torch.equal(out.in_camera(out.panoptic), expected)
             assert 3000 in out.segments.ids.tolist()
 
 

@@ -1,0 +1,86 @@
+"""The overlay decided at the map's resolution equals the overlay of the camera-size map, and both equal a
+straightforward per-pixel blend (up to rounding), for stretched and letterboxed frames of any size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from panoptic_ros.core.labels import LabelSet
+from panoptic_ros.core.overlay import BORDER, overlay
+from panoptic_ros.core.preprocess import pixel_frame, plan
+from panoptic_ros.errors import ConfigError
+from panoptic_ros.resources import default_model
+from panoptic_ros.models.spec import load_spec
+
+DIVISOR = 1000
+
+
+@pytest.fixture(scope="module")
+def label_set() -> LabelSet:
+    return load_spec(default_model()).label_set
+
+
+def random_panoptic(rng: np.random.Generator, shape: tuple[int, int], label_set: LabelSet) -> np.ndarray:
+    """Blocky maps (segments a few pixels wide) with stuff, numbered things and void."""
+    ids = [c.id for c in label_set.categories]
+    coarse = (shape[0] // 4 + 1, shape[1] // 4 + 1)
+    category = rng.choice(ids, size=coarse)
+    number = rng.integers(0, 4, size=coarse)
+    labels = category * DIVISOR + number
+    labels[rng.random(coarse) < 0.1] = -1
+    return np.kron(labels, np.ones((4, 4), dtype=np.int64))[: shape[0], : shape[1]]
+
+
+def reference(image: np.ndarray, panoptic: np.ndarray, label_set: LabelSet, alpha: float = 0.55) -> np.ndarray:
+    """Every camera pixel on its own: category color shaded per instance, blended, borders white."""
+    lut = np.asarray(label_set.color_lut, dtype=np.float64)
+    out = image.astype(np.float64).copy()
+    height, width = panoptic.shape
+    for y in range(height):
+        for x in range(width):
+            value = panoptic[y, x]
+            if value >= 0:
+                number = value % DIVISOR
+                shade = 0.75 + 0.5 * ((number * 0.618034) % 1.0) if number > 0 else 1.0
+                color = np.clip(np.rint(lut[min(value // DIVISOR, len(lut) - 1)] * shade), 0, 255)
+                out[y, x] = image[y, x] * (1 - alpha) + color * alpha
+            above = y > 0 and panoptic[y - 1, x] != value
+            left = x > 0 and panoptic[y, x - 1] != value
+            if above or left:
+                out[y, x] = BORDER
+    return np.rint(out).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["resize", "letterbox"])
+@pytest.mark.parametrize("camera", [(48, 64), (30, 41), (13, 17), (64, 100)])
+def test_overlay_at_model_resolution_equals_the_camera_size_overlay(
+    label_set: LabelSet, mode: str, camera: tuple[int, int]
+) -> None:
+    rng = np.random.default_rng(camera[0] * 7 + len(mode))
+    model = (24, 40)
+    panoptic = random_panoptic(rng, model, label_set)
+    image = rng.integers(0, 256, size=(*camera, 3), dtype=np.uint8)
+    frame = pixel_frame(plan(camera, model, mode), model, torch.device("cpu"))  # type: ignore[arg-type]
+    in_camera = frame.expand(panoptic)
+    assert np.array_equal(in_camera, frame.resample(torch.from_numpy(panoptic)).numpy())
+    fast = overlay(image, panoptic, label_set, frame=frame, label_divisor=DIVISOR)
+    direct = overlay(image, in_camera, label_set, label_divisor=DIVISOR)
+    assert fast.shape == (*camera, 3) and fast.dtype == np.uint8
+    assert np.array_equal(fast, direct)
+    expected = reference(image, in_camera, label_set)
+    assert np.abs(fast.astype(int) - expected.astype(int)).max() <= 1
+    assert (fast == BORDER).all(axis=2).any(), "blocky maps have borders"
+
+
+def test_void_keeps_the_image(label_set: LabelSet) -> None:
+    image = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    panoptic = np.full((6, 8), -1, dtype=np.int64)
+    assert np.array_equal(overlay(image, panoptic, label_set, label_divisor=DIVISOR), image)
+
+
+def test_a_map_of_another_size_needs_its_frame(label_set: LabelSet) -> None:
+    image = np.zeros((6, 8, 3), dtype=np.uint8)
+    with pytest.raises(ConfigError, match="needs a frame"):
+        overlay(image, np.zeros((3, 4), dtype=np.int64), label_set)
