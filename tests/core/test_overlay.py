@@ -11,8 +11,8 @@ from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.overlay import BORDER, overlay
 from panoptic_ros.core.preprocess import pixel_frame, plan
 from panoptic_ros.errors import ConfigError
-from panoptic_ros.resources import default_model
 from panoptic_ros.models.spec import load_spec
+from panoptic_ros.resources import default_model
 
 DIVISOR = 1000
 
@@ -33,7 +33,9 @@ def random_panoptic(rng: np.random.Generator, shape: tuple[int, int], label_set:
     return np.kron(labels, np.ones((4, 4), dtype=np.int64))[: shape[0], : shape[1]]
 
 
-def reference(image: np.ndarray, panoptic: np.ndarray, label_set: LabelSet, alpha: float = 0.55) -> np.ndarray:
+def reference(
+    image: np.ndarray, panoptic: np.ndarray, label_set: LabelSet, alpha: float = 0.55
+) -> np.ndarray:
     """Every camera pixel on its own: category color shaded per instance, blended, borders white."""
     lut = np.asarray(label_set.color_lut, dtype=np.float64)
     out = image.astype(np.float64).copy()
