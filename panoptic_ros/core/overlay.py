@@ -11,6 +11,8 @@ blending the camera-size label map pixel by pixel (up to one level of rounding: 
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 import torch
@@ -58,36 +60,62 @@ def overlay(
                 f"the frame maps to {(rows.size, cols.size)} but the image is {(height, width)}"
             )
     identity = panoptic.shape == (height, width) and frame is None
-    color, void = _colors(panoptic, label_set, label_divisor)
+    color, void = palette(label_set, label_divisor).paint(panoptic)
 
     def expand(values: np.ndarray) -> np.ndarray:
         return values if identity else values.take(cols, axis=1).take(rows, axis=0)
 
     picture = cv2.addWeighted(np.ascontiguousarray(image), 1.0 - alpha, expand(color), alpha, 0.0)
     cv2.copyTo(image, expand(void.view(np.uint8)), picture)  # void pixels keep the image
-    # borders: a camera pixel differs from the one above only on rows copying another model row
-    changed = _changes(rows)
-    if changed.size:
-        differs = (panoptic[rows[changed]] != panoptic[rows[changed - 1]]).take(cols, axis=1)
-        picture[changed] = np.where(differs[..., None], BORDER, picture[changed])
-    changed = _changes(cols)
-    if changed.size:
-        differs = (panoptic[:, cols[changed]] != panoptic[:, cols[changed - 1]]).take(rows, axis=0)
-        picture[:, changed] = np.where(differs[..., None], BORDER, picture[:, changed])
+    border = _borders(panoptic, rows, cols)
+    if border is not None:
+        cv2.bitwise_or(picture, (BORDER, BORDER, BORDER, 0), dst=picture, mask=border)
     return picture
 
 
-def _colors(panoptic: np.ndarray, label_set: LabelSet, label_divisor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each pixel's 8-bit color (things brightened or darkened a little per instance, so neighbours of
-    one class stay apart) and whether it is void."""
-    lut = np.asarray(label_set.color_lut, dtype=np.float32)
-    void = panoptic < 0
-    labels = np.maximum(panoptic, 0).astype(np.int64)
-    category = np.minimum(labels // label_divisor, lut.shape[0] - 1)
-    number = labels % label_divisor
-    shade = np.where(number > 0, 0.75 + 0.5 * ((number * 0.618034) % 1.0), 1.0).astype(np.float32)
-    color = np.clip(np.rint(lut[category] * shade[..., None]), 0, 255).astype(np.uint8)
-    return color, void
+def _borders(panoptic: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
+    """``[H, W]`` uint8 mask of the camera pixels whose label differs from the pixel above or to the
+    left, for the map ``panoptic[rows][:, cols]``, computed on the few camera rows and columns that copy
+    another map row or column than their neighbour (None: no borders)."""
+    down, right = _changes(rows), _changes(cols)
+    if not down.size and not right.size:
+        return None
+    # left borders at the map's rows, then whole rows copied; top borders on the camera rows they are on
+    per_row = np.zeros((panoptic.shape[0], cols.size), dtype=np.uint8)
+    per_row[:, right] = panoptic[:, cols[right]] != panoptic[:, cols[right - 1]]
+    border = per_row.take(rows, axis=0)
+    border[down] |= (panoptic[rows[down]] != panoptic[rows[down - 1]]).take(cols, axis=1)
+    return border
+
+
+class Palette:
+    """The 8-bit overlay color of every panoptic id ``category * label_divisor + n`` of a label set:
+    the category's color, things (``n > 0``) brightened or darkened a little per instance so that
+    neighbours of one class stay apart. Made once per label set and divisor (:func:`palette`)."""
+
+    def __init__(self, label_set: LabelSet, label_divisor: int) -> None:
+        lut = np.asarray(label_set.color_lut, dtype=np.float64)
+        number = np.arange(label_divisor)
+        shade = np.where(number > 0, 0.75 + 0.5 * ((number * 0.618034) % 1.0), 1.0)
+        colors = np.clip(np.rint(lut[:, None, :] * shade[None, :, None]), 0, 255).astype(np.uint8)
+        self.label_divisor = label_divisor
+        self.colors = colors.reshape(-1, 3)  # row = panoptic id
+
+    def paint(self, panoptic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``[h, w, 3]`` uint8 colors of an ``[h, w]`` panoptic map and its ``[h, w]`` bool void mask
+        (-1). Categories beyond the label set take the last category's colors."""
+        void = panoptic < 0
+        index = np.maximum(panoptic, 0)
+        size = self.colors.shape[0]
+        if index.size and int(index.max()) >= size:
+            index = np.where(index < size, index, size - self.label_divisor + index % self.label_divisor)
+        return self.colors.take(index, axis=0), void
+
+
+@functools.lru_cache(maxsize=16)
+def palette(label_set: LabelSet, label_divisor: int) -> Palette:
+    """The :class:`Palette` of a label set and divisor (made once)."""
+    return Palette(label_set, label_divisor)
 
 
 def _changes(index: np.ndarray) -> np.ndarray:

@@ -54,9 +54,14 @@ _BYTES_PER_PIXEL = 32
 
 
 GroupingStrategy = Literal["auto", "chunked", "per_center", "kdtree"]
-#: From this many centers on, ``auto`` groups on the CPU with the k-d tree (its cost hardly grows with
-#: the centers); below, the per-center loop is cheaper (``benchmarks/bench_grouping.py``).
+#: From this many centers on, ``auto`` may group on the CPU with the k-d tree (its cost hardly grows with
+#: the centers; ``benchmarks/bench_grouping.py``)
 KDTREE_FROM_CENTERS = 8
+#: ... and from this many (thing pixel, center) pairs; smaller problems (a map at a model's resolution)
+#: are done fastest by ``chunked`` on the CPU too (a k-d tree's set-up and threads cost more there).
+KDTREE_FROM_PAIRS = 4_000_000
+#: Thing pixels from which the k-d tree query runs on every core.
+KDTREE_THREADS_FROM_PIXELS = 200_000
 
 
 class FusionInputError(PanopticRosError, ValueError):
@@ -312,7 +317,8 @@ def group_pixels(
             running minimum (no ``[pixels, centers]`` temporaries); ``kdtree`` (CPU) finds each
             pixel's few nearest centers in a k-d tree over the centers, so its cost hardly grows
             with their number (best on the CPU); ``auto``: ``chunked`` on CUDA, on the CPU
-            ``per_center`` below :data:`KDTREE_FROM_CENTERS` centers and ``kdtree`` from there. All
+            ``kdtree`` from :data:`KDTREE_FROM_CENTERS` centers and :data:`KDTREE_FROM_PAIRS`
+            (pixel, center) pairs, else ``chunked``. All
             give the same assignment.
 
     Returns:
@@ -343,7 +349,8 @@ def group_pixels(
         if thing_mask.device.type == "cuda":
             strategy = "chunked"
         else:
-            strategy = "kdtree" if num_centers >= KDTREE_FROM_CENTERS else "per_center"
+            large = num_centers >= KDTREE_FROM_CENTERS and num_pixels * num_centers >= KDTREE_FROM_PAIRS
+            strategy = "kdtree" if large else "chunked"
     if strategy == "per_center":
         instance[pixels] = _nearest_per_center(center_points[0], locations) + 1
         return instance.view(height, width)
@@ -373,7 +380,8 @@ def _nearest_kdtree(centers: torch.Tensor, locations: torch.Tensor) -> torch.Ten
         raise FusionInputError("grouping strategy 'kdtree' runs on the CPU; use 'chunked' on CUDA")
     if centers.shape[0] == 1:
         return torch.zeros(locations.shape[0], dtype=torch.int64)
-    distance, found = cKDTree(centers.double().numpy()).query(locations.numpy(), k=2, workers=-1)
+    workers = -1 if locations.shape[0] >= KDTREE_THREADS_FROM_PIXELS else 1
+    distance, found = cKDTree(centers.double().numpy()).query(locations.numpy(), k=2, workers=workers)
     nearest = torch.from_numpy(found[:, 0].astype(np.int64))
     close = np.flatnonzero(distance[:, 1] - distance[:, 0] <= 1e-5 * np.maximum(distance[:, 0], 1.0))
     if close.size:
@@ -506,9 +514,9 @@ def segment_stats(
         own_areas = geometry.areas if frame is None else histogram(pixel_segment, num_segments + 1)[:-1]
         logits = semantic_logits.float().reshape(semantic_logits.shape[0], -1)
         classes = torch.cat((merged.segment_classes, torch.zeros(1, dtype=torch.int64, device=device)))
-        log_prob = logits.gather(0, classes[pixel_segment][None])[0] - torch.logsumexp(logits, dim=0)
+        prob = torch.softmax(logits, dim=0).gather(0, classes[pixel_segment][None])[0]
         prob_sum = torch.zeros(num_segments + 1, dtype=torch.float64, device=device)
-        prob_sum.index_add_(0, pixel_segment, log_prob.exp().double())
+        prob_sum.index_add_(0, pixel_segment, prob.double())
         scores = (prob_sum[:num_segments] / own_areas.clamp(min=1).double()).float()
     else:
         scores = torch.ones(num_segments, dtype=torch.float32, device=device)
