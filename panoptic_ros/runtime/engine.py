@@ -188,48 +188,52 @@ class FrameEngine:
     def result(self, frame: InputFrame, out: FrameOutput, batch_times: dict[str, float]) -> FrameResult:
         """The per-frame part of :meth:`process`, in the camera's stamp order."""
         stream = self._stream(frame.camera)
-        start = time.perf_counter()
-        tracked: TrackerOutput | None = None
-        if stream.tracker is not None:
-            tracked = stream.tracker.update(tracker_input(out, frame.stamp_ns))
-            events = tracked.events
-            id_map = tracked.track_map
-        else:
-            events = stream.check.observe(out.camera_size, frame.stamp_ns)
-            id_map = out.instance
-        tracking_s = time.perf_counter() - start
+        with torch.profiler.record_function("panoptic::tracking"):
+            start = time.perf_counter()
+            tracked: TrackerOutput | None = None
+            if stream.tracker is not None:
+                tracked = stream.tracker.update(tracker_input(out, frame.stamp_ns))
+                events = tracked.events
+                id_map = tracked.track_map
+            else:
+                events = stream.check.observe(out.camera_size, frame.stamp_ns)
+                id_map = out.instance
+            tracking_s = time.perf_counter() - start
 
-        start = time.perf_counter()
-        params = self.params
-        table = instance_table(out, tracked, publish_lost=params.publish_lost)
-        if frame.depth is not None and frame.camera_model is not None and table.size:
-            table = with_positions(
-                table,
-                out,
-                id_map,
-                frame.depth,
-                frame.camera_model,
-                label_divisor=self.label_divisor,
-                min_pixels=params.min_depth_pixels,
+        with torch.profiler.record_function("panoptic::outputs"):
+            start = time.perf_counter()
+            params = self.params
+            table = instance_table(out, tracked, publish_lost=params.publish_lost)
+            if frame.depth is not None and frame.camera_model is not None and table.size:
+                table = with_positions(
+                    table,
+                    out,
+                    id_map,
+                    frame.depth,
+                    frame.camera_model,
+                    label_divisor=self.label_divisor,
+                    min_pixels=params.min_depth_pixels,
+                )
+            overlay_bgr = self._overlay(frame, out, tracked) if frame.overlay else None
+            cloud = None
+            if frame.points and frame.depth is not None and frame.camera_model is not None:
+                if self._colors is None:
+                    self._colors = color_table(self.label_set, self.device)
+                model, stride = frame.camera_model, params.points_stride
+                cloud = frame_cloud(
+                    out.in_camera(out.semantic),
+                    out.in_camera(id_map),
+                    frame.depth,
+                    model,
+                    self._colors,
+                    stride=stride,
+                )
+            # the label maps leave the device at the model's resolution and are expanded on the host
+            semantic = out.frame.expand(
+                out.semantic.to(torch.int32).cpu().numpy().astype(self._semantic_dtype)
             )
-        overlay_bgr = self._overlay(frame, out, tracked) if frame.overlay else None
-        cloud = None
-        if frame.points and frame.depth is not None and frame.camera_model is not None:
-            if self._colors is None:
-                self._colors = color_table(self.label_set, self.device)
-            model, stride = frame.camera_model, params.points_stride
-            cloud = frame_cloud(
-                out.in_camera(out.semantic),
-                out.in_camera(id_map),
-                frame.depth,
-                model,
-                self._colors,
-                stride=stride,
-            )
-        # the label maps leave the device at the model's resolution and are expanded on the host
-        semantic = out.frame.expand(out.semantic.to(torch.int32).cpu().numpy().astype(self._semantic_dtype))
-        instance_ids = out.frame.expand(id_map.to(torch.int32).cpu().numpy())
-        outputs_s = time.perf_counter() - start
+            instance_ids = out.frame.expand(id_map.to(torch.int32).cpu().numpy())
+            outputs_s = time.perf_counter() - start
         return FrameResult(
             camera=frame.camera,
             stamp_ns=frame.stamp_ns,

@@ -222,16 +222,18 @@ class PanopticPipeline:
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
-        if not self.timing:
+        """Time a stage (when timing) and label its ops ``panoptic::<stage>`` for the PyTorch profiler."""
+        with torch.profiler.record_function(f"panoptic::{name}"):
+            if not self.timing:
+                yield
+                return
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            start = time.perf_counter()
             yield
-            return
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
-        yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.times.add(name, time.perf_counter() - start)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.times.add(name, time.perf_counter() - start)
 
     def __call__(
         self, frames: Sequence[np.ndarray], *, order: Literal["rgb", "bgr"] = "rgb"
