@@ -66,7 +66,8 @@ def overlay(
         return values if identity else values.take(cols, axis=1).take(rows, axis=0)
 
     picture = cv2.addWeighted(np.ascontiguousarray(image), 1.0 - alpha, expand(color), alpha, 0.0)
-    cv2.copyTo(image, expand(void.view(np.uint8)), picture)  # void pixels keep the image
+    if void.any():
+        cv2.copyTo(image, expand(void.view(np.uint8)), picture)  # void pixels keep the image
     border = _borders(panoptic, rows, cols)
     if border is not None:
         cv2.bitwise_or(picture, (BORDER, BORDER, BORDER, 0), dst=picture, mask=border)

@@ -48,6 +48,9 @@ def index_map(instance_map: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
     if ids.size == 0:
         return torch.zeros(values.shape, dtype=torch.int64, device=device)
     top = int(ids.max())
+    if top == ids.size and np.array_equal(ids, np.arange(1, top + 1)):
+        # ids already compact (the pipeline's thing numbers when every thing shows): no lookup
+        return torch.where((values > 0) & (values <= top), values.long(), 0)
     if top < _MAX_LUT and top <= torch.iinfo(values.dtype).max:
         lut = torch.zeros(top + 1, dtype=torch.int64)
         lut[torch.from_numpy(ids.astype(np.int64))] = torch.arange(1, ids.size + 1)
@@ -102,16 +105,30 @@ def mean_colors(
 ) -> torch.Tensor:
     """``[count, 3]`` float32 mean of ``image`` (``[H, W, 3]``) over the pixels of each instance index
     ``1..count`` of ``indices`` (``[H, W]`` int64), each pixel counted ``weights`` times (``[H, W]``
-    int64; None: once); 0 for instances without pixels."""
+    int64; None: once); 0 for instances without pixels.
+
+    On the CPU, one weighted :func:`torch.bincount` per channel (sums in float64; a channel-first
+    image viewed as ``[H, W, 3]`` is read without a copy); on CUDA, an ``index_add_`` (no sync).
+    """
     flat = indices.reshape(-1)
-    pixels = image.reshape(-1, 3).float()
-    if weights is not None:
-        flat_weights = weights.reshape(-1)
-        pixels = pixels * flat_weights[:, None].float()
-        areas = _histogram(flat, count + 1, flat_weights)
+    flat_weights = weights.reshape(-1) if weights is not None else None
+    areas = _histogram(flat, count + 1, flat_weights)
+    if image.device.type == "cpu":
+        planes = image.permute(2, 0, 1).reshape(3, -1)
+        scale = flat_weights.double() if flat_weights is not None else None
+        sums = torch.stack(
+            [
+                torch.bincount(flat, weights=plane.double() * scale if scale is not None else plane.double(),
+                               minlength=count + 1)
+                for plane in planes
+            ],
+            dim=1,
+        ).float()  # fmt: skip
     else:
-        areas = _histogram(flat, count + 1)
-    sums = torch.zeros(count + 1, 3, device=image.device).index_add_(0, flat, pixels)
+        pixels = image.reshape(-1, 3).float()
+        if flat_weights is not None:
+            pixels = pixels * flat_weights[:, None].float()
+        sums = torch.zeros(count + 1, 3, device=image.device).index_add_(0, flat, pixels)
     return (sums / areas.clamp(min=1).float()[:, None])[1:]
 
 
