@@ -254,6 +254,7 @@ class PanopticNode(LifecycleNode):
             trouble=self._trouble,
             before_batch=self._take_pending_config,
             on_fault=self._on_fault,
+            overlap=self.config.overlap_network if self.config is not None else False,
         )
         self._worker.start()
 

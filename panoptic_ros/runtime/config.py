@@ -78,6 +78,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P("resize", "resize", "fit frames to the model input by stretching or letterboxing",
       choices=("resize", "letterbox")),
     P("warmup_frames", 2, "inferences on a blank frame at configure (first-frame latency)", 0, 50, 1),
+    P("overlap_network", True,
+      "run the network of the next frames on one thread while another fuses, tracks and publishes the "
+      "previous ones (more frames per second on few cores; off: one thread does everything in turn)"),
     # inputs
     P("image_topics", ["/camera/image_raw"],
       "camera topics; a name ending in /compressed is a sensor_msgs/CompressedImage, else an Image. "
@@ -194,6 +197,7 @@ class NodeConfig:
     device: str
     resize: Literal["resize", "letterbox"]
     warmup_frames: int
+    overlap_network: bool
     cameras: tuple[CameraTopics, ...]
     qos_mode: str
     qos_reliability: str
@@ -253,6 +257,7 @@ class NodeConfig:
             device=merged["device"],
             resize=merged["resize"],
             warmup_frames=merged["warmup_frames"],
+            overlap_network=merged["overlap_network"],
             cameras=cameras,
             qos_mode=merged["qos.mode"],
             qos_reliability=merged["qos.reliability"],

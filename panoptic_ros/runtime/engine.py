@@ -31,7 +31,7 @@ from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.overlay import overlay, tracked_display_map
 from panoptic_ros.runtime.cloud import color_table, frame_cloud
 from panoptic_ros.runtime.instances import instance_table, with_positions
-from panoptic_ros.runtime.pipeline import FrameOutput, PanopticPipeline
+from panoptic_ros.runtime.pipeline import FrameOutput, NetworkBatch, PanopticPipeline
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.tracking import StreamCheck, Tracker, TrackerInput, TrackerOutput, TrackerParams
 
@@ -174,9 +174,24 @@ class FrameEngine:
         stage took for the batch. (The node calls the two parts apart, to count a failure per frame.)"""
         if not frames:
             return [], {}
-        before = dict(self.pipeline.times.seconds)
-        outputs = self.pipeline([f.rgb for f in frames])
-        return outputs, {k: v - before.get(k, 0.0) for k, v in self.pipeline.times.seconds.items()}
+        return self.fuse(self.network(frames))
+
+    def network(self, frames: Sequence[InputFrame]) -> list[NetworkBatch]:
+        """The first half of :meth:`infer`: upload, preprocessing and the network. It touches nothing
+        :meth:`fuse` and :meth:`result` use, so one thread may run the network of the next frames while
+        another fuses and tracks the previous ones (the node's worker does)."""
+        return self.pipeline.network([f.rgb for f in frames])
+
+    def fuse(self, batches: Sequence[NetworkBatch]) -> tuple[list[FrameOutput], dict[str, float]]:
+        """The second half of :meth:`infer`: fusion and label maps of :meth:`network`'s batches, and
+        the seconds each stage took for them (network stages included)."""
+        outputs: list[FrameOutput] = []
+        seconds: dict[str, float] = {}
+        for batch in batches:
+            outputs.extend(self.pipeline.fuse(batch))
+            for stage, value in batch.times.seconds.items():
+                seconds[stage] = seconds.get(stage, 0.0) + value
+        return outputs, seconds
 
     def _stream(self, camera: str) -> _Stream:
         stream = self._streams.get(camera)

@@ -14,6 +14,7 @@ under their roles, brought into the main model's input frame.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -100,6 +101,18 @@ class StageTimes:
 
     def per_frame_ms(self) -> dict[str, float]:
         return {k: 1000 * v / max(self.frames, 1) for k, v in self.seconds.items()}
+
+
+class NetworkBatch(NamedTuple):
+    """Frames through the network, not fused yet (:meth:`PanopticPipeline.network`): the uploaded
+    frames, the batch fitted to the model input before normalization (``N x 3 x h x w``), where each
+    frame went, the network outputs by role, and the seconds per stage so far."""
+
+    images: list[torch.Tensor]
+    fitted: torch.Tensor
+    transforms: list[Transform]
+    roles: dict[str, torch.Tensor]
+    times: StageTimes
 
 
 @dataclass
@@ -192,6 +205,7 @@ class PanopticPipeline:
         self._void_semantic = self.label_set.void_semantic
         self.timing = timing
         self.times = StageTimes()
+        self._times_lock = threading.Lock()
 
     def fusion_params(self, overrides: Mapping[str, Any] | None = None) -> Any:
         """The family's validated thresholds: the spec's defaults overridden by ``overrides`` (see
@@ -221,8 +235,9 @@ class PanopticPipeline:
         )
 
     @contextmanager
-    def _stage(self, name: str) -> Iterator[None]:
-        """Time a stage (when timing) and label its ops ``panoptic::<stage>`` for the PyTorch profiler."""
+    def _stage(self, name: str, local: StageTimes) -> Iterator[None]:
+        """Time a stage (when timing) into ``local`` (one call's) and the pipeline's totals, and label
+        its ops ``panoptic::<stage>`` for the PyTorch profiler."""
         with torch.profiler.record_function(f"panoptic::{name}"):
             if not self.timing:
                 yield
@@ -233,36 +248,54 @@ class PanopticPipeline:
             yield
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            self.times.add(name, time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            local.add(name, seconds)
+            with self._times_lock:  # the network and the fusion of two batches may overlap
+                self.times.add(name, seconds)
 
     def __call__(
         self, frames: Sequence[np.ndarray], *, order: Literal["rgb", "bgr"] = "rgb"
     ) -> list[FrameOutput]:
         """Process frames (``H x W x 3`` uint8 in ``order``, any sizes) as one batch."""
         outputs: list[FrameOutput] = []
-        max_batch = self.spec.input.max_batch
-        for start in range(0, len(frames), max_batch):
-            outputs.extend(self._batch(frames[start : start + max_batch], order))
+        for batch in self.network(frames, order=order):
+            outputs.extend(self.fuse(batch))
         return outputs
 
-    def _batch(self, frames: Sequence[np.ndarray], order: Literal["rgb", "bgr"]) -> list[FrameOutput]:
-        with self._stage("preprocess"):
+    def network(
+        self, frames: Sequence[np.ndarray], *, order: Literal["rgb", "bgr"] = "rgb"
+    ) -> list[NetworkBatch]:
+        """The first half of :meth:`__call__`: upload, preprocessing and the network (with its
+        companions), in batches of at most the model's ``max_batch`` frames. No fusion: another thread
+        may fuse earlier batches meanwhile (:meth:`fuse`)."""
+        size = self.spec.input.max_batch
+        return [self._network(frames[start : start + size], order) for start in range(0, len(frames), size)]
+
+    def _network(self, frames: Sequence[np.ndarray], order: Literal["rgb", "bgr"]) -> NetworkBatch:
+        times = StageTimes()
+        with self._stage("preprocess", times):
             images = [self.preprocess.upload(frame) for frame in frames]  # the one upload per frame
             fitted, transforms = self.preprocess.fit(images, order=order)
             batch = self.preprocess.normalize(fitted)
-        with self._stage("inference"):
+        with self._stage("inference", times):
             out = self.backend.infer({self.spec.input.name: batch})
             roles = {role: out[name] for role, name in self.spec.outputs.items()}
             for companion in self._companions:
                 roles.update(self._run_companion(companion, images, order, transforms))
+        return NetworkBatch(images, fitted, transforms, roles, times)
+
+    def fuse(self, batch: NetworkBatch) -> list[FrameOutput]:
+        """The second half of :meth:`__call__`: each frame's fusion and label maps; adds the batch's
+        fusion and postprocess seconds to ``batch.times``."""
         results = []
-        for i, (image, transform) in enumerate(zip(images, transforms, strict=True)):
+        for i, (image, transform) in enumerate(zip(batch.images, batch.transforms, strict=True)):
             frame = pixel_frame(transform, self.model_size, self.device)
-            with self._stage("fusion"):
-                fused = self.fusion.fuse(roles, i, self.params, frame)
-            with self._stage("postprocess"):
-                results.append(self._to_categories(fused, transform, frame, image, fitted[i]))
-        self.times.frames += len(frames)
+            with self._stage("fusion", batch.times):
+                fused = self.fusion.fuse(batch.roles, i, self.params, frame)
+            with self._stage("postprocess", batch.times):
+                results.append(self._to_categories(fused, transform, frame, image, batch.fitted[i]))
+        with self._times_lock:
+            self.times.frames += len(batch.images)
         return results
 
     def _run_companion(

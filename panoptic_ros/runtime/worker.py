@@ -1,22 +1,26 @@
 """The node's worker thread, supervised: no exception ends it silently.
 
 The worker takes the pending frames of every camera from the newest-frame slots, decodes them, runs
-one batched inference and builds each camera's result, and hands it to ``publish``. An error on one
-frame (decoding, inference, building or publishing the outputs) is counted for that frame's camera
-(``trouble``) and the worker goes on with the next. When the worker cannot go on (its own loop
-raised, or ``max_failures`` batches in a row failed entirely, e.g. a lost GPU) it stops and reports
-the fault (``on_fault``): the node then reports ERROR and exits non-zero, so launch ``respawn`` and
-supervisors notice. ROS-free; the node supplies the callbacks.
+one batched inference and builds each camera's result, and hands it to ``publish``; with ``overlap``
+the network of a batch runs on one thread while another fuses, tracks and publishes the batch before.
+An error on one frame (decoding, inference, building or publishing the outputs) is counted for that
+frame's camera (``trouble``) and the worker goes on with the next. When the worker cannot go on (its
+own loop raised, or ``max_failures`` batches in a row failed entirely, e.g. a lost GPU) it stops and
+reports the fault (``on_fault``): the node then reports ERROR and exits non-zero, so launch
+``respawn`` and supervisors notice. ROS-free; the node supplies the callbacks.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from panoptic_ros.runtime.engine import FrameEngine
+from panoptic_ros.runtime.pipeline import NetworkBatch
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.runtime.slots import LatestFrameSlots
 
@@ -28,8 +32,24 @@ Publish = Callable[[FrameResult, int, int], None]
 Trouble = Callable[..., None]
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """Frames through the network, waiting to be fused, tracked and published."""
+
+    frames: list[InputFrame]
+    network: list[NetworkBatch]
+    started_ns: int
+    decoded_ns: int
+
+
 class Worker:
-    """Serves the slots on a thread of its own (see the module docstring)."""
+    """Serves the slots on a thread of its own (see the module docstring).
+
+    With ``overlap``, two threads: one decodes the pending frames and runs the network, the other
+    fuses, tracks and publishes the previous batch meanwhile (one batch handed over at a time), so the
+    network (ONNX Runtime, TensorRT, CUDA) and the Python work around it use the cores together.
+    Parameter changes (``before_batch``) are taken by the thread that fuses, between batches.
+    """
 
     def __init__(
         self,
@@ -42,6 +62,7 @@ class Worker:
         before_batch: Callable[[], None] = lambda: None,
         on_fault: Callable[[str], None] = lambda reason: None,
         max_failures: int = 20,
+        overlap: bool = False,
     ) -> None:
         self.slots = slots
         self.engine = engine
@@ -51,37 +72,53 @@ class Worker:
         self._before_batch = before_batch
         self._on_fault = on_fault
         self.max_failures = max_failures
+        self.overlap = overlap
         self.fault = ""
         self._failures = 0
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._unserved: dict[str, Any] = {}
+        self._handoff: queue.Queue[_Batch] = queue.Queue(maxsize=1)
+        self._held: _Batch | None = None  # through the network when the stop came, not handed over
 
     def start(self) -> None:
         self._stop.clear()
         self._unserved = {}
+        self._held = None
+        self._handoff = queue.Queue(maxsize=1)
         self.slots.reopen()
-        self._thread = threading.Thread(target=self._run, name="panoptic_worker", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name="panoptic_worker", daemon=True)]
+        if self.overlap:
+            self._threads.append(
+                threading.Thread(target=self._run_results, name="panoptic_results", daemon=True)
+            )
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> dict[str, int]:
-        """Stop and join the thread; the frames not served (in flight) per camera are returned: those
-        still waiting in the slots (taken out) and those the thread had taken when the stop came."""
+        """Stop and join the threads; the frames not served (in flight) per camera are returned: those
+        still waiting in the slots (taken out), those a thread had taken when the stop came, and those
+        through the network but not fused."""
         self._stop.set()
         self.slots.close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+        waiting = [self._held] if self._held is not None else []
+        while not self._handoff.empty():
+            waiting.append(self._handoff.get_nowait())
         in_flight: dict[str, int] = {}
-        for pending in (self._unserved, self.slots.take(timeout=0)):
-            for camera in pending:
-                in_flight[camera] = in_flight.get(camera, 0) + 1
+        cameras = [camera for pending in (self._unserved, self.slots.take(timeout=0)) for camera in pending]
+        cameras += [frame.camera for batch in waiting for frame in batch.frames]
+        for camera in cameras:
+            in_flight[camera] = in_flight.get(camera, 0) + 1
         self._unserved = {}
+        self._held = None
         return in_flight
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
 
     def _run(self) -> None:
         try:
@@ -89,18 +126,53 @@ class Worker:
                 pending = self.slots.take(timeout=0.2)
                 if pending and self._stop.is_set():
                     self._unserved = pending  # taken as the stop came: reported in flight by stop()
-                elif pending:
+                elif pending and not self.overlap:
                     self.serve(pending)
+                elif pending:
+                    batch = self._network_stage(pending)
+                    if batch is not None:
+                        self._hand_over(batch)
         except BaseException as err:  # the loop itself broke: nothing more can be served
             self._fail(f"{type(err).__name__}: {err}")
 
+    def _hand_over(self, batch: _Batch) -> None:
+        while True:
+            if self._stop.is_set():
+                self._held = batch
+                return
+            try:
+                self._handoff.put(batch, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def _run_results(self) -> None:
+        try:
+            while True:
+                try:
+                    batch = self._handoff.get(timeout=0.05)
+                except queue.Empty:
+                    if self._stop.is_set() or self.fault:
+                        return
+                    continue
+                self._results_stage(batch)
+        except BaseException as err:
+            self._fail(f"{type(err).__name__}: {err}")
+
     def _fail(self, reason: str) -> None:
+        if self.fault:
+            return
         self.fault = reason
         self._on_fault(reason)
 
     def serve(self, pending: dict[str, Any]) -> None:
         """One batch: decode, infer, build and publish every pending camera's frame."""
-        self._before_batch()
+        batch = self._network_stage(pending)
+        if batch is not None:
+            self._results_stage(batch)
+
+    def _network_stage(self, pending: dict[str, Any]) -> _Batch | None:
+        """Decode the pending frames and run the network on them (None: nothing to fuse)."""
         started = time.monotonic_ns()
         frames = []
         for camera, item in pending.items():
@@ -113,22 +185,35 @@ class Worker:
                 frames.append(frame)
         decoded = time.monotonic_ns()
         if not frames:
-            return
+            return None
         try:
-            outputs, batch_times = self.engine.infer(frames)
+            network = self.engine.network(frames)
         except Exception as err:
-            for frame in frames:
-                self._trouble(frame.camera, "processing_error", f"inference failed: {err!r}", error=True)
-            self._failures += 1
-            if self._failures >= self.max_failures:
-                raise RuntimeError(
-                    f"{self._failures} inferences in a row failed, the last with {err!r}"
-                ) from err
+            self._batch_failed(frames, err)
+            return None
+        return _Batch(frames, network, started, decoded)
+
+    def _results_stage(self, batch: _Batch) -> None:
+        """Fuse, track, build and publish a batch through the network."""
+        self._before_batch()
+        try:
+            outputs, batch_times = self.engine.fuse(batch.network)
+        except Exception as err:
+            self._batch_failed(batch.frames, err)
             return
         self._failures = 0
-        for frame, output in zip(frames, outputs, strict=True):
+        for frame, output in zip(batch.frames, outputs, strict=True):
             try:
                 result = self.engine.result(frame, output, batch_times)
-                self._publish(result, started, decoded)
+                self._publish(result, batch.started_ns, batch.decoded_ns)
             except Exception as err:
                 self._trouble(frame.camera, "processing_error", f"processing failed: {err!r}", error=True)
+
+    def _batch_failed(self, frames: list[InputFrame], err: Exception) -> None:
+        """A whole batch failed (inference or fusion): counted per frame; after ``max_failures`` in a
+        row the worker cannot go on."""
+        for frame in frames:
+            self._trouble(frame.camera, "processing_error", f"inference failed: {err!r}", error=True)
+        self._failures += 1
+        if self._failures >= self.max_failures:
+            raise RuntimeError(f"{self._failures} inferences in a row failed, the last with {err!r}") from err

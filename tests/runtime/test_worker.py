@@ -21,14 +21,14 @@ from panoptic_ros.runtime.worker import Worker
 
 
 class FailingEngine(FrameEngine):
-    """The real engine; its inference raises while ``failing`` is set."""
+    """The real engine; its network raises while ``failing`` is set."""
 
     failing = False
 
-    def infer(self, frames: Any) -> Any:
+    def network(self, frames: Any) -> Any:
         if self.failing:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return super().infer(frames)
+        return super().network(frames)
 
 
 @pytest.fixture(scope="module")
