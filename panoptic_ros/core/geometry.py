@@ -96,11 +96,13 @@ def segment_positions(
     member = (sorted_ids[pos] == flat) & torch.isfinite(values)
     seg = pos[member]
     z = values[member]
-    # group by segment with depths ascending inside each group: sort by depth, then stable by segment
-    by_depth = torch.argsort(z)
-    seg, z = seg[by_depth], z[by_depth]
-    by_seg = torch.sort(seg, stable=True).indices
-    seg, z = seg[by_seg], z[by_seg]
+    # group by segment with depths ascending inside each group, in one sort of a combined key: the
+    # segment in the high 32 bits, the depth's float32 bits made order-preserving in the low 32
+    bits = z.view(torch.int32).to(torch.int64)
+    ordered = torch.where(bits < 0, (-1 - bits) & 0x7FFFFFFF, bits + (1 << 31))
+    key = torch.sort((seg << 32) | ordered).values
+    seg = key >> 32
+    z = _float_from_ordered(key & 0xFFFFFFFF)
     counts = torch.bincount(seg, minlength=s)
     starts = torch.cumsum(counts, 0) - counts
     valid_sorted = counts >= max(min_pixels, 1)
@@ -117,6 +119,12 @@ def segment_positions(
     positions[:, 2] = z_s
     positions[~valid] = 0.0
     return positions, valid
+
+
+def _float_from_ordered(ordered: torch.Tensor) -> torch.Tensor:
+    """Inverse of the order-preserving map of float32 bits used by :func:`segment_positions`."""
+    bits = torch.where(ordered >= (1 << 31), ordered - (1 << 31), -1 - ordered)
+    return bits.to(torch.int32).view(torch.float32)
 
 
 class LabelCloud(NamedTuple):

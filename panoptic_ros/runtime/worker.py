@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from panoptic_ros.runtime.engine import FrameEngine
 from panoptic_ros.runtime.pipeline import NetworkBatch
 from panoptic_ros.runtime.records import FrameResult, InputFrame
@@ -80,8 +82,14 @@ class Worker:
         self._unserved: dict[str, Any] = {}
         self._handoff: queue.Queue[_Batch] = queue.Queue(maxsize=1)
         self._held: _Batch | None = None  # through the network when the stop came, not handed over
+        self._torch_threads: int | None = None  # PyTorch's threads before an overlapping start
 
     def start(self) -> None:
+        if self.overlap and self.engine.device.type == "cpu" and self._torch_threads is None:
+            # the two threads share the cores: PyTorch's own thread pool would only compete with the
+            # network's (and spin); one thread for the fusion and tracking serves more frames
+            self._torch_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
         self._stop.clear()
         self._unserved = {}
         self._held = None
@@ -104,6 +112,9 @@ class Worker:
         for thread in self._threads:
             thread.join()
         self._threads = []
+        if self._torch_threads is not None:
+            torch.set_num_threads(self._torch_threads)
+            self._torch_threads = None
         waiting = [self._held] if self._held is not None else []
         while not self._handoff.empty():
             waiting.append(self._handoff.get_nowait())
@@ -136,15 +147,19 @@ class Worker:
             self._fail(f"{type(err).__name__}: {err}")
 
     def _hand_over(self, batch: _Batch) -> None:
+        """Give the batch to the thread that fuses and wait until it took it: the next frames are taken
+        from the slots only then (the newest ones), so no batch waits behind another."""
         while True:
             if self._stop.is_set():
                 self._held = batch
                 return
             try:
                 self._handoff.put(batch, timeout=0.05)
-                return
+                break
             except queue.Full:
                 continue
+        while not self._handoff.empty() and not self._stop.is_set():
+            time.sleep(0.001)
 
     def _run_results(self) -> None:
         try:
