@@ -163,12 +163,10 @@ class Worker:
 
     def _run_results(self) -> None:
         try:
-            while True:
+            while not self._stop.is_set() and not self.fault:  # batches left at the stop are in flight
                 try:
                     batch = self._handoff.get(timeout=0.05)
                 except queue.Empty:
-                    if self._stop.is_set() or self.fault:
-                        return
                     continue
                 self._results_stage(batch)
         except BaseException as err:

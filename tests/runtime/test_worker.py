@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from panoptic_ros.data.synthetic import generate
 from panoptic_ros.resources import default_model
@@ -151,3 +152,89 @@ def test_a_batch_taken_as_the_stop_comes_is_in_flight(engine: FailingEngine) -> 
     assert slots.taken.wait(30)
     assert worker.stop() == {"a": 1, "b": 1}  # neither served nor lost
     assert not recorder.published and not recorder.troubles
+
+
+def test_overlapping_threads_serve_every_frame_in_order_like_one_thread(engine: FailingEngine) -> None:
+    """With ``overlap`` the network of a batch runs while the previous batch is fused and published:
+    every frame put in the slots (one at a time, waiting for each) is served once, in stamp order, with
+    the same labels as the one-thread worker gives."""
+    images = [s.image for s in generate(1, seed=8, sequence_length=6)]
+
+    def run(overlap: bool) -> list[Any]:
+        recorder = Recorder()
+        worker = Worker(
+            LatestFrameSlots(),
+            engine,
+            decode=lambda camera, item: InputFrame(camera, item[1], item[0]),
+            publish=recorder.publish,
+            trouble=recorder.trouble,
+            on_fault=recorder.fault,
+            overlap=overlap,
+        )
+        engine.reset()
+        worker.start()
+        threads_inside = []
+        try:
+            for k, image in enumerate(images):
+                worker.slots.put("a", (k * 100_000_000, image))
+                deadline = time.monotonic() + 30
+                while len(recorder.published) <= k and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                threads_inside.append(torch.get_num_threads())
+        finally:
+            assert worker.stop() == {}
+        assert not recorder.troubles and not recorder.faults
+        if overlap:
+            assert set(threads_inside) == {1}, "the fusing thread alone uses PyTorch's pool"
+        return recorder.published
+
+    threads_before = torch.get_num_threads()
+    one, two = run(False), run(True)
+    assert torch.get_num_threads() == threads_before, "restored at stop"
+    assert [r.stamp_ns for r in two] == [k * 100_000_000 for k in range(len(images))]
+    for a, b in zip(one, two, strict=True):
+        assert np.array_equal(a.semantic, b.semantic) and np.array_equal(a.instance_ids, b.instance_ids)
+
+
+class HeldAfterTheNetwork(FailingEngine):
+    """The real engine whose fusion waits until released: batches pile up behind it."""
+
+    def __init__(self, pipeline: PanopticPipeline) -> None:
+        super().__init__(pipeline)
+        self.release = threading.Event()
+        self.fusing = threading.Event()
+        self.networks = 0
+
+    def network(self, frames: Any) -> Any:
+        out = super().network(frames)
+        self.networks += 1
+        return out
+
+    def fuse(self, batches: Any) -> Any:
+        self.fusing.set()
+        assert self.release.wait(30)
+        return super().fuse(batches)
+
+
+def test_overlap_stop_counts_batches_through_the_network_as_in_flight() -> None:
+    """Stopped while one batch is being fused and the next waits after the network: the one being
+    fused is served, the waiting one is in flight, nothing is lost."""
+    held = HeldAfterTheNetwork(PanopticPipeline(default_model(), backend="onnxruntime", device="cpu"))
+    recorder = Recorder()
+    worker = _worker(held, recorder, overlap=True)
+    image = next(generate(1, seed=3)).image
+    worker.start()
+    worker.slots.put("a", image)
+    assert held.fusing.wait(30)
+    worker.slots.put("b", image)  # through the network, then waits for the fusing thread
+    deadline = time.monotonic() + 30
+    while held.networks < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert held.networks == 2
+    stopper = threading.Thread(target=lambda: recorder.__dict__.setdefault("in_flight", worker.stop()))
+    stopper.start()
+    time.sleep(0.2)
+    held.release.set()
+    stopper.join(30)
+    assert recorder.__dict__["in_flight"] == {"b": 1}
+    assert [r.camera for r in recorder.published] == ["a"] and not recorder.troubles
