@@ -6,18 +6,22 @@ on ONNX Runtime (CPU) or PyTorch (CUDA), one camera, a synthetic sequence resize
 to the median inference time of the same run ("x net"); on a GPU also in milliseconds. "after the
 network" is everything the engine does after inference: fusion (with segment geometry in the camera
 frame), the label maps at camera size, tracking, the instance table, the overlay, the host copies.
+
+Then the cost of cameras batched: ``--cameras N`` (default 8) cameras of 640x480 in one call of
+the engine against one camera, whole-call wall time (on a GPU: milliseconds too).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 import cv2
 import numpy as np
 import torch
 
-from benchmarks.common import benchmark_devices, device_name
+from benchmarks.common import benchmark_devices, device_name, sync
 from panoptic_ros.data.synthetic import generate
 from panoptic_ros.resources import default_model
 from panoptic_ros.runtime import FrameEngine, InputFrame
@@ -26,7 +30,7 @@ SIZES = {"640x480": (480, 640), "1920x1080": (1080, 1920)}
 AFTER_NETWORK = ("fusion", "postprocess", "tracking", "outputs")
 
 
-def run(device: torch.device, frames: int) -> None:
+def run(device: torch.device, frames: int, cameras: int) -> None:
     backend = "onnxruntime" if device.type == "cpu" else "torch"
     engine = FrameEngine.open(default_model(), backend=backend, device=str(device))
     gpu = device.type == "cuda"
@@ -52,8 +56,36 @@ def run(device: torch.device, frames: int) -> None:
         cells = [_cell(med, "preprocess", net, gpu), f"{net:.1f} ms" if gpu else "1.00x net"]
         cells += [_cell(med, stage, net, gpu) for stage in (*AFTER_NETWORK, "after")]
         print(f"| {name} | " + " | ".join(cells) + " |")
+    batched(engine, cameras, frames)
     engine.close()
     print()
+
+
+def batched(engine: FrameEngine, cameras: int, frames: int) -> None:
+    """Median wall time of one engine call with ``cameras`` cameras against one camera."""
+    gpu = engine.device.type == "cuda"
+    seq = [
+        np.ascontiguousarray(cv2.resize(s.image, SIZES["640x480"][::-1]))
+        for s in generate(cameras, seed=6, sequence_length=min(frames, 20))
+    ]
+    length = len(seq) // cameras
+    walls: dict[int, list[float]] = {1: [], cameras: []}
+    for count, wall in walls.items():
+        engine.reset()
+        for k in range(frames + 5):
+            batch = [
+                InputFrame(f"cam{c}", seq[c * length + k % length], k * 10**8, overlay=True)
+                for c in range(count)
+            ]
+            sync(engine.device)
+            start = time.perf_counter()
+            engine.process(batch)
+            sync(engine.device)
+            if k >= 5:
+                wall.append((time.perf_counter() - start) * 1e3)
+    one, many = statistics.median(walls[1]), statistics.median(walls[cameras])
+    absolute = f" ({one:.1f} ms vs {many:.1f} ms)" if gpu else ""
+    print(f"\n{cameras} cameras of 640x480 in one call: {many / one:.2f}x the time of one camera{absolute}")
 
 
 def _cell(med: dict[str, float], stage: str, net: float, gpu: bool) -> str:
@@ -65,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_engine")
     parser.add_argument("--device", default="all", help="cpu, cuda or all (default: all available)")
     parser.add_argument("--frames", type=int, default=20, help="measured frames per size (default 20)")
+    parser.add_argument("--cameras", type=int, default=8, help="cameras of the batched run (default 8)")
     args, _ = parser.parse_known_args(argv)
     for device in benchmark_devices(args.device):
-        run(device, args.frames)
+        run(device, args.frames, args.cameras)
     return 0

@@ -113,8 +113,11 @@ def sustained_rate(seconds: float, paced_hz: float) -> None:
     pipeline = PanopticPipeline(MODEL, backend="onnxruntime", device="cpu")
     processor = FrameEngine(pipeline)
     alone_ms = _median_ms(lambda: processor.process([InputFrame("cam", rgb, 0, overlay=False)]), 20)
-    print("| input | sent (Hz) | frames sent | frames out | node output (Hz) | processor alone (Hz) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| input | sent (Hz) | frames sent | frames out | node output (Hz) | processor alone (Hz) "
+        "| the node's final counts |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for label, period in (("flooded", 0.005), (f"paced {paced_hz:g} Hz", 1.0 / paced_hz)):
         with tempfile.TemporaryDirectory() as tmp:
             params = {
@@ -150,10 +153,18 @@ def sustained_rate(seconds: float, paced_hz: float) -> None:
             finally:
                 peer.close()
                 node.stop()
+            counts = _final_counts(node.log_path.read_text(errors="replace"))
         print(
             f"| 640x480 rgb8, 1 camera, {label} | {k / seconds:.1f} | {k} | {len(got)} | {rate:.1f} | "
-            f"{1000 / alone_ms:.1f} |"
+            f"{1000 / alone_ms:.1f} | {counts} |"
         )
+
+
+def _final_counts(log: str) -> str:
+    """The node's own account of the camera at shutdown (received = published + dropped + ...), warm-up
+    frames included."""
+    lines = [line for line in log.splitlines() if "final counts" in line]
+    return lines[-1].split(": ", 1)[-1].strip() if lines else "(no final counts in the node log)"
 
 
 def gpu_latency(device: torch.device, frames: int) -> None:

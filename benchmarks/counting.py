@@ -49,6 +49,7 @@ def count_host_reads() -> Iterator[dict[str, int]]:
     """Count host reads (see the module docstring) while the block runs; the dict fills as it runs."""
     counts: dict[str, int] = {}
     originals: list[tuple[object, str, Callable[..., Any]]] = []
+    unwrapped: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def wrap(owner: object, name: str) -> None:
         original = getattr(owner, name)
@@ -58,6 +59,7 @@ def count_host_reads() -> Iterator[dict[str, int]]:
             counts[name] = counts.get(name, 0) + 1
             return original(*args, **kwargs)
 
+        unwrapped[counted] = original
         setattr(owner, name, counted)
 
     for name in _TORCH_READS:
@@ -65,7 +67,7 @@ def count_host_reads() -> Iterator[dict[str, int]]:
     for name in _TENSOR_READS:
         wrap(torch.Tensor, name)
     try:
-        with _MaskIndexCounter(counts):
+        with _MaskIndexCounter(counts, unwrapped):
             yield counts
     finally:
         for owner, name, original in reversed(originals):
@@ -76,9 +78,12 @@ class _MaskIndexCounter(TorchFunctionMode):
     """Counts ``tensor[mask]`` reads and writes (a boolean tensor among the indices) without touching
     ``torch.Tensor.__getitem__`` (which would leave CPython's sequence slot set for the process)."""
 
-    def __init__(self, counts: dict[str, int]) -> None:
+    def __init__(
+        self, counts: dict[str, int], unwrapped: dict[Callable[..., Any], Callable[..., Any]]
+    ) -> None:
         super().__init__()
         self.counts = counts
+        self.unwrapped = unwrapped  # a counted method reaches the mode as itself: call what it wraps
 
     def __torch_function__(
         self,
@@ -92,4 +97,4 @@ class _MaskIndexCounter(TorchFunctionMode):
             parts = index if isinstance(index, tuple) else (index,)
             if any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts):
                 self.counts["mask_index"] = self.counts.get("mask_index", 0) + 1
-        return func(*args, **(kwargs or {}))
+        return self.unwrapped.get(func, func)(*args, **(kwargs or {}))

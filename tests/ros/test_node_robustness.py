@@ -258,7 +258,7 @@ ok = TransitionCallbackReturn.SUCCESS
 assert node.trigger_configure() == ok and node.trigger_activate() == ok
 def fail(frames):  # the fault: inference fails for good, as a lost GPU would make it
     raise RuntimeError("CUDA error: the device was lost")
-node.engine.infer = fail
+node.engine.network = fail
 node._worker.max_failures = 3
 print("serving", flush=True)
 sys.exit(executables._spin(node))
