@@ -132,6 +132,25 @@ def mean_colors(
     return (sums / areas.clamp(min=1).float()[:, None])[1:]
 
 
+def instance_statistics(
+    previous: torch.Tensor,
+    current: torch.Tensor,
+    num_previous: int,
+    count: int,
+    *,
+    image: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Host arrays of what the association needs from the device: mask IoU ``[P, T]`` of every
+    (previous, current) instance pair, current areas ``[T]`` and, with ``image``, mean colors ``[T, 3]``
+    (float64); each pixel counted ``weights`` times (None: once). Two small transfers."""
+    hist = joint_histogram(previous, current, num_previous, count, weights)
+    colors = mean_colors(image, current, count, weights) if image is not None else None
+    hist_np = hist.cpu().numpy()
+    colors_np = colors.cpu().numpy().astype(np.float64) if colors is not None else None
+    return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), colors_np
+
+
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     """``[N, 4]`` ``(x, y, w, h)`` to ``(x0, y0, x1, y1)`` with exclusive ends, float64."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

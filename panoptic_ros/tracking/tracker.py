@@ -51,9 +51,7 @@ from panoptic_ros.tracking.association import (
     center_distance,
     clip_boxes,
     index_map,
-    joint_histogram,
-    mask_iou,
-    mean_colors,
+    instance_statistics,
     xyxy_to_xywh,
 )
 from panoptic_ros.tracking.motion import measure_velocity, predict_boxes, smooth_velocity, state_boxes
@@ -125,8 +123,9 @@ class Tracker:
         current_index = index_map(inp.instance_map, det.ids)
         # colors only where used: the appearance term, or re-identification
         use_colors = (params.appearance_weight > 0 or params.reid) and inp.image is not None
+        image = inp.image if use_colors else None
         mask_ious, det_areas, colors = self._device_statistics(
-            current_index, det.count, inp.image if use_colors else None, inp.pixel_weights
+            current_index, det.count, image, inp.pixel_weights
         )
 
         tracks = self._tracks
@@ -217,25 +216,14 @@ class Tracker:
     # steps
 
     def _device_statistics(
-        self,
-        current_index: torch.Tensor,
-        count: int,
-        image: torch.Tensor | None,
-        weights: torch.Tensor | None,
+        self, current: torch.Tensor, count: int, image: torch.Tensor | None, weights: torch.Tensor | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Mask IoU ``[P, T]`` with the previous frame's instances, instance areas ``[T]`` and mean
-        colors ``[T, 3]`` (when ``image`` is given), from one histogram on the device; each pixel
-        counted ``weights`` times (None: once)."""
+        """:func:`instance_statistics` against the previous frame's indices (none after a reset)."""
         previous = self._previous_index
-        if previous is not None and previous.shape != current_index.shape:
-            previous = None  # another map size for the same frame size: no mask overlap to measure
-        num_previous = self._previous_track_ids.size if previous is not None else 0
-        prev = previous if previous is not None else torch.zeros_like(current_index)
-        hist = joint_histogram(prev, current_index, num_previous, count, weights)
-        colors_t = mean_colors(image, current_index, count, weights) if image is not None else None
-        hist_np = hist.cpu().numpy()
-        colors = colors_t.cpu().numpy().astype(np.float64) if colors_t is not None else None
-        return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), colors
+        same = previous is not None and previous.shape == current.shape  # else no overlap to measure
+        num_previous = self._previous_track_ids.size if same else 0
+        prev = previous if same and previous is not None else torch.zeros_like(current)
+        return instance_statistics(prev, current, num_previous, count, image=image, weights=weights)
 
     def _cost(
         self,

@@ -11,7 +11,7 @@ import torch
 
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.tracking import Tracker, TrackerInput, TrackerParams, TrackState
-from panoptic_ros.tracking import tracker as tracker_module
+from panoptic_ros.tracking import association as association_module
 from tests.tracking.test_tracker import CAR, PERSON, Box, W, frame, track_of
 
 RED, BLUE = (200, 30, 30), (30, 60, 200)
@@ -140,8 +140,8 @@ def test_without_the_image_there_is_no_re_identification() -> None:
 
 def test_colors_are_computed_only_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = tracker_module.mean_colors
-    monkeypatch.setattr(tracker_module, "mean_colors", lambda *a: calls.append(1) or real(*a))
+    real = association_module.mean_colors
+    monkeypatch.setattr(association_module, "mean_colors", lambda *a: calls.append(1) or real(*a))
     inp = colored([((1, PERSON, 50, 20, 10, 20), RED)], 0)
     Tracker(TrackerParams(appearance_weight=0.0, reid_seconds=0.0)).update(inp)
     assert calls == []
