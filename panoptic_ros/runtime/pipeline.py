@@ -35,6 +35,9 @@ from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.families import FamilyFusion, FusedFrame, family_fusion
 from panoptic_ros.models.spec import ModelSpec
 
+#: Largest lookup table (entries) from fused ids to category ids; larger label spaces use arithmetic.
+_MAX_CATEGORY_TABLE = 1 << 22
+
 
 class SegmentTable(NamedTuple):
     """One row per segment of a frame (all on the device), measured in the camera frame.
@@ -203,6 +206,7 @@ class PanopticPipeline:
             raise
         self._class_to_id = torch.as_tensor(self.label_set.class_to_id, device=self.device)
         self._void_semantic = self.label_set.void_semantic
+        self._tables: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.timing = timing
         self.times = StageTimes()
         self._times_lock = threading.Lock()
@@ -335,12 +339,7 @@ class PanopticPipeline:
         """Class indices -> category ids, at the model's resolution; the segment table takes fusion's
         rows and camera-frame geometry as they are."""
         div = self.params.label_divisor
-        void = fused.panoptic < 0
-        number = fused.panoptic.clamp(min=0) % div
-        classes = torch.div(fused.panoptic.clamp(min=0), div, rounding_mode="floor")
-        category = self._class_to_id[classes]
-        panoptic = torch.where(void, -1, category * div + number)
-        semantic = torch.where(void, self._void_semantic, category)
+        panoptic, semantic = self._category_maps(fused.panoptic, div)
         instance = fused.instance
         seg = fused.segments
         seg_categories = self._class_to_id[seg.classes]
@@ -363,6 +362,30 @@ class PanopticPipeline:
             frame=frame,
             model_image=model_image,
         )
+
+    def _category_maps(self, fused: torch.Tensor, divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fused map (``class * divisor + n``, -1 void) as panoptic ids with the category
+        (``category_id * divisor + n``, -1 void) and as category ids (the label set's void value for
+        void). By two lookup tables indexed by the id + 1, made once per divisor (one gather per map);
+        by arithmetic where the tables would be large."""
+        classes = self._class_to_id.numel()
+        if classes * divisor > _MAX_CATEGORY_TABLE:
+            void = fused < 0
+            category = self._class_to_id[torch.div(fused.clamp(min=0), divisor, rounding_mode="floor")]
+            panoptic = torch.where(void, -1, category * divisor + fused.clamp(min=0) % divisor)
+            return panoptic, torch.where(void, self._void_semantic, category)
+        tables = self._tables.get(divisor)
+        if tables is None:
+            ids = torch.arange(classes * divisor, device=self.device)
+            category = self._class_to_id[torch.div(ids, divisor, rounding_mode="floor")]
+            void_panoptic = torch.full((1,), -1, dtype=torch.int64, device=self.device)
+            void_semantic = torch.full((1,), self._void_semantic, dtype=torch.int64, device=self.device)
+            tables = self._tables[divisor] = (
+                torch.cat((void_panoptic, category * divisor + ids % divisor)),
+                torch.cat((void_semantic, category)),
+            )
+        index = fused + 1  # void (-1) -> row 0
+        return tables[0][index], tables[1][index]
 
     def close(self) -> None:
         for companion in getattr(self, "_companions", []):

@@ -242,3 +242,24 @@ def test_reframe_moves_an_output_between_letterboxed_inputs() -> None:
     logits[0, 5:15, :10] = 1.0
     moved = reframe(logits, source, (40, 40), target, (20, 60))
     assert moved.shape == (2, 20, 60) and moved[0, :, :25].gt(0.9).all() and moved[0, :, 35:].lt(0.1).all()
+
+
+def test_category_tables_and_arithmetic_give_the_same_maps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fused ids become category ids by lookup tables, or by arithmetic where tables would be large."""
+    from panoptic_ros.data.synthetic import generate
+    from panoptic_ros.resources import default_model
+    from panoptic_ros.runtime import pipeline as pipeline_module
+
+    images = [next(generate(1, seed=12)).image]
+    with PanopticPipeline(default_model(), backend="onnxruntime", device="cpu") as pipeline:
+        (tables,) = pipeline(images)
+        monkeypatch.setattr(pipeline_module, "_MAX_CATEGORY_TABLE", 0)
+        (arithmetic,) = pipeline(images)
+    assert torch.equal(tables.panoptic, arithmetic.panoptic)
+    assert torch.equal(tables.semantic, arithmetic.semantic)
+    categories = set(tables.semantic.unique().tolist())
+    assert len(categories) >= 3, "a street scene has several categories"
+    assert categories <= {c.id for c in pipeline.label_set.categories} | {pipeline.label_set.void_semantic}
+    painted = tables.panoptic >= 0
+    category_of_id = torch.div(tables.panoptic[painted], 1000, rounding_mode="floor")
+    assert torch.equal(category_of_id, tables.semantic[painted])
