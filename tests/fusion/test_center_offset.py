@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch.overrides import TorchFunctionMode
 
+from benchmarks.counting import count_host_reads
 from panoptic_ros.errors import ConfigError, PanopticRosError
 from panoptic_ros.fusion import (
     CenterOffsetOutput,
@@ -672,61 +670,13 @@ def test_matches_reference_on_tiny_adversarial_scenes(
 # no per-instance syncs
 
 
-@contextmanager
-def _count_host_syncs(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
-    """Count the Python-level calls that read device data back (nonzero, item, tolist, bool/int/float
-    of a tensor, boolean-mask indexing) while fusing."""
-    counts: dict[str, int] = {}
-
-    def wrap(owner: object, name: str) -> None:
-        original = getattr(owner, name)
-
-        def counted(*args: object, **kwargs: object) -> object:
-            counts[name] = counts.get(name, 0) + 1
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(owner, name, counted)
-
-    for name in ("nonzero", "unique", "masked_select"):
-        wrap(torch, name)
-    for name in ("nonzero", "item", "tolist", "__bool__", "__int__", "__float__"):
-        wrap(torch.Tensor, name)
-    # Boolean-mask indexing is counted by a torch function mode: assigning __getitem__ on
-    # torch.Tensor, even undone later, leaves CPython's sequence slot set for the rest of the process
-    # (tensors then count as sequences, which breaks e.g. TorchScript tracing in later tests).
-    with _MaskIndexCounter(counts):
-        yield counts
-
-
-class _MaskIndexCounter(TorchFunctionMode):
-    """Counts ``tensor[mask]`` reads and writes (a boolean tensor among the indices)."""
-
-    def __init__(self, counts: dict[str, int]) -> None:
-        super().__init__()
-        self.counts = counts
-
-    def __torch_function__(
-        self,
-        func: Callable[..., object],
-        types: object,
-        args: tuple[object, ...] = (),
-        kwargs: dict[str, object] | None = None,
-    ) -> object:
-        if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__) and len(args) > 1:
-            index = args[1]
-            parts = index if isinstance(index, tuple) else (index,)
-            if any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts):
-                self.counts["mask_index"] = self.counts.get("mask_index", 0) + 1
-        return func(*args, **(kwargs or {}))
-
-
 def test_device_reads_do_not_grow_with_the_number_of_instances(monkeypatch: pytest.MonkeyPatch) -> None:
     few = synthetic_center_offset_outputs(96, 128, num_instances=2, seed=11)
     many = synthetic_center_offset_outputs(96, 128, num_instances=40, seed=11)
     thing_class_mask(few.thing_classes, 19, "cpu")  # warm the class-mask cache
     results = []
     for outputs in (few, many):
-        with monkeypatch.context() as patch, _count_host_syncs(patch) as counts:
+        with count_host_reads() as counts:
             out = fuse_center_offset(
                 outputs.semantic_logits,
                 outputs.center_heatmap,
