@@ -30,6 +30,7 @@ never one per instance.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -227,26 +228,54 @@ def find_centers(
         One device sync (the number of centers).
     """
     heat = _heatmap_2d(center_heatmap)
+    if heat.device.type != "cuda":
+        return _centers_at_candidates(heat, center_threshold, nms_kernel, top_k)
+    # CUDA: dense max-pool (few launches)
     kept = torch.where(heat > center_threshold, heat, torch.full_like(heat, -1.0))
-    # CUDA: dense max-pool (few launches); CPU: only the candidate pixels (less memory traffic)
-    kept = _nms_dense(kept, nms_kernel) if heat.device.type == "cuda" else _nms_sparse(kept, nms_kernel)
+    kept = _nms_dense(kept, nms_kernel)
     if top_k is None or kept.numel() == 0:
         floor = torch.zeros((), dtype=kept.dtype, device=kept.device)
-    elif heat.device.type == "cuda":
+    else:
         flat = kept.reshape(-1)
         floor = torch.topk(flat, min(top_k, flat.numel()), sorted=True).values[-1].clamp(min=0)
-    else:
-        # the k-th largest clamped to 0 only depends on the positive values: with fewer than k of
-        # them it is <= 0 (floor 0), else it is the k-th largest positive one (k <= the pixel count)
-        flat = kept.reshape(-1)
-        positive = flat[flat > 0]
-        k = min(top_k, flat.numel())
-        floor = torch.zeros((), dtype=kept.dtype)
-        if positive.numel() >= k:
-            floor = torch.topk(positive, k, sorted=True).values[-1]
     points = torch.nonzero(kept > floor)
     scores = kept[points[:, 0], points[:, 1]].float()
     return CenterPoints(points, scores)
+
+
+def _centers_at_candidates(
+    heat: torch.Tensor, center_threshold: float, kernel: int, top_k: int | None
+) -> CenterPoints:
+    """:func:`find_centers` on the CPU, computed only at the pixels above the threshold (a few
+    thousand of a frame's pixels; one pass over the map to find them). Two host reads (``nonzero``).
+
+    A candidate survives the NMS where it equals the maximum of the *raw* heatmap over its window:
+    a neighbour above it is above the threshold too, so the thresholded map has the same maximum
+    there (NaN neighbours count as below). Window pixels outside the image are clamped to the border,
+    which lies in the window. The top-k floor is the k-th largest positive survivor (0 with fewer
+    than k), as on the dense map.
+    """
+    height, width = heat.shape
+    flat = heat.reshape(-1)
+    candidates = torch.nonzero(flat > center_threshold).squeeze(1)  # row-major, as nonzero of the map
+    count = candidates.numel()
+    values = flat[candidates]
+    half = kernel // 2
+    steps = torch.arange(-half, half + 1)
+    rows = torch.div(candidates, width, rounding_mode="floor")
+    near_rows = (rows[:, None] + steps[None, :]).clamp_(0, height - 1) * width
+    near_cols = ((candidates - rows * width)[:, None] + steps[None, :]).clamp_(0, width - 1)
+    window = flat[(near_rows[:, :, None] + near_cols[:, None, :]).reshape(count, kernel * kernel)]
+    survives = values >= window.nan_to_num(nan=-math.inf).amax(dim=1)
+    floor = torch.zeros((), dtype=heat.dtype)
+    k = min(top_k, heat.numel()) if top_k is not None else 0
+    if top_k is not None and 0 < k <= count:
+        peaks = torch.where(survives & (values > 0), values, -math.inf)
+        floor = torch.topk(peaks, k, sorted=True).values[-1].clamp(min=0)  # -inf: fewer than k
+    chosen = torch.nonzero(survives & (values > floor)).squeeze(1)
+    kept, scores = candidates[chosen], values[chosen]
+    kept_rows = torch.div(kept, width, rounding_mode="floor")
+    return CenterPoints(torch.stack((kept_rows, kept - kept_rows * width), dim=1), scores.float())
 
 
 def _nms_dense(kept: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -256,27 +285,6 @@ def _nms_dense(kept: torch.Tensor, kernel: int) -> torch.Tensor:
     pooled = F.max_pool2d(kept[None, None], kernel_size=(kernel, 1), stride=1, padding=(half, 0))
     pooled = F.max_pool2d(pooled, kernel_size=(1, kernel), stride=1, padding=(0, half))[0, 0]
     return torch.where(kept == pooled, kept, torch.full_like(kept, -1.0))
-
-
-def _nms_sparse(kept: torch.Tensor, kernel: int) -> torch.Tensor:
-    """:func:`_nms_dense` computed only at the pixels above the threshold (the others stay -1 either
-    way): their windows are gathered from a padded copy. Much less memory traffic on the CPU."""
-    width = kept.shape[1]
-    half = kernel // 2
-    candidates = torch.nonzero(kept.reshape(-1) > -1.0).squeeze(1)
-    out = torch.full_like(kept, -1.0)
-    if candidates.numel() == 0:
-        return out
-    padded = F.pad(kept, (half, half, half, half), value=-1.0).reshape(-1)
-    rows = torch.div(candidates, width, rounding_mode="floor")
-    cols = candidates - rows * width
-    padded_width = width + 2 * half
-    steps = torch.arange(kernel, device=kept.device)
-    window = (steps[:, None] * padded_width + steps[None, :]).reshape(-1)  # offsets inside a window
-    windows = padded[(rows * padded_width + cols)[:, None] + window[None, :]]  # [N, k*k]
-    values = kept.reshape(-1)[candidates]
-    out.reshape(-1)[candidates] = torch.where(values == windows.max(dim=1).values, values, -1.0)
-    return out
 
 
 def _heatmap_2d(center_heatmap: torch.Tensor) -> torch.Tensor:
