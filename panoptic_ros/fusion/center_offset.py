@@ -445,9 +445,8 @@ def merge_segments(
     num_classes = is_thing_class.numel()
     sem = semantic.reshape(-1)
     ins = instance.reshape(-1)
-    votes = histogram(ins * num_classes + sem, (num_centers + 1) * num_classes).view(
-        num_centers + 1, num_classes
-    )
+    code = ins * num_classes + sem  # each pixel's (instance, class) pair; the maps below are lookups of it
+    votes = histogram(code, (num_centers + 1) * num_classes).view(num_centers + 1, num_classes)
     instance_votes = votes[1:]  # [K, C]
     present = instance_votes.sum(dim=1) > 0
     instance_class = instance_votes.argmax(dim=1)  # first maximum: the smallest tied class
@@ -466,8 +465,12 @@ def merge_segments(
     num_segments = selected.numel()
     lookup = torch.full((num_centers + num_classes,), num_segments, dtype=torch.int64, device=device)
     lookup[selected] = torch.arange(num_segments, device=device)
-    key = torch.where(ins > 0, ins - 1, sem + num_centers)
-    segment_of_pixel = lookup[key]
+    # a pair's key: thing k for instance k + 1, stuff of its class for instance 0
+    key_of_code = torch.cat(
+        (num_centers + class_range, torch.arange(num_centers, device=device).repeat_interleave(num_classes))
+    )
+    segment_of_code = lookup[key_of_code]
+    segment_of_pixel = segment_of_code[code]
 
     segment_ids = torch.cat((instance_class * label_divisor + number, class_range * label_divisor))[selected]
     segment_classes = torch.cat((instance_class, class_range))[selected]
@@ -475,11 +478,10 @@ def merge_segments(
     segment_centers = torch.where(is_thing_segment, selected, torch.full_like(selected, -1))
 
     void = torch.full((1,), VOID_PANOPTIC, dtype=torch.int64, device=device)
-    panoptic = torch.cat((segment_ids, void))[segment_of_pixel]
+    panoptic = torch.cat((segment_ids, void))[segment_of_code][code]
     thing_of_segment = torch.cat((is_thing_segment, torch.zeros(1, dtype=torch.bool, device=device)))
-    instance_out = torch.where(
-        thing_of_segment[segment_of_pixel], segment_of_pixel + 1, torch.zeros_like(segment_of_pixel)
-    ).to(torch.int32)
+    instance_of_code = torch.where(thing_of_segment[segment_of_code], segment_of_code + 1, 0).to(torch.int32)
+    instance_out = instance_of_code[code]
     return MergeResult(
         panoptic=panoptic.view(height, width),
         instance=instance_out.view(height, width),
