@@ -139,6 +139,7 @@ class MergeResult(NamedTuple):
         segment_ids: ``[S]`` int64 panoptic id of each segment.
         segment_classes: ``[S]`` int64 class of each segment.
         segment_centers: ``[S]`` int64 index of a thing segment's center, -1 for stuff.
+        segment_pixels: ``[S]`` int64 pixels of each segment in the map (None: not counted).
     """
 
     panoptic: torch.Tensor
@@ -147,6 +148,7 @@ class MergeResult(NamedTuple):
     segment_ids: torch.Tensor
     segment_classes: torch.Tensor
     segment_centers: torch.Tensor
+    segment_pixels: torch.Tensor | None = None
 
 
 class SegmentStats(NamedTuple):
@@ -489,6 +491,10 @@ def merge_segments(
         segment_ids=segment_ids,
         segment_classes=segment_classes,
         segment_centers=segment_centers,
+        # each pair's votes counted to its segment: the pixels of every segment without a pass over the map
+        segment_pixels=torch.zeros(num_segments + 1, dtype=torch.int64, device=device).index_add_(
+            0, segment_of_code, votes.reshape(-1)
+        )[:num_segments],
     )
 
 
@@ -521,7 +527,12 @@ def segment_stats(
     is_thing = merged.segment_centers >= 0
     if semantic_logits is not None:
         pixel_segment = segment_of_pixel.reshape(-1)
-        own_areas = geometry.areas if frame is None else histogram(pixel_segment, num_segments + 1)[:-1]
+        if frame is None:
+            own_areas = geometry.areas
+        elif merged.segment_pixels is not None:
+            own_areas = merged.segment_pixels
+        else:
+            own_areas = histogram(pixel_segment, num_segments + 1)[:-1]
         logits = semantic_logits.float().reshape(semantic_logits.shape[0], -1)
         classes = torch.cat((merged.segment_classes, torch.zeros(1, dtype=torch.int64, device=device)))
         prob = torch.softmax(logits, dim=0).gather(0, classes[pixel_segment][None])[0]

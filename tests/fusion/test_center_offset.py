@@ -774,3 +774,19 @@ def test_thing_classes_as_bool_mask_or_indices() -> None:
     assert thing_class_mask((2, 4), 5, "cpu").tolist() == [False, False, True, False, True]
     with pytest.raises(FusionInputError, match="num_classes=6"):
         thing_class_mask(mask, 6, "cpu")
+
+
+@given(seed=st.integers(0, 10_000), centers=st.integers(0, 12), stuff_area=st.integers(1, 40))
+@settings(max_examples=40, deadline=None)
+def test_merge_counts_each_segments_pixels_from_the_votes(seed: int, centers: int, stuff_area: int) -> None:
+    """The pixel count of every segment, summed from the (instance, class) votes, equals counting the
+    segment map (void pixels belong to no segment)."""
+    generator = torch.Generator().manual_seed(seed)
+    semantic = torch.randint(0, 6, (17, 23), generator=generator)
+    instance = torch.randint(0, centers + 1, (17, 23), generator=generator)
+    things = torch.tensor([False, False, True, True, False, True])
+    merged = merge_segments(semantic, instance, centers, things, stuff_area=stuff_area)
+    segments = merged.segment_ids.numel()
+    counted = torch.bincount(merged.segment_of_pixel.reshape(-1), minlength=segments + 1)[:segments]
+    assert merged.segment_pixels is not None
+    assert torch.equal(merged.segment_pixels, counted)
