@@ -328,7 +328,7 @@ def group_pixels(
             pixel's few nearest centers in a k-d tree over the centers, so its cost hardly grows
             with their number (best on the CPU); ``auto``: ``chunked`` on CUDA, on the CPU
             ``kdtree`` from :data:`KDTREE_FROM_CENTERS` centers and :data:`KDTREE_FROM_PAIRS`
-            (pixel, center) pairs, else ``chunked``. All
+            (pixel, center) pairs, else ``chunked`` (``per_center`` when PyTorch runs on one thread). All
             give the same assignment.
 
     Returns:
@@ -360,7 +360,9 @@ def group_pixels(
             strategy = "chunked"
         else:
             large = num_centers >= KDTREE_FROM_CENTERS and num_pixels * num_centers >= KDTREE_FROM_PAIRS
-            strategy = "kdtree" if large else "chunked"
+            # below that, the chunked search parallelizes; on one thread the per-center loop is cheaper
+            small = "chunked" if torch.get_num_threads() > 1 else "per_center"
+            strategy = "kdtree" if large else small
     if strategy == "per_center":
         instance[pixels] = _nearest_per_center(center_points[0], locations) + 1
         return instance.view(height, width)
