@@ -101,18 +101,24 @@ def mask_iou(hist: np.ndarray) -> np.ndarray:
 
 
 def mean_colors(
-    image: torch.Tensor, indices: torch.Tensor, count: int, weights: torch.Tensor | None = None
+    image: torch.Tensor,
+    indices: torch.Tensor,
+    count: int,
+    weights: torch.Tensor | None = None,
+    areas: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[count, 3]`` float32 mean of ``image`` (``[H, W, 3]``) over the pixels of each instance index
     ``1..count`` of ``indices`` (``[H, W]`` int64), each pixel counted ``weights`` times (``[H, W]``
-    int64; None: once); 0 for instances without pixels.
+    int64 or, on the CPU, float64; None: once); 0 for instances without pixels. ``areas``: the
+    ``[count + 1]`` weighted pixel counts of the indices when already known (else counted here).
 
     On the CPU, one weighted :func:`torch.bincount` per channel (sums in float64; a channel-first
     image viewed as ``[H, W, 3]`` is read without a copy); on CUDA, an ``index_add_`` (no sync).
     """
     flat = indices.reshape(-1)
     flat_weights = weights.reshape(-1) if weights is not None else None
-    areas = _histogram(flat, count + 1, flat_weights)
+    if areas is None:
+        areas = _histogram(flat, count + 1, flat_weights)
     if image.device.type == "cpu":
         planes = image.permute(2, 0, 1).reshape(3, -1)
         scale = flat_weights.double() if flat_weights is not None else None
@@ -144,8 +150,11 @@ def instance_statistics(
     """Host arrays of what the association needs from the device: mask IoU ``[P, T]`` of every
     (previous, current) instance pair, current areas ``[T]`` and, with ``image``, mean colors ``[T, 3]``
     (float64); each pixel counted ``weights`` times (None: once). Two small transfers."""
+    if weights is not None and weights.device.type == "cpu":
+        weights = weights.double()  # the CPU's weighted bincounts take float64: converted once
     hist = joint_histogram(previous, current, num_previous, count, weights)
-    colors = mean_colors(image, current, count, weights) if image is not None else None
+    areas = hist.sum(dim=0)
+    colors = mean_colors(image, current, count, weights, areas) if image is not None else None
     hist_np = hist.cpu().numpy()
     colors_np = colors.cpu().numpy().astype(np.float64) if colors is not None else None
     return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), colors_np
