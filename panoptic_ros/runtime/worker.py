@@ -34,6 +34,24 @@ Publish = Callable[[FrameResult, int, int], None]
 Trouble = Callable[..., None]
 
 
+#: With ``overlap``, the next network starts this fraction of (fusing time - network time) after the
+#: fusing thread took a batch (a little early: the estimates are averages).
+JUST_IN_TIME = 0.8
+
+
+class _Average:
+    """An exponential moving average of durations (seconds), 0 until the first one."""
+
+    def __init__(self, weight: float = 0.2) -> None:
+        self.weight = weight
+        self.value = 0.0
+        self._seen = False
+
+    def add(self, seconds: float) -> None:
+        self.value = seconds if not self._seen else (1 - self.weight) * self.value + self.weight * seconds
+        self._seen = True
+
+
 @dataclass(frozen=True)
 class _Batch:
     """Frames through the network, waiting to be fused, tracked and published."""
@@ -83,6 +101,8 @@ class Worker:
         self._handoff: queue.Queue[_Batch] = queue.Queue(maxsize=1)
         self._held: _Batch | None = None  # through the network when the stop came, not handed over
         self._torch_threads: int | None = None  # PyTorch's threads before an overlapping start
+        self._network_s = _Average()  # seconds of a batch's network stage, and of its fusing stage
+        self._results_s = _Average()
 
     def start(self) -> None:
         if self.overlap and self.engine.device.type == "cpu" and self._torch_threads is None:
@@ -140,9 +160,15 @@ class Worker:
                 elif pending and not self.overlap:
                     self.serve(pending)
                 elif pending:
+                    started = time.monotonic()
                     batch = self._network_stage(pending)
+                    self._network_s.add(time.monotonic() - started)
                     if batch is not None:
                         self._hand_over(batch)
+                        # start the next network so that it ends as the fusing thread gets free: the
+                        # frames it takes are the newest then, and wait less behind the batch before
+                        lead = self._results_s.value - self._network_s.value
+                        self._stop.wait(max(0.0, JUST_IN_TIME * lead))
         except BaseException as err:  # the loop itself broke: nothing more can be served
             self._fail(f"{type(err).__name__}: {err}")
 
@@ -208,6 +234,13 @@ class Worker:
 
     def _results_stage(self, batch: _Batch) -> None:
         """Fuse, track, build and publish a batch through the network."""
+        started = time.monotonic()
+        try:
+            self._fuse_and_publish(batch)
+        finally:
+            self._results_s.add(time.monotonic() - started)
+
+    def _fuse_and_publish(self, batch: _Batch) -> None:
         self._before_batch()
         try:
             outputs, batch_times = self.engine.fuse(batch.network)

@@ -238,3 +238,17 @@ def test_overlap_stop_counts_batches_through_the_network_as_in_flight() -> None:
     stopper.join(30)
     assert recorder.__dict__["in_flight"] == {"b": 1}
     assert [r.camera for r in recorder.published] == ["a"] and not recorder.troubles
+
+
+def test_stage_durations_are_averaged_for_the_next_network_start() -> None:
+    """The overlapping worker starts the next network ``JUST_IN_TIME`` x (fusing - network) after a
+    hand-over, from exponential averages of the two stages (0 until measured)."""
+    from panoptic_ros.runtime.worker import JUST_IN_TIME, _Average
+
+    average = _Average(weight=0.5)
+    assert average.value == 0.0
+    average.add(0.1)
+    assert average.value == pytest.approx(0.1)  # the first duration is taken as it is
+    average.add(0.3)
+    assert average.value == pytest.approx(0.2)
+    assert 0.0 < JUST_IN_TIME <= 1.0
