@@ -59,11 +59,10 @@ def overlay(
             raise ConfigError(
                 f"the frame maps to {(rows.size, cols.size)} but the image is {(height, width)}"
             )
-    identity = panoptic.shape == (height, width) and frame is None
     color, void = palette(label_set, label_divisor).paint(panoptic)
 
     def expand(values: np.ndarray) -> np.ndarray:
-        return values if identity else values.take(cols, axis=1).take(rows, axis=0)
+        return values if frame is None else frame.expand(values)
 
     picture = cv2.addWeighted(np.ascontiguousarray(image), 1.0 - alpha, expand(color), alpha, 0.0)
     if void.any():

@@ -157,7 +157,7 @@ def pixel_frame(transform: Transform, model_size: tuple[int, int], device: torch
 def _pixel_frame(transform: Transform, model_size: tuple[int, int], device: torch.device) -> PixelFrame:
     rows = AxisMap.nearest(model_size[0], transform.top, transform.height, transform.source_height, device)
     cols = AxisMap.nearest(model_size[1], transform.left, transform.width, transform.source_width, device)
-    return PixelFrame(rows, cols)
+    return PixelFrame.of(rows, cols)
 
 
 def restore(labels: torch.Tensor, transform: Transform) -> torch.Tensor:

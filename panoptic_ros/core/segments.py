@@ -69,25 +69,30 @@ class AxisMap(NamedTuple):
 
 class PixelFrame(NamedTuple):
     """How the pixels of an ``h x w`` model-resolution map land in a camera frame (see the module
-    docstring): ``rows`` maps model rows to camera rows, ``cols`` model columns to camera columns."""
+    docstring): ``rows`` maps model rows to camera rows, ``cols`` model columns to camera columns;
+    ``weights`` ``[h, w]`` int64 how many camera pixels copy each model pixel (0 for letterbox
+    padding), None when the camera frame is the map itself. Statistics of the model-resolution map
+    weighted by it are those of the camera-frame map. Made by :meth:`of` (once per camera geometry)."""
 
     rows: AxisMap
     cols: AxisMap
+    weights: torch.Tensor | None
+
+    @classmethod
+    def of(cls, rows: AxisMap, cols: AxisMap) -> PixelFrame:
+        """The frame of two axes, with its pixel weights."""
+        identity = all(
+            axis.host_index.size == axis.weight.numel()
+            and bool((axis.host_index == np.arange(axis.host_index.size)).all())
+            for axis in (rows, cols)
+        )
+        weights = None if identity else rows.weight[:, None] * cols.weight[None, :]
+        return cls(rows, cols, weights)
 
     @property
     def camera_size(self) -> tuple[int, int]:
         """``(height, width)`` of the camera frame."""
         return int(self.rows.index.numel()), int(self.cols.index.numel())
-
-    @property
-    def is_identity(self) -> bool:
-        """Whether the camera frame is the map itself (same size, every pixel copied once)."""
-        rows, cols = self.rows.host_index, self.cols.host_index
-        return (
-            rows.size == self.rows.weight.numel()
-            and cols.size == self.cols.weight.numel()
-            and bool((rows == np.arange(rows.size)).all() and (cols == np.arange(cols.size)).all())
-        )
 
     def resample(self, labels: torch.Tensor) -> torch.Tensor:
         """A ``[..., h, w]`` model-resolution map in the camera frame: ``[..., H, W]`` (a gather, on the
@@ -97,11 +102,6 @@ class PixelFrame(NamedTuple):
     def expand(self, labels: np.ndarray) -> np.ndarray:
         """:meth:`resample` for a host array ``[h, w]`` or ``[h, w, C]`` (columns first, then rows)."""
         return labels.take(self.cols.host_index, axis=1).take(self.rows.host_index, axis=0)
-
-    def pixel_weights(self) -> torch.Tensor:
-        """``[h, w]`` int64: how many camera pixels copy each model pixel (0 for letterbox padding).
-        Statistics of the model-resolution map weighted by it are those of the camera-frame map."""
-        return self.rows.weight[:, None] * self.cols.weight[None, :]
 
 
 class SegmentGeometry(NamedTuple):

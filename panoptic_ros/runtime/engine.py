@@ -298,7 +298,6 @@ def tracker_input(out: FrameOutput, stamp_ns: int) -> TrackerInput:
     seg = out.segments
     things = seg.is_thing & (seg.areas > 0)
     rows = torch.nonzero(things).squeeze(1)
-    weights = None if out.frame.is_identity else out.frame.pixel_weights()
     return TrackerInput(
         instance_map=out.instance,
         ids=rows + 1,
@@ -308,6 +307,6 @@ def tracker_input(out: FrameOutput, stamp_ns: int) -> TrackerInput:
         centroids=seg.centroids[rows],
         stamp_ns=int(stamp_ns),
         image=out.model_image.permute(1, 2, 0),
-        pixel_weights=weights,
+        pixel_weights=out.frame.weights,
         frame_size=out.camera_size,
     )

@@ -48,7 +48,7 @@ class TrackerInput(NamedTuple):
             colors inside the masks join the association cost.
         pixel_weights: optional ``[H, W]`` int64 weight of each map pixel: how many pixels of the
             frame the instances are measured in copy it (a map at the model's resolution shown in a
-            larger camera frame, :meth:`~panoptic_ros.core.segments.PixelFrame.pixel_weights`).
+            larger camera frame, :attr:`~panoptic_ros.core.segments.PixelFrame.weights`).
             Areas, mask IoU and mean colors are then those of that frame. None: 1 each.
         frame_size: ``(height, width)`` of the frame boxes and centroids are in (None: the map's).
     """
