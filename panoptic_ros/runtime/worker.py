@@ -99,6 +99,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._unserved: dict[str, Any] = {}
         self._handoff: queue.Queue[_Batch] = queue.Queue(maxsize=1)
+        self._taken = threading.Event()  # the fusing thread took the batch handed over
         self._held: _Batch | None = None  # through the network when the stop came, not handed over
         self._torch_threads: int | None = None  # PyTorch's threads before an overlapping start
         self._network_s = _Average()  # seconds of a batch's network stage, and of its fusing stage
@@ -175,6 +176,7 @@ class Worker:
     def _hand_over(self, batch: _Batch) -> None:
         """Give the batch to the thread that fuses and wait until it took it: the next frames are taken
         from the slots only then (the newest ones), so no batch waits behind another."""
+        self._taken.clear()
         while True:
             if self._stop.is_set():
                 self._held = batch
@@ -184,8 +186,8 @@ class Worker:
                 break
             except queue.Full:
                 continue
-        while not self._handoff.empty() and not self._stop.is_set():
-            time.sleep(0.001)
+        while not self._taken.wait(0.05) and not self._stop.is_set():
+            pass  # left in the hand-over at a stop: in flight
 
     def _run_results(self) -> None:
         try:
@@ -194,6 +196,7 @@ class Worker:
                     batch = self._handoff.get(timeout=0.05)
                 except queue.Empty:
                     continue
+                self._taken.set()
                 self._results_stage(batch)
         except BaseException as err:
             self._fail(f"{type(err).__name__}: {err}")
