@@ -428,6 +428,7 @@ def merge_segments(
     *,
     stuff_area: int = 2048,
     label_divisor: int = DEFAULT_LABEL_DIVISOR,
+    fixed_rows: bool = False,
 ) -> MergeResult:
     """Majority-vote the class of every instance and build the panoptic map and segment list.
 
@@ -438,11 +439,16 @@ def merge_segments(
         is_thing_class: ``[C]`` bool, True for thing classes.
         stuff_area: minimum pixel count of a stuff segment.
         label_divisor: multiplier of the class in panoptic ids.
+        fixed_rows: give ``K + C`` segment rows whatever the frame holds (the S segments first, as
+            without it; then padding rows: id -1, class 0, center -1, no pixels) and make no device
+            sync, so the shapes do not depend on the data (CUDA graphs). Void pixels then map to
+            segment ``K + C``.
 
     Returns:
         :class:`MergeResult`. An instance's class is the most frequent semantic class over its
         pixels, ties to the smallest class index (CPU ``torch.mode``'s rule). One device sync (the
-        segment count), plus one more only when ``num_centers >= label_divisor``.
+        segment count; none with ``fixed_rows``), plus one more only when ``num_centers >=
+        label_divisor``.
     """
     height, width = semantic.shape
     device = semantic.device
@@ -465,10 +471,19 @@ def merge_segments(
     stuff_count = votes[0]
     stuff_kept = ~is_thing_class & (stuff_count >= stuff_area) & (stuff_count > 0)
 
-    selected = torch.nonzero(torch.cat((present, stuff_kept))).squeeze(1)  # [S], things first
-    num_segments = selected.numel()
-    lookup = torch.full((num_centers + num_classes,), num_segments, dtype=torch.int64, device=device)
-    lookup[selected] = torch.arange(num_segments, device=device)
+    # segment rows: the kept keys (things by center, then stuff by class) in order; the key of each row
+    flags = torch.cat((present, stuff_kept))  # [K + C]
+    num_keys = flags.numel()
+    position = flags.long().cumsum(dim=0) - 1
+    key_of_row = torch.full((num_keys + 1,), num_keys, dtype=torch.int64, device=device)
+    key_of_row.scatter_(0, torch.where(flags, position, num_keys), torch.arange(num_keys, device=device))
+    if fixed_rows:
+        num_segments = num_keys  # rows past the kept keys are padding (key num_keys)
+        selected = key_of_row[:num_keys]
+    else:
+        num_segments = int(flags.sum())
+        selected = key_of_row[:num_segments]  # [S]
+    lookup = torch.where(flags, position, num_segments)  # key -> its row, num_segments for none
     # a pair's key: thing k for instance k + 1, stuff of its class for instance 0
     key_of_code = torch.cat(
         (num_centers + class_range, torch.arange(num_centers, device=device).repeat_interleave(num_classes))
@@ -476,12 +491,14 @@ def merge_segments(
     segment_of_code = lookup[key_of_code]
     segment_of_pixel = segment_of_code[code]
 
-    segment_ids = torch.cat((instance_class * label_divisor + number, class_range * label_divisor))[selected]
-    segment_classes = torch.cat((instance_class, class_range))[selected]
+    void = torch.full((1,), VOID_PANOPTIC, dtype=torch.int64, device=device)
+    no_class = torch.zeros(1, dtype=torch.int64, device=device)
+    ids_of_key = torch.cat((instance_class * label_divisor + number, class_range * label_divisor, void))
+    segment_ids = ids_of_key[selected]
+    segment_classes = torch.cat((instance_class, class_range, no_class))[selected]
     is_thing_segment = selected < num_centers
     segment_centers = torch.where(is_thing_segment, selected, torch.full_like(selected, -1))
 
-    void = torch.full((1,), VOID_PANOPTIC, dtype=torch.int64, device=device)
     panoptic = torch.cat((segment_ids, void))[segment_of_code][code]
     thing_of_segment = torch.cat((is_thing_segment, torch.zeros(1, dtype=torch.bool, device=device)))
     instance_of_code = torch.where(thing_of_segment[segment_of_code], segment_of_code + 1, 0).to(torch.int32)

@@ -1,0 +1,248 @@
+"""Center-offset fusion with fixed shapes: no device sync and no tensor whose shape depends on the data.
+
+:func:`fuse_center_offset_fixed` gives the segments of :func:`~panoptic_ros.fusion.center_offset.
+fuse_center_offset` (same maps, same ids, same rows in the same order), but every tensor it makes has a
+shape fixed by the input size and a capacity of ``K`` centers, so the whole fusion can be captured in a
+CUDA graph with the network and replayed without the host looking at the data:
+
+* centers: the dense max-pool NMS, then the ``K`` largest values (``K = top_k``; without ``top_k``,
+  ``max_centers``), kept where strictly above the floor of the reference rule and put in row-major
+  order in ``K`` slots, the kept ones first. Without ``top_k``, centers beyond the ``K`` slots are
+  left out (the highest ``K`` stay) and counted in :attr:`FixedCenters.dropped`; with ``top_k`` the
+  reference itself keeps at most ``K``, so nothing is ever dropped.
+* grouping: every pixel's distance to all ``K`` slots (empty slots infinitely far), in chunks of a
+  size fixed by the memory budget, kept on thing pixels.
+* merge and statistics: ``K + C`` segment rows (``C`` classes), the frame's segments first and
+  padding rows after them (id -1, no pixels, area 0).
+
+It does more arithmetic than the CPU's data-dependent path (distances to every pixel and slot), which
+is why :class:`~panoptic_ros.fusion.families.CenterOffsetFusion` uses it where kernel launches and
+device syncs are what cost (CUDA) and the data-dependent path on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+
+from panoptic_ros.core.segments import PixelFrame
+from panoptic_ros.fusion.center_offset import (
+    DEFAULT_MEMORY_BUDGET_BYTES,
+    CenterOffsetParams,
+    FusionInputError,
+    SegmentStats,
+    _heatmap_2d,
+    _nms_dense,
+    grouping_chunk_size,
+    merge_segments,
+    segment_stats,
+    semantic_argmax,
+    thing_class_mask,
+)
+
+#: Center slots without ``top_k`` (the reference would keep every center above the threshold).
+DEFAULT_MAX_CENTERS = 200
+
+
+class FixedCenters(NamedTuple):
+    """``K`` center slots; the centers found fill the first ones, in row-major order.
+
+    Attributes:
+        points: ``[K, 2]`` int64 ``(y, x)``; ``(-1, -1)`` in an empty slot.
+        scores: ``[K]`` float32 heatmap value at each center, 0 in an empty slot.
+        valid: ``[K]`` bool, which slots hold a center.
+        dropped: ``[]`` int64, centers above the threshold left out for lack of slots (only possible
+            without ``top_k``).
+    """
+
+    points: torch.Tensor
+    scores: torch.Tensor
+    valid: torch.Tensor
+    dropped: torch.Tensor
+
+
+class FixedCenterOffsetOutput(NamedTuple):
+    """Result of :func:`fuse_center_offset_fixed`, every tensor on the input's device.
+
+    Attributes:
+        semantic: ``[H, W]`` int64 semantic argmax.
+        panoptic: ``[H, W]`` int64, as :class:`~panoptic_ros.fusion.center_offset.CenterOffsetOutput`.
+        instance: ``[H, W]`` int32 thing segment number ``1..T``, 0 for stuff and void.
+        centers: the ``K`` center slots.
+        segments: ``K + C`` rows; the frame's S segments first (as the data-dependent fusion lists
+            them), then padding rows (id -1, class 0, not a thing, area 0, score 0).
+    """
+
+    semantic: torch.Tensor
+    panoptic: torch.Tensor
+    instance: torch.Tensor
+    centers: FixedCenters
+    segments: SegmentStats
+
+
+def center_slots(top_k: int | None, max_centers: int = DEFAULT_MAX_CENTERS) -> int:
+    """The number of center slots ``K``: ``top_k`` when set (the reference keeps fewer), else
+    ``max_centers``."""
+    return top_k if top_k is not None else max_centers
+
+
+def find_centers_fixed(
+    center_heatmap: torch.Tensor,
+    *,
+    center_threshold: float = 0.1,
+    nms_kernel: int = 7,
+    top_k: int | None = 200,
+    max_centers: int = DEFAULT_MAX_CENTERS,
+) -> FixedCenters:
+    """:func:`~panoptic_ros.fusion.center_offset.find_centers` into ``K`` slots (see the module
+    docstring), without a device sync.
+
+    Args:
+        center_heatmap: ``[1, H, W]`` or ``[H, W]`` float heatmap.
+        center_threshold, nms_kernel, top_k: as :func:`~panoptic_ros.fusion.center_offset.find_centers`.
+        max_centers: slots when ``top_k`` is None.
+
+    Returns:
+        :class:`FixedCenters` with ``K = min(center_slots(top_k, max_centers), H * W)`` slots.
+    """
+    heat = _heatmap_2d(center_heatmap)
+    width = heat.shape[1]
+    kept = torch.where(heat > center_threshold, heat, torch.full_like(heat, -1.0))
+    flat = _nms_dense(kept, nms_kernel).reshape(-1)
+    slots = min(center_slots(top_k, max_centers), flat.numel())
+    if slots == 0:
+        empty = torch.zeros(0, dtype=torch.int64, device=heat.device)
+        return FixedCenters(empty.view(0, 2), empty.float(), empty.bool(), empty.new_zeros(()))
+    values, index = torch.topk(flat, slots, sorted=True)
+    if top_k is None:
+        floor = torch.zeros((), dtype=values.dtype, device=values.device)
+        dropped = ((flat > 0).sum() - slots).clamp(min=0)
+    else:  # the k-th largest value, as the reference (its pixel and any equal ones are not kept)
+        floor = values[-1].clamp(min=0)
+        dropped = torch.zeros((), dtype=torch.int64, device=values.device)
+    valid = values > floor
+    # row-major order, the kept centers first
+    order = torch.argsort(torch.where(valid, index, index + flat.numel()))
+    index, valid, values = index[order], valid[order], values[order]
+    rows = torch.div(index, width, rounding_mode="floor")
+    points = torch.stack((rows, index - rows * width), dim=1)
+    return FixedCenters(
+        points=torch.where(valid[:, None], points, -1),
+        scores=torch.where(valid, values, 0.0).float(),
+        valid=valid,
+        dropped=dropped,
+    )
+
+
+def group_pixels_fixed(
+    thing_mask: torch.Tensor,
+    offsets: torch.Tensor,
+    centers: FixedCenters,
+    *,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+) -> torch.Tensor:
+    """:func:`~panoptic_ros.fusion.center_offset.group_pixels` over ``K`` center slots, every pixel
+    visited (chunks of a size fixed by ``memory_budget_bytes`` and ``K``), no device sync.
+
+    Returns:
+        ``[H, W]`` int64: ``slot + 1`` of the nearest center on thing pixels, 0 elsewhere and
+        everywhere when no slot holds a center. Distances and ties as the data-dependent grouping.
+    """
+    height, width = thing_mask.shape
+    if offsets.shape != (2, height, width):
+        raise FusionInputError(f"offsets must be [2, {height}, {width}], got shape {tuple(offsets.shape)}")
+    device = thing_mask.device
+    slots = centers.points.shape[0]
+    if slots == 0:
+        return torch.zeros(height, width, dtype=torch.int64, device=device)
+    rows = torch.arange(height, device=device, dtype=torch.float32)[:, None].expand(height, width)
+    cols = torch.arange(width, device=device, dtype=torch.float32)[None, :].expand(height, width)
+    offsets = offsets.float()
+    locations = torch.stack((rows + offsets[0], cols + offsets[1]), dim=-1).reshape(-1, 2)  # [P, 2]
+    # an empty slot is infinitely far from every pixel: it never wins against a center
+    far = torch.full((), math.inf, device=device)
+    points = torch.where(centers.valid[:, None], centers.points.float(), far).contiguous()[None]  # [1, K, 2]
+    nearest = torch.empty(height * width, dtype=torch.int64, device=device)
+    chunk = grouping_chunk_size(slots, memory_budget_bytes)
+    for start in range(0, height * width, chunk):
+        stop = min(start + chunk, height * width)
+        distance = torch.linalg.vector_norm(points - locations[start:stop, None, :], dim=-1)  # [B, K]
+        torch.argmin(distance, dim=1, out=nearest[start:stop])
+    keep = thing_mask.reshape(-1) & centers.valid.any()
+    return torch.where(keep, nearest + 1, 0).view(height, width)
+
+
+def fuse_center_offset_fixed(
+    semantic: torch.Tensor,
+    center_heatmap: torch.Tensor,
+    offsets: torch.Tensor,
+    thing_classes: Sequence[int] | torch.Tensor,
+    params: CenterOffsetParams | None = None,
+    *,
+    num_classes: int,
+    max_centers: int = DEFAULT_MAX_CENTERS,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    frame: PixelFrame | None = None,
+) -> FixedCenterOffsetOutput:
+    """Panoptic-DeepLab fusion of one image with fixed shapes (see the module docstring).
+
+    Args:
+        semantic: ``[C, H, W]`` float logits, or an ``[H, W]`` integer semantic argmax.
+        center_heatmap: ``[1, H, W]`` or ``[H, W]`` float.
+        offsets: ``[2, H, W]`` float, channel 0 = dy (rows), channel 1 = dx (columns).
+        thing_classes: the class indices that are things.
+        params: thresholds; Panoptic-DeepLab's defaults when None.
+        num_classes: C (given, so that no shape is read off the data).
+        max_centers: center slots when ``params.top_k`` is None.
+        memory_budget_bytes: bound on a grouping chunk's temporaries.
+        frame: measure the segments in this camera frame (None: at the outputs' resolution).
+
+    Returns:
+        :class:`FixedCenterOffsetOutput`; no device sync (one only where ``K >= label_divisor``, to
+        refuse instance numbers that would not fit).
+    """
+    params = params if params is not None else CenterOffsetParams()
+    semantic_map = semantic_argmax(semantic)
+    height, width = semantic_map.shape
+    heat = _heatmap_2d(center_heatmap)
+    if heat.shape != (height, width) or offsets.shape != (2, height, width):
+        raise FusionInputError(
+            f"shapes disagree: semantic {tuple(semantic.shape)}, center heatmap "
+            f"{tuple(center_heatmap.shape)}, offsets {tuple(offsets.shape)} (expected [2, {height}, {width}])"
+        )
+    if not offsets.is_floating_point():
+        raise FusionInputError(f"offsets must be floating point, got {offsets.dtype}")
+    logits = semantic if semantic.is_floating_point() else None
+    if logits is not None and logits.shape[0] != num_classes:
+        raise FusionInputError(f"semantic logits have {logits.shape[0]} classes, expected {num_classes}")
+    is_thing_class = thing_class_mask(thing_classes, num_classes, semantic_map.device)
+    centers = find_centers_fixed(
+        heat,
+        center_threshold=params.center_threshold,
+        nms_kernel=params.nms_kernel,
+        top_k=params.top_k,
+        max_centers=max_centers,
+    )
+    instance = group_pixels_fixed(
+        is_thing_class[semantic_map], offsets, centers, memory_budget_bytes=memory_budget_bytes
+    )
+    merged = merge_segments(
+        semantic_map,
+        instance,
+        centers.points.shape[0],
+        is_thing_class,
+        stuff_area=params.stuff_area,
+        label_divisor=params.label_divisor,
+        fixed_rows=True,
+    )
+    stats = segment_stats(merged, semantic_logits=logits, center_scores=centers.scores, frame=frame)
+    return FixedCenterOffsetOutput(
+        semantic=semantic_map,
+        panoptic=merged.panoptic,
+        instance=merged.instance,
+        centers=centers,
+        segments=stats,
+    )
