@@ -87,9 +87,16 @@ def track_rows(tracks: TrackTable) -> InstanceTable:
     )
 
 
-def instance_table(out: FrameOutput, tracked: TrackerOutput | None, *, publish_lost: bool) -> InstanceTable:
-    """The frame's rows (see the module docstring), boxes clipped to the image."""
-    segments = HostSegments(out.segments)
+def instance_table(
+    out: FrameOutput,
+    tracked: TrackerOutput | None,
+    *,
+    publish_lost: bool,
+    segments: HostSegments | None = None,
+) -> InstanceTable:
+    """The frame's rows (see the module docstring), boxes clipped to the image. ``segments``: the
+    frame's segment table on the host, when the caller has moved it already."""
+    segments = segments if segments is not None else HostSegments(out.segments)
     if tracked is not None:
         parts = [track_rows(tracked.tracks)]
         if publish_lost and len(tracked.lost):

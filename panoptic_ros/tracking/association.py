@@ -149,15 +149,19 @@ def instance_statistics(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Host arrays of what the association needs from the device: mask IoU ``[P, T]`` of every
     (previous, current) instance pair, current areas ``[T]`` and, with ``image``, mean colors ``[T, 3]``
-    (float64); each pixel counted ``weights`` times (None: once). Two small transfers."""
+    (float64); each pixel counted ``weights`` times (None: once). One small transfer (pixel counts are
+    exact in float64)."""
     if weights is not None and weights.device.type == "cpu":
         weights = weights.double()  # the CPU's weighted bincounts take float64: converted once
     hist = joint_histogram(previous, current, num_previous, count, weights)
     areas = hist.sum(dim=0)
-    colors = mean_colors(image, current, count, weights, areas) if image is not None else None
-    hist_np = hist.cpu().numpy()
-    colors_np = colors.cpu().numpy().astype(np.float64) if colors is not None else None
-    return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), colors_np
+    if image is None:
+        hist_np = hist.cpu().numpy()
+        return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), None
+    colors = mean_colors(image, current, count, weights, areas)
+    packed = torch.cat((hist.double().reshape(-1), colors.double().reshape(-1))).cpu().numpy()
+    hist_np = packed[: hist.numel()].reshape(hist.shape)
+    return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), packed[hist.numel() :].reshape(count, 3)
 
 
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:

@@ -32,7 +32,9 @@ class TrackState(IntEnum):
 
 
 class TrackerInput(NamedTuple):
-    """One frame's thing instances (T of them), all tensors on one device.
+    """One frame's thing instances (T of them): the maps as tensors on one device; the rows (``ids`` to
+    ``centroids``) as tensors on that device, or all as host (numpy) arrays where the caller has them
+    on the host already (the tracker reads them there; no transfer).
 
     Attributes:
         instance_map: ``[H, W]`` integer; the pixels of instance ``k`` hold ``ids[k]``. Any value not in
@@ -54,11 +56,11 @@ class TrackerInput(NamedTuple):
     """
 
     instance_map: torch.Tensor
-    ids: torch.Tensor
-    category_ids: torch.Tensor
-    scores: torch.Tensor
-    bboxes: torch.Tensor
-    centroids: torch.Tensor
+    ids: torch.Tensor | np.ndarray
+    category_ids: torch.Tensor | np.ndarray
+    scores: torch.Tensor | np.ndarray
+    bboxes: torch.Tensor | np.ndarray
+    centroids: torch.Tensor | np.ndarray
     stamp_ns: int
     image: torch.Tensor | None = None
     pixel_weights: torch.Tensor | None = None
@@ -125,7 +127,8 @@ class TrackerInput(NamedTuple):
             )
         if self.instance_map.is_floating_point() or self.instance_map.dtype == torch.bool:
             raise TrackerInputError(f"instance_map must hold integers, got {self.instance_map.dtype}")
-        count = self.ids.shape[0] if self.ids.dim() == 1 else -1
+        count = self.ids.shape[0] if len(self.ids.shape) == 1 else -1
+        on_host = isinstance(self.ids, np.ndarray)
         expected = {
             "ids": (count,),
             "category_ids": (count,),
@@ -139,7 +142,11 @@ class TrackerInput(NamedTuple):
                 raise TrackerInputError(
                     f"{name} must have shape {shape} (T = len(ids)), got {tuple(tensor.shape)}"
                 )
-            if tensor.device != self.instance_map.device:
+            if on_host != isinstance(tensor, np.ndarray):
+                raise TrackerInputError(
+                    f"{name} and ids must both be host arrays or both tensors, got {type(tensor).__name__}"
+                )
+            if not on_host and tensor.device != self.instance_map.device:
                 raise TrackerInputError(
                     f"{name} is on {tensor.device} but instance_map on {self.instance_map.device}; "
                     "move all inputs to one device"

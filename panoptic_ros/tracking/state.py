@@ -55,16 +55,19 @@ class Instances:
 
     def __init__(self, inp: TrackerInput) -> None:
         count = int(inp.ids.shape[0])
-        table = torch.cat(
-            [
-                inp.ids.reshape(-1, 1).double(),
-                inp.category_ids.reshape(-1, 1).double(),
-                inp.scores.reshape(-1, 1).double(),
-                inp.bboxes.reshape(-1, 4).double(),
-                inp.centroids.reshape(-1, 2).double(),
-            ],
-            dim=1,
-        ).cpu().numpy() if count else np.zeros((0, 9))  # fmt: skip
+        columns = list(
+            zip(
+                (inp.ids, inp.category_ids, inp.scores, inp.bboxes, inp.centroids),
+                (1, 1, 1, 4, 2),
+                strict=True,
+            )
+        )
+        if not count:
+            table = np.zeros((0, 9))
+        elif isinstance(inp.ids, np.ndarray):  # rows already on the host
+            table = np.concatenate([np.asarray(c, np.float64).reshape(-1, w) for c, w in columns], axis=1)
+        else:  # one transfer
+            table = torch.cat([c.reshape(-1, w).double() for c, w in columns], dim=1).cpu().numpy()
         self.count = count
         self.ids = table[:, 0].astype(np.int64)
         self.categories = table[:, 1].astype(np.int64)
