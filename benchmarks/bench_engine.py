@@ -9,6 +9,11 @@ frame), the label maps at camera size, tracking, the instance table, the overlay
 
 Then the cost of cameras batched: ``--cameras N`` (default 8) cameras of 640x480 in one call of
 the engine against one camera, whole-call wall time (on a GPU: milliseconds too).
+
+On a GPU, last, the end-to-end p50 of one engine call per frame (upload to results on the host,
+tracking and overlay included) at both sizes, eager (fixed-shape fusion) against the whole-frame
+CUDA graph (``cuda_graph=True``: network, fusion and label maps replayed as one graph), and the
+batched cameras with the graph.
 """
 
 from __future__ import annotations
@@ -58,7 +63,45 @@ def run(device: torch.device, frames: int, cameras: int) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     batched(engine, cameras, frames)
     engine.close()
+    if gpu:
+        end_to_end(device, frames, cameras)
     print()
+
+
+def _sequence(size: tuple[int, int], frames: int, seed: int = 5) -> list[np.ndarray]:
+    return [
+        np.ascontiguousarray(cv2.resize(s.image, size[::-1]))
+        for s in generate(1, seed=seed, sequence_length=min(frames, 40))
+    ]
+
+
+def end_to_end(device: torch.device, frames: int, cameras: int) -> None:
+    """p50 wall time of one engine call per frame, eager against the whole-frame CUDA graph (GPU)."""
+    print("\n| frame | eager p50 (ms) | CUDA graph p50 (ms) | graph / eager |")
+    print("|---|---:|---:|---:|")
+    engines = {
+        graph: FrameEngine.open(default_model(), backend="torch", device=str(device), cuda_graph=graph)
+        for graph in (False, True)
+    }
+    for name, size in SIZES.items():
+        seq = _sequence(size, frames)
+        p50 = {}
+        for graph, engine in engines.items():
+            engine.reset()
+            walls = []
+            for k in range(frames + 5):
+                sync(device)
+                start = time.perf_counter()
+                engine.process([InputFrame("cam", seq[k % len(seq)], k * 10**8, overlay=True)])
+                sync(device)
+                if k >= 5:  # warm-up (and the graph's capture) left out
+                    walls.append((time.perf_counter() - start) * 1e3)
+            p50[graph] = statistics.median(walls)
+        print(f"| {name} | {p50[False]:.2f} | {p50[True]:.2f} | {p50[True] / p50[False]:.2f}x |")
+    print("\nwith the CUDA graph:", end="")
+    batched(engines[True], cameras, frames)
+    for engine in engines.values():
+        engine.close()
 
 
 def batched(engine: FrameEngine, cameras: int, frames: int) -> None:

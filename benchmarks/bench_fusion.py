@@ -3,7 +3,9 @@
 Builds realistic network outputs (Cityscapes-like: 19 classes, 8 things, about 50 instances at
 1024 x 2048 by default, seeded), times every stage of :mod:`panoptic_ros.fusion.center_offset` and of
 :mod:`tests.fusion.reference` on the same inputs in the same run, checks that both give the
-same segments, and prints a markdown table. Runs on the CPU, and on CUDA too where available.
+same segments, and prints a markdown table. Runs on the CPU, and on CUDA too where available. The
+fixed-shape fusion (:mod:`panoptic_ros.fusion.center_offset_fixed`) is timed whole, eager and, on
+CUDA, replayed as one CUDA graph.
 
     python -m benchmarks.bench_fusion            # full size
     python -m benchmarks.bench_fusion --quick    # 256 x 512, 20 instances
@@ -30,6 +32,8 @@ from panoptic_ros.fusion.center_offset import (
     semantic_argmax,
     thing_class_mask,
 )
+from panoptic_ros.fusion.center_offset_fixed import fuse_center_offset_fixed
+from panoptic_ros.runtime.frame_graph import FrameGraph
 from tests.fusion.reference import (
     ReferenceOutput,
     SyntheticOutputs,
@@ -51,6 +55,8 @@ class DeviceResult(NamedTuple):
     device: str
     ours: dict[str, float]
     ours_whole: float
+    fixed_whole: float  # the fixed-shape fusion, eager
+    fixed_graph: float | None  # ... replayed as a CUDA graph (None on the CPU)
     reference: dict[str, float]
     identical: bool
     centers: int
@@ -204,18 +210,43 @@ def bench_device(
             ),
         )
     num_classes = outputs.semantic_logits.shape[0]
+
+    def fixed(semantic: torch.Tensor) -> torch.Tensor:
+        out = fuse_center_offset_fixed(
+            semantic,
+            on_device.center_heatmap,
+            on_device.offsets,
+            on_device.thing_classes,
+            params,
+            num_classes=num_classes,
+        )
+        return out.panoptic
+
+    fixed_times: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        fixed_panoptic = _timed(device, fixed_times, "fixed", lambda: fixed(on_device.semantic_logits))
+    graph_time = None
+    if device.type == "cuda":
+        graph = FrameGraph(fixed, on_device.semantic_logits)
+        for _ in range(repeats):
+            graphed = _timed(device, fixed_times, "graph", lambda: graph(on_device.semantic_logits))
+        graph_time = statistics.median(fixed_times["graph"])
+        fixed_panoptic = torch.where(graphed == fixed_panoptic, fixed_panoptic, -2)
     reference_times: dict[str, list[float]] = {}
     for _ in range(reference_repeats):
         reference = _run_reference(on_device, params, device, reference_times)
     identical = (
         torch.equal(panoptic.cpu(), reference.panoptic.cpu())
         and torch.equal(fused.panoptic.cpu(), reference.panoptic.cpu())
+        and torch.equal(fixed_panoptic.cpu(), reference.panoptic.cpu())
         and same_segments(fused.panoptic.cpu(), reference.panoptic.cpu(), params.label_divisor)
     )
     return DeviceResult(
         device=device_name(device),
         ours={stage: statistics.median(stage_times[stage]) for stage in STAGES},
         ours_whole=statistics.median(whole_times["whole"]),
+        fixed_whole=statistics.median(fixed_times["fixed"]),
+        fixed_graph=graph_time,
         reference={stage: statistics.median(reference_times[stage]) for stage in STAGES},
         identical=identical,
         centers=int(fused.centers.shape[0]),
@@ -255,6 +286,11 @@ def markdown_table(results: Sequence[DeviceResult]) -> str:
             [sum(r.reference.values()) for r in results],
         )
     )
+    reference_whole = [sum(r.reference.values()) for r in results]
+    lines.append(row("fixed shapes, eager", [r.fixed_whole for r in results], reference_whole))
+    if any(r.fixed_graph is not None for r in results):
+        graphs = [r.fixed_graph if r.fixed_graph is not None else float("nan") for r in results]
+        lines.append(row("fixed shapes, one CUDA graph", graphs, reference_whole))
     return "\n".join(lines)
 
 

@@ -7,7 +7,8 @@ as the shipped model finds at its input resolution. Per stage after the network 
 at the model's resolution, tracking, outputs), the ``aten::`` ops directly under the stage
 (:func:`benchmarks.counting.top_level_ops`; each is a kernel launch on a GPU), and the host reads of
 device data (:func:`benchmarks.counting.count_host_reads`; each a synchronisation on a GPU), network
-and preprocessing left out. The counts do not depend on the machine.
+and preprocessing left out. The counts do not depend on the machine. Both fusions are counted: the
+data-dependent one (the CPU's default) and the fixed-shape one (CUDA's default, run here on the CPU).
 """
 
 from __future__ import annotations
@@ -74,20 +75,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_launches")
     parser.add_argument("--tiles", type=int, default=3, help="scenes per side of the crowded mosaic")
     args, _ = parser.parse_known_args(argv)
-    engine = FrameEngine.open(default_model(), backend="onnxruntime", device="cpu")
     stages = [label.split("::")[1] for label in AFTER_NETWORK_LABELS]
-    print("| frame | things | " + " | ".join(f"ops: {s}" for s in stages) + " | ops after the network "
-          "| host reads after the network |")  # fmt: skip
-    print("|---|---:|" + "---:|" * (len(stages) + 2))
-    for name, tiles in (("one scene", 1), (f"{args.tiles}x{args.tiles} mosaic", args.tiles)):
-        things, ops, reads = measure(engine, scenes(tiles))
-        total_reads = sum(reads.values())
-        kinds = ", ".join(f"{k} {v}" for k, v in sorted(reads.items()) if v)
-        cells = [str(ops[label]) for label in AFTER_NETWORK_LABELS]
-        print(
-            f"| {name} | {things} | "
-            + " | ".join(cells)
-            + f" | {sum(ops.values())} | {total_reads} ({kinds}) |"
-        )
-    engine.close()
+    columns = ["fusion", "frame", "things", *(f"ops: {s}" for s in stages), "ops after the network",
+               "host reads after the network"]  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
+    print("|---|---|---:|" + "---:|" * (len(stages) + 2))
+    for path, fixed in (("data-dependent (CPU default)", False), ("fixed shapes (CUDA default)", True)):
+        engine = FrameEngine.open(default_model(), backend="onnxruntime", device="cpu", fixed_shapes=fixed)
+        for name, tiles in (("one scene", 1), (f"{args.tiles}x{args.tiles} mosaic", args.tiles)):
+            things, ops, reads = measure(engine, scenes(tiles))
+            total_reads = sum(reads.values())
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(reads.items()) if v)
+            cells = [str(ops[label]) for label in AFTER_NETWORK_LABELS]
+            print(
+                f"| {path} | {name} | {things} | "
+                + " | ".join(cells)
+                + f" | {sum(ops.values())} | {total_reads} ({kinds}) |"
+            )
+        engine.close()
     return 0

@@ -59,6 +59,12 @@ class Backend(ABC):
     @abstractmethod
     def _infer(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
 
+    @property
+    def capturable(self) -> bool:
+        """Whether :meth:`infer` only launches work on the current CUDA stream, without a device sync,
+        so it can be captured in a CUDA graph with the work around it (False unless a backend says)."""
+        return False
+
     def infer(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Run the model: named input tensors on :attr:`device` -> named output tensors on it."""
         if self._closed:

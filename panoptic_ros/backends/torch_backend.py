@@ -127,6 +127,11 @@ class TorchBackend(Backend):
             TensorInfo(name, (None, None, h, w), torch.float32) for name in spec.outputs.values()
         )
 
+    @property
+    def capturable(self) -> bool:
+        """On CUDA without its own graphs: the module's kernels can join a whole-frame CUDA graph."""
+        return self.device.type == "cuda" and self._graphs is None
+
     @torch.inference_mode()
     def _infer(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = inputs[self.spec.input.name]

@@ -35,6 +35,12 @@ def model_arguments(parser: argparse.ArgumentParser, *, backend_options: bool = 
             metavar="KEY=VALUE",
             help="a backend option, e.g. compile=true or cuda_graphs=true (torch), precision=fp16 (tensorrt)",
         )
+        parser.add_argument(
+            "--cuda-graph",
+            action="store_true",
+            help="run the network, the fusion and the label maps of each batch as one CUDA graph "
+            "(CUDA, torch backend, center-offset models)",
+        )
 
 
 def storage_argument(parser: argparse.ArgumentParser, help_text: str) -> None:

@@ -31,6 +31,7 @@ def _open_engine(args: argparse.Namespace, *, tracking: bool, resize: str = "res
         device=args.device,
         resize=resize,  # type: ignore[arg-type]
         backend_options=parse_options(getattr(args, "backend_option", [])),
+        cuda_graph=getattr(args, "cuda_graph", False),
         params=EngineParams(tracking=tracking),
     )
 

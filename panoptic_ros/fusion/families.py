@@ -24,6 +24,7 @@ from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.segments import PixelFrame
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.center_offset import CenterOffsetParams, SegmentStats, fuse_center_offset
+from panoptic_ros.fusion.center_offset_fixed import fuse_center_offset_fixed
 from panoptic_ros.fusion.detection_semantic import (
     Detections,
     DetectionSemanticParams,
@@ -39,12 +40,14 @@ class FusedFrame(NamedTuple):
     input size, -1 void; ``instance`` [h, w] int32 ``k + 1`` on the pixels of the thing in segment row
     ``k`` (things come first, so thing numbers are unique within the frame), 0 elsewhere;
     ``segments`` the segment list (ids in the panoptic numbering, scores, and the geometry in the
-    camera frame).
+    camera frame; with fixed shapes, padding rows of area 0 follow the segments); ``dropped`` with
+    fixed shapes, a ``[]`` int64 count of centers left out for lack of slots, else None.
     """
 
     panoptic: torch.Tensor
     instance: torch.Tensor
     segments: SegmentStats
+    dropped: torch.Tensor | None = None
 
 
 class FamilyFusion(ABC):
@@ -55,9 +58,13 @@ class FamilyFusion(ABC):
     groups of which one must be complete) and :attr:`confidence` (the threshold field reported as
     LabelInfo's threshold), and implement :meth:`fuse`.
 
+    A family that can fuse with fixed shapes (no device sync, shapes independent of the data: what a
+    CUDA graph needs) sets :attr:`has_fixed_shapes`; :attr:`fixed_shapes` asks for it.
+
     Args:
         label_set: the model's label set (class index order).
         size: ``(height, width)`` of the model input, the size fused maps come out at.
+        fixed_shapes: fuse with fixed shapes where the family can (others ignore it).
     """
 
     family: ClassVar[str]
@@ -65,9 +72,11 @@ class FamilyFusion(ABC):
     required: ClassVar[tuple[str, ...]] = ()
     alternatives: ClassVar[tuple[tuple[str, ...], ...]] = ()
     confidence: ClassVar[str]
+    has_fixed_shapes: ClassVar[bool] = False
 
-    def __init__(self, label_set: LabelSet, size: tuple[int, int]) -> None:
+    def __init__(self, label_set: LabelSet, size: tuple[int, int], *, fixed_shapes: bool = False) -> None:
         self.size = size
+        self.fixed_shapes = fixed_shapes and self.has_fixed_shapes
         self.num_classes = len(label_set)
         self.thing_classes = tuple(i for i, c in enumerate(label_set.categories) if c.is_thing)
 
@@ -116,10 +125,22 @@ class CenterOffsetFusion(FamilyFusion):
     params_type = CenterOffsetParams
     required = ("semantic", "center", "offset")
     confidence = "center_threshold"
+    has_fixed_shapes = True
 
     def fuse(
         self, outputs: Mapping[str, torch.Tensor], index: int, params: Any, frame: PixelFrame | None
     ) -> FusedFrame:
+        if self.fixed_shapes:
+            fixed = fuse_center_offset_fixed(
+                outputs["semantic"][index],
+                outputs["center"][index],
+                outputs["offset"][index],
+                self.thing_classes,
+                params,
+                num_classes=self.num_classes,
+                frame=frame,
+            )
+            return FusedFrame(fixed.panoptic, fixed.instance, fixed.segments, fixed.centers.dropped)
         fused = fuse_center_offset(
             outputs["semantic"][index],
             outputs["center"][index],

@@ -118,6 +118,7 @@ class PanopticNode(LifecycleNode):
                 device=config.device,
                 resize=config.resize,
                 fusion=config.fusion,
+                cuda_graph=config.cuda_graph,
             )
         except (PanopticRosError, OSError) as err:
             return self._configure_failed(str(err))

@@ -78,6 +78,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P("resize", "resize", "fit frames to the model input by stretching or letterboxing",
       choices=("resize", "letterbox")),
     P("warmup_frames", 2, "inferences on a blank frame at configure (first-frame latency)", 0, 50, 1),
+    P("cuda_graph", False,
+      "run the network, the fixed-shape fusion and the label maps of each batch as one CUDA graph, "
+      "captured per batch geometry (CUDA, torch backend, center-offset models; refused otherwise)"),
     P("overlap_network", True,
       "run the network of the next frames on one thread while another fuses, tracks and publishes the "
       "previous ones (more frames per second on few cores; off: one thread does everything in turn)"),
@@ -197,6 +200,7 @@ class NodeConfig:
     device: str
     resize: Literal["resize", "letterbox"]
     warmup_frames: int
+    cuda_graph: bool
     overlap_network: bool
     cameras: tuple[CameraTopics, ...]
     qos_mode: str
@@ -257,6 +261,7 @@ class NodeConfig:
             device=merged["device"],
             resize=merged["resize"],
             warmup_frames=merged["warmup_frames"],
+            cuda_graph=merged["cuda_graph"],
             overlap_network=merged["overlap_network"],
             cameras=cameras,
             qos_mode=merged["qos.mode"],

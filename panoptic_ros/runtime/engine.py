@@ -30,7 +30,7 @@ import torch
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.overlay import overlay, tracked_display_map
 from panoptic_ros.runtime.cloud import color_table, frame_cloud
-from panoptic_ros.runtime.instances import instance_table, with_positions
+from panoptic_ros.runtime.instances import HostSegments, instance_table, with_positions
 from panoptic_ros.runtime.pipeline import FrameOutput, NetworkBatch, PanopticPipeline
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.tracking import StreamCheck, Tracker, TrackerInput, TrackerOutput, TrackerParams
@@ -83,6 +83,9 @@ class FrameEngine:
         self._streams: dict[str, _Stream] = {}
         self.label_set: LabelSet = pipeline.label_set
         self._semantic_dtype = np.uint8 if self.label_set.void_semantic <= 255 else np.uint16
+        # the maps leave the device as one tensor: int32 where every panoptic id fits
+        largest_id = (max(self.label_set.class_to_id) + 1) * pipeline.params.label_divisor
+        self._map_dtype = torch.int32 if largest_id < 2**31 else torch.int64
         self._colors: torch.Tensor | None = None  # category colors of the point cloud, made on first use
         pipeline.timing = True
         self.apply(params or EngineParams())
@@ -131,10 +134,14 @@ class FrameEngine:
         return self.pipeline.fusion_params(overrides)
 
     def apply(self, params: EngineParams) -> None:
-        """Use validated ``params`` from the next frame on; trackers keep their tracks."""
-        self.params = params
+        """Use validated ``params`` from the next frame on; trackers keep their tracks.
+
+        Raises:
+            ConfigError: the fusion thresholds do not fit the pipeline's CUDA graph (nothing applied).
+        """
         if params.fusion is not None:
-            self.pipeline.params = params.fusion
+            self.pipeline.set_params(params.fusion)
+        self.params = params
         for stream in self._streams.values():
             if not params.tracking:
                 stream.tracker = None
@@ -205,9 +212,10 @@ class FrameEngine:
         stream = self._stream(frame.camera)
         with torch.profiler.record_function("panoptic::tracking"):
             start = time.perf_counter()
+            segments = HostSegments(out.segments)  # the table moves to the host once
             tracked: TrackerOutput | None = None
             if stream.tracker is not None:
-                tracked = stream.tracker.update(tracker_input(out, frame.stamp_ns))
+                tracked = stream.tracker.update(tracker_input(out, frame.stamp_ns, segments))
                 events = tracked.events
                 id_map = tracked.track_map
             else:
@@ -218,7 +226,7 @@ class FrameEngine:
         with torch.profiler.record_function("panoptic::outputs"):
             start = time.perf_counter()
             params = self.params
-            table = instance_table(out, tracked, publish_lost=params.publish_lost)
+            table = instance_table(out, tracked, publish_lost=params.publish_lost, segments=segments)
             if frame.depth is not None and frame.camera_model is not None and table.size:
                 table = with_positions(
                     table,
@@ -229,7 +237,13 @@ class FrameEngine:
                     label_divisor=self.label_divisor,
                     min_pixels=params.min_depth_pixels,
                 )
-            overlay_bgr = self._overlay(frame, out, tracked) if frame.overlay else None
+            # the label maps (and the overlay's) leave the device in one transfer at the model's
+            # resolution, and are expanded on the host
+            maps = [out.semantic, id_map]
+            if frame.overlay:
+                maps.append(self._display_map(out, tracked))
+            host_maps = torch.stack([m.to(self._map_dtype) for m in maps]).cpu().numpy()
+            overlay_bgr = self._overlay(frame, out, host_maps[2]) if frame.overlay else None
             cloud = None
             if frame.points and frame.depth is not None and frame.camera_model is not None:
                 if self._colors is None:
@@ -243,11 +257,8 @@ class FrameEngine:
                     self._colors,
                     stride=stride,
                 )
-            # the label maps leave the device at the model's resolution and are expanded on the host
-            semantic = out.frame.expand(
-                out.semantic.to(torch.int32).cpu().numpy().astype(self._semantic_dtype)
-            )
-            instance_ids = out.frame.expand(id_map.to(torch.int32).cpu().numpy())
+            semantic = out.frame.expand(host_maps[0].astype(self._semantic_dtype))
+            instance_ids = out.frame.expand(host_maps[1].astype(np.int32, copy=False))
             outputs_s = time.perf_counter() - start
         return FrameResult(
             camera=frame.camera,
@@ -263,18 +274,17 @@ class FrameEngine:
             cloud=cloud,
         )
 
-    def _overlay(self, frame: InputFrame, out: FrameOutput, tracked: TrackerOutput | None) -> np.ndarray:
-        """The BGR overlay: things shaded by track id when tracking (a track keeps its shade). The
-        colors are chosen at the model's resolution, the picture made on the host."""
-        divisor = self.label_divisor
-        shown = (
-            tracked_display_map(out.panoptic, out.instance, tracked.track_map, divisor)
-            if tracked is not None
-            else out.panoptic
-        )
-        picture = overlay(
-            frame.rgb, shown.cpu().numpy(), self.label_set, frame=out.frame, label_divisor=divisor
-        )
+    def _display_map(self, out: FrameOutput, tracked: TrackerOutput | None) -> torch.Tensor:
+        """The panoptic map the overlay shows: things shaded by track id when tracking (a track keeps
+        its shade), at the model's resolution."""
+        if tracked is None:
+            return out.panoptic
+        return tracked_display_map(out.panoptic, out.instance, tracked.track_map, self.label_divisor)
+
+    def _overlay(self, frame: InputFrame, out: FrameOutput, shown: np.ndarray) -> np.ndarray:
+        """The BGR overlay of the host display map (colors chosen at the model's resolution, the
+        picture made on the host)."""
+        picture = overlay(frame.rgb, shown, self.label_set, frame=out.frame, label_divisor=self.label_divisor)
         return cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
 
     # ---- life cycle
@@ -290,21 +300,21 @@ class FrameEngine:
         self.close()
 
 
-def tracker_input(out: FrameOutput, stamp_ns: int) -> TrackerInput:
+def tracker_input(out: FrameOutput, stamp_ns: int, segments: HostSegments | None = None) -> TrackerInput:
     """The things of a pipeline frame as the tracker takes them: the instance map at the model's
     resolution (thing ``k + 1`` on segment row ``k``) with each pixel weighted by the camera pixels
     that copy it (so areas and mask IoU are the camera frame's), the thing rows of the segment table
-    that show in the frame, and the frame as fitted to the model input for the mean colors."""
-    seg = out.segments
-    things = seg.is_thing & (seg.areas > 0)
-    rows = torch.nonzero(things).squeeze(1)
+    that show in the frame (from its host copy ``segments``, made here when not given), and the frame
+    as fitted to the model input for the mean colors."""
+    segments = segments if segments is not None else HostSegments(out.segments)
+    things = segments.is_thing  # rows that show in the frame (area > 0)
     return TrackerInput(
         instance_map=out.instance,
-        ids=rows + 1,
-        category_ids=seg.category_ids[rows],
-        scores=seg.scores[rows],
-        bboxes=seg.bboxes[rows],
-        centroids=seg.centroids[rows],
+        ids=segments.row[things] + 1,
+        category_ids=segments.category_ids[things],
+        scores=segments.scores[things],
+        bboxes=segments.bboxes[things],
+        centroids=segments.centroids[things],
         stamp_ns=int(stamp_ns),
         image=out.model_image.permute(1, 2, 0),
         pixel_weights=out.frame.weights,

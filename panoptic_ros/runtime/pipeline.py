@@ -24,16 +24,17 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from panoptic_ros.backends.base import Backend
 from panoptic_ros.backends.registry import create_backend, model_spec
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.preprocess import Preprocessor, ResizeMode, Transform, pixel_frame
 from panoptic_ros.core.segments import PixelFrame
 from panoptic_ros.errors import ConfigError
+from panoptic_ros.fusion.center_offset_fixed import center_slots
 from panoptic_ros.fusion.families import FamilyFusion, FusedFrame, family_fusion
 from panoptic_ros.models.spec import ModelSpec
+from panoptic_ros.runtime.companions import Companion
+from panoptic_ros.runtime.frame_graph import FrameGraphs, graph_refusal
 
 #: Largest lookup table (entries) from fused ids to category ids; larger label spaces use arithmetic.
 _MAX_CATEGORY_TABLE = 1 << 22
@@ -69,7 +70,8 @@ class FrameOutput(NamedTuple):
     0 for stuff and void. ``segments`` its table, measured in the camera frame. ``image`` ``[H, W, 3]``
     uint8 the camera frame as uploaded (channel order as given to the pipeline); ``model_image``
     ``[3, h, w]`` float32 the frame as fitted to the model input, values 0..255, before normalization,
-    in the model's channel order.
+    in the model's channel order. ``dropped_centers`` ``[]`` int64 centers the fixed-shape fusion left
+    out for lack of slots (None: the fusion has no slots).
     """
 
     panoptic: torch.Tensor
@@ -80,6 +82,7 @@ class FrameOutput(NamedTuple):
     image: torch.Tensor
     frame: PixelFrame
     model_image: torch.Tensor
+    dropped_centers: torch.Tensor | None = None
 
     @property
     def camera_size(self) -> tuple[int, int]:
@@ -106,55 +109,28 @@ class StageTimes:
         return {k: 1000 * v / max(self.frames, 1) for k, v in self.seconds.items()}
 
 
+class DeviceFrame(NamedTuple):
+    """The device part of a :class:`FrameOutput` (what a whole-frame CUDA graph computes)."""
+
+    panoptic: torch.Tensor
+    semantic: torch.Tensor
+    instance: torch.Tensor
+    segments: SegmentTable
+    dropped_centers: torch.Tensor | None
+
+
 class NetworkBatch(NamedTuple):
     """Frames through the network, not fused yet (:meth:`PanopticPipeline.network`): the uploaded
     frames, the batch fitted to the model input before normalization (``N x 3 x h x w``), where each
-    frame went, the network outputs by role, and the seconds per stage so far."""
+    frame went, the network outputs by role, and the seconds per stage so far. ``fused``: each frame's
+    device results already, where the network and the fusion ran as one CUDA graph (``roles`` empty)."""
 
     images: list[torch.Tensor]
     fitted: torch.Tensor
     transforms: list[Transform]
     roles: dict[str, torch.Tensor]
     times: StageTimes
-
-
-@dataclass
-class _Companion:
-    """A second network on the same frames: its backend, preprocessing and the roles it provides."""
-
-    spec: ModelSpec
-    backend: Backend
-    preprocess: Preprocessor
-    roles: dict[str, str]  # role -> its output name
-
-
-def reframe(
-    tensor: torch.Tensor,
-    source: Transform,
-    source_size: tuple[int, int],
-    target: Transform,
-    target_size: tuple[int, int],
-) -> torch.Tensor:
-    """Bring a frame's output (``[C, h, w]`` float or ``[h, w]`` integer), computed on an input of
-    ``source_size`` where the frame sat at ``source``, into the frame of an input of ``target_size``
-    where it sits at ``target``, at that input's resolution (bilinear for floats, nearest for
-    integers; outside the frame: zeros).
-    """
-    integer = not tensor.is_floating_point()
-    image = tensor.float()[None] if tensor.dim() == 3 else tensor.float()[None, None]
-    scale_y = image.shape[-2] / source_size[0]
-    scale_x = image.shape[-1] / source_size[1]
-    top, left = round(source.top * scale_y), round(source.left * scale_x)
-    height = max(round(source.height * scale_y), 1)
-    width = max(round(source.width * scale_x), 1)
-    content = image[..., top : top + height, left : left + width]
-    mode = "nearest" if integer else "bilinear"
-    extra = {} if integer else {"align_corners": False}
-    content = F.interpolate(content, size=(target.height, target.width), mode=mode, **extra)
-    out = content.new_zeros((*content.shape[:-2], *target_size))
-    out[..., target.top : target.top + target.height, target.left : target.left + target.width] = content
-    out = out[0] if tensor.dim() == 3 else out[0, 0]
-    return out.to(tensor.dtype) if integer else out
+    fused: list[DeviceFrame] | None = None
 
 
 class PanopticPipeline:
@@ -168,6 +144,12 @@ class PanopticPipeline:
         fusion: overrides of the spec's fusion thresholds.
         timing: synchronize and time each stage (see :attr:`times`).
         backend_options: keyword options of the backend (see ``create_backend``).
+        fixed_shapes: fuse with fixed shapes (no device sync, shapes independent of the data; see
+            :mod:`panoptic_ros.fusion.center_offset_fixed`) where the model's family can; None: on CUDA
+            (where launches and syncs cost), not on the CPU (where the data-dependent fusion does less).
+        cuda_graph: run the network, the fusion and the label maps of a batch as one CUDA graph per
+            batch geometry (:mod:`panoptic_ros.runtime.frame_graph`; implies fixed shapes). Raises
+            :class:`ConfigError` saying why where that is not possible.
     """
 
     def __init__(
@@ -180,6 +162,8 @@ class PanopticPipeline:
         fusion: Mapping[str, Any] | None = None,
         timing: bool = False,
         backend_options: Mapping[str, Any] | None = None,
+        fixed_shapes: bool | None = None,
+        cuda_graph: bool = False,
     ) -> None:
         self.model_path = Path(model)
         self.spec: ModelSpec = model_spec(self.model_path)
@@ -191,14 +175,19 @@ class PanopticPipeline:
         self.device = self.backend.device
         self.model_size = (self.spec.input.height, self.spec.input.width)
         self.label_set: LabelSet = self.spec.label_set
-        self.fusion: FamilyFusion = self.family(self.label_set, self.model_size)
+        if fixed_shapes is None:
+            fixed_shapes = self.device.type == "cuda" or cuda_graph
+        self.fusion: FamilyFusion = self.family(self.label_set, self.model_size, fixed_shapes=fixed_shapes)
         self.preprocess = Preprocessor(self.spec.input, self.device, mode=resize)
-        self._companions: list[_Companion] = []
+        self._companions: list[Companion] = []
         try:
             for role, relative in self.spec.companions.items():
                 self._companions.append(
-                    self._companion(role, relative, backend=backend, resize=resize, options=backend_options)
-                )
+                    Companion.open(
+                        self.model_path, role, relative, backend=backend, device=self.device, resize=resize,
+                        options=backend_options,
+                    )
+                )  # fmt: skip
             roles = [*self.spec.outputs, *(r for c in self._companions for r in c.roles)]
             self.family.check_roles(roles, self.model_path.name)
         except BaseException:
@@ -210,6 +199,38 @@ class PanopticPipeline:
         self.timing = timing
         self.times = StageTimes()
         self._times_lock = threading.Lock()
+        self.graphs: FrameGraphs[list[DeviceFrame]] | None = None
+        if cuda_graph:
+            refusal = self._graph_refusal(self.params)
+            if refusal is not None:
+                self.close()
+                raise ConfigError(f"cuda_graph: {refusal}")
+            self.graphs = FrameGraphs()
+
+    def _graph_refusal(self, params: Any) -> str | None:
+        """Why the pipeline with ``params`` cannot run as a CUDA graph (None: it can)."""
+        top_k = getattr(params, "top_k", None)
+        return graph_refusal(
+            device=self.device,
+            capturable=self.backend.capturable,
+            fixed_shapes=self.fusion.fixed_shapes,
+            companions=len(self._companions),
+            center_slots=center_slots(top_k) if self.fusion.fixed_shapes else None,
+            label_divisor=params.label_divisor,
+        )
+
+    def set_params(self, params: Any) -> None:
+        """Use the family's validated thresholds ``params`` from the next batch on.
+
+        Raises:
+            ConfigError: they do not fit the pipeline's CUDA graph (e.g. more center slots than the
+                label divisor allows); the thresholds in force stay.
+        """
+        if self.graphs is not None:
+            refusal = self._graph_refusal(params)
+            if refusal is not None:
+                raise ConfigError(f"refused with cuda_graph: {refusal}")
+        self.params = params
 
     def fusion_params(self, overrides: Mapping[str, Any] | None = None) -> Any:
         """The family's validated thresholds: the spec's defaults overridden by ``overrides`` (see
@@ -219,24 +240,6 @@ class PanopticPipeline:
     def score_threshold(self) -> float:
         """The confidence threshold in force (``vision_msgs/LabelInfo.threshold``)."""
         return self.family.score_threshold(self.params)
-
-    def _companion(
-        self, role: str, relative: str, *, backend: str, resize: ResizeMode, options: Mapping[str, Any] | None
-    ) -> _Companion:
-        path = self.model_path.parent / relative
-        spec = model_spec(path)
-        if role not in spec.outputs:
-            raise ConfigError(
-                f"{self.model_path.name}: companion {relative} for role {role!r} has no output for that role "
-                f"in its spec (it maps {sorted(spec.outputs)})"
-            )
-        companion_backend = create_backend(backend, path, device=str(self.device), spec=spec, options=options)
-        return _Companion(
-            spec=spec,
-            backend=companion_backend,
-            preprocess=Preprocessor(spec.input, self.device, mode=resize),
-            roles={role: spec.outputs[role]},
-        )
 
     @contextmanager
     def _stage(self, name: str, local: StageTimes) -> Iterator[None]:
@@ -280,12 +283,23 @@ class PanopticPipeline:
         with self._stage("preprocess", times):
             images = [self.preprocess.upload(frame) for frame in frames]  # the one upload per frame
             fitted, transforms = self.preprocess.fit(images, order=order)
+        if self.graphs is not None:
+            params = self.params
+            geometry = [pixel_frame(t, self.model_size, self.device) for t in transforms]
+            with self._stage("inference", times):  # the network, the fusion and the maps: one replay
+
+                def body(x: torch.Tensor) -> list[DeviceFrame]:
+                    return self._device_frames(x, geometry, params)
+
+                fused = self.graphs.run((tuple(transforms), params), body, fitted)
+            return NetworkBatch(images, fitted, transforms, {}, times, fused)
+        with self._stage("preprocess", times):
             batch = self.preprocess.normalize(fitted)
         with self._stage("inference", times):
             out = self.backend.infer({self.spec.input.name: batch})
             roles = {role: out[name] for role, name in self.spec.outputs.items()}
             for companion in self._companions:
-                roles.update(self._run_companion(companion, images, order, transforms))
+                roles.update(companion.run(images, order, transforms, self.model_size))
         return NetworkBatch(images, fitted, transforms, roles, times)
 
     def fuse(self, batch: NetworkBatch) -> list[FrameOutput]:
@@ -294,57 +308,41 @@ class PanopticPipeline:
         results = []
         for i, (image, transform) in enumerate(zip(batch.images, batch.transforms, strict=True)):
             frame = pixel_frame(transform, self.model_size, self.device)
-            with self._stage("fusion", batch.times):
-                fused = self.fusion.fuse(batch.roles, i, self.params, frame)
-            with self._stage("postprocess", batch.times):
-                results.append(self._to_categories(fused, transform, frame, image, batch.fitted[i]))
+            if batch.fused is not None:
+                device_frame = batch.fused[i]
+            else:
+                with self._stage("fusion", batch.times):
+                    fused = self.fusion.fuse(batch.roles, i, self.params, frame)
+                with self._stage("postprocess", batch.times):
+                    device_frame = self._to_categories(fused, self.params.label_divisor)
+            results.append(
+                FrameOutput(*device_frame[:4], transform, image, frame, batch.fitted[i], device_frame[4])
+            )
         with self._times_lock:
             self.times.frames += len(batch.images)
         return results
 
-    def _run_companion(
-        self,
-        companion: _Companion,
-        images: Sequence[torch.Tensor],
-        order: Literal["rgb", "bgr"],
-        transforms: Sequence[Transform],
-    ) -> dict[str, torch.Tensor]:
-        """The companion's role outputs for the batch, in the main model's input frame."""
-        batch, own = companion.preprocess.batch(images, order=order)
-        out = companion.backend.infer({companion.spec.input.name: batch})
-        source_size = (companion.spec.input.height, companion.spec.input.width)
-        target_size = (self.spec.input.height, self.spec.input.width)
-        result = {}
-        for role, name in companion.roles.items():
-            tensor = out[name]
-            if own == list(transforms) and source_size == target_size:
-                result[role] = tensor
-                continue
-            result[role] = torch.stack(
-                [
-                    reframe(tensor[i], own[i], source_size, transforms[i], target_size)
-                    for i in range(len(images))
-                ]
-            )
-        return result
+    def _device_frames(
+        self, fitted: torch.Tensor, frames: Sequence[PixelFrame], params: Any
+    ) -> list[DeviceFrame]:
+        """Normalization, the network, the fusion and the category maps of a fitted batch: the body of
+        a whole-frame CUDA graph (no companions, no device sync)."""
+        out = self.backend.infer({self.spec.input.name: self.preprocess.normalize(fitted)})
+        roles = {role: out[name] for role, name in self.spec.outputs.items()}
+        return [
+            self._to_categories(self.fusion.fuse(roles, i, params, frame), params.label_divisor)
+            for i, frame in enumerate(frames)
+        ]
 
-    def _to_categories(
-        self,
-        fused: FusedFrame,
-        transform: Transform,
-        frame: PixelFrame,
-        image: torch.Tensor,
-        model_image: torch.Tensor,
-    ) -> FrameOutput:
+    def _to_categories(self, fused: FusedFrame, div: int) -> DeviceFrame:
         """Class indices -> category ids, at the model's resolution; the segment table takes fusion's
-        rows and camera-frame geometry as they are."""
-        div = self.params.label_divisor
+        rows and camera-frame geometry as they are (padding rows of a fixed-shape fusion keep id -1)."""
         panoptic, semantic = self._category_maps(fused.panoptic, div)
-        instance = fused.instance
         seg = fused.segments
         seg_categories = self._class_to_id[seg.classes]
+        ids = seg_categories * div + seg.ids % div
         table = SegmentTable(
-            ids=seg_categories * div + seg.ids % div,
+            ids=ids if fused.dropped is None else torch.where(seg.ids >= 0, ids, -1),
             category_ids=seg_categories,
             is_thing=seg.is_thing,
             areas=seg.areas,
@@ -352,16 +350,7 @@ class PanopticPipeline:
             centroids=seg.centroids.float(),
             scores=seg.scores.float(),
         )
-        return FrameOutput(
-            panoptic=panoptic,
-            semantic=semantic,
-            instance=instance,
-            segments=table,
-            transform=transform,
-            image=image,
-            frame=frame,
-            model_image=model_image,
-        )
+        return DeviceFrame(panoptic, semantic, fused.instance, table, fused.dropped)
 
     def _category_maps(self, fused: torch.Tensor, divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A fused map (``class * divisor + n``, -1 void) as panoptic ids with the category

@@ -25,7 +25,8 @@ from panoptic_ros.fusion.families import FAMILIES
 from panoptic_ros.fusion.mask_classification import MaskClassificationParams, fuse_mask_classification
 from panoptic_ros.models.module_export import export_module
 from panoptic_ros.models.spec import load_spec
-from panoptic_ros.runtime.pipeline import PanopticPipeline, reframe
+from panoptic_ros.runtime.companions import reframe
+from panoptic_ros.runtime.pipeline import PanopticPipeline
 from tests.models import tiny_networks
 
 pytestmark = pytest.mark.slow
