@@ -24,7 +24,7 @@ from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.segments import PixelFrame
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.center_offset import CenterOffsetParams, SegmentStats, fuse_center_offset
-from panoptic_ros.fusion.center_offset_fixed import fuse_center_offset_fixed
+from panoptic_ros.fusion.center_offset_fixed import DEFAULT_MAX_CENTERS, fuse_center_offset_fixed
 from panoptic_ros.fusion.detection_semantic import (
     Detections,
     DetectionSemanticParams,
@@ -126,6 +126,8 @@ class CenterOffsetFusion(FamilyFusion):
     required = ("semantic", "center", "offset")
     confidence = "center_threshold"
     has_fixed_shapes = True
+    #: center slots of the fixed-shape fusion when ``top_k`` is None
+    max_centers = DEFAULT_MAX_CENTERS
 
     def fuse(
         self, outputs: Mapping[str, torch.Tensor], index: int, params: Any, frame: PixelFrame | None
@@ -138,6 +140,7 @@ class CenterOffsetFusion(FamilyFusion):
                 self.thing_classes,
                 params,
                 num_classes=self.num_classes,
+                max_centers=self.max_centers,
                 frame=frame,
             )
             return FusedFrame(fixed.panoptic, fixed.instance, fixed.segments, fixed.centers.dropped)

@@ -38,6 +38,7 @@ from panoptic_ros.core.decode import check_message, color_frame
 from panoptic_ros.core.messages import header_message
 from panoptic_ros.core.payload import InputTooLarge
 from panoptic_ros.errors import ConfigError, ImageDecodeError, PanopticRosError, UnsupportedEncodingError
+from panoptic_ros.fusion.center_offset_fixed import DEFAULT_MAX_CENTERS
 from panoptic_ros.resources import default_model
 from panoptic_ros.ros.camera_io import CameraIO, available_outputs
 from panoptic_ros.ros.inputs import CameraInputs
@@ -336,6 +337,13 @@ class PanopticNode(LifecycleNode):
             return
         for event in result.events:
             self._trouble(result.camera, event, f"tracker reset at stamp {result.stamp_ns / 1e9:.3f} s")
+        if result.dropped_centers:
+            self._trouble(
+                result.camera,
+                "center_overflow",
+                f"{result.dropped_centers} instance centers left out (more than the fusion's "
+                f"{DEFAULT_MAX_CENTERS} slots); set fusion.top_k to keep the best ones on purpose",
+            )
         begin = time.monotonic_ns()
         config = self.config
         enabled = {"markers": config.publish_markers, "detections": config.publish_vision_msgs}

@@ -272,7 +272,15 @@ class FrameEngine:
             events=events,
             times={**batch_times, "tracking": tracking_s, "outputs": outputs_s},
             cloud=cloud,
+            dropped_centers=self._dropped_centers(out),
         )
+
+    def _dropped_centers(self, out: FrameOutput) -> int:
+        """Centers the fixed-shape fusion left out; read from the device only where it can leave some
+        out (no ``top_k``)."""
+        if out.dropped_centers is None or getattr(self.pipeline.params, "top_k", 0) is not None:
+            return 0
+        return int(out.dropped_centers)
 
     def _display_map(self, out: FrameOutput, tracked: TrackerOutput | None) -> torch.Tensor:
         """The panoptic map the overlay shows: things shaded by track id when tracking (a track keeps

@@ -125,6 +125,8 @@ class FrameResult(NamedTuple):
             ``fusion``, ``postprocess``) and for this frame (``tracking``, ``outputs``).
         cloud: the panoptic point cloud (:data:`panoptic_ros.runtime.cloud.POINT_DTYPE` records) when
             asked for and the frame had depth and a camera model, else None.
+        dropped_centers: instance centers above the threshold that the fixed-shape fusion left out
+            for lack of slots (the lowest-scoring ones; possible only without ``fusion.top_k``).
     """
 
     camera: str
@@ -138,6 +140,7 @@ class FrameResult(NamedTuple):
     events: tuple[str, ...]
     times: dict[str, float]
     cloud: np.ndarray | None = None
+    dropped_centers: int = 0
 
     @property
     def height(self) -> int:

@@ -12,7 +12,8 @@ Every frame that reaches a subscription callback is accounted for:
 
 Beside the balance: ``lost`` counts messages the middleware dropped before the callback (gaps in the
 publishers' sequence numbers, where the rmw reports them), ``depth_error`` frames served without 3D
-positions, and stream events (:data:`EVENT_KINDS`) on frames that were served.
+positions, ``center_overflow`` frames served with instance centers left out for lack of slots, and
+stream events (:data:`EVENT_KINDS`) on frames that were served.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ BAD_KINDS = ("malformed", "unsupported_encoding", "corrupt_compressed", "too_lar
 FAILURE_KINDS = ("processing_error",)
 #: Problems of side inputs; the frame is still served (without 3D positions).
 SIDE_KINDS = ("depth_error",)
+#: Served frames where a fixed capacity left something out (instance centers beyond the fixed-shape
+#: fusion's slots, only without ``fusion.top_k``).
+CAPACITY_KINDS = ("center_overflow",)
 #: Stream events of served frames (the tracker resets); not failures.
 EVENT_KINDS = ("resolution_change", "time_jump_back")
-KINDS = (*BAD_KINDS, *FAILURE_KINDS, *SIDE_KINDS, *EVENT_KINDS)
+KINDS = (*BAD_KINDS, *FAILURE_KINDS, *SIDE_KINDS, *CAPACITY_KINDS, *EVENT_KINDS)
 #: Recent frames kept per camera for the watchdog (a window of 10 s at up to 200 Hz).
 SAMPLES = 2000
 

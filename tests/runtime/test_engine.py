@@ -209,3 +209,29 @@ def test_tracking_at_model_resolution_equals_tracking_the_camera_map(
         assert np.array_equal(a.instance_track_ids, b.instance_track_ids)
         assert np.array_equal(a.tracks.areas, b.tracks.areas) and a.tracks.areas.sum() > 0
         assert np.array_equal(a.tracks.track_ids, b.tracks.track_ids)
+
+
+def test_fixed_shape_engine_equals_the_data_dependent_one_and_counts_dropped_centers(sequence: list) -> None:
+    """The engine with the fixed-shape fusion (CUDA's default) publishes what the CPU's default
+    publishes, frame by frame with tracking; without ``top_k`` the centers beyond the slots are counted."""
+    model = REPO / "engines" / "panoptic_synthetic.onnx"
+    results = {}
+    for fixed in (False, True):
+        with FrameEngine.open(model, backend="onnxruntime", device="cpu", fixed_shapes=fixed) as engine:
+            frames = [InputFrame("a", s.image, k * PERIOD, overlay=True) for k, s in enumerate(sequence)]
+            results[fixed] = [engine.process([f])[0] for f in frames]
+    for a, b in zip(results[False], results[True], strict=True):
+        assert np.array_equal(a.semantic, b.semantic) and np.array_equal(a.instance_ids, b.instance_ids)
+        assert np.array_equal(a.overlay_bgr, b.overlay_bgr)
+        for name in a.instances._fields:
+            assert np.array_equal(getattr(a.instances, name), getattr(b.instances, name)), name
+        assert a.dropped_centers == b.dropped_centers == 0
+    with FrameEngine.open(model, backend="onnxruntime", device="cpu", fixed_shapes=True) as engine:
+        engine.apply(EngineParams(tracking=False, fusion=engine.fusion_params({"top_k": None})))
+        (full,) = engine.process([InputFrame("a", sequence[0].image, 0)])
+        things = int(full.instances.is_thing.sum())
+        assert things >= 3 and full.dropped_centers == 0
+        engine.pipeline.fusion.max_centers = 2  # type: ignore[attr-defined]
+        (cut,) = engine.process([InputFrame("a", sequence[0].image, PERIOD)])
+        assert int(cut.instances.is_thing.sum()) <= 2
+        assert cut.dropped_centers >= things - 2
