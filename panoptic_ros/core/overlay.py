@@ -15,7 +15,6 @@ import functools
 
 import cv2
 import numpy as np
-import torch
 
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.segments import PixelFrame
@@ -124,17 +123,17 @@ def _changes(index: np.ndarray) -> np.ndarray:
 
 
 def tracked_display_map(
-    panoptic: torch.Tensor, instance: torch.Tensor, track_map: torch.Tensor, label_divisor: int
-) -> torch.Tensor:
-    """The map an overlay of a tracked frame shows: things as ``category * label_divisor + n`` with
-    ``n`` derived from the track id (so a track keeps its shade), stuff as is, untracked things and
-    void as -1. All ``[H, W]`` on one device; ``panoptic`` int64, ``instance`` the per-frame thing
-    numbers (0 for stuff), ``track_map`` the track ids (0 for none)."""
-    track_map = track_map.to(panoptic.device).long()
-    category = torch.div(panoptic.clamp(min=0), label_divisor, rounding_mode="floor")
-    stuff = (panoptic >= 0) & (instance == 0)
-    return torch.where(
-        track_map > 0,
-        category * label_divisor + track_map % (label_divisor - 1) + 1,
-        torch.where(stuff, panoptic, -1),
-    )
+    semantic: np.ndarray, track_ids: np.ndarray, label_set: LabelSet, label_divisor: int
+) -> np.ndarray:
+    """The panoptic map an overlay of a tracked frame shows, from the published label maps (host
+    ``[h, w]`` arrays): things as ``category * label_divisor + n`` with ``n`` derived from the track id
+    (so a track keeps its shade), stuff as ``category * label_divisor``, things without a published
+    track and void as -1. ``semantic`` holds category ids (the label set's void value for void),
+    ``track_ids`` the track id of each thing pixel (0 elsewhere)."""
+    category = semantic.astype(np.int64)
+    void_semantic = label_set.void_semantic
+    things = np.zeros(void_semantic + 1, dtype=bool)  # by category id, void included
+    things[: label_set.is_thing_lut.size] = label_set.is_thing_lut
+    tracked = category * label_divisor + track_ids % (label_divisor - 1) + 1
+    shown = np.where(things[category] | (category == void_semantic), -1, category * label_divisor)
+    return np.where(track_ids > 0, tracked, shown)

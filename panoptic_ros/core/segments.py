@@ -17,6 +17,7 @@ map: ``area = sum_r sum_c [seg] * rows.weight[r] * cols.weight[c]`` and so on (s
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -67,16 +68,69 @@ class AxisMap(NamedTuple):
         return cls(index=index, weight=weight, first=first, last=last, total=total, host_index=host)
 
 
+#: Beyond any camera position (the "first" of a padding slot in :class:`Axes`).
+_FAR = 1 << 62
+
+
+class Axes(NamedTuple):
+    """Both axes of a frame side by side, padded to one length ``L = max(h, w)``, for measuring every
+    segment's rows and columns in one joint histogram ``[S, 2, L]`` (channel 0 the rows, 1 the
+    columns): per channel and position, the camera ``weight``, ``first``, ``last`` and ``total`` of
+    :class:`AxisMap` (padding: weight 0, first far, last -1, total 0). ``base`` ``[2, h, w]`` int64
+    each pixel's place in a segment's ``2 L`` bins (its row, ``L +`` its column); ``pixel_weights``
+    ``[2, h, w]`` what each pixel counts there (its column's camera weight in the row channel, its
+    row's in the column channel), None for the identity frame."""
+
+    length: int
+    base: torch.Tensor
+    pixel_weights: torch.Tensor | None
+    weight: torch.Tensor
+    first: torch.Tensor
+    last: torch.Tensor
+    total: torch.Tensor
+
+    @classmethod
+    def of(cls, rows: AxisMap, cols: AxisMap, identity: bool) -> Axes:
+        height, width = rows.weight.numel(), cols.weight.numel()
+        device = rows.weight.device
+        length = max(height, width)
+
+        def padded(row_values: torch.Tensor, col_values: torch.Tensor, fill: int) -> torch.Tensor:
+            table = torch.full((2, length), fill, dtype=torch.int64, device=device)
+            table[0, :height] = row_values
+            table[1, :width] = col_values
+            return table
+
+        r = torch.arange(height, device=device)[:, None].expand(height, width)
+        c = torch.arange(width, device=device)[None, :].expand(height, width)
+        weights = None
+        if not identity:
+            weights = torch.stack(
+                (cols.weight[None, :].expand(height, width), rows.weight[:, None].expand(height, width))
+            )
+        return cls(
+            length=length,
+            base=torch.stack((r, length + c)),
+            pixel_weights=weights,
+            weight=padded(rows.weight, cols.weight, 0),
+            first=padded(rows.first, cols.first, _FAR),
+            last=padded(rows.last, cols.last, -1),
+            total=padded(rows.total, cols.total, 0),
+        )
+
+
 class PixelFrame(NamedTuple):
     """How the pixels of an ``h x w`` model-resolution map land in a camera frame (see the module
     docstring): ``rows`` maps model rows to camera rows, ``cols`` model columns to camera columns;
     ``weights`` ``[h, w]`` int64 how many camera pixels copy each model pixel (0 for letterbox
     padding), None when the camera frame is the map itself. Statistics of the model-resolution map
-    weighted by it are those of the camera-frame map. Made by :meth:`of` (once per camera geometry)."""
+    weighted by it are those of the camera-frame map. ``axes``: both axes for the joint histogram of
+    :func:`segment_geometry`. Made by :meth:`of` (once per camera geometry)."""
 
     rows: AxisMap
     cols: AxisMap
     weights: torch.Tensor | None
+    axes: Axes
 
     @classmethod
     def of(cls, rows: AxisMap, cols: AxisMap) -> PixelFrame:
@@ -87,7 +141,7 @@ class PixelFrame(NamedTuple):
             for axis in (rows, cols)
         )
         weights = None if identity else rows.weight[:, None] * cols.weight[None, :]
-        return cls(rows, cols, weights)
+        return cls(rows, cols, weights, Axes.of(rows, cols, identity))
 
     @property
     def camera_size(self) -> tuple[int, int]:
@@ -127,33 +181,37 @@ def histogram(index: torch.Tensor, size: int, weights: torch.Tensor | None = Non
     """
     counts = torch.zeros(size, dtype=torch.int64, device=index.device)
     if weights is None:
-        weights = torch.ones(1, dtype=torch.int64, device=index.device).expand_as(index)
+        weights = _ones(index.numel(), index.device)
     return counts.index_add_(0, index.reshape(-1), weights.reshape(-1))
+
+
+@functools.lru_cache(maxsize=16)
+def _ones(count: int, device: torch.device) -> torch.Tensor:
+    """``[count]`` int64 ones (made once per size and device; never written)."""
+    return torch.ones(count, dtype=torch.int64, device=device)
+
+
+def as_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` in ``dtype``: itself when it already is (no op dispatched), else converted."""
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
 
 
 def segment_histograms(
     segment_of_pixel: torch.Tensor, num_segments: int, frame: PixelFrame | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each segment's pixels per row ``[S, h]`` and per column ``[S, w]`` of an ``[h, w]`` label map.
+) -> torch.Tensor:
+    """Each segment's pixels per row and per column of an ``[h, w]`` label map in one joint histogram
+    ``[S, 2, L]`` (see :class:`Axes`: channel 0 the rows, 1 the columns, ``L = max(h, w)``).
 
     With a ``frame``, each pixel counts as the camera pixels of its row (column) that copy it: the
-    per-row histogram weighs a pixel by its column's camera weight and the per-column one by its row's,
-    which is what :func:`geometry_from_histograms` needs to measure in the camera frame.
+    row channel weighs a pixel by its column's camera weight and the column channel by its row's,
+    which is what :func:`geometry_from_histogram` needs to measure in the camera frame.
     """
     height, width = segment_of_pixel.shape
-    device = segment_of_pixel.device
-    rows = torch.arange(height, device=device)
-    cols = torch.arange(width, device=device)
-    row_weights = col_weights = None
-    if frame is not None:
-        row_weights = frame.cols.weight[None, :].expand(height, width)
-        col_weights = frame.rows.weight[:, None].expand(height, width)
-    row_hist = histogram(segment_of_pixel * height + rows[:, None], (num_segments + 1) * height, row_weights)
-    col_hist = histogram(segment_of_pixel * width + cols[None, :], (num_segments + 1) * width, col_weights)
-    return (
-        row_hist.view(num_segments + 1, height)[:num_segments],
-        col_hist.view(num_segments + 1, width)[:num_segments],
-    )
+    axes = frame.axes if frame is not None else identity_axes(height, width, segment_of_pixel.device)
+    bins = 2 * axes.length
+    key = segment_of_pixel[None] * bins + axes.base
+    hist = histogram(key, (num_segments + 1) * bins, axes.pixel_weights)
+    return hist.view(num_segments + 1, 2, axes.length)[:num_segments]
 
 
 def segment_geometry(
@@ -170,49 +228,49 @@ def segment_geometry(
     Returns:
         :class:`SegmentGeometry`; exact integer areas, extents and coordinate sums, no device sync.
     """
-    row_hist, col_hist = segment_histograms(segment_of_pixel, num_segments, frame)
-    return geometry_from_histograms(row_hist, col_hist, frame)
+    height, width = segment_of_pixel.shape
+    axes = frame.axes if frame is not None else identity_axes(height, width, segment_of_pixel.device)
+    return geometry_from_histogram(segment_histograms(segment_of_pixel, num_segments, frame), axes)
 
 
 def geometry_from_histograms(
     row_hist: torch.Tensor, col_hist: torch.Tensor, frame: PixelFrame | None = None
 ) -> SegmentGeometry:
     """Geometry from each segment's pixel count per row (``[S, h]`` int64) and per column (``[S, w]``),
-    weighted as :func:`segment_histograms` makes them when a ``frame`` is given."""
-    device = row_hist.device
-    if frame is None:
-        rows = _identity_axis(row_hist.shape[1], device)
-        cols = _identity_axis(col_hist.shape[1], device)
-    else:
-        rows, cols = frame.rows, frame.cols
-    areas = (row_hist * rows.weight).sum(dim=1)
-    y_first, y_last = _extent((row_hist > 0) & (rows.weight > 0))
-    x_first, x_last = _extent((col_hist > 0) & (cols.weight > 0))
+    weighted as :func:`segment_histograms` weighs its channels when a ``frame`` is given."""
+    height, width = row_hist.shape[1], col_hist.shape[1]
+    axes = frame.axes if frame is not None else identity_axes(height, width, row_hist.device)
+    hist = row_hist.new_zeros((row_hist.shape[0], 2, axes.length))
+    hist[:, 0, :height] = row_hist
+    hist[:, 1, :width] = col_hist
+    return geometry_from_histogram(hist, axes)
+
+
+def geometry_from_histogram(hist: torch.Tensor, axes: Axes) -> SegmentGeometry:
+    """Geometry from a joint histogram ``[S, 2, L]`` (:func:`segment_histograms`) over ``axes``: the
+    area is the weighted count, the extent runs from the first camera position of the first occupied
+    row (column) to the last of the last, the centroid is the weighted sum of camera positions over
+    the area. Both axes at once: a dozen ops whatever S."""
+    areas = (hist * axes.weight).sum(dim=2)[:, 0]  # either channel sums to the area
+    occupied = (hist > 0) & (axes.weight > 0)
+    low = torch.where(occupied, axes.first, _FAR).amin(dim=2)  # [S, 2]: (y0, x0)
+    high = torch.where(occupied, axes.last, -1).amax(dim=2)  # (y1, x1)
+    boxes = torch.cat((low, high - low + 1), dim=1).flip(1).roll(2, dims=1)  # (x0, y0, w, h)
     present = areas > 0
-    zero = torch.zeros_like(areas)
-    x0, y0 = cols.first[x_first], rows.first[y_first]
-    bboxes = torch.stack(
-        (
-            torch.where(present, x0, zero),
-            torch.where(present, y0, zero),
-            torch.where(present, cols.last[x_last] - x0 + 1, zero),
-            torch.where(present, rows.last[y_last] - y0 + 1, zero),
-        ),
-        dim=1,
+    centroids = (hist * axes.total).sum(dim=2).flip(1).double() / areas.clamp(min=1).double()[:, None]
+    return SegmentGeometry(
+        areas=areas, bboxes=torch.where(present[:, None], boxes, 0), centroids=centroids.float()
     )
-    area_f = areas.clamp(min=1).double()
-    x_mean = (col_hist * cols.total).sum(dim=1).double() / area_f
-    y_mean = (row_hist * rows.total).sum(dim=1).double() / area_f
-    return SegmentGeometry(areas=areas, bboxes=bboxes, centroids=torch.stack((x_mean, y_mean), dim=1).float())
+
+
+@functools.lru_cache(maxsize=32)
+def identity_axes(height: int, width: int, device: torch.device) -> Axes:
+    """The :class:`Axes` of a map measured in its own pixels (cached per size and device)."""
+    rows = _identity_axis(height, device)
+    cols = _identity_axis(width, device)
+    return Axes.of(rows, cols, identity=True)
 
 
 def _identity_axis(length: int, device: torch.device) -> AxisMap:
     positions = torch.arange(length, device=device)
     return AxisMap(positions, torch.ones_like(positions), positions, positions, positions, np.arange(length))
-
-
-def _extent(occupied: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and last True index along dim 1 of an ``[S, L]`` bool tensor (garbage for empty rows)."""
-    length = occupied.shape[1]
-    as_int = occupied.to(torch.uint8)
-    return as_int.argmax(dim=1), length - 1 - as_int.flip(dims=(1,)).argmax(dim=1)

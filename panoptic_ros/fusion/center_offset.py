@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR, VOID_PANOPTIC
 from panoptic_ros.core.params import check_int, check_number, from_mapping
-from panoptic_ros.core.segments import PixelFrame, histogram, segment_geometry
+from panoptic_ros.core.segments import PixelFrame, as_dtype, histogram, segment_geometry
 from panoptic_ros.errors import ConfigError, PanopticRosError
 
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
@@ -286,7 +286,7 @@ def _nms_dense(kept: torch.Tensor, kernel: int) -> torch.Tensor:
     half = kernel // 2
     pooled = F.max_pool2d(kept[None, None], kernel_size=(kernel, 1), stride=1, padding=(half, 0))
     pooled = F.max_pool2d(pooled, kernel_size=(1, kernel), stride=1, padding=(0, half))[0, 0]
-    return torch.where(kept == pooled, kept, torch.full_like(kept, -1.0))
+    return torch.where(kept == pooled, kept, -1.0)
 
 
 def _heatmap_2d(center_heatmap: torch.Tensor) -> torch.Tensor:
@@ -451,69 +451,86 @@ def merge_segments(
         label_divisor``.
     """
     height, width = semantic.shape
-    device = semantic.device
     num_classes = is_thing_class.numel()
-    sem = semantic.reshape(-1)
-    ins = instance.reshape(-1)
-    code = ins * num_classes + sem  # each pixel's (instance, class) pair; the maps below are lookups of it
+    keys = _merge_keys(num_centers, num_classes, label_divisor, semantic.device)
+    code = instance.reshape(-1) * num_classes + semantic.reshape(-1)  # each pixel's (instance, class) pair
     votes = histogram(code, (num_centers + 1) * num_classes).view(num_centers + 1, num_classes)
     instance_votes = votes[1:]  # [K, C]
     present = instance_votes.sum(dim=1) > 0
-    instance_class = instance_votes.argmax(dim=1)  # first maximum: the smallest tied class
-    class_range = torch.arange(num_classes, device=device)
-    class_one_hot = (instance_class[:, None] == class_range[None, :]) & present[:, None]  # [K, C]
-    number = class_one_hot.long().cumsum(dim=0).gather(1, instance_class[:, None]).squeeze(1)  # 1, 2, ...
+    instance_class = instance_votes.argmax(dim=1, keepdim=True)  # first maximum: the smallest tied class
+    # n-th present instance of its class, in center order: 1, 2, ...
+    number = (
+        ((instance_class == keys.classes) & present[:, None]).long().cumsum(dim=0).gather(1, instance_class)
+    )
+    thing_ids = (instance_class * label_divisor + number).view(-1)
+    instance_class = instance_class.view(-1)
     if num_centers >= label_divisor and bool((number >= label_divisor).any()):
         raise ConfigError(
             f"a class has {label_divisor} or more instances, which does not fit "
             f"label_divisor={label_divisor}; set top_k or a larger label_divisor"
         )
-    stuff_count = votes[0]
-    stuff_kept = ~is_thing_class & (stuff_count >= stuff_area) & (stuff_count > 0)
+    # stuff: the classes that are not things, with at least stuff_area (and one) pixels
+    stuff_kept = ~is_thing_class & (votes[0] >= max(stuff_area, 1))
 
     # segment rows: the kept keys (things by center, then stuff by class) in order; the key of each row
     flags = torch.cat((present, stuff_kept))  # [K + C]
     num_keys = flags.numel()
-    position = flags.long().cumsum(dim=0) - 1
-    key_of_row = torch.full((num_keys + 1,), num_keys, dtype=torch.int64, device=device)
-    key_of_row.scatter_(0, torch.where(flags, position, num_keys), torch.arange(num_keys, device=device))
-    if fixed_rows:
-        num_segments = num_keys  # rows past the kept keys are padding (key num_keys)
-        selected = key_of_row[:num_keys]
-    else:
-        num_segments = int(flags.sum())
-        selected = key_of_row[:num_segments]  # [S]
-    lookup = torch.where(flags, position, num_segments)  # key -> its row, num_segments for none
-    # a pair's key: thing k for instance k + 1, stuff of its class for instance 0
-    key_of_code = torch.cat(
-        (num_centers + class_range, torch.arange(num_centers, device=device).repeat_interleave(num_classes))
-    )
-    segment_of_code = lookup[key_of_code]
-    segment_of_pixel = segment_of_code[code]
-
-    void = torch.full((1,), VOID_PANOPTIC, dtype=torch.int64, device=device)
-    no_class = torch.zeros(1, dtype=torch.int64, device=device)
-    ids_of_key = torch.cat((instance_class * label_divisor + number, class_range * label_divisor, void))
-    segment_ids = ids_of_key[selected]
-    segment_classes = torch.cat((instance_class, class_range, no_class))[selected]
-    is_thing_segment = selected < num_centers
-    segment_centers = torch.where(is_thing_segment, selected, torch.full_like(selected, -1))
-
-    panoptic = torch.cat((segment_ids, void))[segment_of_code][code]
-    thing_of_segment = torch.cat((is_thing_segment, torch.zeros(1, dtype=torch.bool, device=device)))
-    instance_of_code = torch.where(thing_of_segment[segment_of_code], segment_of_code + 1, 0).to(torch.int32)
-    instance_out = instance_of_code[code]
+    row_or_none = torch.where(flags, flags.long().cumsum(dim=0) - 1, num_keys)  # key -> its row
+    key_of_row = torch.full((num_keys + 1,), num_keys, dtype=torch.int64, device=semantic.device)
+    key_of_row.scatter_(0, row_or_none, keys.keys)  # key num_keys: padding (and the dump of "none")
+    num_segments = num_keys if fixed_rows else int(flags.sum())  # fixed: padding rows past the kept keys
+    selected = key_of_row[:num_segments]  # [S]
+    segment_of_code = row_or_none.clamp(max=num_segments)[keys.key_of_code]  # none -> num_segments
+    segment_ids = torch.cat((thing_ids, keys.stuff_ids))[selected]
+    thing_rows = torch.cat(
+        (torch.where(present, row_or_none[:num_centers] + 1, 0), keys.no_rows)
+    )  # key -> row + 1 if thing
     return MergeResult(
-        panoptic=panoptic.view(height, width),
-        instance=instance_out.view(height, width),
-        segment_of_pixel=segment_of_pixel.view(height, width),
+        panoptic=torch.cat((segment_ids, keys.void))[segment_of_code][code].view(height, width),
+        instance=thing_rows.to(torch.int32)[keys.key_of_code][code].view(height, width),
+        segment_of_pixel=segment_of_code[code].view(height, width),
         segment_ids=segment_ids,
-        segment_classes=segment_classes,
-        segment_centers=segment_centers,
+        segment_classes=torch.cat((instance_class, keys.stuff_classes))[selected],
+        segment_centers=keys.centers[selected],
         # each pair's votes counted to its segment: the pixels of every segment without a pass over the map
-        segment_pixels=torch.zeros(num_segments + 1, dtype=torch.int64, device=device).index_add_(
+        segment_pixels=torch.zeros(num_segments + 1, dtype=torch.int64, device=semantic.device).index_add_(
             0, segment_of_code, votes.reshape(-1)
         )[:num_segments],
+    )
+
+
+class _MergeKeys(NamedTuple):
+    """Constant tables of :func:`merge_segments` for K centers and C classes (made once).
+
+    A key is a segment candidate: thing ``k`` (center ``k``) for ``k < K``, stuff class ``c`` as key
+    ``K + c``, and key ``K + C`` stands for padding. ``key_of_code`` ``[(K + 1) C]`` the key of each
+    (instance, class) pair: thing ``k`` for instance ``k + 1``, the stuff of its class for instance 0.
+    """
+
+    classes: torch.Tensor  # [1, C] class indices
+    keys: torch.Tensor  # [K + C] 0..K+C-1
+    key_of_code: torch.Tensor
+    stuff_ids: torch.Tensor  # [C + 1] c * label_divisor of the stuff keys, -1 for padding
+    stuff_classes: torch.Tensor  # [C + 1] c of the stuff keys, 0 for padding
+    centers: torch.Tensor  # [K + C + 1] the center of a thing key, -1 for stuff and padding
+    no_rows: torch.Tensor  # [C] zeros: stuff keys are no thing
+    void: torch.Tensor  # [1] the void panoptic id
+
+
+@functools.lru_cache(maxsize=64)
+def _merge_keys(num_centers: int, num_classes: int, label_divisor: int, device: torch.device) -> _MergeKeys:
+    classes = torch.arange(num_classes, device=device)
+    things = torch.arange(num_centers, device=device)
+    minus_one = torch.full((1,), -1, dtype=torch.int64, device=device)
+    return _MergeKeys(
+        classes=classes[None, :],
+        keys=torch.arange(num_centers + num_classes, device=device),
+        key_of_code=torch.cat((num_centers + classes, things.repeat_interleave(num_classes))),
+        stuff_ids=torch.cat((classes * label_divisor, minus_one)),
+        stuff_classes=torch.cat((classes, torch.zeros(1, dtype=torch.int64, device=device))),
+        centers=torch.cat((things, minus_one.expand(num_classes + 1))),
+        no_rows=torch.zeros(num_classes, dtype=torch.int64, device=device),
+        void=torch.full((1,), VOID_PANOPTIC, dtype=torch.int64, device=device),
     )
 
 
@@ -552,7 +569,7 @@ def segment_stats(
             own_areas = merged.segment_pixels
         else:
             own_areas = histogram(pixel_segment, num_segments + 1)[:-1]
-        logits = semantic_logits.float().reshape(semantic_logits.shape[0], -1)
+        logits = as_dtype(semantic_logits, torch.float32).reshape(semantic_logits.shape[0], -1)
         classes = torch.cat((merged.segment_classes, torch.zeros(1, dtype=torch.int64, device=device)))
         prob = torch.softmax(logits, dim=0).gather(0, classes[pixel_segment][None])[0]
         prob_sum = torch.zeros(num_segments + 1, dtype=torch.float64, device=device)
@@ -561,7 +578,7 @@ def segment_stats(
     else:
         scores = torch.ones(num_segments, dtype=torch.float32, device=device)
     if center_scores is not None and center_scores.numel() > 0:
-        center_value = center_scores.float()[merged.segment_centers.clamp(min=0)]
+        center_value = as_dtype(center_scores, torch.float32)[merged.segment_centers.clamp(min=0)]
         scores = torch.where(is_thing, scores * center_value, scores)
     return SegmentStats(
         ids=merged.segment_ids,

@@ -22,13 +22,14 @@ device syncs are what cost (CUDA) and the data-dependent path on the CPU.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 
-from panoptic_ros.core.segments import PixelFrame
+from panoptic_ros.core.segments import PixelFrame, as_dtype
 from panoptic_ros.fusion.center_offset import (
     DEFAULT_MEMORY_BUDGET_BYTES,
     CenterOffsetParams,
@@ -110,7 +111,7 @@ def find_centers_fixed(
     """
     heat = _heatmap_2d(center_heatmap)
     width = heat.shape[1]
-    kept = torch.where(heat > center_threshold, heat, torch.full_like(heat, -1.0))
+    kept = torch.where(heat > center_threshold, heat, -1.0)
     flat = _nms_dense(kept, nms_kernel).reshape(-1)
     slots = min(center_slots(top_k, max_centers), flat.numel())
     if slots == 0:
@@ -131,7 +132,7 @@ def find_centers_fixed(
     points = torch.stack((rows, index - rows * width), dim=1)
     return FixedCenters(
         points=torch.where(valid[:, None], points, -1),
-        scores=torch.where(valid, values, 0.0).float(),
+        scores=as_dtype(torch.where(valid, values, 0.0), torch.float32),
         valid=valid,
         dropped=dropped,
     )
@@ -158,13 +159,10 @@ def group_pixels_fixed(
     slots = centers.points.shape[0]
     if slots == 0:
         return torch.zeros(height, width, dtype=torch.int64, device=device)
-    rows = torch.arange(height, device=device, dtype=torch.float32)[:, None].expand(height, width)
-    cols = torch.arange(width, device=device, dtype=torch.float32)[None, :].expand(height, width)
-    offsets = offsets.float()
-    locations = torch.stack((rows + offsets[0], cols + offsets[1]), dim=-1).reshape(-1, 2)  # [P, 2]
+    # (y + dy, x + dx) of every pixel as [P, 2] (a view of the [2, P] sum)
+    locations = (_pixel_grid(height, width, device) + as_dtype(offsets, torch.float32)).view(2, -1).t()
     # an empty slot is infinitely far from every pixel: it never wins against a center
-    far = torch.full((), math.inf, device=device)
-    points = torch.where(centers.valid[:, None], centers.points.float(), far).contiguous()[None]  # [1, K, 2]
+    points = torch.where(centers.valid[:, None], centers.points.float(), math.inf)[None]  # [1, K, 2]
     nearest = torch.empty(height * width, dtype=torch.int64, device=device)
     chunk = grouping_chunk_size(slots, memory_budget_bytes)
     for start in range(0, height * width, chunk):
@@ -173,6 +171,14 @@ def group_pixels_fixed(
         torch.argmin(distance, dim=1, out=nearest[start:stop])
     keep = thing_mask.reshape(-1) & centers.valid.any()
     return torch.where(keep, nearest + 1, 0).view(height, width)
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """``[2, H, W]`` float32 row and column of every pixel (made once per size and device)."""
+    rows = torch.arange(height, device=device, dtype=torch.float32)[:, None].expand(height, width)
+    cols = torch.arange(width, device=device, dtype=torch.float32)[None, :].expand(height, width)
+    return torch.stack((rows, cols))
 
 
 def fuse_center_offset_fixed(

@@ -30,6 +30,7 @@ import torch
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.overlay import overlay, tracked_display_map
 from panoptic_ros.runtime.cloud import color_table, frame_cloud
+from panoptic_ros.runtime.download import download
 from panoptic_ros.runtime.instances import HostSegments, instance_table, with_positions
 from panoptic_ros.runtime.pipeline import FrameOutput, NetworkBatch, PanopticPipeline
 from panoptic_ros.runtime.records import FrameResult, InputFrame
@@ -212,15 +213,20 @@ class FrameEngine:
         stream = self._stream(frame.camera)
         with torch.profiler.record_function("panoptic::tracking"):
             start = time.perf_counter()
-            segments = HostSegments(out.segments)  # the table moves to the host once
+            # the table and the label maps move to the host once, together
+            host = download(out, panoptic=frame.overlay and stream.tracker is None, dtype=self._map_dtype)
+            segments = host.segments
             tracked: TrackerOutput | None = None
             if stream.tracker is not None:
-                tracked = stream.tracker.update(tracker_input(out, frame.stamp_ns, segments))
+                inp = tracker_input(out, frame.stamp_ns, segments)
+                tracked = stream.tracker.update(inp)
                 events = tracked.events
                 id_map = tracked.track_map
+                host_ids = tracked.host_track_map(host.instance, np.asarray(inp.ids))
             else:
                 events = stream.check.observe(out.camera_size, frame.stamp_ns)
                 id_map = out.instance
+                host_ids = host.instance
             tracking_s = time.perf_counter() - start
 
         with torch.profiler.record_function("panoptic::outputs"):
@@ -237,13 +243,14 @@ class FrameEngine:
                     label_divisor=self.label_divisor,
                     min_pixels=params.min_depth_pixels,
                 )
-            # the label maps (and the overlay's) leave the device in one transfer at the model's
-            # resolution, and are expanded on the host
-            maps = [out.semantic, id_map]
-            if frame.overlay:
-                maps.append(self._display_map(out, tracked))
-            host_maps = torch.stack([m.to(self._map_dtype) for m in maps]).cpu().numpy()
-            overlay_bgr = self._overlay(frame, out, host_maps[2]) if frame.overlay else None
+            overlay_bgr = None
+            if frame.overlay:  # things shaded by track id when tracking: a track keeps its shade
+                shown = (
+                    tracked_display_map(host.semantic, host_ids, self.label_set, self.label_divisor)
+                    if tracked is not None
+                    else host.panoptic
+                )
+                overlay_bgr = self._overlay(frame, out, shown)
             cloud = None
             if frame.points and frame.depth is not None and frame.camera_model is not None:
                 if self._colors is None:
@@ -257,8 +264,9 @@ class FrameEngine:
                     self._colors,
                     stride=stride,
                 )
-            semantic = out.frame.expand(host_maps[0].astype(self._semantic_dtype))
-            instance_ids = out.frame.expand(host_maps[1].astype(np.int32, copy=False))
+            # the label maps at the model's resolution, expanded to the camera's on the host
+            semantic = out.frame.expand(host.semantic.astype(self._semantic_dtype))
+            instance_ids = out.frame.expand(host_ids.astype(np.int32, copy=False))
             outputs_s = time.perf_counter() - start
         return FrameResult(
             camera=frame.camera,
@@ -281,13 +289,6 @@ class FrameEngine:
         if out.dropped_centers is None or getattr(self.pipeline.params, "top_k", 0) is not None:
             return 0
         return int(out.dropped_centers)
-
-    def _display_map(self, out: FrameOutput, tracked: TrackerOutput | None) -> torch.Tensor:
-        """The panoptic map the overlay shows: things shaded by track id when tracking (a track keeps
-        its shade), at the model's resolution."""
-        if tracked is None:
-            return out.panoptic
-        return tracked_display_map(out.panoptic, out.instance, tracked.track_map, self.label_divisor)
 
     def _overlay(self, frame: InputFrame, out: FrameOutput, shown: np.ndarray) -> np.ndarray:
         """The BGR overlay of the host display map (colors chosen at the model's resolution, the

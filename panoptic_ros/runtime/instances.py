@@ -23,22 +23,27 @@ from panoptic_ros.tracking import TrackerOutput, TrackState, TrackTable
 _NO_SEGMENT = -(1 << 40)
 
 
-class HostSegments:
-    """A :class:`SegmentTable` on the host, moved in one transfer, without empty segments."""
+def segment_columns(table: SegmentTable) -> torch.Tensor:
+    """The table as one ``[S, 11]`` float64 block on its device (ids, category ids, is_thing, areas,
+    bboxes, centroids, scores): ``cat`` promotes the integer columns, every id, area and coordinate
+    stays exact."""
+    return torch.cat(
+        [
+            torch.stack((table.ids, table.category_ids, table.is_thing.long(), table.areas), dim=1),
+            table.bboxes,
+            table.centroids.double(),
+            table.scores.double()[:, None],
+        ],
+        dim=1,
+    )
 
-    def __init__(self, table: SegmentTable) -> None:
-        columns = torch.cat(
-            [
-                table.ids[:, None].double(),
-                table.category_ids[:, None].double(),
-                table.is_thing[:, None].double(),
-                table.areas[:, None].double(),
-                table.bboxes.double(),
-                table.centroids.double(),
-                table.scores[:, None].double(),
-            ],
-            dim=1,
-        ).cpu().numpy()  # fmt: skip
+
+class HostSegments:
+    """A :class:`SegmentTable` on the host, without empty segments: moved in one transfer, or made
+    from its :func:`segment_columns` already on the host."""
+
+    def __init__(self, table: SegmentTable | np.ndarray) -> None:
+        columns = table if isinstance(table, np.ndarray) else segment_columns(table).cpu().numpy()
         self.row = np.arange(columns.shape[0])  # row in the table: thing number - 1
         keep = columns[:, 3] > 0
         columns, self.row = columns[keep], self.row[keep]

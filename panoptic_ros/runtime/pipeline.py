@@ -28,7 +28,7 @@ import torch
 from panoptic_ros.backends.registry import create_backend, model_spec
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.preprocess import Preprocessor, ResizeMode, Transform, pixel_frame
-from panoptic_ros.core.segments import PixelFrame
+from panoptic_ros.core.segments import PixelFrame, as_dtype
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.center_offset_fixed import center_slots
 from panoptic_ros.fusion.families import FamilyFusion, FusedFrame, family_fusion
@@ -347,8 +347,8 @@ class PanopticPipeline:
             is_thing=seg.is_thing,
             areas=seg.areas,
             bboxes=seg.bboxes,
-            centroids=seg.centroids.float(),
-            scores=seg.scores.float(),
+            centroids=as_dtype(seg.centroids, torch.float32),
+            scores=as_dtype(seg.scores, torch.float32),
         )
         return DeviceFrame(panoptic, semantic, fused.instance, table, fused.dropped)
 

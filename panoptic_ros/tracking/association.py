@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from panoptic_ros.core.segments import as_dtype
+
 _MAX_LUT = 1 << 22  # id ranges up to this size use a lookup table, larger ones a binary search
 
 
@@ -25,7 +27,7 @@ def _histogram(index: torch.Tensor, size: int, weights: torch.Tensor | None = No
         if weights is None:
             return torch.bincount(index, minlength=size)
         # float64 sums of integer weights are exact far beyond any image size
-        return torch.bincount(index, weights=weights.double(), minlength=size).long()
+        return torch.bincount(index, weights=as_dtype(weights, torch.float64), minlength=size).long()
     counts = torch.zeros(size, dtype=torch.int64, device=index.device)
     if weights is None:
         weights = torch.ones(1, dtype=torch.int64, device=index.device).expand_as(index)
@@ -120,16 +122,13 @@ def mean_colors(
     if areas is None:
         areas = _histogram(flat, count + 1, flat_weights)
     if image.device.type == "cpu":
-        planes = image.permute(2, 0, 1).reshape(3, -1)
-        scale = flat_weights.double() if flat_weights is not None else None
-        sums = torch.stack(
-            [
-                torch.bincount(flat, weights=plane.double() * scale if scale is not None else plane.double(),
-                               minlength=count + 1)
-                for plane in planes
-            ],
-            dim=1,
-        ).float()  # fmt: skip
+        # one weighted bincount of (index, channel) over the channel planes (float64 sums)
+        planes = image.permute(2, 0, 1).reshape(3, -1).double()  # a channel-first image: no reorder
+        if flat_weights is not None:
+            planes = planes * as_dtype(flat_weights, torch.float64)
+        keys = flat + (count + 1) * torch.arange(3)[:, None]
+        sums = torch.bincount(keys.reshape(-1), weights=planes.reshape(-1), minlength=3 * (count + 1))
+        sums = sums.view(3, count + 1).t().float()
     else:
         pixels = image.reshape(-1, 3).float()
         if flat_weights is not None:

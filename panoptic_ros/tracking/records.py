@@ -239,6 +239,9 @@ class TrackerOutput(NamedTuple):
         stamp_ns: the frame's stamp.
         events: what reset the tracker at this frame (:data:`~panoptic_ros.tracking.stream.EVENTS`:
             a stamp earlier than the previous frame's, a new image size); empty when nothing did.
+        shown_track_ids: ``[T]`` int64 host array: the track id ``track_map`` shows on each input
+            instance's pixels (``instance_track_ids`` without the tentative tracks when those are not
+            published), so a host copy of the instance map gives the track map without a transfer.
     """
 
     track_map: torch.Tensor
@@ -247,6 +250,16 @@ class TrackerOutput(NamedTuple):
     instance_track_ids: np.ndarray
     stamp_ns: int
     events: tuple[str, ...] = ()
+    shown_track_ids: np.ndarray | None = None
+
+    def host_track_map(self, instance_map: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """``track_map`` computed on the host from a host copy of the input's instance map and the
+        input's ``ids`` (each pixel with value ``ids[k]`` shows ``shown_track_ids[k]``, others 0)."""
+        shown = self.shown_track_ids if self.shown_track_ids is not None else self.instance_track_ids
+        top = max(int(ids.max()) if ids.size else 0, int(instance_map.max()) if instance_map.size else 0)
+        lut = np.zeros(top + 1, dtype=np.int32)
+        lut[ids] = shown
+        return lut.take(instance_map)
 
     @property
     def reset(self) -> bool:

@@ -210,6 +210,7 @@ class Tracker:
             instance_track_ids=track_of_instance,
             stamp_ns=stamp,
             events=events,
+            shown_track_ids=published,
         )
 
     # ----------------------------------------------------------------------------------------------

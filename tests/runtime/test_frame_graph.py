@@ -126,3 +126,32 @@ def test_cuda_graph_replays_equal_the_eager_pipeline_without_a_sync() -> None:
     assert graphed.params.label_divisor == 1000
     eager.close()
     graphed.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_a_cuda_frame_syncs_twice_tracking_and_overlay_included(cuda_graph: bool) -> None:
+    """On CUDA the engine reads the device twice per frame: the frame's download (segment table and
+    label maps) and the tracker's statistics; the replayed graph or the fixed-shape fusion add none."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    import warnings
+
+    from panoptic_ros.runtime import FrameEngine, InputFrame
+
+    engine = FrameEngine.open(default_model(), backend="torch", device="cuda", cuda_graph=cuda_graph)
+    images = _camera_frames([(480, 640)] * 4, seed=5)
+    for k, image in enumerate(images[:3]):
+        engine.process([InputFrame("cam", image, k * 10**8, overlay=True)])
+    torch.cuda.synchronize()
+    engine.pipeline.timing = False  # timing synchronizes on purpose around each stage
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            engine.process([InputFrame("cam", images[3], 3 * 10**8, overlay=True)])
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) <= 2, syncs
+    engine.close()

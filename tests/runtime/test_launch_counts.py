@@ -13,19 +13,25 @@ from panoptic_ros.resources import default_model
 from panoptic_ros.runtime import FrameEngine
 
 
-@pytest.fixture(scope="module")
-def engine() -> FrameEngine:
-    return FrameEngine.open(default_model(), backend="onnxruntime", device="cpu")
-
-
-def test_ops_and_host_reads_per_frame_do_not_grow_with_things(engine: FrameEngine) -> None:
+@pytest.mark.parametrize("fixed_shapes", [False, True], ids=["data-dependent", "fixed-shapes"])
+def test_ops_and_host_reads_per_frame_do_not_grow_with_things(fixed_shapes: bool) -> None:
+    engine = FrameEngine.open(default_model(), backend="onnxruntime", device="cpu", fixed_shapes=fixed_shapes)
     few_things, few_ops, few_reads = measure(engine, scenes(1))
     many_things, many_ops, many_reads = measure(engine, scenes(3))
+    engine.close()
     assert many_things >= few_things + 15, (few_things, many_things)
     assert few_ops == many_ops, (few_ops, many_ops)
     assert few_reads == many_reads, (few_reads, many_reads)
-    assert all(count > 0 for count in few_ops.values()), "every stage's ops are counted under its label"
-    assert sum(few_reads.values()) > 0, "the label maps at least are read back"
+    stages = ("panoptic::fusion", "panoptic::postprocess", "panoptic::tracking")
+    assert all(few_ops[s] > 0 for s in stages), "every device stage's ops are counted under its label"
+    assert few_ops["panoptic::outputs"] == 0, "the outputs are made on the host from the frame's download"
+    reads = sum(few_reads.values())
+    if fixed_shapes:
+        # what CUDA runs: the frame's download (table + maps) and the tracker's statistics, nothing else
+        assert reads == few_reads.get("cpu") == 2, few_reads
+        assert sum(few_ops.values()) <= 250, few_ops
+    else:
+        assert reads > 2, "the data-dependent fusion reads sizes back (free on the CPU)"
 
 
 def test_the_counter_sees_host_reads_and_restores_torch() -> None:

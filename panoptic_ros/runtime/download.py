@@ -1,0 +1,58 @@
+"""A frame's results on the host in one transfer: the segment table and the label maps together.
+
+Everything the engine publishes leaves the device here, once per frame, before tracking: the segment
+table (:func:`~panoptic_ros.runtime.instances.segment_columns`, float64) and the maps at the model's
+resolution (semantic, the instance numbers, and the panoptic map when an untracked overlay needs it),
+packed into one integer buffer (the table's float64 bits reinterpreted, not converted) and copied
+with one synchronisation. The tracker's statistics are the only other transfer of a frame.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from panoptic_ros.runtime.instances import HostSegments, segment_columns
+from panoptic_ros.runtime.pipeline import FrameOutput
+
+
+class HostFrame(NamedTuple):
+    """The host copy of a :class:`~panoptic_ros.runtime.pipeline.FrameOutput`'s published parts.
+
+    Attributes:
+        segments: the segment table without empty rows.
+        semantic: ``[h, w]`` category id per pixel at the model's resolution (void value for void).
+        instance: ``[h, w]`` thing number ``k + 1`` of segment row ``k``, 0 elsewhere.
+        panoptic: ``[h, w]`` panoptic ids when asked for, else None.
+    """
+
+    segments: HostSegments
+    semantic: np.ndarray
+    instance: np.ndarray
+    panoptic: np.ndarray | None
+
+
+def download(out: FrameOutput, *, panoptic: bool, dtype: torch.dtype = torch.int32) -> HostFrame:
+    """Move the table and the maps of ``out`` to the host in one transfer.
+
+    Args:
+        out: the frame on its device.
+        panoptic: also move the panoptic map.
+        dtype: ``torch.int32`` or ``torch.int64``, the maps' type on the way (int32 where every
+            panoptic id fits).
+    """
+    columns = segment_columns(out.segments)  # [S, 11] float64
+    maps = [out.semantic, out.instance, *([out.panoptic] if panoptic else [])]
+    block = torch.stack(maps).to(dtype)  # one conversion (stack promotes to the widest type)
+    packed = torch.cat((columns.view(dtype).reshape(-1), block.reshape(-1))).cpu().numpy()
+    table_size = columns.numel() * (8 // block.element_size())
+    table = packed[:table_size].view(np.float64).reshape(columns.shape)
+    host_maps = packed[table_size:].reshape(block.shape)
+    return HostFrame(
+        segments=HostSegments(table),
+        semantic=host_maps[0],
+        instance=host_maps[1],
+        panoptic=host_maps[2] if panoptic else None,
+    )
