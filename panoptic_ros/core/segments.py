@@ -74,12 +74,13 @@ _FAR = 1 << 62
 
 class Axes(NamedTuple):
     """Both axes of a frame side by side, padded to one length ``L = max(h, w)``, for measuring every
-    segment's rows and columns in one joint histogram ``[S, 2, L]`` (channel 0 the rows, 1 the
-    columns): per channel and position, the camera ``weight``, ``first``, ``last`` and ``total`` of
-    :class:`AxisMap` (padding: weight 0, first far, last -1, total 0). ``base`` ``[2, h, w]`` int64
-    each pixel's place in a segment's ``2 L`` bins (its row, ``L +`` its column); ``pixel_weights``
-    ``[2, h, w]`` what each pixel counts there (its column's camera weight in the row channel, its
-    row's in the column channel), None for the identity frame."""
+    segment's columns and rows in one joint histogram ``[S, 2, L]`` (channel 0 the columns, 1 the
+    rows: x before y, as boxes and centroids are written): per channel and position, the camera
+    ``weight``, ``first``, ``last`` and ``total`` of :class:`AxisMap` (padding: weight 0, first far,
+    last -1, total 0). ``base`` ``[2, h, w]`` int64 each pixel's place in a segment's ``2 L`` bins (its
+    column, ``L +`` its row); ``pixel_weights`` ``[2, h, w]`` what each pixel counts there (its row's
+    camera weight in the column channel, its column's in the row channel), None for the identity
+    frame."""
 
     length: int
     base: torch.Tensor
@@ -95,10 +96,10 @@ class Axes(NamedTuple):
         device = rows.weight.device
         length = max(height, width)
 
-        def padded(row_values: torch.Tensor, col_values: torch.Tensor, fill: int) -> torch.Tensor:
+        def padded(col_values: torch.Tensor, row_values: torch.Tensor, fill: int) -> torch.Tensor:
             table = torch.full((2, length), fill, dtype=torch.int64, device=device)
-            table[0, :height] = row_values
-            table[1, :width] = col_values
+            table[0, :width] = col_values
+            table[1, :height] = row_values
             return table
 
         r = torch.arange(height, device=device)[:, None].expand(height, width)
@@ -106,16 +107,16 @@ class Axes(NamedTuple):
         weights = None
         if not identity:
             weights = torch.stack(
-                (cols.weight[None, :].expand(height, width), rows.weight[:, None].expand(height, width))
+                (rows.weight[:, None].expand(height, width), cols.weight[None, :].expand(height, width))
             )
         return cls(
             length=length,
-            base=torch.stack((r, length + c)),
+            base=torch.stack((c, length + r)),
             pixel_weights=weights,
-            weight=padded(rows.weight, cols.weight, 0),
-            first=padded(rows.first, cols.first, _FAR),
-            last=padded(rows.last, cols.last, -1),
-            total=padded(rows.total, cols.total, 0),
+            weight=padded(cols.weight, rows.weight, 0),
+            first=padded(cols.first, rows.first, _FAR),
+            last=padded(cols.last, rows.last, -1),
+            total=padded(cols.total, rows.total, 0),
         )
 
 
@@ -199,11 +200,11 @@ def as_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def segment_histograms(
     segment_of_pixel: torch.Tensor, num_segments: int, frame: PixelFrame | None = None
 ) -> torch.Tensor:
-    """Each segment's pixels per row and per column of an ``[h, w]`` label map in one joint histogram
-    ``[S, 2, L]`` (see :class:`Axes`: channel 0 the rows, 1 the columns, ``L = max(h, w)``).
+    """Each segment's pixels per column and per row of an ``[h, w]`` label map in one joint histogram
+    ``[S, 2, L]`` (see :class:`Axes`: channel 0 the columns, 1 the rows, ``L = max(h, w)``).
 
-    With a ``frame``, each pixel counts as the camera pixels of its row (column) that copy it: the
-    row channel weighs a pixel by its column's camera weight and the column channel by its row's,
+    With a ``frame``, each pixel counts as the camera pixels of its column (row) that copy it: the
+    column channel weighs a pixel by its row's camera weight and the row channel by its column's,
     which is what :func:`geometry_from_histogram` needs to measure in the camera frame.
     """
     height, width = segment_of_pixel.shape
@@ -241,8 +242,8 @@ def geometry_from_histograms(
     height, width = row_hist.shape[1], col_hist.shape[1]
     axes = frame.axes if frame is not None else identity_axes(height, width, row_hist.device)
     hist = row_hist.new_zeros((row_hist.shape[0], 2, axes.length))
-    hist[:, 0, :height] = row_hist
-    hist[:, 1, :width] = col_hist
+    hist[:, 0, :width] = col_hist
+    hist[:, 1, :height] = row_hist
     return geometry_from_histogram(hist, axes)
 
 
@@ -253,11 +254,12 @@ def geometry_from_histogram(hist: torch.Tensor, axes: Axes) -> SegmentGeometry:
     the area. Both axes at once: a dozen ops whatever S."""
     areas = (hist * axes.weight).sum(dim=2)[:, 0]  # either channel sums to the area
     occupied = (hist > 0) & (axes.weight > 0)
-    low = torch.where(occupied, axes.first, _FAR).amin(dim=2)  # [S, 2]: (y0, x0)
-    high = torch.where(occupied, axes.last, -1).amax(dim=2)  # (y1, x1)
-    boxes = torch.cat((low, high - low + 1), dim=1).flip(1).roll(2, dims=1)  # (x0, y0, w, h)
+    low = torch.where(occupied, axes.first, _FAR).amin(dim=2)  # [S, 2]: (x0, y0)
+    high = torch.where(occupied, axes.last, -1).amax(dim=2)  # (x1, y1)
+    boxes = torch.cat((low, high - low + 1), dim=1)  # (x0, y0, w, h)
     present = areas > 0
-    centroids = (hist * axes.total).sum(dim=2).flip(1).double() / areas.clamp(min=1).double()[:, None]
+    # float64 sums over exact integer areas (int64 promotes to float64 exactly)
+    centroids = (hist * axes.total).sum(dim=2).double() / areas.clamp(min=1)[:, None]
     return SegmentGeometry(
         areas=areas, bboxes=torch.where(present[:, None], boxes, 0), centroids=centroids.float()
     )

@@ -561,7 +561,7 @@ def segment_stats(
     num_segments = merged.segment_ids.numel()
     geometry = segment_geometry(segment_of_pixel, num_segments, frame)
     is_thing = merged.segment_centers >= 0
-    if semantic_logits is not None:
+    if semantic_logits is not None and num_segments > 0:
         pixel_segment = segment_of_pixel.reshape(-1)
         if frame is None:
             own_areas = geometry.areas
@@ -570,8 +570,9 @@ def segment_stats(
         else:
             own_areas = histogram(pixel_segment, num_segments + 1)[:-1]
         logits = as_dtype(semantic_logits, torch.float32).reshape(semantic_logits.shape[0], -1)
-        classes = torch.cat((merged.segment_classes, torch.zeros(1, dtype=torch.int64, device=device)))
-        prob = torch.softmax(logits, dim=0).gather(0, classes[pixel_segment][None])[0]
+        # void pixels (segment S) take any class: their probabilities go to the dropped bin S
+        classes = merged.segment_classes[pixel_segment.clamp(max=num_segments - 1)]
+        prob = torch.softmax(logits, dim=0).gather(0, classes[None])[0]
         prob_sum = torch.zeros(num_segments + 1, dtype=torch.float64, device=device)
         prob_sum.index_add_(0, pixel_segment, prob.double())
         scores = (prob_sum[:num_segments] / own_areas.clamp(min=1).double()).float()

@@ -222,7 +222,11 @@ class FrameEngine:
                 tracked = stream.tracker.update(inp)
                 events = tracked.events
                 id_map = tracked.track_map
-                host_ids = tracked.host_track_map(host.instance, np.asarray(inp.ids))
+                host_ids = (
+                    tracked.track_map.numpy()  # on the CPU the tracker's map is on the host already
+                    if tracked.track_map.device.type == "cpu"
+                    else tracked.host_track_map(host.instance, np.asarray(inp.ids))  # no transfer
+                )
             else:
                 events = stream.check.observe(out.camera_size, frame.stamp_ns)
                 id_map = out.instance

@@ -122,13 +122,17 @@ def mean_colors(
     if areas is None:
         areas = _histogram(flat, count + 1, flat_weights)
     if image.device.type == "cpu":
-        # one weighted bincount of (index, channel) over the channel planes (float64 sums)
-        planes = image.permute(2, 0, 1).reshape(3, -1).double()  # a channel-first image: no reorder
-        if flat_weights is not None:
-            planes = planes * as_dtype(flat_weights, torch.float64)
-        keys = flat + (count + 1) * torch.arange(3)[:, None]
-        sums = torch.bincount(keys.reshape(-1), weights=planes.reshape(-1), minlength=3 * (count + 1))
-        sums = sums.view(3, count + 1).t().float()
+        # one weighted bincount per channel (float64 sums): three passes over P beat one over 3P
+        planes = image.permute(2, 0, 1).reshape(3, -1)  # a channel-first image: no reorder
+        scale = as_dtype(flat_weights, torch.float64) if flat_weights is not None else None
+        sums = torch.stack(
+            [
+                torch.bincount(flat, weights=plane.double() * scale if scale is not None else plane.double(),
+                               minlength=count + 1)
+                for plane in planes
+            ],
+            dim=1,
+        ).float()  # fmt: skip
     else:
         pixels = image.reshape(-1, 3).float()
         if flat_weights is not None:
