@@ -112,3 +112,17 @@ def test_synth_eval_and_infer_errors(tmp_path: Path) -> None:
         str(tmp_path / "p"),
     )
     assert bad_model.returncode == 2 and "not a readable ONNX file" in bad_model.stderr
+    graph_on_cpu = _run(
+        "infer",
+        "--input",
+        str(tmp_path / "s"),
+        "--out",
+        str(tmp_path / "g"),
+        "--device",
+        "cpu",
+        "--cuda-graph",
+    )
+    assert (
+        graph_on_cpu.returncode == 2 and "cuda_graph: a CUDA graph needs a CUDA device" in graph_on_cpu.stderr
+    )
+    assert "Traceback" not in graph_on_cpu.stderr
