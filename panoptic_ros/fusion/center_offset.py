@@ -626,6 +626,25 @@ def _cached_thing_mask(things: tuple[int, ...], num_classes: int, device: torch.
     return mask.to(device)
 
 
+def checked_inputs(
+    semantic: torch.Tensor, center_heatmap: torch.Tensor, offsets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The semantic map ``[H, W]``, the heatmap ``[H, W]`` and the logits (None for an integer
+    semantic map) of one image's outputs, after checking that their shapes agree and the offsets are
+    floating point (:class:`FusionInputError` otherwise)."""
+    semantic_map = semantic_argmax(semantic)
+    height, width = semantic_map.shape
+    heat = _heatmap_2d(center_heatmap)
+    if heat.shape != (height, width) or offsets.shape != (2, height, width):
+        raise FusionInputError(
+            f"shapes disagree: semantic {tuple(semantic.shape)}, center heatmap "
+            f"{tuple(center_heatmap.shape)}, offsets {tuple(offsets.shape)} (expected [2, {height}, {width}])"
+        )
+    if not offsets.is_floating_point():
+        raise FusionInputError(f"offsets must be floating point, got {offsets.dtype}")
+    return semantic_map, heat, semantic if semantic.is_floating_point() else None
+
+
 def fuse_center_offset(
     semantic: torch.Tensor,
     center_heatmap: torch.Tensor,
@@ -656,17 +675,7 @@ def fuse_center_offset(
         For batched ``[N, ...]`` outputs use :func:`fuse_center_offset_batch`.
     """
     params = params if params is not None else CenterOffsetParams()
-    semantic_map = semantic_argmax(semantic)
-    height, width = semantic_map.shape
-    heat = _heatmap_2d(center_heatmap)
-    if heat.shape != (height, width) or offsets.shape != (2, height, width):
-        raise FusionInputError(
-            f"shapes disagree: semantic {tuple(semantic.shape)}, center heatmap "
-            f"{tuple(center_heatmap.shape)}, offsets {tuple(offsets.shape)} (expected [2, {height}, {width}])"
-        )
-    if not offsets.is_floating_point():
-        raise FusionInputError(f"offsets must be floating point, got {offsets.dtype}")
-    logits = semantic if semantic.is_floating_point() else None
+    semantic_map, heat, logits = checked_inputs(semantic, center_heatmap, offsets)
     if logits is not None:
         classes = logits.shape[0]
     elif num_classes is not None:

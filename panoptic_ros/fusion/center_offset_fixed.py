@@ -37,10 +37,10 @@ from panoptic_ros.fusion.center_offset import (
     SegmentStats,
     _heatmap_2d,
     _nms_dense,
+    checked_inputs,
     grouping_chunk_size,
     merge_segments,
     segment_stats,
-    semantic_argmax,
     thing_class_mask,
 )
 
@@ -211,17 +211,7 @@ def fuse_center_offset_fixed(
         refuse instance numbers that would not fit).
     """
     params = params if params is not None else CenterOffsetParams()
-    semantic_map = semantic_argmax(semantic)
-    height, width = semantic_map.shape
-    heat = _heatmap_2d(center_heatmap)
-    if heat.shape != (height, width) or offsets.shape != (2, height, width):
-        raise FusionInputError(
-            f"shapes disagree: semantic {tuple(semantic.shape)}, center heatmap "
-            f"{tuple(center_heatmap.shape)}, offsets {tuple(offsets.shape)} (expected [2, {height}, {width}])"
-        )
-    if not offsets.is_floating_point():
-        raise FusionInputError(f"offsets must be floating point, got {offsets.dtype}")
-    logits = semantic if semantic.is_floating_point() else None
+    semantic_map, heat, logits = checked_inputs(semantic, center_heatmap, offsets)
     if logits is not None and logits.shape[0] != num_classes:
         raise FusionInputError(f"semantic logits have {logits.shape[0]} classes, expected {num_classes}")
     is_thing_class = thing_class_mask(thing_classes, num_classes, semantic_map.device)

@@ -132,11 +132,10 @@ class CenterOffsetFusion(FamilyFusion):
     def fuse(
         self, outputs: Mapping[str, torch.Tensor], index: int, params: Any, frame: PixelFrame | None
     ) -> FusedFrame:
+        frame_outputs = (outputs["semantic"][index], outputs["center"][index], outputs["offset"][index])
         if self.fixed_shapes:
             fixed = fuse_center_offset_fixed(
-                outputs["semantic"][index],
-                outputs["center"][index],
-                outputs["offset"][index],
+                *frame_outputs,
                 self.thing_classes,
                 params,
                 num_classes=self.num_classes,
@@ -145,13 +144,7 @@ class CenterOffsetFusion(FamilyFusion):
             )
             return FusedFrame(fixed.panoptic, fixed.instance, fixed.segments, fixed.centers.dropped)
         fused = fuse_center_offset(
-            outputs["semantic"][index],
-            outputs["center"][index],
-            outputs["offset"][index],
-            self.thing_classes,
-            params,
-            num_classes=self.num_classes,
-            frame=frame,
+            *frame_outputs, self.thing_classes, params, num_classes=self.num_classes, frame=frame
         )
         return FusedFrame(fused.panoptic, fused.instance, fused.segments)
 
