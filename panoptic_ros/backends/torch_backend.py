@@ -63,20 +63,23 @@ class _GraphRunner:
     """
 
     def __init__(self, module: nn.Module, example: torch.Tensor, warmup: int = 3) -> None:
-        self.input = example.clone()
-        stream = torch.cuda.Stream(device=example.device)
-        stream.wait_stream(torch.cuda.current_stream(example.device))
-        with torch.cuda.stream(stream):  # warm up outside the capture, as CUDA graphs require
-            for _ in range(warmup):
-                module(self.input)
-        torch.cuda.current_stream(example.device).wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.outputs = module(self.input)
+        self.device = example.device
+        with torch.cuda.device(self.device):  # capture and replay on the module's GPU (cuda:N too)
+            self.input = example.clone()
+            stream = torch.cuda.Stream(device=self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):  # warm up outside the capture, as CUDA graphs require
+                for _ in range(warmup):
+                    module(self.input)
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph, stream=torch.cuda.Stream(device=self.device)):
+                self.outputs = module(self.input)
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        self.input.copy_(x)
-        self.graph.replay()
+        with torch.cuda.device(self.device):
+            self.input.copy_(x)
+            self.graph.replay()
         return self.outputs
 
 

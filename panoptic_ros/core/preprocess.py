@@ -85,7 +85,8 @@ class Preprocessor:
         plan((1, 1), (spec.height, spec.width), mode)  # validates the mode
         self._mean = torch.tensor(spec.mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(spec.std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
-        self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
+        # pinned staging buffer per frame size, with the event of its last copy to the device
+        self._pinned: dict[tuple[int, ...], tuple[torch.Tensor, torch.cuda.Event]] = {}
 
     def upload(self, frame: np.ndarray) -> torch.Tensor:
         """One ``H x W x 3`` uint8 frame onto the device (pinned staging buffer on CUDA, reused per size)."""
@@ -95,11 +96,17 @@ class Preprocessor:
             # torch cannot wrap a read-only array (a frame viewing a message buffer): copy only then
             writable = frame if frame.flags.writeable and frame.flags.c_contiguous else np.array(frame)
             return torch.from_numpy(writable)
-        staging = self._pinned.get(frame.shape)
-        if staging is None:
-            staging = self._pinned[frame.shape] = torch.empty(frame.shape, dtype=torch.uint8).pin_memory()
+        entry = self._pinned.get(frame.shape)
+        if entry is None:
+            staging = torch.empty(frame.shape, dtype=torch.uint8).pin_memory()
+            entry = self._pinned[frame.shape] = (staging, torch.cuda.Event())
+        else:
+            entry[1].synchronize()  # the buffer's previous copy (another camera of this size) is done
+        staging, copied = entry
         staging.numpy()[...] = frame  # the one host copy, straight into the pinned buffer
-        return staging.to(self.device, non_blocking=True)
+        uploaded = staging.to(self.device, non_blocking=True)
+        copied.record(torch.cuda.current_stream(self.device))
+        return uploaded
 
     def __call__(
         self, frames: Sequence[np.ndarray], *, order: Literal["rgb", "bgr"] = "rgb"

@@ -20,14 +20,22 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
+from torch.overrides import TorchFunctionMode
+
+from panoptic_ros.errors import PanopticRosError
 
 T = TypeVar("T")
 
-#: Graphs kept (batch geometries: batch sizes x camera sizes x thresholds), least recently used dropped.
-MAX_GRAPHS = 8
+#: Graphs kept (batch geometries: batch sizes x camera sizes x thresholds), least recently used dropped;
+#: each holds its own memory pool (the network's activations, the grouping's scratch).
+MAX_GRAPHS = 4
+
+
+class GraphCaptureError(PanopticRosError, RuntimeError):
+    """Capturing a whole-frame CUDA graph failed; the pipeline runs without it from then on."""
 
 
 def _clone(value: T) -> T:
@@ -53,42 +61,101 @@ class FrameGraph(Generic[T]):
     def __init__(self, body: Callable[[torch.Tensor], T], example: torch.Tensor, *, warmup: int = 2) -> None:
         if example.device.type != "cuda":
             raise ValueError(f"a CUDA graph needs an input on a CUDA device, got {example.device}")
-        self.input = example.clone()
-        device = example.device
-        side = torch.cuda.Stream(device=device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                body(self.input)
-        torch.cuda.current_stream(device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        # thread-local: another thread (the node's worker publishing the previous batch) may copy to
-        # the host while this one captures
-        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-            self._outputs = body(self.input)
+        if warmup < 1:
+            raise ValueError("a CUDA graph needs at least one eager warm-up run (lazy constants, kernels)")
+        self.device = example.device
+        # the body and what it holds (the frames' geometry) stay alive as long as the graph reads them
+        self._body = body
+        with torch.cuda.device(self.device):  # the capture, its stream and the replays on this GPU
+            self.input = example.clone()
+            current = torch.cuda.current_stream(self.device)
+            side = torch.cuda.Stream(device=self.device)
+            side.wait_stream(current)
+            with torch.cuda.stream(side):
+                for _ in range(warmup):
+                    body(self.input)
+            current.wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            self._stream = torch.cuda.Stream(device=self.device)
+            # thread-local: another thread (the node's worker publishing the previous batch) may copy
+            # to the host while this one captures
+            with (
+                torch.cuda.graph(self.graph, stream=self._stream, capture_error_mode="thread_local"),
+                _TensorsUsed() as used,
+            ):
+                self._outputs = body(self.input)
+        # the graph reads these by address at every replay: cached constants (pixel grids, key tables,
+        # class masks) must not be freed and reused when a cache drops them
+        self._keepalive = used.tensors
         self.replays = 0
 
     def __call__(self, x: torch.Tensor) -> T:
-        """Replay on ``x`` (same shape and dtype as the example); returns copies of the outputs."""
-        self.input.copy_(x)
-        self.graph.replay()
-        self.replays += 1
-        return _clone(self._outputs)
+        """Replay on ``x`` (same shape and dtype as the example); returns copies of the outputs, on the
+        current stream of the graph's device (the replay is ordered after the input copy)."""
+        with torch.cuda.device(self.device):
+            self.input.copy_(x)
+            self.graph.replay()
+            self.replays += 1
+            return _clone(self._outputs)
+
+
+class _TensorsUsed(TorchFunctionMode):
+    """Collects every tensor handed to a PyTorch function while active (the capture's inputs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tensors: dict[int, torch.Tensor] = {}
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: object,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        for value in (*args, *(kwargs or {}).values()):
+            for tensor in _tensors(value):
+                self.tensors[id(tensor)] = tensor
+        return func(*args, **(kwargs or {}))
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [t for v in value for t in _tensors(v)]
+    return []
 
 
 class FrameGraphs(Generic[T]):
-    """The graphs of the last :data:`MAX_GRAPHS` batch geometries, captured on first use."""
+    """The graphs of the last :data:`MAX_GRAPHS` batch geometries, captured on first use.
+
+    A capture that fails is not tried again: :attr:`failed` holds the error, and the caller runs the
+    work eagerly from then on."""
 
     def __init__(self, limit: int = MAX_GRAPHS) -> None:
         self._graphs: OrderedDict[Hashable, FrameGraph[T]] = OrderedDict()
         self._limit = limit
         self.captures = 0
+        self.failed: BaseException | None = None
 
     def run(self, key: Hashable, body: Callable[[torch.Tensor], T], x: torch.Tensor) -> T:
-        """Replay the graph of ``key`` on ``x``, capturing ``body`` first when there is none."""
+        """Replay the graph of ``key`` on ``x``, capturing ``body`` first when there is none.
+
+        Raises:
+            GraphCaptureError: the capture failed (:attr:`failed` is set; the batch is not served).
+        """
         graph = self._graphs.get(key)
         if graph is None:
-            graph = FrameGraph(body, x)
+            try:
+                graph = FrameGraph(body, x)
+            except RuntimeError as err:
+                self.failed = err
+                self._graphs.clear()
+                raise GraphCaptureError(
+                    f"capturing the frame's CUDA graph failed ({err}); running without cuda_graph from "
+                    "the next batch on"
+                ) from err
             self.captures += 1
             self._graphs[key] = graph
             while len(self._graphs) > self._limit:

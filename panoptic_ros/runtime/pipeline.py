@@ -215,7 +215,11 @@ class PanopticPipeline:
             capturable=self.backend.capturable,
             fixed_shapes=self.fusion.fixed_shapes,
             companions=len(self._companions),
-            center_slots=center_slots(top_k) if self.fusion.fixed_shapes else None,
+            center_slots=(
+                center_slots(top_k, getattr(self.fusion, "max_centers", 0))
+                if self.fusion.fixed_shapes
+                else None
+            ),
             label_divisor=params.label_divisor,
         )
 
@@ -230,6 +234,8 @@ class PanopticPipeline:
             refusal = self._graph_refusal(params)
             if refusal is not None:
                 raise ConfigError(f"refused with cuda_graph: {refusal}")
+            if params != self.params:
+                self.graphs.clear()  # the old thresholds' graphs would only hold memory
         self.params = params
 
     def fusion_params(self, overrides: Mapping[str, Any] | None = None) -> Any:
@@ -283,7 +289,7 @@ class PanopticPipeline:
         with self._stage("preprocess", times):
             images = [self.preprocess.upload(frame) for frame in frames]  # the one upload per frame
             fitted, transforms = self.preprocess.fit(images, order=order)
-        if self.graphs is not None:
+        if self.graphs is not None and self.graphs.failed is None:
             params = self.params
             geometry = [pixel_frame(t, self.model_size, self.device) for t in transforms]
             with self._stage("inference", times):  # the network, the fusion and the maps: one replay
@@ -377,6 +383,8 @@ class PanopticPipeline:
         return tables[0][index], tables[1][index]
 
     def close(self) -> None:
+        if getattr(self, "graphs", None) is not None:
+            self.graphs.clear()  # they replay against the backend's weights
         for companion in getattr(self, "_companions", []):
             companion.backend.close()
         if hasattr(self, "backend"):

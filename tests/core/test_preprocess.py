@@ -68,3 +68,17 @@ def test_bad_frames_are_refused() -> None:
         pre([np.zeros((8, 16), np.uint8)])
     with pytest.raises(ConfigError, match="no frames"):
         pre([])
+
+
+@pytest.mark.gpu
+def test_frames_of_one_size_uploaded_back_to_back_keep_their_own_pixels() -> None:
+    """Two cameras of one size share a pinned staging buffer: the second frame must not overwrite it
+    before the first one's asynchronous copy is done."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    pre = Preprocessor(InputSpec(name="image", height=64, width=96), torch.device("cuda"))
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8) for _ in range(4)]
+    uploaded = [pre.upload(frame) for frame in frames]
+    for frame, image in zip(frames, uploaded, strict=True):
+        assert np.array_equal(image.cpu().numpy(), frame)

@@ -155,3 +155,18 @@ def test_a_cuda_frame_syncs_twice_tracking_and_overlay_included(cuda_graph: bool
     syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
     assert len(syncs) <= 2, syncs
     engine.close()
+
+
+def test_a_graph_keeps_every_tensor_its_capture_read() -> None:
+    """Cached constants read by a captured graph must outlive the caches that made them: the capture
+    records every tensor handed to PyTorch (checked here on the CPU, without a capture)."""
+    from panoptic_ros.runtime.frame_graph import _TensorsUsed
+
+    constant = torch.arange(5)
+    x = torch.ones(5)
+    with _TensorsUsed() as used:
+        y = (x * constant).sum()
+        torch.where(x > 0, constant, 0)
+    kept = {id(t) for t in used.tensors.values()}
+    assert id(constant) in kept and id(x) in kept
+    assert float(y) == 10.0
