@@ -321,8 +321,11 @@ class PanopticPipeline:
                     fused = self.fusion.fuse(batch.roles, i, self.params, frame)
                 with self._stage("postprocess", batch.times):
                     device_frame = self._to_categories(fused, self.params.label_divisor)
+            panoptic, semantic, instance, table, dropped = device_frame
             results.append(
-                FrameOutput(*device_frame[:4], transform, image, frame, batch.fitted[i], device_frame[4])
+                FrameOutput(
+                    panoptic, semantic, instance, table, transform, image, frame, batch.fitted[i], dropped
+                )
             )
         with self._times_lock:
             self.times.frames += len(batch.images)
