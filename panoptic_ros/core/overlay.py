@@ -131,9 +131,16 @@ def tracked_display_map(
     track and void as -1. ``semantic`` holds category ids (the label set's void value for void),
     ``track_ids`` the track id of each thing pixel (0 elsewhere)."""
     category = semantic.astype(np.int64)
-    void_semantic = label_set.void_semantic
-    things = np.zeros(void_semantic + 1, dtype=bool)  # by category id, void included
-    things[: label_set.is_thing_lut.size] = label_set.is_thing_lut
     tracked = category * label_divisor + track_ids % (label_divisor - 1) + 1
-    shown = np.where(things[category] | (category == void_semantic), -1, category * label_divisor)
+    shown = np.where(_unshaded(label_set)[category], -1, category * label_divisor)
     return np.where(track_ids > 0, tracked, shown)
+
+
+@functools.lru_cache(maxsize=16)
+def _unshaded(label_set: LabelSet) -> np.ndarray:
+    """By category id, void value included: True for things and void (without a track they show
+    nothing), False for stuff. Made once per label set."""
+    table = np.zeros(label_set.void_semantic + 1, dtype=bool)
+    table[: label_set.is_thing_lut.size] = label_set.is_thing_lut
+    table[label_set.void_semantic] = True
+    return table

@@ -84,9 +84,6 @@ class FrameEngine:
         self._streams: dict[str, _Stream] = {}
         self.label_set: LabelSet = pipeline.label_set
         self._semantic_dtype = np.uint8 if self.label_set.void_semantic <= 255 else np.uint16
-        # the maps leave the device as one tensor: int32 where every panoptic id fits
-        largest_id = (max(self.label_set.class_to_id) + 1) * pipeline.params.label_divisor
-        self._map_dtype = torch.int32 if largest_id < 2**31 else torch.int64
         self._colors: torch.Tensor | None = None  # category colors of the point cloud, made on first use
         pipeline.timing = True
         self.apply(params or EngineParams())
@@ -214,7 +211,7 @@ class FrameEngine:
         with torch.profiler.record_function("panoptic::tracking"):
             start = time.perf_counter()
             # the table and the label maps move to the host once, together
-            host = download(out, panoptic=frame.overlay and stream.tracker is None, dtype=self._map_dtype)
+            host = download(out, panoptic=frame.overlay and stream.tracker is None, dtype=self._map_dtype())
             segments = host.segments
             tracked: TrackerOutput | None = None
             if stream.tracker is not None:
@@ -286,6 +283,12 @@ class FrameEngine:
             cloud=cloud,
             dropped_centers=self._dropped_centers(out),
         )
+
+    def _map_dtype(self) -> torch.dtype:
+        """The maps' type on their way to the host: int32 where every panoptic id of the label set
+        fits with the divisor in force, else int64."""
+        largest_id = (int(self.label_set.class_to_id.max()) + 1) * self.label_divisor
+        return torch.int32 if largest_id < 2**31 else torch.int64
 
     def _dropped_centers(self, out: FrameOutput) -> int:
         """Centers the fixed-shape fusion left out; read from the device only where it can leave some
