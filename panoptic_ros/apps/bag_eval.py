@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from panoptic_ros.core.ids import STUFF_SEGMENT_BASE
 from panoptic_ros.core.image_codec import compressed_to_array, image_to_array
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.topics import COMPRESSED_SUFFIX, join_topic
 from panoptic_ros.data.bag_io import message_counts, read_messages, topic_types
 from panoptic_ros.data.bag_types import CATEGORY_ARRAY_TYPE, BagError
-from panoptic_ros.data.coco_format import SegmentInfo
+from panoptic_ros.data.coco_format import DatasetError, SegmentInfo
+from panoptic_ros.data.label_maps import label_segments
 from panoptic_ros.errors import ImageDecodeError
 from panoptic_ros.metrics.panoptic_quality import PQResult, PQStat, pair_histogram, pq_from_histogram
 from panoptic_ros.metrics.video import SequenceAccumulator, StqVariant, VideoStat, frame_labels
@@ -104,45 +104,18 @@ def segment_map(
     semantic: np.ndarray, instance_ids: np.ndarray, label_set: LabelSet, *, source: str
 ) -> tuple[np.ndarray, list[SegmentInfo]]:
     """A frame's COCO-style segment map (``H x W`` int64, 0 void) and its ``segments_info`` from a
-    semantic map (category ids, the label set's void value) and an instance map (0 for none).
-
-    A segment id that covers pixels of several categories takes the most frequent one.
+    semantic map (category ids, the label set's void value) and an instance map (0 for none), by the
+    rule of :mod:`panoptic_ros.data.label_maps` (things without an id form one crowd segment per
+    category; a segment id that covers pixels of several categories takes the most frequent one).
 
     Raises:
         BagError: the maps differ in size, hold unknown categories, or thing ids reach
             ``STUFF_SEGMENT_BASE``.
     """
-    if semantic.shape != instance_ids.shape:
-        raise BagError(
-            f"{source}: semantic {semantic.shape} and instance_ids {instance_ids.shape} differ in size"
-        )
-    semantic = semantic.astype(np.int64)
-    instance = instance_ids.astype(np.int64)
-    void = semantic == label_set.void_semantic
-    known = np.array([c.id for c in label_set.categories], dtype=np.int64)
-    unknown = np.setdiff1d(np.unique(semantic[~void]), known)
-    if unknown.size:
-        raise BagError(
-            f"{source}: category ids {unknown[:10].tolist()} are not in the label set {label_set.name!r}"
-        )
-    lut = label_set.is_thing_lut
-    is_thing = np.zeros(semantic.shape, dtype=bool)
-    is_thing[~void] = lut[semantic[~void]]
-    if (instance[is_thing] >= STUFF_SEGMENT_BASE).any() or (instance < 0).any():
-        raise BagError(f"{source}: instance ids must lie in [0, {STUFF_SEGMENT_BASE})")
-    segments = np.where(
-        is_thing & (instance > 0), instance, np.where(~is_thing & ~void, STUFF_SEGMENT_BASE + semantic, 0)
-    )
-    on = segments > 0
-    pairs, counts = np.unique(
-        np.stack([segments[on], semantic[on]], axis=1).reshape(-1, 2), axis=0, return_counts=True
-    )
-    # most frequent category per segment id: sort by (id, -count), take each id's first row
-    order = np.lexsort((-counts, pairs[:, 0]))
-    ids, first = np.unique(pairs[order, 0], return_index=True)
-    categories = pairs[order, 1][first]
-    infos = [SegmentInfo(id=int(i), category_id=int(c)) for i, c in zip(ids, categories, strict=True)]
-    return segments, infos
+    try:
+        return label_segments(semantic, instance_ids, label_set, source=source)
+    except DatasetError as err:
+        raise BagError(str(err)) from err
 
 
 def _namespaces(types: dict[str, str]) -> list[str]:

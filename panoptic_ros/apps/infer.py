@@ -26,11 +26,11 @@ import numpy as np
 from tqdm import tqdm
 
 from panoptic_ros.apps.bag_frames import BagFrames, ReadOptions
-from panoptic_ros.core.ids import STUFF_SEGMENT_BASE
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.data.bag_io import message_counts
 from panoptic_ros.data.coco_format import SegmentInfo
 from panoptic_ros.data.coco_panoptic import JSON_NAME, CocoPanopticWriter
+from panoptic_ros.data.label_maps import label_segments
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.runtime import FrameEngine, FrameResult, InputFrame
 
@@ -202,7 +202,6 @@ class _Writer:
         self.folder = folder
         self.label_set = engine.label_set
         self.names = {c.id: c.name for c in engine.label_set.categories}
-        self._stuff = ~self.label_set.is_thing_lut
         self.coco = CocoPanopticWriter(folder, engine.label_set, overwrite=overwrite)
         self.overlays = overlays
         self.label_maps = label_maps
@@ -244,20 +243,13 @@ class _Writer:
 
 
 def coco_segments(result: FrameResult, label_set: LabelSet) -> tuple[np.ndarray, list[SegmentInfo]]:
-    """A result as a COCO segment map and its ``segments_info``: things keep their instance (track)
-    ids, stuff of category ``c`` is ``STUFF_SEGMENT_BASE + c``, void and unpublished things are 0."""
-    semantic = result.semantic.astype(np.int64)
-    valid = semantic != label_set.void_semantic
-    lut = label_set.is_thing_lut
-    stuff = valid & ~lut[np.where(valid, np.minimum(semantic, lut.size - 1), 0)]
-    segment_map = np.where(
-        result.instance_ids > 0, result.instance_ids, np.where(stuff, STUFF_SEGMENT_BASE + semantic, 0)
-    )
+    """A result as a COCO segment map and its ``segments_info`` by the rule of
+    :mod:`panoptic_ros.data.label_maps`: things keep their instance (track) ids, things without a
+    published track form one crowd segment per category, stuff of category ``c`` is
+    ``STUFF_SEGMENT_BASE + c``, void is 0."""
     table = result.instances
-    shown = table.areas > 0
-    ids = np.where(table.is_thing, table.ids.astype(np.int64), STUFF_SEGMENT_BASE + table.category_ids)
-    segments = [
-        SegmentInfo(id=int(i), category_id=int(c))
-        for i, c in zip(ids[shown].tolist(), table.category_ids[shown].tolist(), strict=True)
-    ]
-    return segment_map, segments
+    things = table.is_thing & (table.areas > 0)
+    categories = dict(zip(table.ids[things].tolist(), table.category_ids[things].tolist(), strict=True))
+    return label_segments(
+        result.semantic, result.instance_ids, label_set, thing_categories=categories, source=result.camera
+    )

@@ -26,6 +26,9 @@ DEFAULT_LABEL_DIVISOR = 1000
 #: COCO panoptic files written by this project: stuff of category ``c`` has segment id
 #: ``STUFF_SEGMENT_BASE + c``; things keep their instance (track) ids, which stay below it.
 STUFF_SEGMENT_BASE = 1 << 20
+#: ... and pixels of thing category ``c`` without an instance id (things the tracker has not
+#: confirmed, or a crowd) form one crowd segment per category, id ``CROWD_SEGMENT_BASE + c``.
+CROWD_SEGMENT_BASE = 1 << 21
 
 ArrayT = TypeVar("ArrayT")
 

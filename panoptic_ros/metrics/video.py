@@ -42,7 +42,10 @@ the object is *tracked* by the predicted track covering most of its pixels when 
 frame is above 0.5 (the same ``|p|`` as above), else untracked. An **ID switch** is counted when the
 tracking predicted track differs from the one that last tracked the object (gaps in between do not
 matter); a **fragmentation** when the object is tracked again after being untracked in its previous
-frame with pixels, having been tracked before. ``object_frames`` counts the (gt object, frame) pairs.
+frame with pixels, having been tracked before. Only predicted tracks with an id (> 0) can track an
+object: a predicted thing region without an id (things the tracker has not confirmed) counts in AQ as
+the reference's track (category, 0), but not as a track here, nor in the number of predicted tracks.
+``object_frames`` counts the (gt object, frame) pairs.
 
 Every frame adds one joint histogram of (gt track, predicted track) pairs and one confusion matrix;
 no per-pixel Python loop.
@@ -87,6 +90,7 @@ TRACKED_IOU = 0.5
 StqVariant = Literal["reference", "void-ignored"]
 STQ_VARIANTS: tuple[StqVariant, ...] = ("reference", "void-ignored")
 _TRACK_BITS = 32  # track key = category << 32 | id
+_ID_MASK = (1 << _TRACK_BITS) - 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,7 +143,8 @@ class SequenceStat:
 
     @property
     def num_pred_tracks(self) -> int:
-        return int(self.pred_ids.size)
+        """Predicted tracks with an identity (a thing region with id 0 is not a track here)."""
+        return int(np.count_nonzero(self.pred_ids & _ID_MASK))
 
     def aq_sum(self) -> float:
         """``sum over g of 1/|g| * sum over p of TPA * IoU_id`` (AQ times the number of gt tracks)."""
@@ -263,6 +268,10 @@ class SequenceAccumulator:
         inter: np.ndarray,
     ) -> None:
         self._object_frames += int(g_ids.size)
+        # only predicted tracks with an identity can track an object: a thing region without an id
+        # (track (category, 0): things not yet confirmed) counts in AQ, as in the reference, not here
+        identified = (p_ids[pair_p] & _ID_MASK) > 0
+        pair_g, pair_p, inter = pair_g[identified], pair_p[identified], inter[identified]
         # the predicted track covering most of each gt object (ties: the lower predicted id)
         order = np.lexsort((pair_p, -inter, pair_g))
         first = order[np.unique(pair_g[order], return_index=True)[1]]

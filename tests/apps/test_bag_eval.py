@@ -13,7 +13,7 @@ import pytest
 
 from panoptic_ros.apps.bag_eval import evaluate_bag, segment_map
 from panoptic_ros.cli import main
-from panoptic_ros.core.ids import STUFF_SEGMENT_BASE
+from panoptic_ros.core.ids import CROWD_SEGMENT_BASE, STUFF_SEGMENT_BASE
 from panoptic_ros.core.image_codec import image_to_array
 from panoptic_ros.core.image_encode import array_to_image
 from panoptic_ros.core.labels import load_label_set
@@ -165,10 +165,15 @@ def test_segment_map() -> None:
     semantic = np.array([[0, 0, 7, 7], [255, 5, 5, 7]], np.uint8)
     ids = np.array([[0, 0, 3, 3], [0, 4, 0, 3]], np.int32)
     segments, infos = segment_map(semantic, ids, LABELS, source="t")
-    road = STUFF_SEGMENT_BASE + 0
-    # a person pixel without an id is void, as is void itself
-    assert segments.tolist() == [[road, road, 3, 3], [0, 4, 0, 3]]
-    assert [(s.id, s.category_id) for s in infos] == [(3, 7), (4, 5), (road, 0)]
+    road, person_crowd = STUFF_SEGMENT_BASE + 0, CROWD_SEGMENT_BASE + 5
+    # a person pixel without an id keeps its category (a crowd segment); void stays void
+    assert segments.tolist() == [[road, road, 3, 3], [0, 4, person_crowd, 3]]
+    assert [(s.id, s.category_id, s.iscrowd) for s in infos] == [
+        (3, 7, False),
+        (4, 5, False),
+        (road, 0, False),
+        (person_crowd, 5, True),
+    ]
     # an id over two categories takes the more frequent one
     _, infos = segment_map(
         np.array([[7, 7, 5]], np.uint8), np.array([[2, 2, 2]], np.int32), LABELS, source="t"

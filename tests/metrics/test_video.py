@@ -176,6 +176,20 @@ def test_id_switches_and_fragmentations_by_hand() -> None:
     assert result.num_frames == 8
 
 
+def test_a_region_without_id_counts_in_aq_but_tracks_nothing() -> None:
+    # the car is first predicted without an id (a thing the tracker has not confirmed), then as 5
+    seq = [
+        (GT_CAR, pred_ids([0, 0, 0, 0])),
+        (GT_CAR, pred_ids([5, 5, 5, 5])),
+        (GT_CAR, pred_ids([5, 5, 5, 5])),
+    ]
+    result = evaluate(seq, things=(CAR, PERSON)).summarize()
+    assert (result.id_switches, result.fragmentations) == (0, 0)  # (car, 0) never tracked the car
+    assert result.num_pred_tracks == 1
+    # AQ as the reference: (car, 0) TPA 4, IoU 4/12; (car, 5) TPA 8, IoU 8/12; |g| = 12
+    assert result.aq == pytest.approx((4 * 4 / 12 + 8 * 8 / 12) / 12)
+
+
 def test_tracked_needs_the_best_overlap_above_half() -> None:
     # id 1 covers 3 of 4 gt pixels but has 3 more pixels on stuff: IoU 3 / (4 + 6 - 3) < 0.5 -> untracked
     gt = labels([[CAR, CAR, CAR, CAR, ROAD, ROAD, ROAD]], [[7, 7, 7, 7, 0, 0, 0]])
