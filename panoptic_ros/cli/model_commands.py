@@ -92,6 +92,13 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         "--width", type=int, default=defaults.width, help=f"network width (default {defaults.width})"
     )
     parser.add_argument(
+        "--semantic-stride",
+        type=int,
+        choices=(2, 4),
+        default=defaults.semantic_stride,
+        help=f"semantic head output stride (default {defaults.semantic_stride}; 4: the first model)",
+    )
+    parser.add_argument(
         "--seed", type=int, default=defaults.seed, help=f"data and init seed (default {defaults.seed})"
     )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
@@ -112,6 +119,7 @@ def _train_run(args: argparse.Namespace) -> int:
         images=args.images,
         batch=args.batch,
         width=args.width,
+        semantic_stride=args.semantic_stride,
         seed=args.seed,
         threads=args.threads,
     )

@@ -8,7 +8,11 @@ light decoder back to output stride 4 with skips from strides 4 and 8, and three
 - ``offset``: ``N x 2 x H x W``, the vector (dy, dx) in input pixels from each pixel to its center.
 
 Heads run at stride 4 and are upsampled bilinearly to the input size inside the network, so every
-backend returns maps at the model's input resolution. Input: ``N x 3 x H x W`` float, normalized
+backend returns maps at the model's input resolution. With ``semantic_stride=2`` the semantic head
+runs at stride 2 instead, on the stride-4 features brought up and fused with the stem's stride-2
+features: thin parts (limbs, wheels, poles) a few pixels wide survive, and mask borders land to within
+a pixel or two. The center and offset heads stay at stride 4 (centers and offsets are smooth inside an
+instance). Input: ``N x 3 x H x W`` float, normalized
 RGB (see the model spec); H and W multiples of 16.
 """
 
@@ -72,13 +76,17 @@ class Head(nn.Module):
 
 
 class CompactPanopticNet(nn.Module):
-    """See the module docstring. ``width`` scales every channel count."""
+    """See the module docstring. ``width`` scales every channel count; ``semantic_stride`` (4 or 2) is
+    the output stride of the semantic head."""
 
-    def __init__(self, num_classes: int, width: int = 32) -> None:
+    def __init__(self, num_classes: int, width: int = 32, semantic_stride: int = 4) -> None:
         super().__init__()
+        if semantic_stride not in (2, 4):
+            raise ValueError(f"semantic_stride must be 2 or 4, got {semantic_stride}")
         w = width
         self.num_classes = num_classes
         self.width = width
+        self.semantic_stride = semantic_stride
         self.stem = nn.Sequential(conv_bn(3, w // 2, stride=2), conv_bn(w // 2, w // 2))  # /2
         self.stage4 = nn.Sequential(conv_bn(w // 2, w, stride=2), ResidualBlock(w))  # /4
         self.stage8 = nn.Sequential(
@@ -92,17 +100,28 @@ class CompactPanopticNet(nn.Module):
         self.fuse8 = conv_bn(3 * w, 2 * w)
         self.skip4 = conv_bn(w, w // 2, k=1)
         self.fuse4 = nn.Sequential(conv_bn(2 * w + w // 2, 2 * w), conv_bn(2 * w, 2 * w))
-        self.semantic_head = Head(2 * w, w, num_classes)
+        if semantic_stride == 2:
+            self.reduce4 = conv_bn(2 * w, w, k=1)
+            self.fuse2 = conv_bn(w + w // 2, w)
+            self.semantic_head = Head(w, w, num_classes)
+        else:
+            self.semantic_head = Head(2 * w, w, num_classes)
         self.center_head = Head(2 * w, w // 2, 1)
         self.offset_head = Head(2 * w, w, 2)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        f4 = self.stage4(self.stem(image))
+        f2 = self.stem(image)
+        f4 = self.stage4(f2)
         f8 = self.stage8(f4)
         f16 = self.aspp(self.stage16(f8))
         x = self.fuse8(torch.cat([_up(f16, 2), self.skip8(f8)], dim=1))
         x = self.fuse4(torch.cat([_up(x, 2), self.skip4(f4)], dim=1))
-        return _up(self.semantic_head(x), 4), _up(self.center_head(x), 4), _up(self.offset_head(x), 4)
+        if self.semantic_stride == 2:
+            x2 = self.fuse2(torch.cat([_up(self.reduce4(x), 2), f2], dim=1))
+            semantic = _up(self.semantic_head(x2), 2)
+        else:
+            semantic = _up(self.semantic_head(x), 4)
+        return semantic, _up(self.center_head(x), 4), _up(self.offset_head(x), 4)
 
 
 def _up(x: torch.Tensor, factor: int) -> torch.Tensor:

@@ -29,10 +29,9 @@ from panoptic_ros.backends.engine_key import EngineKey, sha256_file
 from panoptic_ros.backends.tensorrt_backend import TensorRTBackend
 from panoptic_ros.backends.trt_builder import build_engine
 from panoptic_ros.backends.trt_common import import_tensorrt, tensorrt_available
-from panoptic_ros.models.center_offset_net import CompactPanopticNet
 from panoptic_ros.models.export import export_onnx
 from panoptic_ros.models.spec import ModelSpec
-from panoptic_ros.models.train import TrainConfig, synthetic_model_spec
+from panoptic_ros.models.train import TrainConfig, network, synthetic_model_spec
 
 TRT_MISSING = tensorrt_available()
 requires_tensorrt = pytest.mark.skipif(
@@ -73,7 +72,7 @@ def test_missing_tensorrt_says_what_to_use_instead(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelSpec]:
     torch.manual_seed(0)
-    model = CompactPanopticNet(8, width=8).eval()
+    model = network(TrainConfig(width=8)).eval()
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)

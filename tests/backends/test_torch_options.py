@@ -10,9 +10,8 @@ import torch
 
 from panoptic_ros.backends.base import BackendError
 from panoptic_ros.backends.registry import create_backend
-from panoptic_ros.models.center_offset_net import CompactPanopticNet
 from panoptic_ros.models.export import export_onnx
-from panoptic_ros.models.train import TrainConfig, synthetic_model_spec
+from panoptic_ros.models.train import TrainConfig, network, synthetic_model_spec
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +19,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(3)
     spec = synthetic_model_spec(replace(TrainConfig(), width=8))
     spec = replace(spec, input=replace(spec.input, height=32, width=64, max_batch=2))
-    return export_onnx(CompactPanopticNet(8, width=8).eval(), spec, tmp_path_factory.mktemp("m") / "m.onnx")
+    return export_onnx(network(TrainConfig(width=8)).eval(), spec, tmp_path_factory.mktemp("m") / "m.onnx")
 
 
 def _outputs(path: Path, device: str, **options: object) -> dict[str, torch.Tensor]:

@@ -12,11 +12,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from panoptic_ros.models.center_offset_net import CompactPanopticNet
 from panoptic_ros.models.export import export_onnx
 from panoptic_ros.models.onnx_check import OnnxCheckError, OnnxReport, check_onnx
 from panoptic_ros.models.onnx_rules import Finding
-from panoptic_ros.models.train import TrainConfig, synthetic_model_spec
+from panoptic_ros.models.train import TrainConfig, network, synthetic_model_spec
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = synthetic_model_spec(TrainConfig(width=8))
     spec = replace(spec, input=replace(spec.input, height=64, width=128, max_batch=3))
     return export_onnx(
-        CompactPanopticNet(8, width=8).eval(), spec, tmp_path_factory.mktemp("m") / "small.onnx"
+        network(TrainConfig(width=8)).eval(), spec, tmp_path_factory.mktemp("m") / "small.onnx"
     )
 
 
@@ -70,7 +69,8 @@ def test_exported_model_is_clean(exported: Path) -> None:
     assert [(t.name, t.dtype, t.shape) for t in report.inputs] == [("image", "float", ("batch", 3, 64, 128))]
     assert [t.name for t in report.outputs] == ["semantic", "center", "offset"]
     assert report.outputs[0].shape == ("batch", 8, 64, 128)
-    assert report.op_counts["Conv"] > 10 and report.op_counts["Resize"] == 5
+    # upsampling: two in the decoder, one to stride 2 and one per head (semantic_stride 2)
+    assert report.op_counts["Conv"] > 10 and report.op_counts["Resize"] == 6
     proto = onnx.load(str(exported))
     assert sum(report.op_counts.values()) == len(proto.graph.node)
     assert any(f.code == "dynamic-dim" and "dynamic batch" in f.message for f in report.findings)

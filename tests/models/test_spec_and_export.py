@@ -13,18 +13,21 @@ from panoptic_ros.backends.registry import create_backend
 from panoptic_ros.models.center_offset_net import CompactPanopticNet, fuse_batchnorm
 from panoptic_ros.models.export import export_onnx
 from panoptic_ros.models.spec import METADATA_KEY, ModelSpec, ModelSpecError, load_spec
-from panoptic_ros.models.train import TrainConfig, synthetic_model_spec
+from panoptic_ros.models.train import TrainConfig, network, synthetic_model_spec
 
 
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CompactPanopticNet, ModelSpec]:
+@pytest.fixture(scope="module", params=[4, 2], ids=["semantic-stride-4", "semantic-stride-2"])
+def small_model(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, CompactPanopticNet, ModelSpec]:
     torch.manual_seed(0)
-    model = CompactPanopticNet(8, width=8).eval()
+    cfg = replace(TrainConfig(), width=8, semantic_stride=request.param)
+    model = network(cfg).eval()
     for module in model.modules():  # make BatchNorm do something
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
-    spec = synthetic_model_spec(replace(TrainConfig(), width=8))
+    spec = synthetic_model_spec(cfg)
     spec = replace(spec, input=replace(spec.input, height=64, width=128, max_batch=3))
     path = export_onnx(model, spec, tmp_path_factory.mktemp("m") / "small.onnx")
     return path, model, spec
@@ -60,9 +63,10 @@ def test_sidecar_wins_and_errors_are_actionable(small_model: tuple, tmp_path: Pa
         load_spec(tmp_path / "junk.onnx")
 
 
-def test_fuse_batchnorm_keeps_the_function() -> None:
+@pytest.mark.parametrize("semantic_stride", [4, 2])
+def test_fuse_batchnorm_keeps_the_function(semantic_stride: int) -> None:
     torch.manual_seed(1)
-    model = CompactPanopticNet(5, width=8).eval()
+    model = CompactPanopticNet(5, width=8, semantic_stride=semantic_stride).eval()
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_var.uniform_(0.5, 2.0)
@@ -74,6 +78,15 @@ def test_fuse_batchnorm_keeps_the_function() -> None:
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     for b, a in zip(before, after, strict=True):
         assert torch.allclose(b, a, atol=1e-5)
+
+
+def test_semantic_stride_is_checked_and_shapes_are_the_input_size() -> None:
+    with pytest.raises(ValueError, match="semantic_stride must be 2 or 4"):
+        CompactPanopticNet(5, width=8, semantic_stride=8)
+    with torch.no_grad():
+        model = CompactPanopticNet(5, width=8, semantic_stride=2).eval()
+        semantic, center, offset = model(torch.zeros(1, 3, 32, 64))
+    assert (semantic.shape, center.shape, offset.shape) == ((1, 5, 32, 64), (1, 1, 32, 64), (1, 2, 32, 64))
 
 
 def test_onnxruntime_and_torch_backends_agree_on_exported_model(small_model: tuple) -> None:
