@@ -3,7 +3,8 @@
 Losses as in Panoptic-DeepLab: cross-entropy with hard-pixel mining (the worst ``hard_fraction`` of
 pixels, small instances weighted up), MSE on the Gaussian center heatmap, L1 on the offsets of
 thing pixels. Augmentation: random scale, crop, horizontal flip, color jitter, noise and blur;
-targets are built after the geometric augmentation. Checkpoints let a run resume; the result is
+targets are built after the geometric augmentation. The forward pass runs under bfloat16 autocast
+where the CPU has native bfloat16 (``TrainConfig.bf16``). Checkpoints let a run resume; the result is
 exported to ONNX with its model spec (:mod:`panoptic_ros.models.export`).
 """
 
@@ -40,7 +41,7 @@ STD = (58.395, 57.12, 57.375)
 class TrainConfig:
     """Everything that defines a training run (stored in checkpoints and the model's provenance)."""
 
-    steps: int = 6000
+    steps: int = 9000
     batch: int = 12
     crop: tuple[int, int] = (128, 256)
     lr: float = 4e-3
@@ -55,6 +56,9 @@ class TrainConfig:
     center_weight: float = 200.0
     offset_weight: float = 0.02
     sigma: float = 3.0
+    #: forward pass under bfloat16 autocast (weights, optimizer and losses stay float32) where the
+    #: CPU computes bfloat16 natively (AVX-512 BF16 / AMX): about half the time per step
+    bf16: bool = True
     threads: int = 0  # 0: all cores
     checkpoint_every: int = 500
     extra: dict[str, str] = field(default_factory=dict)
@@ -176,6 +180,12 @@ def _run_independent(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in _RUN_ONLY}
 
 
+def bf16_supported() -> bool:
+    """Whether oneDNN computes bfloat16 natively on this CPU."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check is not None else False
+
+
 def _lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -184,9 +194,18 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def train(cfg: TrainConfig, work_dir: Path, *, resume: bool = True) -> CompactPanopticNet:
-    """Train (resuming from ``work_dir/checkpoint.pt`` when present) and return the model in eval mode."""
+    """Train (resuming from ``work_dir/checkpoint.pt`` when present) and return the model in eval mode.
+    ``cfg.threads`` holds for the run only: the process's thread count is restored afterwards."""
+    threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, work_dir, resume=resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig, work_dir: Path, *, resume: bool) -> CompactPanopticNet:
     torch.manual_seed(cfg.seed)
     work_dir.mkdir(parents=True, exist_ok=True)
     label_set = load_label_set("synthetic")
@@ -204,6 +223,9 @@ def train(cfg: TrainConfig, work_dir: Path, *, resume: bool = True) -> CompactPa
             log.info("resuming from %s at step %d", checkpoint, step)
         else:
             log.warning("ignoring %s: it was made with a different configuration", checkpoint)
+    bf16 = cfg.bf16 and bf16_supported()
+    if cfg.bf16 and not bf16:
+        log.warning("this CPU has no native bfloat16: training in float32 (slower, about 2x)")
     data = SyntheticTrainSet(cfg.images, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + step)
     model.train()
@@ -215,7 +237,9 @@ def train(cfg: TrainConfig, work_dir: Path, *, resume: bool = True) -> CompactPa
         x, sem, ins = augment(data.images[index], data.semantic[index], data.instance[index], cfg, gen)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, cfg)
-        loss, parts = panoptic_loss(model(x), sem, ins, thing_classes, cfg)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            outputs = tuple(o.float() for o in model(x))
+        loss, parts = panoptic_loss(outputs, sem, ins, thing_classes, cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
