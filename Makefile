@@ -65,7 +65,7 @@ lint: setup  ## ruff over the package, tests and launch files
 demo: setup  ## run the main job end to end (see README: Demo)
 	$(ENV) panoptic-ros demo --out out/demo
 
-model: setup  ## retrain the shipped model from scratch (about 40 minutes on 2 CPU cores)
+model: setup  ## retrain the shipped model from scratch (about 36 minutes on 2 CPU cores with bfloat16)
 	$(ENV) panoptic-ros train --no-resume --work-dir out/train --out engines/panoptic_synthetic.onnx
 
 bench: setup  ## benchmarks; results go to docs/BENCHMARKS.md by hand, with date and machine
