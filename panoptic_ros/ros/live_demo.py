@@ -121,6 +121,10 @@ def _node_params(cameras: list[str], backend: str, device: str, model: str) -> d
         "qos.mode": "explicit",
         "qos.reliability": "reliable",
         "qos.depth": 1,  # only the newest frame waits in DDS too
+        # the recorder shares the two cores with the node: a reliable writer keeping only the last 2
+        # samples can replace one the recorder has not acknowledged yet (seen: one label image of 16
+        # missing from the recording); 10 gives it two seconds of slack at 5 Hz
+        "output_qos_depth": 10,
         "diagnostics_period": 0.5,
     }
 
