@@ -26,21 +26,22 @@ from pathlib import Path
 
 import numpy as np
 
-from panoptic_ros.models.center_offset_net import CompactPanopticNet
 from panoptic_ros.models.export import export_onnx
-from panoptic_ros.models.train import TrainConfig, synthetic_model_spec
+from panoptic_ros.models.train import TrainConfig, network, synthetic_model_spec
 from panoptic_ros.resources import default_model
 
 
 def _first_architecture(folder: Path) -> Path:
     """The v1 shipped network (stride-4 heads, width 32) with random weights, as ONNX."""
     cfg = replace(TrainConfig(), semantic_stride=4, width=32)
-    spec = synthetic_model_spec(cfg, name="v1_architecture")
-    model = CompactPanopticNet(len(spec.label_set), cfg.width, cfg.semantic_stride).eval()
-    return export_onnx(model, spec, folder / "v1_architecture.onnx")
+    return export_onnx(
+        network(cfg).eval(),
+        synthetic_model_spec(cfg, name="v1_architecture"),
+        folder / "v1_architecture.onnx",
+    )
 
 
-def network_ratio(model: Path, reference: Path, repeats: int) -> tuple[float, float]:
+def network_ratio(model: Path, reference: Path, repeats: int) -> float:
     """Median ONNX Runtime CPU time of one frame of ``model`` over ``reference``'s, alternated."""
     import onnxruntime as ort
 
@@ -58,7 +59,7 @@ def network_ratio(model: Path, reference: Path, repeats: int) -> tuple[float, fl
             if k >= 5:
                 times[i].append(time.perf_counter() - start)
     ratios = [a / b for a, b in zip(*times, strict=True)]
-    return statistics.median(ratios), statistics.median(times[0]) * 1e3
+    return statistics.median(ratios)
 
 
 def _cli(*args: str) -> None:
@@ -67,8 +68,9 @@ def _cli(*args: str) -> None:
         raise SystemExit(f"panoptic-ros {' '.join(args)} failed:\n{done.stderr[-2000:]}")
 
 
-def quality(model: Path, work: Path, *, images: int, sequences: int) -> dict[str, float]:
-    """Held-out PQ and STQ of ``model`` (seed 1000) by the project's commands."""
+def quality(model: Path, work: Path, *, images: int, sequences: int) -> dict[str, dict]:
+    """Held-out PQ and STQ of ``model`` (seed 1000) by the project's commands: the JSON reports of
+    ``eval`` (``pq``) and ``eval --video`` (``stq``)."""
     common = ["--model", str(model), "--backend", "onnxruntime", "--device", "cpu"]
     _cli("synth", "--out", str(work / "images"), "--count", str(images), "--seed", "1000")
     _cli("infer", "--input", str(work / "images"), "--out", str(work / "pred"), *common)
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or default_model()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ratio, _ = network_ratio(model, _first_architecture(work), args.repeats)
+        ratio = network_ratio(model, _first_architecture(work), args.repeats)
         print(f"model: {model}\n")
         print("| measure | value |\n|---|---:|")
         print(f"| network time / first architecture's (ONNX Runtime CPU, one frame) | {ratio:.2f}x |")

@@ -57,10 +57,12 @@ def label_segments(
         )
     semantic = semantic.astype(np.int64, copy=False)
     instance = instance_ids.astype(np.int64, copy=False)
-    known = np.zeros(max(label_set.void_semantic, *(c.id for c in label_set.categories)) + 1, dtype=bool)
-    known[[c.id for c in label_set.categories]] = True
+    known = np.zeros(label_set.max_id + 1, dtype=bool)
+    known[label_set.class_to_id] = True
     void = semantic == label_set.void_semantic
-    bad = ~void & ((semantic < 0) | (semantic >= known.size) | ~known[np.clip(semantic, 0, known.size - 1)])
+    bad = ~void & (
+        (semantic < 0) | (semantic > label_set.max_id) | ~known[np.clip(semantic, 0, label_set.max_id)]
+    )
     if bad.any():
         raise DatasetError(
             f"{source}: category ids {np.unique(semantic[bad])[:10].tolist()} are not in the label set "
