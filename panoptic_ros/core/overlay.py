@@ -22,6 +22,8 @@ from panoptic_ros.errors import ConfigError
 
 #: Value of border pixels in every channel.
 BORDER = 255
+#: Above this share of void map pixels, void is restored through an expanded mask, not pixel by pixel.
+_DENSE_VOID = 0.05
 
 
 def overlay(
@@ -64,27 +66,69 @@ def overlay(
         return values if frame is None else frame.expand(values)
 
     picture = cv2.addWeighted(np.ascontiguousarray(image), 1.0 - alpha, expand(color), alpha, 0.0)
-    if void.any():
-        cv2.copyTo(image, expand(void.view(np.uint8)), picture)  # void pixels keep the image
-    border = _borders(panoptic, rows, cols)
-    if border is not None:
-        cv2.bitwise_or(picture, (BORDER, BORDER, BORDER, 0), dst=picture, mask=border)
+    _keep_void(picture, image, void, rows, cols)
+    picture.reshape(-1, 3)[_border_pixels(panoptic, rows, cols)] = BORDER
     return picture
 
 
-def _borders(panoptic: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
-    """``[H, W]`` uint8 mask of the camera pixels whose label differs from the pixel above or to the
-    left, for the map ``panoptic[rows][:, cols]``, computed on the few camera rows and columns that copy
-    another map row or column than their neighbour (None: no borders)."""
+def _keep_void(
+    picture: np.ndarray, image: np.ndarray, void: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> None:
+    """Give the camera pixels of void map pixels the image's own values again: pixel by pixel where void
+    is rare (the work grows with it), through an expanded mask where it covers much of the map."""
+    if void.mean() > _DENSE_VOID:
+        cv2.copyTo(image, void.view(np.uint8).take(cols, axis=1).take(rows, axis=0), picture)
+        return
+    map_row, map_col = np.nonzero(void)
+    camera_rows, count = _runs(rows, map_row)
+    camera_cols, count = _runs(cols, np.repeat(map_col, count))
+    flat = np.repeat(camera_rows, count) * cols.size + camera_cols
+    picture.reshape(-1, 3)[flat] = image.reshape(-1, 3)[flat]
+
+
+def _border_pixels(panoptic: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Flat indices (``row * W + column``) of the camera pixels whose label differs from the pixel above
+    or to the left, for the map ``panoptic[rows][:, cols]`` (``rows`` and ``cols`` nondecreasing).
+
+    Found at the map's resolution: a left border can only sit on a camera column that copies another
+    map column than its left neighbour, and there it runs down every camera row that copies the map
+    row; a top border likewise. Each map-level border is then spread over the camera rows (columns)
+    that copy it, so the work grows with the length of the borders, not with the camera's size."""
+    width = cols.size
     down, right = _changes(rows), _changes(cols)
-    if not down.size and not right.size:
-        return None
-    # left borders at the map's rows, then whole rows copied; top borders on the camera rows they are on
-    per_row = np.zeros((panoptic.shape[0], cols.size), dtype=np.uint8)
-    per_row[:, right] = panoptic[:, cols[right]] != panoptic[:, cols[right - 1]]
-    border = per_row.take(rows, axis=0)
-    border[down] |= (panoptic[rows[down]] != panoptic[rows[down - 1]]).take(cols, axis=1)
-    return border
+    found = [np.zeros(0, dtype=np.int64)]
+    if right.size:
+        map_row, k = np.nonzero(_differ(panoptic, cols[right], cols[right - 1], axis=1))
+        camera_rows, count = _runs(rows, map_row)
+        found.append(camera_rows * width + np.repeat(right[k], count))
+    if down.size:
+        m, map_col = np.nonzero(_differ(panoptic, rows[down], rows[down - 1], axis=0))
+        camera_cols, count = _runs(cols, map_col)
+        found.append(np.repeat(down[m], count) * width + camera_cols)
+    return np.concatenate(found)
+
+
+def _differ(labels: np.ndarray, here: np.ndarray, before: np.ndarray, axis: int) -> np.ndarray:
+    """``labels`` at the positions ``here`` along ``axis`` differ from those at ``before``; by slices
+    where ``here`` is a run of consecutive positions each following its ``before`` (a map enlarged into
+    the camera frame), by gathers otherwise."""
+    first, last = int(here[0]), int(here[-1])
+    if last - first + 1 == here.size and np.array_equal(here - before, np.ones_like(here)):
+        ahead = slice(first, last + 1)
+        behind = slice(first - 1, last)
+        if axis == 1:
+            return labels[:, ahead] != labels[:, behind]
+        return labels[ahead] != labels[behind]
+    return labels.take(here, axis=axis) != labels.take(before, axis=axis)
+
+
+def _runs(index: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every camera position copying each of ``positions`` (map positions) under the nondecreasing
+    nearest-neighbour ``index``, run after run, and the length of each run."""
+    first = np.searchsorted(index, positions, side="left")
+    count = np.searchsorted(index, positions, side="right") - first
+    starts = np.repeat(first - np.cumsum(count) + count, count)
+    return starts + np.arange(starts.size), count
 
 
 class Palette:

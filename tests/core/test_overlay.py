@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from panoptic_ros.core.labels import LabelSet
-from panoptic_ros.core.overlay import BORDER, overlay
+from panoptic_ros.core.overlay import _DENSE_VOID, BORDER, overlay
 from panoptic_ros.core.preprocess import pixel_frame, plan
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.models.spec import load_spec
@@ -22,14 +22,17 @@ def label_set() -> LabelSet:
     return load_spec(default_model()).label_set
 
 
-def random_panoptic(rng: np.random.Generator, shape: tuple[int, int], label_set: LabelSet) -> np.ndarray:
-    """Blocky maps (segments a few pixels wide) with stuff, numbered things and void."""
+def random_panoptic(
+    rng: np.random.Generator, shape: tuple[int, int], label_set: LabelSet, void: float = 0.1
+) -> np.ndarray:
+    """Blocky maps (segments a few pixels wide) with stuff, numbered things and a share of void blocks."""
     ids = [c.id for c in label_set.categories]
     coarse = (shape[0] // 4 + 1, shape[1] // 4 + 1)
     category = rng.choice(ids, size=coarse)
     number = rng.integers(0, 4, size=coarse)
     labels = category * DIVISOR + number
-    labels[rng.random(coarse) < 0.1] = -1
+    labels[rng.random(coarse) < void] = -1
+    labels[rng.integers(coarse[0]), rng.integers(coarse[1])] = -1  # some void, always
     return np.kron(labels, np.ones((4, 4), dtype=np.int64))[: shape[0], : shape[1]]
 
 
@@ -55,14 +58,17 @@ def reference(
     return np.rint(out).astype(np.uint8)
 
 
+@pytest.mark.parametrize("void", [0.2, 0.01], ids=["void-restored-by-mask", "void-restored-by-pixel"])
 @pytest.mark.parametrize("mode", ["resize", "letterbox"])
 @pytest.mark.parametrize("camera", [(48, 64), (30, 41), (13, 17), (64, 100)])
 def test_overlay_at_model_resolution_equals_the_camera_size_overlay(
-    label_set: LabelSet, mode: str, camera: tuple[int, int]
+    label_set: LabelSet, mode: str, camera: tuple[int, int], void: float
 ) -> None:
     rng = np.random.default_rng(camera[0] * 7 + len(mode))
     model = (24, 40)
-    panoptic = random_panoptic(rng, model, label_set)
+    panoptic = random_panoptic(rng, model, label_set, void)
+    share = (panoptic < 0).mean()
+    assert share > _DENSE_VOID if void > _DENSE_VOID else 0 < share <= _DENSE_VOID, "both ways are tested"
     image = rng.integers(0, 256, size=(*camera, 3), dtype=np.uint8)
     frame = pixel_frame(plan(camera, model, mode), model, torch.device("cpu"))  # type: ignore[arg-type]
     in_camera = frame.expand(panoptic)
