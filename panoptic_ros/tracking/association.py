@@ -154,8 +154,8 @@ def instance_statistics(
     (previous, current) instance pair, current areas ``[T]`` and, with ``image``, mean colors ``[T, 3]``
     (float64); each pixel counted ``weights`` times (None: once). One small transfer (pixel counts are
     exact in float64)."""
-    if weights is not None and weights.device.type == "cpu":
-        weights = weights.double()  # the CPU's weighted bincounts take float64: converted once
+    if current.device.type == "cpu":
+        previous, current, weights, image = _instance_pixels(previous, current, weights, image)
     hist = joint_histogram(previous, current, num_previous, count, weights)
     areas = hist.sum(dim=0)
     if image is None:
@@ -165,6 +165,22 @@ def instance_statistics(
     packed = torch.cat((hist.double().reshape(-1), colors.double().reshape(-1))).cpu().numpy()
     hist_np = packed[: hist.numel()].reshape(hist.shape)
     return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), packed[hist.numel() :].reshape(count, 3)
+
+
+def _instance_pixels(
+    previous: torch.Tensor, current: torch.Tensor, weights: torch.Tensor | None, image: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """On the CPU, the pixels inside an instance of either frame (``[1, n]`` maps, weights and a
+    ``[1, n, 3]`` image), float64 weights: every statistic the association reads counts only them (the
+    pixels outside both would only fill the histogram's unread ``[0, 0]`` cell and color bin 0), and
+    things cover a small part of most frames. One pass over the maps to find them."""
+    inside = torch.nonzero((previous | current).reshape(-1)).squeeze(1)  # indices are >= 0
+    previous, current = previous.reshape(-1)[inside][None], current.reshape(-1)[inside][None]
+    if weights is not None:
+        weights = weights.reshape(-1)[inside].double()[None]  # the weighted bincounts take float64
+    if image is not None:
+        image = image.permute(2, 0, 1).reshape(3, -1)[:, inside].t()[None]  # channel-first: no reorder
+    return previous, current, weights, image
 
 
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
