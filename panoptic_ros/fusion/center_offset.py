@@ -323,7 +323,8 @@ def group_pixels(
         centers: ``[K, 2]`` int ``(y, x)``.
         memory_budget_bytes: bound on one chunk's temporaries (see :func:`grouping_chunk_size`).
         strategy: ``chunked`` computes all pixel-to-center distances of a chunk of pixels at once
-            (few kernel launches: best on CUDA); ``per_center`` loops over the centers keeping a
+            (few kernel launches: best on CUDA; on the CPU as squared distances, near-ties settled by
+            ``vector_norm``); ``per_center`` loops over the centers keeping a
             running minimum (no ``[pixels, centers]`` temporaries); ``kdtree`` (CPU) finds each
             pixel's few nearest centers in a k-d tree over the centers, so its cost hardly grows
             with their number (best on the CPU); ``auto``: ``chunked`` on CUDA, on the CPU
@@ -374,11 +375,39 @@ def group_pixels(
             f"grouping strategy {strategy!r} must be 'auto', 'chunked', 'per_center' or 'kdtree'"
         )
     chunk = grouping_chunk_size(num_centers, memory_budget_bytes)
+    if thing_mask.device.type == "cpu":
+        nearest = torch.empty(num_pixels, dtype=torch.int64)
+        tied = torch.empty(num_pixels, dtype=torch.bool)
+        for start in range(0, num_pixels, chunk):
+            stop = min(start + chunk, num_pixels)
+            _nearest_squared(center_points[0], locations[start:stop], nearest[start:stop], tied[start:stop])
+        ties = torch.nonzero(tied).squeeze(1)  # settled as the exhaustive search settles them
+        if ties.numel():
+            nearest[ties] = _nearest_per_center(center_points[0], locations[ties])
+        instance[pixels] = nearest + 1
+        return instance.view(height, width)
     for start in range(0, num_pixels, chunk):
         stop = min(start + chunk, num_pixels)
         distance = torch.linalg.vector_norm(center_points - locations[start:stop, None, :], dim=-1)  # [B, K]
         instance[pixels[start:stop]] = distance.argmin(dim=1) + 1
     return instance.view(height, width)
+
+
+def _nearest_squared(
+    centers: torch.Tensor, locations: torch.Tensor, nearest: torch.Tensor, tied: torch.Tensor
+) -> None:
+    """Into ``nearest`` [P]: the index of the nearest of ``centers`` [K, 2] for each of ``locations``
+    [P, 2] by squared float32 distances (a few elementwise passes over ``[P, K]``, cheaper on the CPU
+    than ``vector_norm`` over a last axis of two); into ``tied`` [P]: whether another center lies within
+    float32 rounding of the nearest, where ``vector_norm`` must settle the pixel (ties to the lower index)."""
+    dy = centers[None, :, 0] - locations[:, 0:1]  # [P, K]
+    dx = centers[None, :, 1] - locations[:, 1:2]
+    squared = dy.mul_(dy).addcmul_(dx, dx)
+    best, index = squared.min(dim=1)
+    nearest.copy_(index)
+    root = best.sqrt()
+    limit = (root + 1e-5 * root.clamp(min=1.0)).square()
+    torch.gt((squared <= limit[:, None]).sum(dim=1), 1, out=tied)
 
 
 def _nearest_kdtree(centers: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
