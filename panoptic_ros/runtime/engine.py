@@ -215,7 +215,9 @@ class FrameEngine:
             segments = host.segments
             tracked: TrackerOutput | None = None
             if stream.tracker is not None:
-                inp = tracker_input(out, frame.stamp_ns, segments)
+                inp = tracker_input(
+                    out, frame.stamp_ns, segments, fixed_shapes=self.pipeline.fusion.fixed_shapes
+                )
                 tracked = stream.tracker.update(inp)
                 events = tracked.events
                 id_map = tracked.track_map
@@ -316,12 +318,15 @@ class FrameEngine:
         self.close()
 
 
-def tracker_input(out: FrameOutput, stamp_ns: int, segments: HostSegments | None = None) -> TrackerInput:
+def tracker_input(
+    out: FrameOutput, stamp_ns: int, segments: HostSegments | None = None, *, fixed_shapes: bool = False
+) -> TrackerInput:
     """The things of a pipeline frame as the tracker takes them: the instance map at the model's
     resolution (thing ``k + 1`` on segment row ``k``) with each pixel weighted by the camera pixels
     that copy it (so areas and mask IoU are the camera frame's), the thing rows of the segment table
     that show in the frame (from its host copy ``segments``, made here when not given), and the frame
-    as fitted to the model input for the mean colors."""
+    as fitted to the model input for the mean colors. ``fixed_shapes``: the tracker measures the maps
+    with shapes independent of the data too (the pipeline's fixed-shape mode)."""
     segments = segments if segments is not None else HostSegments(out.segments)
     things = segments.is_thing  # rows that show in the frame (area > 0)
     return TrackerInput(
@@ -335,4 +340,5 @@ def tracker_input(out: FrameOutput, stamp_ns: int, segments: HostSegments | None
         image=out.model_image.permute(1, 2, 0),
         pixel_weights=out.frame.weights,
         frame_size=out.camera_size,
+        fixed_shapes=fixed_shapes,
     )

@@ -149,13 +149,18 @@ def instance_statistics(
     *,
     image: torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
+    fixed_shapes: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Host arrays of what the association needs from the device: mask IoU ``[P, T]`` of every
     (previous, current) instance pair, current areas ``[T]`` and, with ``image``, mean colors ``[T, 3]``
     (float64); each pixel counted ``weights`` times (None: once). One small transfer (pixel counts are
-    exact in float64)."""
+    exact in float64). On the CPU, unless ``fixed_shapes`` asks for shapes independent of the data,
+    only the pixels inside an instance are visited (:func:`_instance_pixels`)."""
     if current.device.type == "cpu":
-        previous, current, weights, image = _instance_pixels(previous, current, weights, image)
+        if not fixed_shapes:
+            previous, current, weights, image = _instance_pixels(previous, current, weights, image)
+        elif weights is not None:
+            weights = weights.double()  # the CPU's weighted bincounts take float64: converted once
     hist = joint_histogram(previous, current, num_previous, count, weights)
     areas = hist.sum(dim=0)
     if image is None:

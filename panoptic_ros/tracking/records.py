@@ -53,6 +53,9 @@ class TrackerInput(NamedTuple):
             larger camera frame, :attr:`~panoptic_ros.core.segments.PixelFrame.weights`).
             Areas, mask IoU and mean colors are then those of that frame. None: 1 each.
         frame_size: ``(height, width)`` of the frame boxes and centroids are in (None: the map's).
+        fixed_shapes: measure the maps with shapes that do not depend on the data (no host read
+            before the statistics' one transfer: what a CUDA graph or a GPU wants); False lets the CPU
+            measure only the pixels inside an instance.
     """
 
     instance_map: torch.Tensor
@@ -65,6 +68,7 @@ class TrackerInput(NamedTuple):
     image: torch.Tensor | None = None
     pixel_weights: torch.Tensor | None = None
     frame_size: tuple[int, int] | None = None
+    fixed_shapes: bool = False
 
     @property
     def size(self) -> tuple[int, int]:

@@ -125,7 +125,7 @@ class Tracker:
         use_colors = (params.appearance_weight > 0 or params.reid) and inp.image is not None
         image = inp.image if use_colors else None
         mask_ious, det_areas, colors = self._device_statistics(
-            current_index, det.count, image, inp.pixel_weights
+            current_index, det.count, image, inp.pixel_weights, inp.fixed_shapes
         )
 
         tracks = self._tracks
@@ -217,14 +217,21 @@ class Tracker:
     # steps
 
     def _device_statistics(
-        self, current: torch.Tensor, count: int, image: torch.Tensor | None, weights: torch.Tensor | None
+        self,
+        current: torch.Tensor,
+        count: int,
+        image: torch.Tensor | None,
+        weights: torch.Tensor | None,
+        fixed_shapes: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """:func:`instance_statistics` against the previous frame's indices (none after a reset)."""
         previous = self._previous_index
         same = previous is not None and previous.shape == current.shape  # else no overlap to measure
         num_previous = self._previous_track_ids.size if same else 0
         prev = previous if same and previous is not None else torch.zeros_like(current)
-        return instance_statistics(prev, current, num_previous, count, image=image, weights=weights)
+        return instance_statistics(
+            prev, current, num_previous, count, image=image, weights=weights, fixed_shapes=fixed_shapes
+        )
 
     def _cost(
         self,

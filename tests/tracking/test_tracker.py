@@ -27,6 +27,7 @@ from panoptic_ros.tracking.association import (
     box_iou,
     center_distance,
     index_map,
+    instance_statistics,
     joint_histogram,
     mask_iou,
     mean_colors,
@@ -454,6 +455,22 @@ def test_joint_histogram_mask_iou_matches_direct_count(large_ids: bool) -> None:
             a, b = prev_map == pid, cur_map == cid
             assert iou[p, c] == pytest.approx((a & b).sum() / (a | b).sum())
     assert hist.sum() == prev_map.size
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_statistics_of_the_instance_pixels_equal_those_of_the_whole_map(weighted: bool) -> None:
+    """The CPU's default visits only the pixels inside an instance of either frame; the fixed-shape
+    way visits every pixel. Mask IoU, areas and mean colors agree."""
+    g = torch.Generator().manual_seed(5)
+    previous = torch.randint(0, 4, (30, 40), generator=g) * (torch.rand(30, 40, generator=g) < 0.3)
+    current = torch.randint(0, 6, (30, 40), generator=g) * (torch.rand(30, 40, generator=g) < 0.3)
+    image = torch.rand(3, 30, 40, generator=g).mul(255).permute(1, 2, 0)  # channel-first, as the tracker's
+    weights = torch.randint(1, 4, (30, 40), generator=g) if weighted else None
+    sparse = instance_statistics(previous, current, 3, 5, image=image, weights=weights)
+    dense = instance_statistics(previous, current, 3, 5, image=image, weights=weights, fixed_shapes=True)
+    for a, b in zip(sparse, dense, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert sparse[1].sum() > 0 and (sparse[0] > 0).any()
 
 
 def test_mean_colors_and_box_helpers() -> None:
