@@ -267,7 +267,8 @@ def _centers_at_candidates(
     rows = torch.div(candidates, width, rounding_mode="floor")
     near_rows = (rows[:, None] + steps[None, :]).clamp_(0, height - 1) * width
     near_cols = ((candidates - rows * width)[:, None] + steps[None, :]).clamp_(0, width - 1)
-    window = flat[(near_rows[:, :, None] + near_cols[:, None, :]).reshape(count, kernel * kernel)]
+    near = (near_rows[:, :, None] + near_cols[:, None, :]).reshape(-1)
+    window = flat.index_select(0, near).view(count, kernel * kernel)
     survives = values >= window.nan_to_num(nan=-math.inf).amax(dim=1)
     floor = torch.zeros((), dtype=heat.dtype)
     k = min(top_k, heat.numel()) if top_k is not None else 0
@@ -352,7 +353,11 @@ def group_pixels(
     cols = pixels - rows * width
     flat_offsets = offsets.reshape(2, height * width).float()
     locations = torch.stack(
-        (rows.float() + flat_offsets[0, pixels], cols.float() + flat_offsets[1, pixels]), dim=1
+        (
+            rows.float() + flat_offsets[0].index_select(0, pixels),
+            cols.float() + flat_offsets[1].index_select(0, pixels),
+        ),
+        dim=1,
     )  # [P, 2]
     # nonzero() may return column-major points; a contiguous last axis keeps the norm on its fast path
     center_points = centers.float().contiguous()[None]  # [1, K, 2]
@@ -365,10 +370,10 @@ def group_pixels(
             small = "chunked" if torch.get_num_threads() > 1 else "per_center"
             strategy = "kdtree" if large else small
     if strategy == "per_center":
-        instance[pixels] = _nearest_per_center(center_points[0], locations) + 1
+        instance.index_copy_(0, pixels, _nearest_per_center(center_points[0], locations) + 1)
         return instance.view(height, width)
     if strategy == "kdtree":
-        instance[pixels] = _nearest_kdtree(center_points[0], locations) + 1
+        instance.index_copy_(0, pixels, _nearest_kdtree(center_points[0], locations) + 1)
         return instance.view(height, width)
     if strategy != "chunked":
         raise FusionInputError(
@@ -384,7 +389,7 @@ def group_pixels(
         ties = torch.nonzero(tied).squeeze(1)  # settled as the exhaustive search settles them
         if ties.numel():
             nearest[ties] = _nearest_per_center(center_points[0], locations[ties])
-        instance[pixels] = nearest + 1
+        instance.index_copy_(0, pixels, nearest + 1)
         return instance.view(height, width)
     for start in range(0, num_pixels, chunk):
         stop = min(start + chunk, num_pixels)
@@ -515,9 +520,12 @@ def merge_segments(
         (torch.where(present, row_or_none[:num_centers] + 1, 0), keys.no_rows)
     )  # key -> row + 1 if thing
     return MergeResult(
-        panoptic=torch.cat((segment_ids, keys.void))[segment_of_code][code].view(height, width),
-        instance=thing_rows.to(torch.int32)[keys.key_of_code][code].view(height, width),
-        segment_of_pixel=segment_of_code[code].view(height, width),
+        # full-map gathers by index_select (about twice as fast as advanced indexing on the CPU)
+        panoptic=torch.cat((segment_ids, keys.void))[segment_of_code]
+        .index_select(0, code)
+        .view(height, width),
+        instance=thing_rows.to(torch.int32)[keys.key_of_code].index_select(0, code).view(height, width),
+        segment_of_pixel=segment_of_code.index_select(0, code).view(height, width),
         segment_ids=segment_ids,
         segment_classes=torch.cat((instance_class, keys.stuff_classes))[selected],
         segment_centers=keys.centers[selected],
@@ -600,7 +608,7 @@ def segment_stats(
             own_areas = histogram(pixel_segment, num_segments + 1)[:-1]
         logits = as_dtype(semantic_logits, torch.float32).reshape(semantic_logits.shape[0], -1)
         # void pixels (segment S) take any class: their probabilities go to the dropped bin S
-        classes = merged.segment_classes[pixel_segment.clamp(max=num_segments - 1)]
+        classes = merged.segment_classes.index_select(0, pixel_segment.clamp(max=num_segments - 1))
         prob = torch.softmax(logits, dim=0).gather(0, classes[None])[0]
         prob_sum = torch.zeros(num_segments + 1, dtype=torch.float64, device=device)
         prob_sum.index_add_(0, pixel_segment, prob.double())
@@ -718,7 +726,7 @@ def fuse_center_offset(
     centers = find_centers(
         heat, center_threshold=params.center_threshold, nms_kernel=params.nms_kernel, top_k=params.top_k
     )
-    thing_mask = is_thing_class[semantic_map]
+    thing_mask = is_thing_class.index_select(0, semantic_map.reshape(-1)).view(semantic_map.shape)
     instance = group_pixels(thing_mask, offsets, centers.points, memory_budget_bytes=memory_budget_bytes)
     merged = merge_segments(
         semantic_map,

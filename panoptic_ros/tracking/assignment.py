@@ -101,24 +101,23 @@ def solve_assignment(cost: np.ndarray) -> np.ndarray:
 
 def _components(allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Connected components of the bipartite graph of allowed pairs: a label per row and per column
-    (isolated rows and columns get their own labels) and the number of labels."""
+    (isolated rows and columns get their own labels) and the number of labels.
+
+    By label propagation: every node starts with a label of its own, and each round every column
+    takes the smallest label among itself and its allowed rows, then every row likewise among its
+    columns, until nothing changes (a few rounds for a tracker's small graphs; no Python loop per edge).
+    """
     rows, cols = allowed.shape
-    parent = np.arange(rows + cols)
-
-    def find(node: int) -> int:
-        root = node
-        while parent[root] != root:
-            root = parent[root]
-        while parent[node] != root:  # path compression
-            parent[node], node = root, parent[node]
-        return root
-
-    for i, j in zip(*np.nonzero(allowed), strict=True):
-        a, b = find(int(i)), find(rows + int(j))
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    roots = np.array([find(k) for k in range(rows + cols)], dtype=np.int64)
-    _, labels = np.unique(roots, return_inverse=True)
+    none = rows + cols  # above every label
+    row_label = np.arange(rows)
+    col_label = np.arange(rows, rows + cols)
+    while True:
+        col_new = np.minimum(col_label, np.where(allowed, row_label[:, None], none).min(axis=0, initial=none))
+        row_new = np.minimum(row_label, np.where(allowed, col_new[None, :], none).min(axis=1, initial=none))
+        if np.array_equal(row_new, row_label) and np.array_equal(col_new, col_label):
+            break
+        row_label, col_label = row_new, col_new
+    _, labels = np.unique(np.concatenate((row_label, col_label)), return_inverse=True)
     return labels[:rows], labels[rows:], int(labels.max()) + 1 if labels.size else 0
 
 
@@ -149,28 +148,33 @@ def match(cost: np.ndarray, *, max_cost: float) -> Matches:
     allowed = cost < max_cost
     clipped = np.where(allowed, cost, max_cost)
     row_label, col_label, count = _components(allowed)
-    matched_rows: list[int] = []
-    matched_cols: list[int] = []
-    for label in range(count):
+    row_count = np.bincount(row_label, minlength=count)
+    col_count = np.bincount(col_label, minlength=count)
+    # a component of one row and one column is its one allowed pair, matched (most of a tracker's)
+    pair = (row_count == 1) & (col_count == 1)
+    col_of_label = np.full(count, -1, dtype=np.int64)
+    single_cols = np.flatnonzero(pair[col_label])
+    col_of_label[col_label[single_cols]] = single_cols
+    single_rows = np.flatnonzero(pair[row_label])
+    matched_rows = [single_rows]
+    matched_cols = [col_of_label[row_label[single_rows]]]
+    for label in np.flatnonzero(~pair & (row_count > 0) & (col_count > 0)).tolist():
         r = np.flatnonzero(row_label == label)
         c = np.flatnonzero(col_label == label)
-        if r.size == 0 or c.size == 0:
-            continue
-        if r.size == 1 and c.size == 1:
-            matched_rows.append(int(r[0]))
-            matched_cols.append(int(c[0]))
-            continue
         block = clipped[np.ix_(r, c)]
         if r.size <= c.size:
             picked_rows, picked_cols = np.arange(r.size), solve_assignment(block)
         else:
             picked_rows, picked_cols = solve_assignment(block.T), np.arange(c.size)
         keep = block[picked_rows, picked_cols] < max_cost
-        matched_rows.extend(r[picked_rows[keep]].tolist())
-        matched_cols.extend(c[picked_cols[keep]].tolist())
-    order = np.argsort(matched_rows, kind="stable")
-    out_rows = np.asarray(matched_rows, dtype=np.int64)[order]
-    out_cols = np.asarray(matched_cols, dtype=np.int64)[order]
-    free_rows = np.setdiff1d(np.arange(rows), out_rows)
-    free_cols = np.setdiff1d(np.arange(cols), out_cols)
-    return Matches(out_rows, out_cols, free_rows.astype(np.int64), free_cols.astype(np.int64))
+        matched_rows.append(r[picked_rows[keep]])
+        matched_cols.append(c[picked_cols[keep]])
+    all_rows = np.concatenate(matched_rows).astype(np.int64)
+    order = np.argsort(all_rows, kind="stable")
+    out_rows = all_rows[order]
+    out_cols = np.concatenate(matched_cols).astype(np.int64)[order]
+    free_rows = np.ones(rows, dtype=bool)
+    free_rows[out_rows] = False
+    free_cols = np.ones(cols, dtype=bool)
+    free_cols[out_cols] = False
+    return Matches(out_rows, out_cols, np.flatnonzero(free_rows), np.flatnonzero(free_cols))

@@ -23,6 +23,7 @@ from panoptic_ros.tracking import (
     match,
     solve_assignment,
 )
+from panoptic_ros.tracking.assignment import _components
 from panoptic_ros.tracking.association import (
     box_iou,
     center_distance,
@@ -428,6 +429,31 @@ def test_match_with_a_cost_limit_is_optimal() -> None:
     # one cheap match beats two costly ones
     result = match(np.array([[0.1, 0.9], [0.8, np.inf]]), max_cost=1.0)
     assert result.rows.tolist() == [0] and result.cols.tolist() == [0]
+
+
+def test_components_of_allowed_pairs_are_the_graph_components() -> None:
+    """Rows and columns share a label exactly when a path of allowed pairs joins them (checked by a
+    search from every node); isolated ones get labels of their own."""
+    rng = np.random.default_rng(4)
+    for _ in range(100):
+        allowed = rng.random((int(rng.integers(0, 8)), int(rng.integers(0, 8)))) < rng.random() * 0.4
+        rows, cols = allowed.shape
+        row_label, col_label, count = _components(allowed)
+        labels = np.concatenate((row_label, col_label))
+        for start in range(rows + cols):
+            reached, frontier = {start}, [start]
+            while frontier:
+                node = frontier.pop()
+                if node < rows:
+                    near = [rows + j for j in np.flatnonzero(allowed[node])]
+                else:
+                    near = list(np.flatnonzero(allowed[:, node - rows]))
+                for other in near:
+                    if other not in reached:
+                        reached.add(other)
+                        frontier.append(other)
+            assert set(np.flatnonzero(labels == labels[start]).tolist()) == reached
+        assert count == len(set(labels.tolist()))
 
 
 def test_assignment_errors() -> None:
