@@ -24,6 +24,8 @@ from panoptic_ros.errors import ConfigError
 BORDER = 255
 #: Above this share of void map pixels, void is restored through an expanded mask, not pixel by pixel.
 _DENSE_VOID = 0.05
+#: Bytes of picture blended per band of camera rows (with the band's colors, well within a core's cache).
+_BAND_BYTES = 128 * 1024
 
 
 def overlay(
@@ -34,6 +36,7 @@ def overlay(
     frame: PixelFrame | None = None,
     label_divisor: int = 1000,
     alpha: float = 0.55,
+    swap: bool = False,
 ) -> np.ndarray:
     """Blend category colors over an image, with things shaded per instance and segment borders drawn.
 
@@ -44,6 +47,8 @@ def overlay(
         frame: how the map's pixels land in the image (nearest); None: the map is the image's size.
         label_divisor: of the panoptic ids.
         alpha: weight of the colors.
+        swap: give the picture the image's channels in reverse order (an RGB image, a BGR picture:
+            what the overlay topic publishes), at no extra pass.
 
     Returns:
         ``H x W x 3`` uint8 host array.
@@ -60,14 +65,32 @@ def overlay(
             raise ConfigError(
                 f"the frame maps to {(rows.size, cols.size)} but the image is {(height, width)}"
             )
-    color, void = palette(label_set, label_divisor).paint(panoptic)
-
-    def expand(values: np.ndarray) -> np.ndarray:
-        return values if frame is None else frame.expand(values)
-
-    picture = cv2.addWeighted(np.ascontiguousarray(image), 1.0 - alpha, expand(color), alpha, 0.0)
-    _keep_void(picture, image, void, rows, cols)
+    color, void = palette(label_set, label_divisor).paint(panoptic, reverse=swap)
+    color_cols = color if frame is None else color.take(cols, axis=1)
+    image = np.ascontiguousarray(image)
+    picture = _blend(image, color_cols, rows, alpha, swap)
+    _keep_void(picture, image[..., ::-1] if swap else image, void, rows, cols)
     picture.reshape(-1, 3)[_border_pixels(panoptic, rows, cols)] = BORDER
+    return picture
+
+
+def _blend(
+    image: np.ndarray, color_cols: np.ndarray, rows: np.ndarray, alpha: float, swap: bool
+) -> np.ndarray:
+    """``image`` (``[H, W, 3]``, channels reversed first with ``swap``) blended with the colors of the map
+    rows ``rows`` of ``color_cols`` (``[h, W, 3]``: the colors at the camera's columns), band after band
+    of camera rows: each band's colors and picture are made and used while they are in the cache, so
+    the camera-size work reads the image once and writes the picture once."""
+    height, width = image.shape[:2]
+    picture = np.empty_like(image)
+    step = max(1, _BAND_BYTES // (3 * width))
+    for start in range(0, height, step):
+        band = slice(start, min(start + step, height))
+        colors = color_cols.take(rows[band], axis=0)
+        source = image[band]
+        if swap:
+            source = cv2.cvtColor(source, cv2.COLOR_RGB2BGR, dst=picture[band])
+        cv2.addWeighted(source, 1.0 - alpha, colors, alpha, 0.0, dst=picture[band])
     return picture
 
 
@@ -80,7 +103,7 @@ def _keep_void(
     if not count:
         return
     if count > _DENSE_VOID * void.size:
-        cv2.copyTo(image, void.view(np.uint8).take(cols, axis=1).take(rows, axis=0), picture)
+        np.copyto(picture, image, where=void.take(cols, axis=1).take(rows, axis=0)[..., None])
         return
     map_row, map_col = _nonzero(void)
     camera_rows, count = _runs(rows, map_row)
@@ -154,16 +177,18 @@ class Palette:
         colors = np.clip(np.rint(lut[:, None, :] * shade[None, :, None]), 0, 255).astype(np.uint8)
         self.label_divisor = label_divisor
         self.colors = colors.reshape(-1, 3)  # row = panoptic id
+        self.reversed = np.ascontiguousarray(self.colors[:, ::-1])
 
-    def paint(self, panoptic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``[h, w, 3]`` uint8 colors of an ``[h, w]`` panoptic map and its ``[h, w]`` bool void mask
-        (-1). Categories beyond the label set take the last category's colors."""
+    def paint(self, panoptic: np.ndarray, *, reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``[h, w, 3]`` uint8 colors of an ``[h, w]`` panoptic map (channels in reverse order with
+        ``reverse``) and its ``[h, w]`` bool void mask (-1). Categories beyond the label set take the
+        last category's colors."""
         void = panoptic < 0
         index = np.maximum(panoptic, 0)
         size = self.colors.shape[0]
         if index.size and int(index.max()) >= size:
             index = np.where(index < size, index, size - self.label_divisor + index % self.label_divisor)
-        return self.colors.take(index, axis=0), void
+        return (self.reversed if reverse else self.colors).take(index, axis=0), void
 
 
 @functools.lru_cache(maxsize=16)

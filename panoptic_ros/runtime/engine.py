@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
@@ -302,8 +301,9 @@ class FrameEngine:
     def _overlay(self, frame: InputFrame, out: FrameOutput, shown: np.ndarray) -> np.ndarray:
         """The BGR overlay of the host display map (colors chosen at the model's resolution, the
         picture made on the host)."""
-        picture = overlay(frame.rgb, shown, self.label_set, frame=out.frame, label_divisor=self.label_divisor)
-        return cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
+        return overlay(
+            frame.rgb, shown, self.label_set, frame=out.frame, label_divisor=self.label_divisor, swap=True
+        )
 
     # ---- life cycle
 

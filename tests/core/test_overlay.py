@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from panoptic_ros.core import overlay as overlay_module
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.overlay import _DENSE_VOID, BORDER, overlay
 from panoptic_ros.core.preprocess import pixel_frame, plan
@@ -62,7 +63,7 @@ def reference(
 @pytest.mark.parametrize("mode", ["resize", "letterbox"])
 @pytest.mark.parametrize("camera", [(48, 64), (30, 41), (13, 17), (64, 100)])
 def test_overlay_at_model_resolution_equals_the_camera_size_overlay(
-    label_set: LabelSet, mode: str, camera: tuple[int, int], void: float
+    label_set: LabelSet, mode: str, camera: tuple[int, int], void: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = np.random.default_rng(camera[0] * 7 + len(mode))
     model = (24, 40)
@@ -75,6 +76,11 @@ def test_overlay_at_model_resolution_equals_the_camera_size_overlay(
     assert np.array_equal(in_camera, frame.resample(torch.from_numpy(panoptic)).numpy())
     fast = overlay(image, panoptic, label_set, frame=frame, label_divisor=DIVISOR)
     direct = overlay(image, in_camera, label_set, label_divisor=DIVISOR)
+    swapped = overlay(image, panoptic, label_set, frame=frame, label_divisor=DIVISOR, swap=True)
+    assert np.array_equal(swapped, fast[..., ::-1]), "an RGB image gives the BGR picture"
+    with monkeypatch.context() as patch:
+        patch.setattr(overlay_module, "_BAND_BYTES", 3 * camera[1] * 4)  # bands of 4 camera rows
+        assert np.array_equal(overlay(image, panoptic, label_set, frame=frame, label_divisor=DIVISOR), fast)
     assert fast.shape == (*camera, 3) and fast.dtype == np.uint8
     assert np.array_equal(fast, direct)
     expected = reference(image, in_camera, label_set)
