@@ -54,7 +54,9 @@ def ros_layer(repeats: int) -> None:
     from std_msgs.msg import Header
 
     from panoptic_ros.ros.conversions import array_to_image_msg, to_ros
+    from panoptic_ros.runtime.memory import keep_freed_memory
 
+    keep_freed_memory()  # as the node's executables do
     pipeline = PanopticPipeline(MODEL, backend="onnxruntime", device="cpu")
     engine = FrameEngine(pipeline)
     context = OutputContext(engine.label_set, engine.label_divisor, engine.score_threshold(), "status")

@@ -20,6 +20,7 @@ from panoptic_ros import __version__
 from panoptic_ros.cli import data_commands, model_commands, run_commands
 from panoptic_ros.cli.common import Command
 from panoptic_ros.errors import PanopticRosError
+from panoptic_ros.runtime.memory import keep_freed_memory
 
 log = logging.getLogger("panoptic_ros")
 
@@ -90,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
     )
+    keep_freed_memory()  # frames' images and messages reuse memory instead of faulting it in
     try:
         return int(args.run(args))
     except PanopticRosError as err:

@@ -125,7 +125,8 @@ LABELS_32_AS_16_FORMAT = "32SC1; png compressed mono16"
 #: zlib's run-length strategy: label images are long runs of one value (smaller PNGs, no slower); the
 #: "up" filter on every row instead of libpng's choice per row: a label image enlarged from the model's
 #: resolution repeats whole rows, which the filter turns into zeros. A 1080p label image encodes about
-#: 3x faster than with the adaptive filters, at the same size for category ids (``benchmarks/bench_labels.py``).
+#: 3x faster than with the adaptive filters, at the same size for category ids
+#: (``benchmarks/bench_labels.py``).
 _LABEL_PNG = [
     cv2.IMWRITE_PNG_COMPRESSION, 1,
     cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,

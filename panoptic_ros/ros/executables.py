@@ -23,6 +23,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.ros.node import NODE_NAME, PanopticNode
+from panoptic_ros.runtime.memory import keep_freed_memory
 
 
 def _create(name: str) -> PanopticNode | None:
@@ -60,6 +61,7 @@ def _spin(node: PanopticNode) -> int:
 
 def main_lifecycle(args: Sequence[str] | None = None) -> int:
     """``panoptic_lifecycle_node``: starts unconfigured; a lifecycle manager drives it."""
+    keep_freed_memory()  # the per-frame images and messages reuse memory instead of faulting it in
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = _create(NODE_NAME)
     return 1 if node is None else _spin(node)
@@ -67,6 +69,7 @@ def main_lifecycle(args: Sequence[str] | None = None) -> int:
 
 def main(args: Sequence[str] | None = None) -> int:
     """``panoptic_node``: configures and activates itself, then serves until shut down."""
+    keep_freed_memory()  # the per-frame images and messages reuse memory instead of faulting it in
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = _create(NODE_NAME)
     if node is None:
