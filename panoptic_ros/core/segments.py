@@ -2,7 +2,8 @@
 
 A label map gives each pixel of an ``h x w`` map a segment index ``0..S-1`` (``S`` where the pixel
 belongs to no segment). :func:`segment_geometry` measures all ``S`` segments with two joint
-histograms (segment x row, segment x column) on the map's device, without a device sync.
+histograms (segment x row, segment x column) on the map's device: on CUDA over every pixel, without a
+device sync; on the CPU from the runs of one segment along each row.
 
 Measuring in another frame. A fused map at the model's resolution is shown to people and published at
 the camera's resolution, by nearest-neighbour resampling (after removing letterbox padding). Every
@@ -198,25 +199,64 @@ def as_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def segment_histograms(
-    segment_of_pixel: torch.Tensor, num_segments: int, frame: PixelFrame | None = None
+    segment_of_pixel: torch.Tensor,
+    num_segments: int,
+    frame: PixelFrame | None = None,
+    *,
+    fixed_shapes: bool = False,
 ) -> torch.Tensor:
     """Each segment's pixels per column and per row of an ``[h, w]`` label map in one joint histogram
     ``[S, 2, L]`` (see :class:`Axes`: channel 0 the columns, 1 the rows, ``L = max(h, w)``).
 
     With a ``frame``, each pixel counts as the camera pixels of its column (row) that copy it: the
     column channel weighs a pixel by its row's camera weight and the row channel by its column's,
-    which is what :func:`geometry_from_histogram` needs to measure in the camera frame.
+    which is what :func:`geometry_from_histogram` needs to measure in the camera frame. On the CPU
+    from the map's runs (:func:`_histograms_by_runs`, one host read), unless ``fixed_shapes`` asks
+    for the sync-free way over every pixel (CUDA's).
     """
     height, width = segment_of_pixel.shape
     axes = frame.axes if frame is not None else identity_axes(height, width, segment_of_pixel.device)
+    if segment_of_pixel.device.type == "cpu" and segment_of_pixel.numel() and not fixed_shapes:
+        return _histograms_by_runs(segment_of_pixel, num_segments, axes)
     bins = 2 * axes.length
     key = segment_of_pixel[None] * bins + axes.base
     hist = histogram(key, (num_segments + 1) * bins, axes.pixel_weights)
     return hist.view(num_segments + 1, 2, axes.length)[:num_segments]
 
 
+def _histograms_by_runs(segment_of_pixel: torch.Tensor, num_segments: int, axes: Axes) -> torch.Tensor:
+    """:func:`segment_histograms` on the CPU from the map's runs (the stretches of one segment along a
+    row: a few thousand where the map has ~10^5 pixels), not pixel by pixel. A run of segment ``s`` on
+    map row ``r`` over columns ``[c0, c1)`` adds the camera weight of those columns to ``s``'s row
+    ``r``, and the camera weight of row ``r`` to each of ``s``'s columns ``c0..c1-1``, the latter as
+    a difference (``+`` at ``c0``, ``-`` at ``c1``) summed along the columns afterwards. Exact int64,
+    the same histogram; one pass over the map to find the runs (and one host read of their count)."""
+    height, width = segment_of_pixel.shape
+    length = axes.length
+    starts_here = torch.ones((height, width), dtype=torch.bool)
+    torch.ne(segment_of_pixel[:, 1:], segment_of_pixel[:, :-1], out=starts_here[:, 1:])
+    starts = torch.nonzero(starts_here.reshape(-1)).squeeze(1)  # row-major; every row starts one
+    ends = torch.cat((starts[1:], torch.full((1,), height * width, dtype=starts.dtype)))
+    rows = torch.div(starts, width, rounding_mode="floor")
+    first, stop = starts - rows * width, ends - rows * width  # columns [first, stop) of the row
+    owner = segment_of_pixel.reshape(-1).index_select(0, starts)  # num_segments for no segment
+    col_weight = torch.cat((torch.zeros(1, dtype=torch.int64), axes.weight[0, :width].cumsum(0)))
+    row_weight = axes.weight[1].index_select(0, rows)
+    by_row = torch.zeros((num_segments + 1) * length, dtype=torch.int64)
+    by_row.index_add_(0, owner * length + rows, col_weight[stop] - col_weight[first])
+    steps = torch.zeros((num_segments + 1) * (length + 1), dtype=torch.int64)
+    steps.index_add_(0, owner * (length + 1) + first, row_weight)
+    steps.index_add_(0, owner * (length + 1) + stop, -row_weight)
+    by_column = steps.view(num_segments + 1, length + 1).cumsum(1)[:, :length]
+    return torch.stack((by_column, by_row.view(num_segments + 1, length)), dim=1)[:num_segments]
+
+
 def segment_geometry(
-    segment_of_pixel: torch.Tensor, num_segments: int, frame: PixelFrame | None = None
+    segment_of_pixel: torch.Tensor,
+    num_segments: int,
+    frame: PixelFrame | None = None,
+    *,
+    fixed_shapes: bool = False,
 ) -> SegmentGeometry:
     """Area, box and centroid of every segment of a label map, in the map's own pixels or, with a
     ``frame``, in the camera frame it is resampled into.
@@ -225,13 +265,16 @@ def segment_geometry(
         segment_of_pixel: ``[h, w]`` int64 segment index per pixel, ``num_segments`` for none.
         num_segments: S.
         frame: where the map's pixels land (None: measure the map itself).
+        fixed_shapes: no host read on any device (see :func:`segment_histograms`).
 
     Returns:
-        :class:`SegmentGeometry`; exact integer areas, extents and coordinate sums, no device sync.
+        :class:`SegmentGeometry`; exact integer areas, extents and coordinate sums; no device sync on
+        CUDA.
     """
     height, width = segment_of_pixel.shape
     axes = frame.axes if frame is not None else identity_axes(height, width, segment_of_pixel.device)
-    return geometry_from_histogram(segment_histograms(segment_of_pixel, num_segments, frame), axes)
+    hist = segment_histograms(segment_of_pixel, num_segments, frame, fixed_shapes=fixed_shapes)
+    return geometry_from_histogram(hist, axes)
 
 
 def geometry_from_histograms(

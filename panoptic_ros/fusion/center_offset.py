@@ -577,6 +577,7 @@ def segment_stats(
     semantic_logits: torch.Tensor | None = None,
     center_scores: torch.Tensor | None = None,
     frame: PixelFrame | None = None,
+    fixed_shapes: bool = False,
 ) -> SegmentStats:
     """Area, bbox, centroid and score of every segment at once, by histograms on the device.
 
@@ -586,17 +587,18 @@ def segment_stats(
         center_scores: ``[K]`` heatmap value at each center, or None (treated as 1).
         frame: measure the geometry in the camera frame the map is resampled into (see
             :mod:`panoptic_ros.core.segments`); None: in the map's own pixels.
+        fixed_shapes: no host read on any device (the geometry over every pixel).
 
     Returns:
         :class:`SegmentStats`. The score is ``p * h``: ``p`` the mean softmax probability of the
         segment's class over its pixels at the map's resolution (1 without logits), ``h`` the heatmap
         value at a thing's center (1 for stuff). Exact integer areas, extents and coordinate sums; no
-        device sync.
+        device sync on CUDA (on the CPU one host read, unless ``fixed_shapes``).
     """
     segment_of_pixel = merged.segment_of_pixel
     device = segment_of_pixel.device
     num_segments = merged.segment_ids.numel()
-    geometry = segment_geometry(segment_of_pixel, num_segments, frame)
+    geometry = segment_geometry(segment_of_pixel, num_segments, frame, fixed_shapes=fixed_shapes)
     is_thing = merged.segment_centers >= 0
     if semantic_logits is not None and num_segments > 0:
         pixel_segment = segment_of_pixel.reshape(-1)

@@ -234,7 +234,9 @@ def fuse_center_offset_fixed(
         label_divisor=params.label_divisor,
         fixed_rows=True,
     )
-    stats = segment_stats(merged, semantic_logits=logits, center_scores=centers.scores, frame=frame)
+    stats = segment_stats(
+        merged, semantic_logits=logits, center_scores=centers.scores, frame=frame, fixed_shapes=True
+    )
     return FixedCenterOffsetOutput(
         semantic=semantic_map,
         panoptic=merged.panoptic,

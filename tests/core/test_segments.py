@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from panoptic_ros.core.preprocess import pixel_frame, plan, restore
-from panoptic_ros.core.segments import AxisMap, segment_geometry
+from panoptic_ros.core.segments import AxisMap, histogram, identity_axes, segment_geometry, segment_histograms
 
 Measured = tuple[int, tuple[int, int, int, int], tuple[float, float]]
 
@@ -72,3 +72,25 @@ def test_nearest_axis_matches_pytorch_nearest_exact() -> None:
         expected = torch.nn.functional.interpolate(values, size=(1, target), mode="nearest-exact")
         assert axis.index.tolist() == expected.reshape(-1).long().tolist()
         assert axis.weight.sum().item() == target
+
+
+@pytest.mark.parametrize("mode", ["resize", "letterbox", "none"])
+@pytest.mark.parametrize("seed", range(6))
+def test_histograms_from_runs_equal_the_pixel_histograms(seed: int, mode: str) -> None:
+    """The CPU measures from each row's runs of one segment; the joint histogram over every pixel (what
+    CUDA runs) gives the same counts, void and empty segments included."""
+    rng = np.random.default_rng(100 + seed)
+    model = (int(rng.integers(1, 30)), int(rng.integers(1, 30)))
+    count = int(rng.integers(1, 7))
+    labels = torch.from_numpy(random_labels(rng, model, count))
+    if seed % 2:
+        labels = torch.from_numpy(rng.integers(0, count + 1, size=model))  # runs of one pixel
+    frame = None
+    if mode != "none":
+        source = (int(rng.integers(3, 70)), int(rng.integers(3, 70)))
+        frame = pixel_frame(plan(source, model, mode), model, torch.device("cpu"))  # type: ignore[arg-type]
+    axes = frame.axes if frame is not None else identity_axes(*model, torch.device("cpu"))
+    bins = 2 * axes.length
+    pixels = histogram(labels[None] * bins + axes.base, (count + 1) * bins, axes.pixel_weights)
+    expected = pixels.view(count + 1, 2, axes.length)[:count]
+    assert torch.equal(segment_histograms(labels, count, frame), expected)

@@ -690,9 +690,9 @@ def test_device_reads_do_not_grow_with_the_number_of_instances(monkeypatch: pyte
     assert many_segments > few_segments + 20
     assert few_counts == many_counts
     # CPU path: the pixels above the center threshold, the centers kept, the thing pixels, the pixels
-    # with near-tied centers (nonzero), the segment count; no boolean-mask indexing. Fixed per frame,
-    # whatever the number of instances.
-    assert few_counts == {"nonzero": 4, "__int__": 1}
+    # with near-tied centers, the segments' runs along the rows (nonzero), the segment count; no
+    # boolean-mask indexing. Fixed per frame, whatever the number of instances.
+    assert few_counts == {"nonzero": 5, "__int__": 1}
     assert "item" not in few_counts
     assert "tolist" not in few_counts
 
