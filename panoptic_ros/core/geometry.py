@@ -69,6 +69,7 @@ def segment_positions(
     camera: CameraModel,
     *,
     min_pixels: int = 10,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Camera-frame positions of segments: the median valid depth inside each mask, back-projected
     through the segment's centroid pixel.
@@ -76,55 +77,65 @@ def segment_positions(
     Args:
         label_map: ``[H, W]`` integer segment label of each pixel.
         ids: ``[S]`` the labels of the segments to place (values of ``label_map``).
-        centroids: ``[S, 2]`` ``(x, y)`` pixel centroids of those segments.
-        depth: ``[H, W]`` float meters, NaN where invalid, aligned with ``label_map``.
-        camera: the model of an image of ``label_map``'s size.
+        centroids: ``[S, 2]`` ``(x, y)`` pixel centroids of those segments (in ``camera``'s image).
+        depth: ``[H, W]`` float meters, NaN where invalid, aligned with ``label_map``; a depth is valid
+            where it is finite and positive.
+        camera: the model of the image the centroids are in.
         min_pixels: segments with fewer valid depth pixels get no position.
+        weights: ``[H, W]`` integer, how many pixels each pixel stands for (a map at the model's
+            resolution measured for a larger camera image, with the depth sampled at each of its
+            pixels); the median and the count are then over the pixels it stands for. None: 1 each.
     Returns:
         ``[S, 3]`` float32 ``(x, y, z)`` meters in the optical frame (x right, y down, z forward) and
         ``[S]`` bool validity.
+
+    The median is the lower one (of ``n`` pixels the ``(n - 1) // 2``-th smallest depth). One sort of
+    the valid pixels by a combined key (the segment in the high 32 bits, the depth's float32 bits in
+    the low 32, which order positive floats), whatever the number of segments.
     """
     device = label_map.device
-    s = ids.numel()
-    positions = torch.zeros((s, 3), dtype=torch.float32, device=device)
-    if s == 0:
-        return positions, torch.zeros(0, dtype=torch.bool, device=device)
-    sorted_ids, order = torch.sort(ids.to(torch.int64))
-    flat = label_map.reshape(-1).to(torch.int64)
-    values = depth.reshape(-1).to(device=device, dtype=torch.float32)
-    pos = torch.searchsorted(sorted_ids, flat).clamp(max=s - 1)
-    member = (sorted_ids[pos] == flat) & torch.isfinite(values)
-    seg = pos[member]
-    z = values[member]
-    # group by segment with depths ascending inside each group, in one sort of a combined key: the
-    # segment in the high 32 bits, the depth's float32 bits made order-preserving in the low 32
-    bits = z.view(torch.int32).to(torch.int64)
-    ordered = torch.where(bits < 0, (-1 - bits) & 0x7FFFFFFF, bits + (1 << 31))
-    key = torch.sort((seg << 32) | ordered).values
-    seg = key >> 32
-    z = _float_from_ordered(key & 0xFFFFFFFF)
-    counts = torch.bincount(seg, minlength=s)
-    starts = torch.cumsum(counts, 0) - counts
-    valid_sorted = counts >= max(min_pixels, 1)
-    median_index = (starts + (counts - 1).clamp(min=0) // 2).clamp(max=max(z.numel() - 1, 0))
-    median = z[median_index] if z.numel() else torch.zeros(s, device=device)
-    median = torch.where(valid_sorted, median, torch.zeros_like(median))
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(s, device=device)
-    z_s = median[inverse]
-    valid = valid_sorted[inverse]
-    c = centroids.to(device=device, dtype=torch.float32)
-    positions[:, 0] = (c[:, 0] - camera.cx) * z_s / camera.fx
-    positions[:, 1] = (c[:, 1] - camera.cy) * z_s / camera.fy
-    positions[:, 2] = z_s
-    positions[~valid] = 0.0
-    return positions, valid
+    count = ids.numel()
+    index = segment_index(label_map, ids).reshape(-1)
+    z = depth.reshape(-1).to(device=device, dtype=torch.float32)
+    taken = (index < count) & (z > 0) & torch.isfinite(z)
+    segment = torch.where(taken, index, count)
+    key = (segment << 32) | (z.view(torch.int32).to(torch.int64) & 0xFFFFFFFF)
+    order = torch.argsort(key)
+    segment = segment[order]
+    weight = weights.reshape(-1).to(device=device, dtype=torch.int64) if weights is not None else None
+    weight = torch.where(taken, weight if weight is not None else 1, 0)[order]
+    reach = torch.cumsum(weight, 0)  # pixels up to and including each sorted one
+    total = torch.zeros(count + 1, dtype=torch.int64, device=device).index_add_(0, segment, weight)[:count]
+    before = torch.cumsum(total, 0) - total
+    rank = before + (total - 1).clamp(min=0) // 2  # of the lower median, among all sorted pixels
+    pick = torch.searchsorted(reach, rank, right=True).clamp(max=max(z.numel() - 1, 0))
+    valid = total >= max(min_pixels, 1)
+    median = z[order][pick] if z.numel() else torch.zeros(count, device=device)
+    return back_project(centroids, torch.where(valid, median, 0.0), valid, camera)
 
 
-def _float_from_ordered(ordered: torch.Tensor) -> torch.Tensor:
-    """Inverse of the order-preserving map of float32 bits used by :func:`segment_positions`."""
-    bits = torch.where(ordered >= (1 << 31), ordered - (1 << 31), -1 - ordered)
-    return bits.to(torch.int32).view(torch.float32)
+def segment_index(label_map: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``label_map`` (any shape, integer labels) as the position of each pixel's label in ``ids`` (``[S]``,
+    unique), ``S`` where the label is not one of them; int64 on the map's device."""
+    count = ids.numel()
+    if count == 0:
+        return torch.zeros(label_map.shape, dtype=torch.int64, device=label_map.device)
+    sorted_ids, order = torch.sort(ids.to(device=label_map.device, dtype=torch.int64))
+    labels = label_map.to(torch.int64)
+    pos = torch.searchsorted(sorted_ids, labels.reshape(-1)).clamp(max=count - 1).view(labels.shape)
+    return torch.where(sorted_ids[pos] == labels, order[pos], count)
+
+
+def back_project(
+    centroids: torch.Tensor, z: torch.Tensor, valid: torch.Tensor, camera: CameraModel
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[S, 3]`` float32 optical-frame points of pixel ``centroids`` ``[S, 2]`` (x, y) at depths ``z``
+    ``[S]`` (0 where not ``valid``), and ``valid``; on ``z``'s device."""
+    c = centroids.to(device=z.device, dtype=torch.float32)
+    positions = torch.stack(
+        ((c[:, 0] - camera.cx) * z / camera.fx, (c[:, 1] - camera.cy) * z / camera.fy, z), dim=1
+    )
+    return torch.where(valid[:, None], positions, 0.0), valid
 
 
 class LabelCloud(NamedTuple):

@@ -159,6 +159,23 @@ class PixelFrame(NamedTuple):
         """:meth:`resample` for a host array ``[h, w]`` or ``[h, w, C]`` (columns first, then rows)."""
         return labels.take(self.cols.host_index, axis=1).take(self.rows.host_index, axis=0)
 
+    def sample(self, image: np.ndarray) -> np.ndarray:
+        """The other way for a host camera-frame image ``[H, W]`` or ``[H, W, C]``: at each model pixel,
+        the camera pixel in the middle of those that copy it (``[h, w]`` or ``[h, w, C]``; where no
+        camera pixel copies a model pixel, one next to it: such pixels weigh 0 in :attr:`weights`)."""
+        rows = _middles(self.rows.host_index, self.rows.weight.numel())
+        cols = _middles(self.cols.host_index, self.cols.weight.numel())
+        return image.take(rows, axis=0).take(cols, axis=1)
+
+
+def _middles(index: np.ndarray, size: int) -> np.ndarray:
+    """For each of ``size`` model positions, the middle one of the camera positions that copy it under
+    the nondecreasing ``index`` (the nearest camera position when none does)."""
+    positions = np.arange(size)
+    first = np.searchsorted(index, positions, side="left")
+    end = np.searchsorted(index, positions, side="right")
+    return np.clip((first + end - 1) // 2, 0, index.size - 1)
+
 
 class SegmentGeometry(NamedTuple):
     """Geometry of S segments (row ``s`` is segment ``s``).

@@ -14,7 +14,10 @@ import cv2
 import numpy as np
 import torch
 
-from panoptic_ros.core.geometry import CameraModel, segment_positions
+from panoptic_ros.core.geometry import (
+    CameraModel,
+    segment_positions,
+)
 from panoptic_ros.runtime.pipeline import FrameOutput, SegmentTable
 from panoptic_ros.runtime.records import InstanceTable, clip_boxes
 from panoptic_ros.tracking import TrackerOutput, TrackState, TrackTable
@@ -128,8 +131,15 @@ def with_positions(
     min_pixels: int,
 ) -> InstanceTable:
     """``table`` with the 3D position of every row that shows in the frame: the median valid depth in
-    its pixels (``id_map`` for things, the category for stuff; maps at the model's resolution, like
-    ``out``'s), back-projected through its centroid."""
+    its pixels (``id_map`` for things, the category for stuff), back-projected through its centroid.
+
+    Measured at the model's resolution, like the rest of the frame: the depth is sampled at each model
+    pixel (the middle camera pixel of those that copy it, :meth:`PixelFrame.sample`) and each model
+    pixel counts for the camera pixels that copy it, so the median and ``min_pixels`` are over camera
+    pixels, with the depth of a model pixel's block taken at its middle. The work does not grow with
+    the camera's resolution (the median over every camera pixel cost 130 ms a frame at 1080p on
+    dev-cpu, ``docs/BENCHMARKS.md``); where the camera is no larger than the model, every camera
+    pixel is its own sample and the medians are those of the camera's pixels exactly."""
     device = id_map.device
     category = torch.div(out.panoptic.clamp(min=0), label_divisor, rounding_mode="floor")
     stuff = (out.panoptic >= 0) & (out.instance == 0)
@@ -138,19 +148,20 @@ def with_positions(
         id_map.long(),
         torch.where(stuff, -1 - category, torch.full_like(category, _NO_SEGMENT)),
     )
-    labels = out.in_camera(labels)  # depth is measured in the camera frame
-    h, w = labels.shape
+    h, w = out.camera_size
     if depth.shape != (h, w):
         depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
+    sampled = depth if out.frame.weights is None else out.frame.sample(depth)
     keys = np.where(table.is_thing, table.ids.astype(np.int64), -1 - table.category_ids.astype(np.int64))
     present = table.areas > 0
     positions, valid = segment_positions(
         labels,
         torch.from_numpy(keys[present]).to(device),
         torch.from_numpy(table.centroids[present]).to(device),
-        torch.from_numpy(depth).to(device),
+        torch.from_numpy(np.ascontiguousarray(sampled, dtype=np.float32)).to(device),
         camera.scaled(w, h),
         min_pixels=min_pixels,
+        weights=out.frame.weights,
     )
     all_positions = np.zeros((table.size, 3), dtype=np.float32)
     all_valid = np.zeros(table.size, dtype=bool)

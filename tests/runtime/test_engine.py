@@ -179,6 +179,60 @@ def test_segment_positions_use_the_median_and_skip_invalid_depth() -> None:
     assert positions[0].tolist() == [0.0, 0.0, 0.0]
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_positions_equal_those_of_the_map_the_weights_stand_for(seed: int) -> None:
+    """A model-resolution map with camera weights per row and column, its depth sampled once per
+    model pixel, gives the medians and the validity of the camera-size map its pixels stand for (each
+    repeated as many times as its weights say), negative and NaN depths left out."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 6, size=(9, 12))
+    depth = rng.uniform(1.0, 9.0, size=(9, 12)).astype(np.float32)
+    depth[rng.random((9, 12)) < 0.15] = np.nan
+    depth[rng.random((9, 12)) < 0.05] = -1.0
+    row_weight, col_weight = rng.integers(0, 4, size=9), rng.integers(0, 4, size=12)
+    camera = CameraModel(
+        fx=5.0, fy=5.0, cx=3.0, cy=2.0, width=int(col_weight.sum()), height=int(row_weight.sum())
+    )
+    ids = torch.tensor([4, 0, 2, 5, 3, 1])
+    centroids = torch.from_numpy(rng.uniform(0, 8, size=(6, 2)).astype(np.float32))
+    weights = torch.from_numpy(row_weight[:, None] * col_weight[None, :])
+
+    def repeat(values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.repeat(np.repeat(values, row_weight, axis=0), col_weight, axis=1))
+
+    for min_pixels in (1, 6):
+        weighted = segment_positions(
+            torch.from_numpy(labels), ids, centroids, torch.from_numpy(depth), camera, min_pixels=min_pixels,
+            weights=weights,
+        )  # fmt: skip
+        expanded = segment_positions(
+            repeat(labels), ids, centroids, repeat(depth), camera, min_pixels=min_pixels
+        )
+        assert torch.equal(weighted[1], expanded[1])
+        assert torch.equal(weighted[0], expanded[0])
+
+
+def test_sampling_the_camera_frame_takes_the_middle_pixel_of_each_block() -> None:
+    """:meth:`PixelFrame.sample` picks, for each model pixel, the middle camera pixel copying it; for a
+    camera smaller than the model every camera pixel is picked once among the model pixels that weigh."""
+    from panoptic_ros.core.preprocess import pixel_frame, plan
+
+    for camera_size in ((30, 50), (7, 9)):
+        frame = pixel_frame(plan(camera_size, (12, 20), "resize"), (12, 20), torch.device("cpu"))
+        image = np.arange(camera_size[0] * camera_size[1]).reshape(camera_size)
+        sampled = frame.sample(image)
+        assert sampled.shape == (12, 20)
+        rows = frame.rows.host_index
+        for r in range(12):
+            copies = np.flatnonzero(rows == r)
+            if copies.size:
+                assert sampled[r, 0] // camera_size[1] == copies[(copies.size - 1) // 2]
+        weights = frame.weights.numpy() if frame.weights is not None else np.ones((12, 20), dtype=int)
+        if camera_size == (7, 9):
+            assert sorted(sampled[weights > 0].tolist()) == image.reshape(-1).tolist()
+        assert np.array_equal(frame.expand(sampled), image) == (camera_size == (7, 9))
+
+
 def test_clip_boxes() -> None:
     boxes = clip_boxes(np.array([[-4, 10, 8, 6], [2, 3, 4, 5], [20, 1, 5, 5]]), 16, 12)
     assert boxes.tolist() == [[0, 10, 4, 2], [2, 3, 4, 5], [16, 1, 0, 5]]
