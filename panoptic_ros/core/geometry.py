@@ -90,28 +90,36 @@ def segment_positions(
         ``[S]`` bool validity.
 
     The median is the lower one (of ``n`` pixels the ``(n - 1) // 2``-th smallest depth). One sort of
-    the valid pixels by a combined key (the segment in the high 32 bits, the depth's float32 bits in
-    the low 32, which order positive floats), whatever the number of segments.
+    the valid pixels' keys, each packing the segment (high bits), the depth's float32 bits (which order
+    positive floats) and the pixel's weight (low bits), whatever the number of segments; on the CPU
+    by numpy's sort (several times faster than PyTorch's).
+
+    Raises:
+        ValueError: more segments or larger weights than a 63-bit key holds (beyond 2^31 in all).
     """
     device = label_map.device
     count = ids.numel()
     index = segment_index(label_map, ids).reshape(-1)
     z = depth.reshape(-1).to(device=device, dtype=torch.float32)
-    taken = (index < count) & (z > 0) & torch.isfinite(z)
-    segment = torch.where(taken, index, count)
-    key = (segment << 32) | (z.view(torch.int32).to(torch.int64) & 0xFFFFFFFF)
-    order = torch.argsort(key)
-    segment = segment[order]
     weight = weights.reshape(-1).to(device=device, dtype=torch.int64) if weights is not None else None
-    weight = torch.where(taken, weight if weight is not None else 1, 0)[order]
+    weight_bits = max(int(weight.max()), 1).bit_length() if weight is not None and weight.numel() else 1
+    if count.bit_length() + 31 + weight_bits > 63:
+        raise ValueError(f"{count} segments with pixel weights up to 2^{weight_bits} do not fit a 63-bit key")
+    taken = (index < count) & (z > 0) & torch.isfinite(z)
+    depth_bits = z.view(torch.int32).to(torch.int64) & 0x7FFFFFFF  # positive floats: order-preserving
+    key = (torch.where(taken, index, count) << 31 | depth_bits) << weight_bits
+    key |= torch.where(taken, weight if weight is not None else 1, 0)
+    key = torch.from_numpy(np.sort(key.numpy())) if device.type == "cpu" else torch.sort(key).values
+    segment = key >> (31 + weight_bits)
+    weight = key & ((1 << weight_bits) - 1)  # 0 for the pixels left out, which sort last
+    median = ((key >> weight_bits) & 0x7FFFFFFF).to(torch.int32).view(torch.float32)
     reach = torch.cumsum(weight, 0)  # pixels up to and including each sorted one
     total = torch.zeros(count + 1, dtype=torch.int64, device=device).index_add_(0, segment, weight)[:count]
-    before = torch.cumsum(total, 0) - total
-    rank = before + (total - 1).clamp(min=0) // 2  # of the lower median, among all sorted pixels
+    rank = torch.cumsum(total, 0) - total + (total - 1).clamp(min=0) // 2  # of each lower median
     pick = torch.searchsorted(reach, rank, right=True).clamp(max=max(z.numel() - 1, 0))
     valid = total >= max(min_pixels, 1)
-    median = z[order][pick] if z.numel() else torch.zeros(count, device=device)
-    return back_project(centroids, torch.where(valid, median, 0.0), valid, camera)
+    z_median = median[pick] if z.numel() else torch.zeros(count, device=device)
+    return back_project(centroids, torch.where(valid, z_median, 0.0), valid, camera)
 
 
 def segment_index(label_map: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
