@@ -410,9 +410,12 @@ def _nearest_squared(
     squared = dy.mul_(dy).addcmul_(dx, dx)
     best, index = squared.min(dim=1)
     nearest.copy_(index)
+    if squared.shape[1] < 2:
+        tied.zero_()
+        return
+    runner_up = squared.scatter_(1, index[:, None], math.inf).amin(dim=1)  # the second nearest
     root = best.sqrt()
-    limit = (root + 1e-5 * root.clamp(min=1.0)).square()
-    torch.gt((squared <= limit[:, None]).sum(dim=1), 1, out=tied)
+    torch.le(runner_up, (root + 1e-5 * root.clamp(min=1.0)).square(), out=tied)
 
 
 def _nearest_kdtree(centers: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
