@@ -99,7 +99,7 @@ def segment_positions(
     """
     device = label_map.device
     count = ids.numel()
-    index = segment_index(label_map, ids).reshape(-1)
+    index = _segment_index(label_map, ids).reshape(-1)
     z = depth.reshape(-1).to(device=device, dtype=torch.float32)
     weight = weights.reshape(-1).to(device=device, dtype=torch.int64) if weights is not None else None
     weight_bits = max(int(weight.max()), 1).bit_length() if weight is not None and weight.numel() else 1
@@ -119,10 +119,10 @@ def segment_positions(
     pick = torch.searchsorted(reach, rank, right=True).clamp(max=max(z.numel() - 1, 0))
     valid = total >= max(min_pixels, 1)
     z_median = median[pick] if z.numel() else torch.zeros(count, device=device)
-    return back_project(centroids, torch.where(valid, z_median, 0.0), valid, camera)
+    return _back_project(centroids, torch.where(valid, z_median, 0.0), valid, camera)
 
 
-def segment_index(label_map: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+def _segment_index(label_map: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """``label_map`` (any shape, integer labels) as the position of each pixel's label in ``ids`` (``[S]``,
     unique), ``S`` where the label is not one of them; int64 on the map's device."""
     count = ids.numel()
@@ -134,7 +134,7 @@ def segment_index(label_map: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return torch.where(sorted_ids[pos] == labels, order[pos], count)
 
 
-def back_project(
+def _back_project(
     centroids: torch.Tensor, z: torch.Tensor, valid: torch.Tensor, camera: CameraModel
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``[S, 3]`` float32 optical-frame points of pixel ``centroids`` ``[S, 2]`` (x, y) at depths ``z``

@@ -3,10 +3,10 @@
 The colors are decided at the label map's own resolution (the model's, a few hundred pixels a side);
 only the final picture is made at the camera's: the color map is expanded by the nearest-neighbour
 mapping of :class:`~panoptic_ros.core.segments.PixelFrame` (a gather of columns at the model's rows,
-then whole rows copied), blended with the camera image in 8 bits (OpenCV), and segment borders are
-drawn only on the camera rows and columns where the mapped label can change. The result equals
-blending the camera-size label map pixel by pixel (up to one level of rounding: colors are rounded to
-8 bits before the blend).
+then whole rows copied, band by band of camera rows) and blended with the camera image in 8 bits
+(OpenCV); segment borders and void pixels are found at the map's resolution and drawn pixel by
+pixel. The result equals blending the camera-size label map pixel by pixel (up to one level of
+rounding: colors are rounded to 8 bits before the blend).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def overlay(
     color_cols = color if frame is None else color.take(cols, axis=1)
     image = np.ascontiguousarray(image)
     picture = _blend(image, color_cols, rows, alpha, swap)
-    _keep_void(picture, image[..., ::-1] if swap else image, void, rows, cols)
+    _keep_void(picture, image, void, (rows, cols), swap=swap)
     picture.reshape(-1, 3)[_border_pixels(panoptic, rows, cols)] = BORDER
     return picture
 
@@ -95,21 +95,30 @@ def _blend(
 
 
 def _keep_void(
-    picture: np.ndarray, image: np.ndarray, void: np.ndarray, rows: np.ndarray, cols: np.ndarray
+    picture: np.ndarray,
+    image: np.ndarray,
+    void: np.ndarray,
+    index: tuple[np.ndarray, np.ndarray],
+    *,
+    swap: bool,
 ) -> None:
-    """Give the camera pixels of void map pixels the image's own values again: pixel by pixel where void
-    is rare (the work grows with it), through an expanded mask where it covers much of the map."""
+    """Give the camera pixels of void map pixels the image's own values again (channels reversed with
+    ``swap``; ``index``: the frame's rows and columns): pixel by pixel where void is rare (the work
+    grows with it), through an expanded mask where it covers much of the map."""
+    rows, cols = index
     count = np.count_nonzero(void)
     if not count:
         return
     if count > _DENSE_VOID * void.size:
-        np.copyto(picture, image, where=void.take(cols, axis=1).take(rows, axis=0)[..., None])
+        source = image[..., ::-1] if swap else image
+        np.copyto(picture, source, where=void.take(cols, axis=1).take(rows, axis=0)[..., None])
         return
     map_row, map_col = _nonzero(void)
     camera_rows, count = _runs(rows, map_row)
     camera_cols, count = _runs(cols, np.repeat(map_col, count))
     flat = np.repeat(camera_rows, count) * cols.size + camera_cols
-    picture.reshape(-1, 3)[flat] = image.reshape(-1, 3)[flat]
+    values = image.reshape(-1, 3)[flat]
+    picture.reshape(-1, 3)[flat] = values[:, ::-1] if swap else values
 
 
 def _border_pixels(panoptic: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

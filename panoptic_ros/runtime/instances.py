@@ -14,10 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from panoptic_ros.core.geometry import (
-    CameraModel,
-    segment_positions,
-)
+from panoptic_ros.core.geometry import CameraModel, segment_positions
 from panoptic_ros.runtime.pipeline import FrameOutput, SegmentTable
 from panoptic_ros.runtime.records import InstanceTable, clip_boxes
 from panoptic_ros.tracking import TrackerOutput, TrackState, TrackTable
