@@ -2,10 +2,12 @@
 
 ``python -m benchmarks.run engine`` (``-- --device cpu|cuda|all``, ``--frames N``): the shipped model
 on ONNX Runtime (CPU) or PyTorch (CUDA), one camera, a synthetic sequence resized to 640x480 and
-1920x1080, overlay requested, tracking on. Each stage's median over the frames is printed as a ratio
-to the median inference time of the same run ("x net"); on a GPU also in milliseconds. "after the
-network" is everything the engine does after inference: fusion (with segment geometry in the camera
-frame), the label maps at camera size, tracking, the instance table, the overlay, the host copies.
+1920x1080, overlay requested, tracking on; then the same with an aligned depth image and
+camera_info (rows "+ depth": the outputs stage then places every segment in 3D). Each stage's median
+over the frames is printed as a ratio to the median inference time of the same run ("x net"); on a
+GPU also in milliseconds. "after the network" is everything the engine does after inference: fusion
+(with segment geometry in the camera frame), the label maps at camera size, tracking, the instance
+table, the overlay, the host copies (and the 3D positions in the "+ depth" rows).
 
 Then the cost of cameras batched: ``--cameras N`` (default 8) cameras of 640x480 in one call of
 the engine against one camera, whole-call wall time (on a GPU: milliseconds too).
@@ -19,6 +21,7 @@ batched cameras with the graph.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import benchmark_devices, device_name, sync
+from panoptic_ros.core.geometry import CameraModel
 from panoptic_ros.data.synthetic import generate
 from panoptic_ros.resources import default_model
 from panoptic_ros.runtime import FrameEngine, InputFrame
@@ -43,15 +47,19 @@ def run(device: torch.device, frames: int, cameras: int) -> None:
     print(f"{device_name(device)}, backend {engine.describe()}\n")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
-    for name, size in SIZES.items():
+    for (name, size), with_depth in itertools.product(SIZES.items(), (False, True)):
         seq = [
             np.ascontiguousarray(cv2.resize(s.image, size[::-1]))
             for s in generate(1, seed=5, sequence_length=min(frames, 40))
         ]
+        depth, camera = _depth(size) if with_depth else (None, None)
         engine.reset()
         stages: dict[str, list[float]] = {}
         for k in range(frames + 5):
-            (result,) = engine.process([InputFrame("cam", seq[k % len(seq)], k * 10**8, overlay=True)])
+            frame = InputFrame(
+                "cam", seq[k % len(seq)], k * 10**8, overlay=True, depth=depth, camera_model=camera
+            )
+            (result,) = engine.process([frame])
             if k >= 5:  # warm-up frames left out
                 for stage, seconds in result.times.items():
                     stages.setdefault(stage, []).append(seconds * 1e3)
@@ -60,12 +68,22 @@ def run(device: torch.device, frames: int, cameras: int) -> None:
         net = med["inference"]
         cells = [_cell(med, "preprocess", net, gpu), f"{net:.1f} ms" if gpu else "1.00x net"]
         cells += [_cell(med, stage, net, gpu) for stage in (*AFTER_NETWORK, "after")]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {name}{' + depth' if with_depth else ''} | " + " | ".join(cells) + " |")
     batched(engine, cameras, frames)
     engine.close()
     if gpu:
         end_to_end(device, frames, cameras)
     print()
+
+
+def _depth(size: tuple[int, int]) -> tuple[np.ndarray, CameraModel]:
+    """A depth image (a tilted plane, meters) and a camera model for frames of ``size``."""
+    height, width = size
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    camera = CameraModel.from_k(
+        [0.8 * width, 0, width / 2, 0, 0.8 * width, height / 2, 0, 0, 1], width, height
+    )
+    return 3.0 + 0.002 * cols + 0.004 * rows, camera
 
 
 def _sequence(size: tuple[int, int], frames: int, seed: int = 5) -> list[np.ndarray]:
