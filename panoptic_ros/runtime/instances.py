@@ -134,9 +134,9 @@ def with_positions(
     pixel (the middle camera pixel of those that copy it, :meth:`PixelFrame.sample`) and each model
     pixel counts for the camera pixels that copy it, so the median and ``min_pixels`` are over camera
     pixels, with the depth of a model pixel's block taken at its middle. The work does not grow with
-    the camera's resolution (the median over every camera pixel cost 130 ms a frame at 1080p on
-    dev-cpu, ``docs/BENCHMARKS.md``); where the camera is no larger than the model, every camera
-    pixel is its own sample and the medians are those of the camera's pixels exactly."""
+    the camera's resolution (the median over every camera pixel cost 9x the network's time per frame
+    at 1080p on dev-cpu, ``docs/BENCHMARKS.md``); where the camera is no larger than the model,
+    every camera pixel is its own sample and the medians are those of the camera's pixels exactly."""
     device = id_map.device
     category = torch.div(out.panoptic.clamp(min=0), label_divisor, rounding_mode="floor")
     stuff = (out.panoptic >= 0) & (out.instance == 0)

@@ -1,11 +1,12 @@
 """Large per-frame buffers without page faults.
 
 Every frame makes a few buffers of several megabytes (label images at the camera's size, the overlay,
-their copies into ROS messages and the serialized messages). By default glibc's ``malloc`` maps a
-block this large afresh from the kernel and unmaps it when freed, so every frame pays a page fault and
-the zeroing of a page for each 4 KiB it writes: at 1920x1080 that made building and serializing the
-``instance_ids`` image 3.5x slower (11 ms instead of 3 ms) and the overlay 3.4x slower
-(``benchmarks/bench_node.py``, "publish all outputs"). :func:`keep_freed_memory` asks glibc to serve
+their copies into ROS messages and the serialized messages). By default glibc's ``malloc`` gives
+much of that memory back to the kernel between frames (a block above its mmap threshold is unmapped
+when freed, and free memory at the top of its heap beyond the trim threshold is returned), so the
+next frame pays a page fault and the zeroing of a page for each 4 KiB it writes again: at 1920x1080
+that made building and serializing the ``instance_ids`` image and the overlay message about 3.5x
+slower (``benchmarks/bench_node.py``, "publish all outputs"). :func:`keep_freed_memory` asks glibc to serve
 such blocks from its heap and to keep freed memory for the next frame instead. The process then holds
 on to its largest per-frame working set (tens of megabytes at 1080p) rather than returning it between
 frames.
