@@ -37,6 +37,8 @@ class AxisMap(NamedTuple):
         last: ``[n]`` int64, the last one.
         total: ``[n]`` int64, the sum of the camera positions copying it.
         host_index: ``index`` as a host array (to expand maps already on the host, without a sync).
+        host_middle: ``[n]`` host array, the middle camera position of those copying each model
+            position (a neighbour where none does), to sample camera images on the host.
     """
 
     index: torch.Tensor
@@ -45,6 +47,7 @@ class AxisMap(NamedTuple):
     last: torch.Tensor
     total: torch.Tensor
     host_index: np.ndarray
+    host_middle: np.ndarray
 
     @classmethod
     def nearest(cls, size: int, offset: int, length: int, target: int, device: torch.device) -> AxisMap:
@@ -66,7 +69,10 @@ class AxisMap(NamedTuple):
         big = torch.full((size,), target, dtype=torch.int64, device=device)
         first = big.scatter_reduce(0, index, camera, "amin")
         last = torch.full_like(big, -1).scatter_reduce(0, index, camera, "amax")
-        return cls(index=index, weight=weight, first=first, last=last, total=total, host_index=host)
+        return cls(
+            index=index, weight=weight, first=first, last=last, total=total, host_index=host,
+            host_middle=_middles(host, size),
+        )  # fmt: skip
 
 
 #: Beyond any camera position (the "first" of a padding slot in :class:`Axes`).
@@ -163,9 +169,7 @@ class PixelFrame(NamedTuple):
         """The other way for a host camera-frame image ``[H, W]`` or ``[H, W, C]``: at each model pixel,
         the camera pixel in the middle of those that copy it (``[h, w]`` or ``[h, w, C]``; where no
         camera pixel copies a model pixel, one next to it: such pixels weigh 0 in :attr:`weights`)."""
-        rows = _middles(self.rows.host_index, self.rows.weight.numel())
-        cols = _middles(self.cols.host_index, self.cols.weight.numel())
-        return image.take(rows, axis=0).take(cols, axis=1)
+        return image.take(self.rows.host_middle, axis=0).take(self.cols.host_middle, axis=1)
 
 
 def _middles(index: np.ndarray, size: int) -> np.ndarray:
@@ -335,4 +339,5 @@ def identity_axes(height: int, width: int, device: torch.device) -> Axes:
 
 def _identity_axis(length: int, device: torch.device) -> AxisMap:
     positions = torch.arange(length, device=device)
-    return AxisMap(positions, torch.ones_like(positions), positions, positions, positions, np.arange(length))
+    host = np.arange(length)
+    return AxisMap(positions, torch.ones_like(positions), positions, positions, positions, host, host)
