@@ -194,20 +194,49 @@ class CenterOffsetOutput(NamedTuple):
     segments: SegmentStats
 
 
-def semantic_argmax(semantic: torch.Tensor) -> torch.Tensor:
+def semantic_argmax(semantic: torch.Tensor, *, fewest_ops: bool = False) -> torch.Tensor:
     """The semantic map: ``[C, H, W]`` float logits -> ``[H, W]`` int64 argmax over C (ties to the
-    lower class); an ``[H, W]`` integer map is returned as int64 unchanged.
+    lower class, NaN counts as the maximum, as :func:`torch.argmax`); an ``[H, W]`` integer map is
+    returned as int64 unchanged.
 
-    Computed as ``max(dim=0).indices``, which returns the first maximal index like
-    :func:`torch.argmax` does, and is several times faster on the CPU for a reduction over dim 0.
+    On CUDA, and with ``fewest_ops`` (a fixed count of ops, no host read), computed as
+    ``max(dim=0).indices``, one op. On the CPU otherwise by equality with the maximum
+    (:func:`_argmax_by_equality`), faster there.
     """
     if semantic.is_floating_point():
         if semantic.dim() != 3:
             raise FusionInputError(f"semantic logits must be [C, H, W], got shape {tuple(semantic.shape)}")
-        return semantic.max(dim=0).indices
+        if fewest_ops or semantic.device.type != "cpu":
+            return semantic.max(dim=0).indices
+        return _argmax_by_equality(semantic)
     if semantic.dim() != 2:
         raise FusionInputError(f"an integer semantic map must be [H, W], got shape {tuple(semantic.shape)}")
     return semantic.long()
+
+
+def _argmax_by_equality(logits: torch.Tensor) -> torch.Tensor:
+    """``[C, H, W]`` -> ``[H, W]`` int64 first index of the maximum over C, on the CPU, in numpy: the
+    maximum alone (a vectorized reduction), then the first class equal to it, found as the largest of
+    the descending weights ``C..1`` over the classes that equal it (a small-integer reduction).
+    ``max(dim=0)`` with indices costs about twice as much. Where a pixel has a NaN logit (one host read
+    to know), and for types numpy lacks, the frame is left to ``max(dim=0)``, whose rule for NaN (its
+    first NaN) this does not reproduce."""
+    if logits.dtype not in (torch.float32, torch.float64):
+        return logits.max(dim=0).indices
+    values = logits.numpy()
+    best = values.max(axis=0)
+    if np.isnan(best).any():
+        return logits.max(dim=0).indices
+    classes = values.shape[0]
+    first = ((values == best) * _descending_weights(classes)).max(axis=0)
+    return torch.from_numpy(classes - first.astype(np.int64))
+
+
+@functools.lru_cache(maxsize=16)
+def _descending_weights(classes: int) -> np.ndarray:
+    """``[C, 1, 1]`` the weights ``C, C - 1, ..., 1``, in the smallest integer type that holds C."""
+    dtype = np.uint8 if classes < 256 else np.int16 if classes < 2**15 else np.int32
+    return np.arange(classes, 0, -1, dtype=dtype)[:, None, None]
 
 
 def find_centers(
@@ -330,8 +359,7 @@ def group_pixels(
             pixel's few nearest centers in a k-d tree over the centers, so its cost hardly grows
             with their number (best on the CPU); ``auto``: ``chunked`` on CUDA, on the CPU
             ``kdtree`` from :data:`KDTREE_FROM_CENTERS` centers and :data:`KDTREE_FROM_PAIRS`
-            (pixel, center) pairs, else ``chunked`` (``per_center`` when PyTorch runs on one thread). All
-            give the same assignment.
+            (pixel, center) pairs, else ``chunked``. All give the same assignment.
 
     Returns:
         ``[H, W]`` int64: ``center index + 1`` on thing pixels, 0 elsewhere (all 0 without centers).
@@ -366,9 +394,9 @@ def group_pixels(
             strategy = "chunked"
         else:
             large = num_centers >= KDTREE_FROM_CENTERS and num_pixels * num_centers >= KDTREE_FROM_PAIRS
-            # below that, the chunked search parallelizes; on one thread the per-center loop is cheaper
-            small = "chunked" if torch.get_num_threads() > 1 else "per_center"
-            strategy = "kdtree" if large else small
+            # below that the chunked search by squared distances, on one thread too (the per-center
+            # loop costs 1.5x as much there, docs/BENCHMARKS.md: the node fuses on one thread)
+            strategy = "kdtree" if large else "chunked"
     if strategy == "per_center":
         instance.index_copy_(0, pixels, _nearest_per_center(center_points[0], locations) + 1)
         return instance.view(height, width)
@@ -669,12 +697,12 @@ def _cached_thing_mask(things: tuple[int, ...], num_classes: int, device: torch.
 
 
 def checked_inputs(
-    semantic: torch.Tensor, center_heatmap: torch.Tensor, offsets: torch.Tensor
+    semantic: torch.Tensor, center_heatmap: torch.Tensor, offsets: torch.Tensor, *, fewest_ops: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The semantic map ``[H, W]``, the heatmap ``[H, W]`` and the logits (None for an integer
     semantic map) of one image's outputs, after checking that their shapes agree and the offsets are
-    floating point (:class:`FusionInputError` otherwise)."""
-    semantic_map = semantic_argmax(semantic)
+    floating point (:class:`FusionInputError` otherwise). ``fewest_ops``: see :func:`semantic_argmax`."""
+    semantic_map = semantic_argmax(semantic, fewest_ops=fewest_ops)
     height, width = semantic_map.shape
     heat = _heatmap_2d(center_heatmap)
     if heat.shape != (height, width) or offsets.shape != (2, height, width):

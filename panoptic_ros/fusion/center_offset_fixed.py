@@ -211,7 +211,7 @@ def fuse_center_offset_fixed(
         refuse instance numbers that would not fit).
     """
     params = params if params is not None else CenterOffsetParams()
-    semantic_map, heat, logits = checked_inputs(semantic, center_heatmap, offsets)
+    semantic_map, heat, logits = checked_inputs(semantic, center_heatmap, offsets, fewest_ops=True)
     if logits is not None and logits.shape[0] != num_classes:
         raise FusionInputError(f"semantic logits have {logits.shape[0]} classes, expected {num_classes}")
     is_thing_class = thing_class_mask(thing_classes, num_classes, semantic_map.device)

@@ -48,7 +48,12 @@ from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR, VOID_PANOPTIC
 from panoptic_ros.core.params import check_choice, check_int, check_number, from_mapping
 from panoptic_ros.core.segments import PixelFrame, histogram, segment_geometry
 from panoptic_ros.errors import ConfigError
-from panoptic_ros.fusion.center_offset import FusionInputError, SegmentStats, thing_class_mask
+from panoptic_ros.fusion.center_offset import (
+    FusionInputError,
+    SegmentStats,
+    semantic_argmax,
+    thing_class_mask,
+)
 
 MASK_FORMATS = ("image", "box", "prototypes")
 BOX_FORMATS = ("xyxy", "cxcywh")
@@ -299,7 +304,7 @@ def fuse_detection_semantic(
     if logits is not None:
         count = logits.shape[0]
         logits = _resize(logits, size)
-        semantic_map = logits.max(dim=0).indices
+        semantic_map = semantic_argmax(logits)
     else:
         semantic_map = semantic.long()
         if tuple(semantic_map.shape) != size:

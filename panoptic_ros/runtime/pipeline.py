@@ -382,8 +382,8 @@ class PanopticPipeline:
                 torch.cat((void_panoptic, category * divisor + ids % divisor)),
                 torch.cat((void_semantic, category)),
             )
-        index = fused + 1  # void (-1) -> row 0
-        return tables[0][index], tables[1][index]
+        index = fused + 1  # void (-1) -> row 0; take: a flat gather (advanced indexing costs more)
+        return torch.take(tables[0], index), torch.take(tables[1], index)
 
     def close(self) -> None:
         if getattr(self, "graphs", None) is not None:

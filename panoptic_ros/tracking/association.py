@@ -58,7 +58,8 @@ def index_map(instance_map: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
         lut[torch.from_numpy(ids.astype(np.int64))] = torch.arange(1, ids.size + 1)
         lut = lut.to(device, non_blocking=True)
         inside = (values >= 0) & (values <= top)
-        return torch.where(inside, lut[values.clamp(0, top)], 0)
+        looked_up = lut.index_select(0, values.clamp(0, top).reshape(-1)).view(values.shape)  # int32 too
+        return torch.where(inside, looked_up, 0)
     values = values.long()
     order = np.argsort(ids, kind="stable")
     sorted_ids = torch.as_tensor(ids[order], device=device)
@@ -180,11 +181,12 @@ def _instance_pixels(
     pixels outside both would only fill the histogram's unread ``[0, 0]`` cell and color bin 0), and
     things cover a small part of most frames. One pass over the maps to find them."""
     inside = torch.nonzero((previous | current).reshape(-1)).squeeze(1)  # indices are >= 0
-    previous, current = previous.reshape(-1)[inside][None], current.reshape(-1)[inside][None]
+    previous = previous.reshape(-1).index_select(0, inside)[None]
+    current = current.reshape(-1).index_select(0, inside)[None]
     if weights is not None:
-        weights = weights.reshape(-1)[inside].double()[None]  # the weighted bincounts take float64
-    if image is not None:
-        image = image.permute(2, 0, 1).reshape(3, -1)[:, inside].t()[None]  # channel-first: no reorder
+        weights = weights.reshape(-1).index_select(0, inside).double()[None]  # bincount weights: float64
+    if image is not None:  # channel-first: no reorder
+        image = image.permute(2, 0, 1).reshape(3, -1).index_select(1, inside).t()[None]
     return previous, current, weights, image
 
 

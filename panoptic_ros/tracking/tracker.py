@@ -194,7 +194,7 @@ class Tracker:
         lut = torch.as_tensor(
             np.concatenate([[0], published]), dtype=torch.int32, device=current_index.device
         )
-        track_map = lut[current_index]
+        track_map = torch.take(lut, current_index)  # a flat gather: cheaper than advanced indexing
 
         self._previous_index = current_index
         self._previous_track_ids = track_of_instance

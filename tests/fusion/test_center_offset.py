@@ -22,6 +22,7 @@ from panoptic_ros.fusion import (
     group_pixels,
     grouping_chunk_size,
     merge_segments,
+    semantic_argmax,
     thing_class_mask,
 )
 from tests.fusion.reference import (
@@ -449,6 +450,22 @@ def test_semantic_argmax_ties_go_to_the_lower_class() -> None:
     assert out.semantic.dtype == torch.int64
     out = fuse_center_offset(logits, torch.zeros(2, 3), torch.zeros(2, 2, 3), THINGS)
     assert out.semantic.tolist() == [[0, 4, 0], [0, 0, 11]]
+
+
+@pytest.mark.parametrize("classes", [3, 19, 300])
+def test_semantic_argmax_by_equality_is_torch_argmax_with_ties_infinities_and_nan(classes: int) -> None:
+    generator = torch.Generator().manual_seed(classes)
+    logits = torch.round(torch.randn(classes, 24, 40, generator=generator) * 2)  # many ties
+    logits[classes - 1, 1, 1] = math.inf
+    logits[[1, classes - 1], 1, 2] = math.inf  # tied at +inf: the lower class
+    logits[:, 2, 2] = -math.inf  # every class at -inf: class 0
+    assert torch.equal(semantic_argmax(logits), torch.argmax(logits, dim=0))
+    assert torch.equal(semantic_argmax(logits, fewest_ops=True), torch.argmax(logits, dim=0))
+    logits[[classes // 2, classes - 1], 5, 7] = math.nan  # NaN: its first NaN, as torch.argmax
+    out = semantic_argmax(logits)
+    assert torch.equal(out, torch.argmax(logits, dim=0))
+    assert int(out[5, 7]) == classes // 2
+    assert out.dtype == torch.int64
 
 
 def test_integer_semantic_input_gives_the_same_segments_as_logits() -> None:
