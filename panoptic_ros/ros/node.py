@@ -21,7 +21,6 @@ executables: :mod:`panoptic_ros.ros.executables`.
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ from panoptic_ros.ros.params import ParameterChanges, check_overrides, current_v
 from panoptic_ros.ros.reporting import Reporter
 from panoptic_ros.runtime.config import NodeConfig
 from panoptic_ros.runtime.engine import FrameEngine
+from panoptic_ros.runtime.memory import freeze_long_lived, thaw_long_lived
 from panoptic_ros.runtime.outputs import OutputContext
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.runtime.slots import LatestFrameSlots, SlotStats
@@ -134,6 +134,7 @@ class PanopticNode(LifecycleNode):
         self.engine, self.config = engine, config
         self._max_pixels = config.max_input_pixels
         self._create_publishers(config)
+        freeze_long_lived()  # no full collection walks the model and the modules between frames
         log.info(
             f"configured: {engine.label_set.name} model on {engine.describe()}, "
             f"{len(config.cameras)} camera(s): {', '.join(c.image for c in config.cameras)}"
@@ -195,7 +196,7 @@ class PanopticNode(LifecycleNode):
             device = self.engine.device
             self.engine.close()
             self.engine = None
-            gc.collect()
+            thaw_long_lived()  # the engine's objects may be collected again; collects
             if device.type == "cuda":
                 import torch
 

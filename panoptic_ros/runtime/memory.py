@@ -1,4 +1,5 @@
-"""Large per-frame buffers without page faults.
+"""Memory of a long-running frame loop: large per-frame buffers without page faults, and no long
+garbage-collection pauses.
 
 Every frame makes a few buffers of several megabytes (label images at the camera's size, the overlay,
 their copies into ROS messages and the serialized messages). By default glibc's ``malloc`` gives
@@ -10,12 +11,19 @@ slower (``benchmarks/bench_node.py``, "publish all outputs"). :func:`keep_freed_
 such blocks from its heap and to keep freed memory for the next frame instead. The process then holds
 on to its largest per-frame working set (tens of megabytes at 1080p) rather than returning it between
 frames.
+
+Python's cyclic garbage collector also walks every object it tracks on each full collection: after the
+model, PyTorch and ROS are loaded that is a few hundred thousand objects, 30-110 ms per collection on
+the 2-core machine (measured in the node during ``make demo``), a pause the frame it falls on adds to
+its latency. :func:`freeze_long_lived` moves the objects alive once everything is loaded out of the
+collector's reach (:func:`gc.freeze`), so a collection walks only what the frames made since.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 
 #: ``mallopt`` parameters (glibc's ``malloc.h``).
 M_TRIM_THRESHOLD = -1
@@ -41,3 +49,20 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     )
+
+
+def freeze_long_lived() -> int:
+    """Collect, then exempt every object alive now from later collections (see the module docstring):
+    call when everything long-lived is loaded (modules, model, tables), before the frames start. They
+    are still freed by reference counting; only cycles among them wait for :func:`thaw_long_lived`.
+    Returns how many objects were exempted."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+def thaw_long_lived() -> None:
+    """Undo :func:`freeze_long_lived` (before the long-lived objects are dropped, e.g. a model unloaded)
+    and collect what is garbage now."""
+    gc.unfreeze()
+    gc.collect()

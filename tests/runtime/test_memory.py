@@ -43,3 +43,29 @@ def test_freed_large_blocks_are_reused_without_page_faults() -> None:
     # by default, glibc gives back what lies beyond its trim threshold: some blocks are faulted in again
     assert default_faults > pages // 8, default_faults
     assert kept_faults < pages // 100, kept_faults
+
+
+FREEZE = """
+import gc
+from panoptic_ros.runtime.memory import freeze_long_lived, thaw_long_lived
+
+class Held:
+    pass
+
+held = [Held() for _ in range(5000)]
+for item in held:
+    item.me = item  # cycles: only the collector could free them
+walked = len(gc.get_objects())  # what a full collection walks
+frozen = freeze_long_lived()
+walked_frozen = len(gc.get_objects())
+thaw_long_lived()
+print(frozen, walked, walked_frozen, gc.get_freeze_count(), len(gc.get_objects()))
+"""
+
+
+def test_long_lived_objects_are_frozen_out_of_full_collections_and_thawed() -> None:
+    out = subprocess.run([sys.executable, "-c", FREEZE], capture_output=True, text=True, check=True)
+    frozen, walked, walked_frozen, frozen_after_thaw, walked_after_thaw = map(int, out.stdout.split())
+    assert frozen >= 5000 + 1  # the held objects and their list, with everything imported
+    assert walked >= 5000 and walked_frozen < walked - 5000 < walked_after_thaw, out.stdout
+    assert frozen_after_thaw == 0
