@@ -104,6 +104,12 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cameras", type=int, default=3, help="cameras of the live demo (default 3)")
     parser.add_argument("--rate", type=float, default=1.0, help="bag playback speed factor (live demo)")
     parser.add_argument(
+        "--fastdds-profile",
+        default=None,
+        help="Fast DDS XML profile of the node, player and recorder (live demo; default: the shipped "
+        "config/fastdds_large_images.xml unless FASTDDS_DEFAULT_PROFILES_FILE is set; 'none': none)",
+    )
+    parser.add_argument(
         "--offline",
         action="store_true",
         help="without ROS: record a bag of exotic encodings and run the pipeline over it (no node, no DDS)",
@@ -131,6 +137,7 @@ def _demo_run(args: argparse.Namespace) -> int:
         cameras=args.cameras,
         frames=args.frames,
         rate=args.rate,
+        fastdds_profile=args.fastdds_profile,
         model=str(args.model or ""),
         backend=args.backend,
         device=args.device,

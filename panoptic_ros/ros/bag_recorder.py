@@ -1,7 +1,9 @@
 """``panoptic-ros bag record``: write topics received over ROS 2 into a rosbag2 file, without ``ros2 bag``.
 
 Subscriptions are raw (``create_subscription(..., raw=True)``): the CDR bytes go into the bag as
-received, with the receive wall time (``time.time_ns()``) as bag time, through the ``rosbags`` writer
+received, with the wall time at which the middleware received them (the message info's
+``received_timestamp``, as rosbag2 records; ``time.time_ns()`` in the callback where the middleware
+gives none) as bag time, through the ``rosbags`` writer
 with this package's types registered (:mod:`panoptic_ros.data.bag_types`), so ``bag eval`` and
 ``bag play`` read the result. A topic is named with its type (``/cam0/panoptic/instances=
 panoptic_ros/msg/PanopticInstanceArray``) or alone, then its type is looked up on the ROS graph.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +107,7 @@ def record(
     seconds passed, ``stop`` is set, or Ctrl-C.
 
     Args:
-        on_message: called with ``(topic, receive time ns)`` after each message is written.
+        on_message: called with ``(topic, bag time ns)`` after each message is written.
         ready: set once the subscriptions exist.
 
     Raises:
@@ -131,8 +133,10 @@ def record(
         with BagWriter(out, storage) as writer:
             lock = threading.Lock()
 
-            def write(topic: str, data: bytes) -> None:
-                received = time.time_ns()
+            def write(topic: str, data: bytes, info: Mapping[str, int]) -> None:
+                # when DDS received it (as rosbag2 records), not when this thread got to it: a busy
+                # recorder must not add its own backlog to the latencies measured from the bag
+                received = int(info.get("received_timestamp", 0)) or time.time_ns()
                 with lock:
                     writer.write_raw(topic, types[topic], data, received)
                 if on_message is not None:
@@ -143,7 +147,7 @@ def record(
                 node.create_subscription(
                     classes[topic],
                     topic,
-                    lambda data, t=topic: write(t, data),
+                    lambda data, info, t=topic: write(t, data, info),
                     graph_qos(node, topic, msgtype),
                     raw=True,
                 )

@@ -5,8 +5,8 @@
 3. a recorder subscribed to the node's outputs and the bag's ground truth;
 4. ``bag play`` of the bag into the node with its original timing (scaled by ``rate``);
 5. from the recorded bag: a contact sheet of overlays (PNG) and a summary with frames in and out,
-   rate, end-to-end latency percentiles (publish of a frame to receipt of its label image), drops,
-   and PQ / STQ against the ground truth.
+   rate, end-to-end latency percentiles (publish of a frame to its label image's receipt by DDS in the
+   recorder), drops, and PQ / STQ against the ground truth.
 """
 
 from __future__ import annotations
@@ -41,8 +41,11 @@ from panoptic_ros.core.topics import (
 from panoptic_ros.data.bag_io import read_messages
 from panoptic_ros.data.bag_synth import SynthBagConfig, write_synthetic_bag
 from panoptic_ros.errors import PanopticRosError
+from panoptic_ros.resources import config_dir
 from panoptic_ros.ros.bag_player import Published, play
 from panoptic_ros.ros.bag_recorder import record
+from panoptic_ros.ros.launch_support import PROFILE, PROFILE_ENV, profile_env
+from panoptic_ros.runtime.memory import freeze_long_lived
 
 IMAGE = "sensor_msgs/msg/Image"
 NODE_NAME = "panoptic_demo"
@@ -71,6 +74,7 @@ class DemoSummary:
     stq: float
     aq: float
     backend: str
+    dds_profile: str = ""
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -102,7 +106,8 @@ class DemoSummary:
                 f"output rate        {self.output_rate_hz:.1f} frames/s over {self.seconds:.1f} s "
                 f"({self.backend})",
                 f"latency (ms)       p50 {lat['p50']:.0f}  p90 {lat['p90']:.0f}  p99 {lat['p99']:.0f}  "
-                f"max {lat['max']:.0f}  (bag publish -> label image received)",
+                f"max {lat['max']:.0f}  (bag publish -> label image received by DDS in the recorder)",
+                f"DDS profile        {self.dds_profile or 'the middleware defaults'}",
                 f"PQ                 {self.pq:.1f} (things {self.pq_things:.1f}, stuff {self.pq_stuff:.1f})",
                 f"STQ                {self.stq:.1f} (AQ {self.aq:.1f})",
             ]
@@ -127,6 +132,17 @@ def _node_params(cameras: list[str], backend: str, device: str, model: str) -> d
         "output_qos_depth": 10,
         "diagnostics_period": 0.5,
     }
+
+
+def _use_profile(profile: str | None) -> None:
+    """Set this process's (and so the node's) Fast DDS profile; see :func:`run_live_demo`. Before any
+    participant exists: Fast DDS reads the variable when it makes the first one."""
+    if profile is None:
+        if os.environ.get(PROFILE_ENV):
+            return
+        profile = str(config_dir() / PROFILE.name)
+    os.environ.pop(PROFILE_ENV, None)
+    os.environ.update(profile_env(profile))
 
 
 def _die_with_parent() -> None:
@@ -202,7 +218,8 @@ def _contact_sheet(bag: Path, overlays: list[str], path: Path, per_camera: int =
 def _latencies(
     bag: Path, semantic_topics: dict[str, str], published: dict[tuple[str, int], int]
 ) -> list[float]:
-    """Milliseconds from the publish of each input frame to the receipt of its label image."""
+    """Milliseconds from the publish of each input frame to the receipt of its label image (the bag time
+    the recorder gives it: when DDS received it)."""
     out = []
     for message in read_messages(bag, list(semantic_topics)):
         stamp = message.stamp_ns
@@ -233,12 +250,21 @@ def run_live_demo(
     frames: int = 40,
     size: tuple[int, int] = (240, 480),
     rate: float = 1.0,
+    fastdds_profile: str | None = None,
     model: str = "",
     backend: str = "auto",
     device: str = "auto",
 ) -> DemoSummary:
-    """Run the live demo into ``out`` (see the module docstring) and return its summary."""
+    """Run the live demo into ``out`` (see the module docstring) and return its summary.
+
+    ``fastdds_profile``: the Fast DDS XML profile the node, the player and the recorder load, as the
+    launch files give the node and the bag player; None: ``$FASTDDS_DEFAULT_PROFILES_FILE`` when set,
+    else the shipped ``config/fastdds_large_images.xml``; '' or 'none': the middleware's defaults.
+    Without it Fast DDS's 512 KB shared-memory segment overflows with this demo's images (depth and
+    output images of three cameras at once): samples go over UDP, get lost and wait for a reliable
+    resend, and a fifth of the frames never reached the node (``docs/BENCHMARKS.md``)."""
     out.mkdir(parents=True, exist_ok=True)
+    _use_profile(fastdds_profile)
     for stale in ("input_bag", "recorded_bag", "contact_sheet.png", "summary.json", "summary.txt"):
         path = out / stale
         if path.is_dir():
@@ -298,6 +324,7 @@ def run_live_demo(
             if item.stamp_ns is not None and item.topic in image_topics:
                 published[(item.topic, item.stamp_ns)] = time.time_ns()
 
+        freeze_long_lived()  # no full collection pauses the player (frames would leave late, bunched)
         start = time.monotonic()
         report = play(
             synth.path, rate=rate, on_publish=sent, wait_for=image_topics, wait_s=120.0, settle_s=1.0
@@ -355,6 +382,7 @@ def run_live_demo(
         stq=100 * video.stq,
         aq=100 * video.aq,
         backend=backend_name,
+        dds_profile=os.environ.get(PROFILE_ENV, ""),
         files={
             "input bag": str(synth.path),
             "recorded bag": str(bag),

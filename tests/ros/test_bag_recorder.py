@@ -112,6 +112,51 @@ def test_recorded_content_stamps_and_receive_times(
     assert got[CATEGORIES][0].msg == source[CATEGORIES][0].msg
 
 
+def test_bag_time_is_when_dds_received_not_when_a_busy_recorder_got_to_it(tmp_path: Path) -> None:
+    """Two messages published back to back while the recorder is busy with the first for a second: the
+    second's bag time is its arrival (as rosbag2 records), so latencies measured from a bag do not
+    include the recorder's own backlog."""
+    stop, ready = threading.Event(), threading.Event()
+    handled: list[int] = []
+
+    def on_message(topic: str, _: int) -> None:
+        handled.append(time.time_ns())
+        if len(handled) == 1:
+            time.sleep(1.0)  # busy: the second message waits in the middleware
+        else:
+            stop.set()
+
+    out = tmp_path / "busy"
+    thread = threading.Thread(
+        target=record,
+        args=(out, ["/busy_test=std_msgs/msg/String"]),
+        kwargs={"stop": stop, "ready": ready, "on_message": on_message, "duration": BOUND_S},
+    )
+    thread.start()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        assert ready.wait(BOUND_S)
+        node = rclpy.create_node("busy_recorder_test", context=context)
+        pub = node.create_publisher(
+            String, "/busy_test", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        )
+        deadline = time.monotonic() + BOUND_S
+        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pub.publish(String(data="first"))
+        pub.publish(String(data="second"))
+        stop.wait(BOUND_S)
+        node.destroy_node()
+    finally:
+        stop.set()
+        thread.join(BOUND_S)
+        rclpy.shutdown(context=context)
+    first, second = (m.log_time_ns for m in read_messages(out))
+    assert handled[1] - handled[0] >= 1_000_000_000  # the recorder got to the second a second later
+    assert second - first < 500_000_000  # ... but it arrived right after the first
+
+
 def test_subscription_qos_follows_the_publishers() -> None:
     context = rclpy.Context()
     rclpy.init(context=context)

@@ -42,6 +42,8 @@ def test_live_demo_summary_and_contact_sheet(tmp_path: Path) -> None:
     latency = summary["latency_ms"]
     assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
     assert summary["output_rate_hz"] > 0
+    # the node, the player and the recorder loaded the shipped Fast DDS profile, as the launch files do
+    assert Path(summary["dds_profile"]) == REPO / "config" / "fastdds_large_images.xml"
     # the shipped model on unseen synthetic sequences, against the bag's ground truth
     assert summary["pq"] > 60 and summary["stq"] > 50, summary
     assert not math.isnan(summary["pq_things"])
