@@ -135,14 +135,12 @@ def _node_params(cameras: list[str], backend: str, device: str, model: str) -> d
 
 
 def _use_profile(profile: str | None) -> None:
-    """Set this process's (and so the node's) Fast DDS profile; see :func:`run_live_demo`. Before any
-    participant exists: Fast DDS reads the variable when it makes the first one."""
-    if profile is None:
-        if os.environ.get(PROFILE_ENV):
-            return
-        profile = str(config_dir() / PROFILE.name)
+    """Set this process's (and the node's) Fast DDS profile (:func:`run_live_demo`), before the first
+    participant: Fast DDS reads the variable then."""
+    if profile is None and os.environ.get(PROFILE_ENV):
+        return
     os.environ.pop(PROFILE_ENV, None)
-    os.environ.update(profile_env(profile))
+    os.environ.update(profile_env(str(config_dir() / PROFILE.name) if profile is None else profile))
 
 
 def _die_with_parent() -> None:
@@ -218,8 +216,7 @@ def _contact_sheet(bag: Path, overlays: list[str], path: Path, per_camera: int =
 def _latencies(
     bag: Path, semantic_topics: dict[str, str], published: dict[tuple[str, int], int]
 ) -> list[float]:
-    """Milliseconds from the publish of each input frame to the receipt of its label image (the bag time
-    the recorder gives it: when DDS received it)."""
+    """Milliseconds from each input frame's publish to its label image's bag time (DDS receipt)."""
     out = []
     for message in read_messages(bag, list(semantic_topics)):
         stamp = message.stamp_ns
@@ -257,12 +254,11 @@ def run_live_demo(
 ) -> DemoSummary:
     """Run the live demo into ``out`` (see the module docstring) and return its summary.
 
-    ``fastdds_profile``: the Fast DDS XML profile the node, the player and the recorder load, as the
-    launch files give the node and the bag player; None: ``$FASTDDS_DEFAULT_PROFILES_FILE`` when set,
-    else the shipped ``config/fastdds_large_images.xml``; '' or 'none': the middleware's defaults.
-    Without it Fast DDS's 512 KB shared-memory segment overflows with this demo's images (depth and
-    output images of three cameras at once): samples go over UDP, get lost and wait for a reliable
-    resend, and a fifth of the frames never reached the node (``docs/BENCHMARKS.md``)."""
+    ``fastdds_profile``: the Fast DDS XML profile of the node, the player and the recorder, as the
+    launch files give it; None: ``$FASTDDS_DEFAULT_PROFILES_FILE`` when set, else the shipped
+    ``config/fastdds_large_images.xml``; '' or 'none': the middleware's defaults, whose 512 KB
+    shared-memory segment overflows with three cameras' images and depth (a sixth of the frames
+    lost before the node, others resent seconds late: ``docs/BENCHMARKS.md``)."""
     out.mkdir(parents=True, exist_ok=True)
     _use_profile(fastdds_profile)
     for stale in ("input_bag", "recorded_bag", "contact_sheet.png", "summary.json", "summary.txt"):
