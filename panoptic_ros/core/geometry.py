@@ -131,7 +131,7 @@ def _segment_index(label_map: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     sorted_ids, order = torch.sort(ids.to(device=label_map.device, dtype=torch.int64))
     labels = label_map.to(torch.int64)
     pos = torch.searchsorted(sorted_ids, labels.reshape(-1)).clamp(max=count - 1).view(labels.shape)
-    return torch.where(sorted_ids[pos] == labels, order[pos], count)
+    return torch.where(torch.take(sorted_ids, pos) == labels, torch.take(order, pos), count)
 
 
 def _back_project(

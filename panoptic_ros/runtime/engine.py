@@ -242,7 +242,6 @@ class FrameEngine:
                     id_map,
                     frame.depth,
                     frame.camera_model,
-                    label_divisor=self.label_divisor,
                     min_pixels=params.min_depth_pixels,
                 )
             overlay_bgr = None

@@ -19,9 +19,6 @@ from panoptic_ros.runtime.pipeline import FrameOutput, SegmentTable
 from panoptic_ros.runtime.records import InstanceTable, clip_boxes
 from panoptic_ros.tracking import TrackerOutput, TrackState, TrackTable
 
-#: Label of void pixels in the label map used for depth lookups (never a segment's label).
-_NO_SEGMENT = -(1 << 40)
-
 
 def segment_columns(table: SegmentTable) -> torch.Tensor:
     """The table as one ``[S, 11]`` float64 block on its device (ids, category ids, is_thing, areas,
@@ -124,7 +121,6 @@ def with_positions(
     depth: np.ndarray,
     camera: CameraModel,
     *,
-    label_divisor: int,
     min_pixels: int,
 ) -> InstanceTable:
     """``table`` with the 3D position of every row that shows in the frame: the median valid depth in
@@ -138,13 +134,9 @@ def with_positions(
     at 1080p on dev-cpu, ``docs/BENCHMARKS.md``); where the camera is no larger than the model,
     every camera pixel is its own sample and the medians are those of the camera's pixels exactly."""
     device = id_map.device
-    category = torch.div(out.panoptic.clamp(min=0), label_divisor, rounding_mode="floor")
-    stuff = (out.panoptic >= 0) & (out.instance == 0)
-    labels = torch.where(
-        id_map > 0,
-        id_map.long(),
-        torch.where(stuff, -1 - category, torch.full_like(category, _NO_SEGMENT)),
-    )
+    # a thing's id where it has one, else -1 - the pixel's category: a stuff row's key on stuff pixels;
+    # on void (the set's void value) and unpublished things (a thing's category) a key no row has
+    labels = torch.where(id_map > 0, id_map.long(), -1 - out.semantic)
     h, w = out.camera_size
     if depth.shape != (h, w):
         depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
