@@ -218,9 +218,9 @@ def _argmax_by_equality(logits: torch.Tensor) -> torch.Tensor:
     """``[C, H, W]`` -> ``[H, W]`` int64 first index of the maximum over C, on the CPU, in numpy: the
     maximum alone (a vectorized reduction), then the first class equal to it, found as the largest of
     the descending weights ``C..1`` over the classes that equal it (a small-integer reduction).
-    ``max(dim=0)`` with indices costs about twice as much. Where a pixel has a NaN logit (one host read
-    to know), and for types numpy lacks, the frame is left to ``max(dim=0)``, whose rule for NaN (its
-    first NaN) this does not reproduce."""
+    ``max(dim=0)`` with indices costs about twice as much. Where a pixel has a NaN logit, and for types
+    numpy lacks, the frame is left to ``max(dim=0)``, whose rule for NaN (its first NaN) this does not
+    reproduce."""
     if logits.dtype not in (torch.float32, torch.float64):
         return logits.max(dim=0).indices
     values = logits.numpy()

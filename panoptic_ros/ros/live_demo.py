@@ -4,9 +4,8 @@
 2. the node (``panoptic_node``) in its own process, configured for those cameras;
 3. a recorder subscribed to the node's outputs and the bag's ground truth;
 4. ``bag play`` of the bag into the node with its original timing (scaled by ``rate``);
-5. from the recorded bag: a contact sheet of overlays (PNG) and a summary with frames in and out,
-   rate, end-to-end latency percentiles (publish of a frame to its label image's receipt by DDS in the
-   recorder), drops, and PQ / STQ against the ground truth.
+5. from the recorded bag: overlays (PNG), frames in / out, rate, drops, latency percentiles (publish
+   of a frame to its label image's receipt by DDS in the recorder), PQ / STQ against ground truth.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from panoptic_ros.core.topics import (
 )
 from panoptic_ros.data.bag_io import read_messages
 from panoptic_ros.data.bag_synth import SynthBagConfig, write_synthetic_bag
-from panoptic_ros.errors import PanopticRosError
+from panoptic_ros.errors import ConfigError, PanopticRosError
 from panoptic_ros.resources import config_dir
 from panoptic_ros.ros.bag_player import Published, play
 from panoptic_ros.ros.bag_recorder import record
@@ -135,12 +134,14 @@ def _node_params(cameras: list[str], backend: str, device: str, model: str) -> d
 
 
 def _use_profile(profile: str | None) -> None:
-    """Set this process's (and the node's) Fast DDS profile (:func:`run_live_demo`), before the first
-    participant: Fast DDS reads the variable then."""
+    """This process's and the node's Fast DDS profile (:func:`run_live_demo`), before any participant."""
     if profile is None and os.environ.get(PROFILE_ENV):
         return
+    env = profile_env(str(config_dir() / PROFILE.name) if profile is None else profile)
+    if env and not Path(env[PROFILE_ENV]).is_file():
+        raise ConfigError(f"no Fast DDS profile {env[PROFILE_ENV]}: give an XML file, or 'none'")
     os.environ.pop(PROFILE_ENV, None)
-    os.environ.update(profile_env(str(config_dir() / PROFILE.name) if profile is None else profile))
+    os.environ.update(env)
 
 
 def _die_with_parent() -> None:
@@ -254,11 +255,10 @@ def run_live_demo(
 ) -> DemoSummary:
     """Run the live demo into ``out`` (see the module docstring) and return its summary.
 
-    ``fastdds_profile``: the Fast DDS XML profile of the node, the player and the recorder, as the
-    launch files give it; None: ``$FASTDDS_DEFAULT_PROFILES_FILE`` when set, else the shipped
-    ``config/fastdds_large_images.xml``; '' or 'none': the middleware's defaults, whose 512 KB
-    shared-memory segment overflows with three cameras' images and depth (a sixth of the frames
-    lost before the node, others resent seconds late: ``docs/BENCHMARKS.md``)."""
+    ``fastdds_profile``: the Fast DDS XML profile of the node, player and recorder, as the launch files
+    give it; None: ``$FASTDDS_DEFAULT_PROFILES_FILE`` if set, else the shipped one; '' or 'none': the
+    middleware's defaults, whose 512 KB shared-memory segment overflows with three cameras' images
+    and depth (frames lost before the node, others resent seconds late: ``docs/BENCHMARKS.md``)."""
     out.mkdir(parents=True, exist_ok=True)
     _use_profile(fastdds_profile)
     for stale in ("input_bag", "recorded_bag", "contact_sheet.png", "summary.json", "summary.txt"):

@@ -52,3 +52,18 @@ def test_live_demo_summary_and_contact_sheet(tmp_path: Path) -> None:
     for name in ("PQ", "STQ", "latency", "frames in / out", "accounted for"):
         assert name in result.stdout
     assert str(out / "contact_sheet.png") in result.stdout
+
+
+def test_a_missing_dds_profile_is_refused_in_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.xml"
+    args = ["demo", "--out", str(tmp_path / "demo"), "--fastdds-profile", str(missing)]
+    result = subprocess.run(
+        [sys.executable, "-m", "panoptic_ros.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"no Fast DDS profile {missing}" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "demo" / "input_bag").exists()  # refused before any work
