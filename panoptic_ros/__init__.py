@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 #: How long PyTorch's idle OpenMP workers (GNU libgomp, on Linux) spin after a parallel region before
 #: they sleep, unless the environment sets it. libgomp's default (300,000 iterations) kept them
 #: spinning into the network that follows the post-processing (ONNX Runtime's own threads, on the same
-#: cores): on 2 cores the network took 1.2-1.35x its time (``python -m benchmarks.run spin``). A short
+#: cores): on 2 cores the network took 1.15-1.3x its time (``python -m benchmarks.run spin``). A short
 #: spin still bridges the gaps between one frame's PyTorch ops. libgomp reads it when it loads, so it
 #: is set here, before this package imports PyTorch (a process that imported PyTorch first keeps its
 #: setting).
