@@ -18,26 +18,20 @@ import statistics
 import subprocess
 import sys
 
-import cv2
-import numpy as np
-
+from benchmarks.bench_engine import AFTER_NETWORK, _sequence
 from panoptic_ros import GOMP_SPINCOUNT
 
 #: libgomp's spin count when neither ``GOMP_SPINCOUNT`` nor ``OMP_WAIT_POLICY`` is set.
 LIBGOMP_DEFAULT = "300000"
-AFTER_NETWORK = ("fusion", "postprocess", "tracking", "outputs")
 
 
 def child(frames: int) -> None:
     """One process's medians (seconds) of the network, the work after it and the whole frame."""
-    from panoptic_ros.data.synthetic import generate
     from panoptic_ros.resources import default_model
     from panoptic_ros.runtime import FrameEngine, InputFrame
 
     engine = FrameEngine.open(default_model(), backend="onnxruntime", device="cpu")
-    seq = [
-        np.ascontiguousarray(cv2.resize(s.image, (640, 480))) for s in generate(1, seed=5, sequence_length=20)
-    ]
+    seq = _sequence((480, 640), 20)
     rows: dict[str, list[float]] = {"network": [], "after": [], "frame": []}
     for k in range(frames + 5):
         (result,) = engine.process([InputFrame("cam", seq[k % len(seq)], k * 10**8, overlay=True)])
