@@ -725,6 +725,7 @@ def fuse_center_offset(
     num_classes: int | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
     frame: PixelFrame | None = None,
+    kernels: bool | None = None,
 ) -> CenterOffsetOutput:
     """Panoptic-DeepLab fusion of one image's network outputs, on their device.
 
@@ -739,12 +740,22 @@ def fuse_center_offset(
         memory_budget_bytes: bound on the grouping chunk's temporaries.
         frame: measure the segments in the camera frame the maps are resampled into (see
             :mod:`panoptic_ros.core.segments`); None: at the outputs' resolution.
+        kernels: fuse with the compiled CPU loops of :mod:`panoptic_ros.fusion.center_offset_cpu`
+            (the same results); None: wherever they apply (float32 logits, heatmap and offsets on the
+            CPU); True: there, refused elsewhere.
 
     Returns:
         :class:`CenterOffsetOutput`. Without logits the probability part of every score is 1.
         For batched ``[N, ...]`` outputs use :func:`fuse_center_offset_batch`.
     """
     params = params if params is not None else CenterOffsetParams()
+    on_kernels = all(
+        t.device.type == "cpu" and t.dtype == torch.float32 for t in (semantic, center_heatmap, offsets)
+    )
+    if kernels and not on_kernels:
+        raise FusionInputError("the compiled fusion takes float32 logits, heatmap and offsets on the CPU")
+    if on_kernels and kernels is not False:
+        return _fuse_on_kernels(semantic, center_heatmap, offsets, thing_classes, params, frame=frame)
     semantic_map, heat, logits = checked_inputs(semantic, center_heatmap, offsets)
     if logits is not None:
         classes = logits.shape[0]
@@ -777,6 +788,83 @@ def fuse_center_offset(
         centers=centers.points,
         center_scores=centers.scores,
         segments=stats,
+    )
+
+
+def _fuse_on_kernels(
+    logits: torch.Tensor,
+    center_heatmap: torch.Tensor,
+    offsets: torch.Tensor,
+    thing_classes: Sequence[int] | torch.Tensor,
+    params: CenterOffsetParams,
+    *,
+    frame: PixelFrame | None,
+) -> CenterOffsetOutput:
+    """:func:`fuse_center_offset` by the compiled CPU loops (float32 logits ``[C, H, W]``): each step a
+    loop with the tensor step's rule, the softmax one PyTorch op; the k-d tree groups where ``auto``
+    grouping would choose it."""
+    from panoptic_ros.fusion import center_offset_cpu as cpu
+
+    if logits.dim() != 3:
+        raise FusionInputError(f"semantic logits must be [C, H, W], got shape {tuple(logits.shape)}")
+    semantic_map = cpu.semantic_argmax_cpu(logits)
+    semantic_map, heat, _ = checked_inputs(semantic_map, center_heatmap, offsets)
+    classes, height, width = logits.shape
+    is_thing = thing_class_mask(thing_classes, classes, "cpu").numpy()
+    centers = cpu.find_centers_cpu(heat, params.center_threshold, params.nms_kernel, params.top_k)
+    semantic_host = semantic_map.numpy()
+    num_centers = centers.points.shape[0]
+    if num_centers == 0:
+        instance = np.zeros(height * width, dtype=np.int64)
+    elif num_centers >= KDTREE_FROM_CENTERS and (
+        num_centers * int(np.count_nonzero(is_thing[semantic_host])) >= KDTREE_FROM_PAIRS
+    ):
+        thing_mask = torch.from_numpy(is_thing[semantic_host])
+        instance = group_pixels(thing_mask, offsets, torch.from_numpy(centers.points), strategy="kdtree")
+        instance = instance.numpy().reshape(-1)
+    else:
+        instance, tied, locations = cpu.nearest_centers_cpu(
+            semantic_host, is_thing, np.ascontiguousarray(offsets.numpy()), centers.points
+        )
+        if tied.size:  # settled as the exhaustive search settles them
+            center_points = torch.from_numpy(centers.points.astype(np.float32))
+            instance[tied] = _nearest_per_center(center_points, torch.from_numpy(locations)).numpy() + 1
+    merged = cpu.merge_cpu(
+        semantic_host,
+        instance,
+        num_centers=num_centers,
+        is_thing=is_thing,
+        stuff_area=params.stuff_area,
+        label_divisor=params.label_divisor,
+    )
+    if merged is None:
+        raise ConfigError(
+            f"a class has {params.label_divisor} or more instances, which does not fit "
+            f"label_divisor={params.label_divisor}; set top_k or a larger label_divisor"
+        )
+    prob = torch.softmax(logits.reshape(classes, height * width), dim=0).numpy()
+    areas, bboxes, centroids, prob_sum = cpu.measure_cpu(
+        merged.segment_of_pixel, merged.ids.size, frame, prob, merged.classes
+    )
+    own_areas = merged.pixels if frame is not None else areas
+    scores = (prob_sum / np.maximum(own_areas, 1)).astype(np.float32)
+    is_thing_row = merged.centers >= 0
+    scores[is_thing_row] *= centers.scores[merged.centers[is_thing_row]]
+    return CenterOffsetOutput(
+        semantic=semantic_map,
+        panoptic=torch.from_numpy(merged.panoptic),
+        instance=torch.from_numpy(merged.instance),
+        centers=torch.from_numpy(centers.points),
+        center_scores=torch.from_numpy(centers.scores),
+        segments=SegmentStats(
+            ids=torch.from_numpy(merged.ids),
+            classes=torch.from_numpy(merged.classes),
+            is_thing=torch.from_numpy(is_thing_row),
+            areas=torch.from_numpy(areas),
+            bboxes=torch.from_numpy(bboxes),
+            centroids=torch.from_numpy(centroids),
+            scores=torch.from_numpy(scores),
+        ),
     )
 
 

@@ -65,6 +65,7 @@ class FamilyFusion(ABC):
         label_set: the model's label set (class index order).
         size: ``(height, width)`` of the model input, the size fused maps come out at.
         fixed_shapes: fuse with fixed shapes where the family can (others ignore it).
+        device: where the outputs will be fused (:meth:`prepare` readies it; CPU when None).
     """
 
     family: ClassVar[str]
@@ -74,11 +75,23 @@ class FamilyFusion(ABC):
     confidence: ClassVar[str]
     has_fixed_shapes: ClassVar[bool] = False
 
-    def __init__(self, label_set: LabelSet, size: tuple[int, int], *, fixed_shapes: bool = False) -> None:
+    def __init__(
+        self,
+        label_set: LabelSet,
+        size: tuple[int, int],
+        *,
+        fixed_shapes: bool = False,
+        device: torch.device | None = None,
+    ) -> None:
         self.size = size
         self.fixed_shapes = fixed_shapes and self.has_fixed_shapes
         self.num_classes = len(label_set)
         self.thing_classes = tuple(i for i, c in enumerate(label_set.categories) if c.is_thing)
+        self.prepare(torch.device("cpu") if device is None else device)
+
+    def prepare(self, device: torch.device) -> None:
+        """Make ready what fusing on ``device`` needs before the first frame (nothing by default)."""
+        del device
 
     @classmethod
     def check_roles(cls, roles: Sequence[str], model: str) -> None:
@@ -128,6 +141,14 @@ class CenterOffsetFusion(FamilyFusion):
     has_fixed_shapes = True
     #: center slots of the fixed-shape fusion when ``top_k`` is None
     max_centers = DEFAULT_MAX_CENTERS
+
+    def prepare(self, device: torch.device) -> None:
+        """On the CPU, compile the fusion's loops (or load them from numba's cache) now, not on the
+        first frame (:mod:`panoptic_ros.fusion.center_offset_cpu`)."""
+        if device.type == "cpu" and not self.fixed_shapes:
+            from panoptic_ros.fusion.center_offset_cpu import compile_kernels
+
+            compile_kernels()
 
     def fuse(
         self, outputs: Mapping[str, torch.Tensor], index: int, params: Any, frame: PixelFrame | None

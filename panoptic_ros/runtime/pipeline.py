@@ -177,17 +177,18 @@ class PanopticPipeline:
         self.label_set: LabelSet = self.spec.label_set
         if fixed_shapes is None:
             fixed_shapes = self.device.type == "cuda" or cuda_graph
-        self.fusion: FamilyFusion = self.family(self.label_set, self.model_size, fixed_shapes=fixed_shapes)
+        self.fusion: FamilyFusion = self.family(
+            self.label_set, self.model_size, fixed_shapes=fixed_shapes, device=self.device
+        )
         self.preprocess = Preprocessor(self.spec.input, self.device, mode=resize)
         self._companions: list[Companion] = []
         try:
             for role, relative in self.spec.companions.items():
-                self._companions.append(
-                    Companion.open(
-                        self.model_path, role, relative, backend=backend, device=self.device, resize=resize,
-                        options=backend_options,
-                    )
+                companion = Companion.open(
+                    self.model_path, role, relative, backend=backend, device=self.device, resize=resize,
+                    options=backend_options,
                 )  # fmt: skip
+                self._companions.append(companion)
             roles = [*self.spec.outputs, *(r for c in self._companions for r in c.roles)]
             self.family.check_roles(roles, self.model_path.name)
         except BaseException:
@@ -234,8 +235,8 @@ class PanopticPipeline:
             refusal = self._graph_refusal(params)
             if refusal is not None:
                 raise ConfigError(f"refused with cuda_graph: {refusal}")
-            if params != self.params:
-                self.graphs.clear()  # the old thresholds' graphs would only hold memory
+            if params != self.params:  # the old thresholds' graphs would only hold memory
+                self.graphs.clear()
         self.params = params
 
     def fusion_params(self, overrides: Mapping[str, Any] | None = None) -> Any:
@@ -322,10 +323,9 @@ class PanopticPipeline:
                 with self._stage("postprocess", batch.times):
                     device_frame = self._to_categories(fused, self.params.label_divisor)
             panoptic, semantic, instance, table, dropped = device_frame
+            fitted = batch.fitted[i]
             results.append(
-                FrameOutput(
-                    panoptic, semantic, instance, table, transform, image, frame, batch.fitted[i], dropped
-                )
+                FrameOutput(panoptic, semantic, instance, table, transform, image, frame, fitted, dropped)
             )
         with self._times_lock:
             self.times.frames += len(batch.images)

@@ -156,12 +156,21 @@ def instance_statistics(
     (previous, current) instance pair, current areas ``[T]`` and, with ``image``, mean colors ``[T, 3]``
     (float64); each pixel counted ``weights`` times (None: once). One small transfer (pixel counts are
     exact in float64). On the CPU, unless ``fixed_shapes`` asks for shapes independent of the data,
-    only the pixels inside an instance are visited (:func:`_instance_pixels`)."""
-    if current.device.type == "cpu":
-        if not fixed_shapes:
-            previous, current, weights, image = _instance_pixels(previous, current, weights, image)
-        elif weights is not None:
-            weights = weights.double()  # the CPU's weighted bincounts take float64: converted once
+    by one compiled pass over the pixels inside an instance
+    (:func:`~panoptic_ros.tracking.association_cpu.pixel_statistics`: the same numbers)."""
+    if current.device.type == "cpu" and not fixed_shapes:
+        from panoptic_ros.tracking.association_cpu import pixel_statistics
+
+        hist_np, colors_np = pixel_statistics(
+            previous, current, num_previous, count, image=image, weights=weights
+        )
+        areas_np = hist_np[:, 1:].sum(axis=0)
+        if colors_np is None:
+            return mask_iou(hist_np), areas_np, None
+        # float64, as the one packed transfer below gives them with colors
+        return mask_iou(hist_np), areas_np.astype(np.float64), colors_np.astype(np.float64)
+    if current.device.type == "cpu" and weights is not None:
+        weights = weights.double()  # the CPU's weighted bincounts take float64: converted once
     hist = joint_histogram(previous, current, num_previous, count, weights)
     areas = hist.sum(dim=0)
     if image is None:
@@ -171,23 +180,6 @@ def instance_statistics(
     packed = torch.cat((hist.double().reshape(-1), colors.double().reshape(-1))).cpu().numpy()
     hist_np = packed[: hist.numel()].reshape(hist.shape)
     return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), packed[hist.numel() :].reshape(count, 3)
-
-
-def _instance_pixels(
-    previous: torch.Tensor, current: torch.Tensor, weights: torch.Tensor | None, image: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """On the CPU, the pixels inside an instance of either frame (``[1, n]`` maps, weights and a
-    ``[1, n, 3]`` image), float64 weights: every statistic the association reads counts only them (the
-    pixels outside both would only fill the histogram's unread ``[0, 0]`` cell and color bin 0), and
-    things cover a small part of most frames. One pass over the maps to find them."""
-    inside = torch.nonzero((previous | current).reshape(-1)).squeeze(1)  # indices are >= 0
-    previous = previous.reshape(-1).index_select(0, inside)[None]
-    current = current.reshape(-1).index_select(0, inside)[None]
-    if weights is not None:
-        weights = weights.reshape(-1).index_select(0, inside).double()[None]  # bincount weights: float64
-    if image is not None:  # channel-first: no reorder
-        image = image.permute(2, 0, 1).reshape(3, -1).index_select(1, inside).t()[None]
-    return previous, current, weights, image
 
 
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:

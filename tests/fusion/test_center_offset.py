@@ -701,8 +701,18 @@ def test_device_reads_do_not_grow_with_the_number_of_instances(monkeypatch: pyte
                 outputs.thing_classes,
                 _params(),
                 memory_budget_bytes=4096,
+                kernels=False,  # the tensor steps (the compiled CPU loops read no tensor: below)
             )
         results.append((out.segments.ids.numel(), dict(counts)))
+        with count_host_reads() as counts:
+            fuse_center_offset(
+                outputs.semantic_logits,
+                outputs.center_heatmap,
+                outputs.offsets,
+                outputs.thing_classes,
+                _params(),
+            )
+        assert dict(counts) == {}
     (few_segments, few_counts), (many_segments, many_counts) = results
     assert many_segments > few_segments + 20
     assert few_counts == many_counts

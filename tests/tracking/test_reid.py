@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from panoptic_ros.errors import ConfigError
-from panoptic_ros.tracking import Tracker, TrackerInput, TrackerParams, TrackState
-from panoptic_ros.tracking import association as association_module
+from panoptic_ros.tracking import Tracker, TrackerInput, TrackerParams, TrackState, association_cpu
 from tests.tracking.test_tracker import CAR, PERSON, Box, W, frame, track_of
 
 RED, BLUE = (200, 30, 30), (30, 60, 200)
@@ -140,8 +139,13 @@ def test_without_the_image_there_is_no_re_identification() -> None:
 
 def test_colors_are_computed_only_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = association_module.mean_colors
-    monkeypatch.setattr(association_module, "mean_colors", lambda *a: calls.append(1) or real(*a))
+    real = association_cpu.pixel_statistics
+
+    def statistics(*args: object, image: object = None, **kwargs: object) -> object:
+        calls.extend([1] if image is not None else [])
+        return real(*args, image=image, **kwargs)
+
+    monkeypatch.setattr(association_cpu, "pixel_statistics", statistics)  # the CPU's colors
     inp = colored([((1, PERSON, 50, 20, 10, 20), RED)], 0)
     Tracker(TrackerParams(appearance_weight=0.0, reid_seconds=0.0)).update(inp)
     assert calls == []

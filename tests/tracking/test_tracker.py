@@ -484,19 +484,31 @@ def test_joint_histogram_mask_iou_matches_direct_count(large_ids: bool) -> None:
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_statistics_of_the_instance_pixels_equal_those_of_the_whole_map(weighted: bool) -> None:
-    """The CPU's default visits only the pixels inside an instance of either frame; the fixed-shape
-    way visits every pixel. Mask IoU, areas and mean colors agree."""
+@pytest.mark.parametrize("image_type", [None, torch.float32, torch.uint8])
+def test_compiled_statistics_equal_the_tensor_ops_over_the_whole_map(
+    weighted: bool, image_type: torch.dtype | None
+) -> None:
+    """The CPU's default is one compiled pass over the pixels inside an instance of either frame
+    (:mod:`panoptic_ros.tracking.association_cpu`); the fixed-shape way is PyTorch ops over every
+    pixel. Mask IoU, areas and mean colors are the same numbers, bit for bit."""
     g = torch.Generator().manual_seed(5)
     previous = torch.randint(0, 4, (30, 40), generator=g) * (torch.rand(30, 40, generator=g) < 0.3)
     current = torch.randint(0, 6, (30, 40), generator=g) * (torch.rand(30, 40, generator=g) < 0.3)
-    image = torch.rand(3, 30, 40, generator=g).mul(255).permute(1, 2, 0)  # channel-first, as the tracker's
+    image = None
+    if image_type is not None:  # channel-first, as the tracker's
+        image = torch.rand(3, 30, 40, generator=g).mul(255).to(image_type).permute(1, 2, 0)
     weights = torch.randint(1, 4, (30, 40), generator=g) if weighted else None
-    sparse = instance_statistics(previous, current, 3, 5, image=image, weights=weights)
-    dense = instance_statistics(previous, current, 3, 5, image=image, weights=weights, fixed_shapes=True)
-    for a, b in zip(sparse, dense, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-6)
-    assert sparse[1].sum() > 0 and (sparse[0] > 0).any()
+    compiled = instance_statistics(previous, current, 3, 5, image=image, weights=weights)
+    tensor_ops = instance_statistics(previous, current, 3, 5, image=image, weights=weights, fixed_shapes=True)
+    for a, b in zip(compiled, tensor_ops, strict=True):
+        if b is None:
+            assert a is None
+        else:
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+    assert compiled[1].sum() > 0 and (compiled[0] > 0).any()
+    if image is not None:
+        assert (compiled[2] > 0).all()
 
 
 def test_mean_colors_and_box_helpers() -> None:

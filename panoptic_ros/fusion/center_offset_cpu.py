@@ -1,0 +1,342 @@
+"""Center-offset fusion on the CPU as a few compiled loops (numba), equal to the PyTorch steps.
+
+:func:`panoptic_ros.fusion.center_offset.fuse_center_offset` on the CPU spends most of its time
+dispatching a few hundred small PyTorch and numpy operations per frame, not computing. Here each step
+of the fusion is one compiled pass over the map, with the same rules as the tensor functions of
+:mod:`panoptic_ros.fusion.center_offset` (whose docstrings define them) and the same results,
+bit for bit:
+
+1. :func:`_argmax` the semantic argmax (first maximum; the first NaN where a pixel has one).
+2. :func:`_centers` the centers: candidates above the threshold, kept where they equal the maximum of
+   their (border-clamped) window of the raw heatmap, NaN counted as below; the top-k floor.
+3. :func:`_nearest` each thing pixel's nearest center by squared float32 distance, flagging the pixels
+   whose two nearest lie within float32 rounding of each other; those are settled by
+   ``_nearest_per_center`` (``vector_norm``, ties to the lower index) as on the tensor path.
+4. :func:`_merge` votes, instance classes and numbers, kept stuff, segment rows and the three maps.
+5. :func:`~panoptic_ros.core.segments_cpu.measure_cpu` areas, boxes and centroids in the camera
+   frame and the summed softmax probability of each segment's class, in one pass. The softmax itself
+   stays one PyTorch op (vectorized ``exp``).
+
+The loops are compiled on first use and cached on disk (``cache=True``, numba's cache folder);
+:func:`compile_kernels` compiles them ahead of the first frame. They release the GIL, run on the
+calling thread only, and allocate their outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from numba import njit
+
+from panoptic_ros.core.segments_cpu import measure_cpu
+
+#: No top-k (keep every center above 0).
+NO_TOP_K = -1
+#: Returned by :func:`_merge` when an instance number reaches the label divisor.
+OVERFLOW = -1
+
+
+class CpuCenters(NamedTuple):
+    """Centers as host arrays: ``points`` ``[K, 2]`` int64 ``(y, x)`` row-major, ``scores`` ``[K]``
+    float32."""
+
+    points: np.ndarray
+    scores: np.ndarray
+
+
+@njit(cache=True, nogil=True)
+def _argmax(logits: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """``[C, P]`` float -> ``[P]`` int64 first index of the maximum (``torch.argmax``: the first NaN
+    where a pixel has one). Class after class over contiguous rows (vectorized); NaN pixels redone."""
+    classes, pixels = logits.shape
+    best = logits[0].copy()
+    index = np.zeros(pixels, dtype=np.int64)
+    has_nan = False
+    for c in range(1, classes):
+        row = logits[c]
+        for p in range(pixels):
+            value = row[p]
+            if value > best[p]:
+                best[p] = value
+                index[p] = c
+            has_nan |= np.isnan(value)
+    for p in range(pixels):
+        has_nan |= np.isnan(best[p])
+    if has_nan:
+        for p in range(pixels):
+            for c in range(classes):
+                if np.isnan(logits[c, p]):
+                    index[p] = c
+                    break
+    return index
+
+
+@njit(cache=True, nogil=True)
+def _centers(
+    heat: np.ndarray, threshold: np.float32, kernel: int, top_k: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Centers of an ``[H, W]`` float32 heatmap (``find_centers``' rule): ``(points [K, 2] int64,
+    scores [K] float32)`` in row-major order."""
+    height, width = heat.shape
+    half = kernel // 2
+    kept = np.empty(heat.size, dtype=np.int64)
+    count = 0
+    for y in range(height):
+        for x in range(width):
+            value = heat[y, x]
+            if not value > threshold:
+                continue
+            top = -np.inf
+            for yy in range(y - half, y + half + 1):
+                row = min(max(yy, 0), height - 1)
+                for xx in range(x - half, x + half + 1):
+                    near = heat[row, min(max(xx, 0), width - 1)]
+                    if near > top:  # noqa: PLR1730 (max would take a NaN neighbour; it counts as below)
+                        top = near
+            if value >= top:
+                kept[count] = y * width + x
+                count += 1
+    floor = np.float32(0.0)
+    if top_k != NO_TOP_K:
+        peaks = np.empty(count, dtype=np.float32)
+        positive = 0
+        for i in range(count):
+            value = heat.flat[kept[i]]
+            if value > 0:
+                peaks[positive] = value
+                positive += 1
+        k = min(top_k, heat.size)
+        if positive >= k > 0:
+            floor = np.sort(peaks[:positive])[positive - k]  # the k-th largest
+    points = np.empty((count, 2), dtype=np.int64)
+    scores = np.empty(count, dtype=np.float32)
+    chosen = 0
+    for i in range(count):
+        value = heat.flat[kept[i]]
+        if value > floor:
+            points[chosen, 0] = kept[i] // width
+            points[chosen, 1] = kept[i] % width
+            scores[chosen] = value
+            chosen += 1
+    return points[:chosen], scores[:chosen]
+
+
+@njit(cache=True, nogil=True)
+def _nearest(
+    semantic: np.ndarray, is_thing: np.ndarray, offsets: np.ndarray, centers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Each thing pixel's nearest center: ``(instance [P] int64 center + 1 on thing pixels, 0
+    elsewhere; tied [T] int64 the thing pixels whose two nearest centers are within float32 rounding;
+    locations [T, 2] float32 their shifted positions)``. ``semantic`` ``[H, W]`` int64,
+    ``offsets`` ``[2, H, W]`` float32, ``centers`` ``[K, 2]`` float32 (K >= 1)."""
+    height, width = semantic.shape
+    num_centers = centers.shape[0]
+    instance = np.zeros(height * width, dtype=np.int64)
+    tied = np.empty(height * width, dtype=np.int64)
+    locations = np.empty((height * width, 2), dtype=np.float32)
+    ties = 0
+    for y in range(height):
+        fy = np.float32(y)
+        for x in range(width):
+            if not is_thing[semantic[y, x]]:
+                continue
+            ly = fy + offsets[0, y, x]
+            lx = np.float32(x) + offsets[1, y, x]
+            best = np.float32(np.inf)
+            second = np.float32(np.inf)
+            index = 0
+            for k in range(num_centers):
+                dy = centers[k, 0] - ly
+                dx = centers[k, 1] - lx
+                squared = dy * dy + dx * dx
+                if squared < best:
+                    second = best
+                    best = squared
+                    index = k
+                elif squared < second:
+                    second = squared
+            p = y * width + x
+            instance[p] = index + 1
+            root = np.float32(math.sqrt(best))
+            band = root + np.float32(1e-5) * max(root, np.float32(1.0))
+            if num_centers > 1 and second <= band * band:
+                tied[ties] = p
+                locations[ties, 0] = ly
+                locations[ties, 1] = lx
+                ties += 1
+    return instance, tied[:ties], locations[:ties]
+
+
+@njit(cache=True, nogil=True)
+def _merge(  # noqa: PLR0917 (compiled loops take positional arguments)
+    semantic: np.ndarray,
+    instance: np.ndarray,
+    num_centers: int,
+    is_thing: np.ndarray,
+    stuff_area: int,
+    label_divisor: int,
+) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]:  # pragma: no cover - compiled
+    """``merge_segments``' rule over ``[P]`` int64 ``semantic`` and ``instance`` (center + 1, 0 none):
+    ``(panoptic [P] int64, instance rows [P] int32, segment of pixel [P] int64 (S for none),
+    segment ids [S], classes [S], centers [S] (-1 stuff), pixels [S])``; ``ids`` holds
+    :data:`OVERFLOW` alone when an instance number reaches ``label_divisor``."""
+    classes = is_thing.size
+    pixels = semantic.size
+    votes = np.zeros((num_centers + 1, classes), dtype=np.int64)
+    for p in range(pixels):
+        votes[instance[p], semantic[p]] += 1
+    # things: class by majority (ties to the smallest class), numbered per class in center order
+    row_of_key = np.full(num_centers + classes, -1, dtype=np.int64)
+    ids = np.empty(num_centers + classes, dtype=np.int64)
+    seg_classes = np.empty(num_centers + classes, dtype=np.int64)
+    seg_centers = np.empty(num_centers + classes, dtype=np.int64)
+    seg_pixels = np.zeros(num_centers + classes, dtype=np.int64)
+    numbers = np.zeros(classes, dtype=np.int64)
+    rows = 0
+    for k in range(num_centers):
+        total = 0
+        best = 0
+        for c in range(classes):
+            count = votes[k + 1, c]
+            total += count
+            if count > votes[k + 1, best]:
+                best = c
+        if total == 0:
+            continue
+        numbers[best] += 1
+        if numbers[best] >= label_divisor:
+            none = np.empty(0, dtype=np.int64)
+            return (
+                none,
+                np.empty(0, dtype=np.int32),
+                none,
+                np.full(1, OVERFLOW, dtype=np.int64),
+                none,
+                none,
+                none,
+            )
+        row_of_key[k] = rows
+        ids[rows] = best * label_divisor + numbers[best]
+        seg_classes[rows] = best
+        seg_centers[rows] = k
+        seg_pixels[rows] = total
+        rows += 1
+    things = rows
+    for c in range(classes):
+        if not is_thing[c] and votes[0, c] >= max(stuff_area, 1):
+            row_of_key[num_centers + c] = rows
+            ids[rows] = c * label_divisor
+            seg_classes[rows] = c
+            seg_centers[rows] = -1
+            seg_pixels[rows] = votes[0, c]
+            rows += 1
+    panoptic = np.empty(pixels, dtype=np.int64)
+    instance_rows = np.zeros(pixels, dtype=np.int32)
+    segment = np.empty(pixels, dtype=np.int64)
+    for p in range(pixels):
+        k = instance[p]
+        row = row_of_key[k - 1] if k > 0 else row_of_key[num_centers + semantic[p]]
+        if row < 0:
+            segment[p] = rows
+            panoptic[p] = -1
+        else:
+            segment[p] = row
+            panoptic[p] = ids[row]
+            if row < things:
+                instance_rows[p] = row + 1
+    return (
+        panoptic, instance_rows, segment, ids[:rows].copy(), seg_classes[:rows].copy(),
+        seg_centers[:rows].copy(), seg_pixels[:rows].copy(),
+    )  # fmt: skip
+
+
+def semantic_argmax_cpu(logits: torch.Tensor) -> torch.Tensor:
+    """``[C, H, W]`` float32 CPU logits -> ``[H, W]`` int64 argmax (``torch.argmax``'s rule)."""
+    classes, height, width = logits.shape
+    values = np.ascontiguousarray(logits.numpy()).reshape(classes, height * width)
+    return torch.from_numpy(_argmax(values).reshape(height, width))
+
+
+def find_centers_cpu(
+    heat: torch.Tensor, center_threshold: float, nms_kernel: int, top_k: int | None
+) -> CpuCenters:
+    """``find_centers`` of an ``[H, W]`` float32 CPU heatmap, as host arrays."""
+    points, scores = _centers(
+        np.ascontiguousarray(heat.numpy()),
+        np.float32(center_threshold),  # compared in float32, as a tensor compares with a Python float
+        int(nms_kernel),
+        NO_TOP_K if top_k is None else int(top_k),
+    )
+    return CpuCenters(points, scores)
+
+
+def nearest_centers_cpu(
+    semantic: np.ndarray, is_thing: np.ndarray, offsets: np.ndarray, centers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``group_pixels``' search for K >= 1 centers ``[K, 2]``: ``center + 1`` on thing pixels, 0
+    elsewhere (``[H * W]`` int64), and the near-ties the caller settles by ``vector_norm`` (the
+    flat pixels ``[T]`` and their shifted positions ``[T, 2]`` float32), see :func:`_nearest`."""
+    return _nearest(semantic, is_thing, offsets, np.ascontiguousarray(centers, dtype=np.float32))
+
+
+class CpuMerge(NamedTuple):
+    """:func:`merge_cpu`'s maps (``[H, W]``) and segment rows, as host arrays."""
+
+    panoptic: np.ndarray
+    instance: np.ndarray
+    segment_of_pixel: np.ndarray
+    ids: np.ndarray
+    classes: np.ndarray
+    centers: np.ndarray
+    pixels: np.ndarray
+
+
+def merge_cpu(
+    semantic: np.ndarray,
+    instance: np.ndarray,
+    *,
+    num_centers: int,
+    is_thing: np.ndarray,
+    stuff_area: int,
+    label_divisor: int,
+) -> CpuMerge | None:
+    """``merge_segments`` on host arrays; None when an instance number reaches ``label_divisor``."""
+    shape = semantic.shape
+    out = _merge(
+        semantic.reshape(-1), instance, int(num_centers), is_thing, int(stuff_area), int(label_divisor)
+    )
+    panoptic, instance_rows, segment, ids, classes, centers, pixels = out
+    if ids.size == 1 and ids[0] == OVERFLOW:
+        return None
+    return CpuMerge(
+        panoptic.reshape(shape),
+        instance_rows.reshape(shape),
+        segment.reshape(shape),
+        ids,
+        classes,
+        centers,
+        pixels,
+    )
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) every loop for the fusion's types on a tiny frame, so
+    that the first real frame does not pay for it."""
+    logits = torch.zeros((3, 4, 4))
+    logits[2] = 1.0  # class 2, a thing, everywhere
+    heat = torch.zeros((4, 4))
+    heat[1, 1] = 0.9
+    is_thing = np.array([False, False, True])
+    semantic = semantic_argmax_cpu(logits).numpy()
+    centers = find_centers_cpu(heat, 0.1, 3, 1)
+    offsets = np.zeros((2, 4, 4), dtype=np.float32)
+    instance, _, _ = nearest_centers_cpu(semantic, is_thing, offsets, centers.points)
+    merged = merge_cpu(semantic, instance, num_centers=1, is_thing=is_thing, stuff_area=1, label_divisor=1000)
+    if merged is not None:  # (one instance cannot overflow a divisor of 1000)
+        prob = np.ones((3, 16), dtype=np.float32)
+        measure_cpu(merged.segment_of_pixel, merged.ids.size, None, prob, merged.classes)

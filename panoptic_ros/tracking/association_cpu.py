@@ -1,0 +1,94 @@
+"""The tracker's per-frame pixel statistics on the CPU as one compiled loop (numba).
+
+:func:`panoptic_ros.tracking.association.instance_statistics` on the CPU finds the pixels inside an
+instance of either frame, then counts every (previous, current) pair in a joint histogram and sums
+the image per current instance, by a dozen PyTorch ops. :func:`pixel_statistics` does it in one pass
+over the maps with the same arithmetic, in the same pixel order (row-major), so the counts and float64
+sums are the same, bit for bit. Compiled on first use and cached on disk (``cache=True``);
+:func:`compile_kernels` compiles it ahead of the first frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _statistics(  # noqa: PLR0917 (compiled loops take positional arguments)
+    previous: np.ndarray,
+    current: np.ndarray,
+    num_previous: int,
+    count: int,
+    weights: np.ndarray,
+    planes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``(hist [P + 1, T + 1] int64, sums [T + 1, 3] float64)`` over the ``[n]`` pixels inside an
+    instance of either frame (``previous`` ``0..P``, ``current`` ``0..T``, int64): each pixel counted
+    ``weights[p]`` times (``[n]`` int64; ``[0]`` for once) and its values in ``planes`` (``[3, n]``;
+    ``[3, 0]`` for no colors) added ``weights[p]`` times to its current instance's sums. ``hist[0, 0]``
+    stays 0 (the pixels outside both are not visited)."""
+    hist = np.zeros((num_previous + 1, count + 1), dtype=np.int64)
+    sums = np.zeros((count + 1, 3), dtype=np.float64)
+    weighted = weights.size > 0
+    colored = planes.shape[1] > 0
+    for p in range(current.size):
+        a = previous[p]
+        b = current[p]
+        if a == 0 and b == 0:
+            continue
+        w = weights[p] if weighted else 1
+        hist[a, b] += w
+        if colored:
+            scale = np.float64(w)
+            for c in range(3):
+                sums[b, c] += np.float64(planes[c, p]) * scale
+    return hist, sums
+
+
+_NONE = np.zeros(0, dtype=np.int64)
+_NO_PLANES = np.zeros((3, 0), dtype=np.float32)
+
+
+def pixel_statistics(
+    previous: torch.Tensor,
+    current: torch.Tensor,
+    num_previous: int,
+    count: int,
+    *,
+    image: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The joint histogram ``[P + 1, T + 1]`` int64 of two ``[H, W]`` int64 CPU index maps and, with
+    ``image`` (``[H, W, 3]``), the ``[T, 3]`` float32 mean color of each current instance (0 where it
+    has no pixel), each pixel counted ``weights`` (``[H, W]`` int64) times; ``hist[0, 0]`` is 0.
+    The means are those of :func:`~panoptic_ros.tracking.association.mean_colors`: float64 sums,
+    then a float32 division by the float32 area."""
+    planes = _NO_PLANES
+    if image is not None:
+        planes = np.ascontiguousarray(image.permute(2, 0, 1).reshape(3, -1).numpy())  # channel-first: a view
+    flat_weights = (
+        _NONE if weights is None else np.ascontiguousarray(weights.reshape(-1).numpy(), dtype=np.int64)
+    )
+    hist, sums = _statistics(
+        np.ascontiguousarray(previous.reshape(-1).numpy()),
+        np.ascontiguousarray(current.reshape(-1).numpy()),
+        int(num_previous),
+        int(count),
+        flat_weights,
+        planes,
+    )
+    if image is None:
+        return hist, None
+    areas = np.maximum(hist.sum(axis=0), 1).astype(np.float32)
+    return hist, (sums.astype(np.float32) / areas[:, None])[1:]
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) the loop for the tracker's inputs (int64 maps, int64
+    weights, float32 images, with and without weights and colors)."""
+    maps = torch.zeros((2, 2), dtype=torch.int64)
+    image = torch.zeros((2, 2, 3), dtype=torch.float32)
+    pixel_statistics(maps, maps, 0, 0, image=image, weights=torch.ones((2, 2), dtype=torch.int64))
+    pixel_statistics(maps, maps, 0, 0)
