@@ -2,11 +2,12 @@
 
 The colors are decided at the label map's own resolution (the model's, a few hundred pixels a side);
 only the final picture is made at the camera's: the color map is expanded by the nearest-neighbour
-mapping of :class:`~panoptic_ros.core.segments.PixelFrame` (a gather of columns at the model's rows,
-then whole rows copied, band by band of camera rows) and blended with the camera image in 8 bits
-(OpenCV); segment borders and void pixels are found at the map's resolution and drawn pixel by
-pixel. The result equals blending the camera-size label map pixel by pixel (up to one level of
-rounding: colors are rounded to 8 bits before the blend).
+mapping of :class:`~panoptic_ros.core.segments.PixelFrame` (the colors at the camera's columns for
+the model's rows, then whole rows copied, band by band of camera rows) and blended with the camera
+image in 8 bits (OpenCV); segment borders and void pixels are found at the map's resolution and
+drawn on the camera pixels that copy them (compiled loops: :mod:`panoptic_ros.core.overlay_cpu`).
+The result equals blending the camera-size label map pixel by pixel (up to one level of rounding:
+colors are rounded to 8 bits before the blend).
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import cv2
 import numpy as np
 
 from panoptic_ros.core.labels import LabelSet
+from panoptic_ros.core.overlay_cpu import display_map, paint_columns, restore_void_and_draw_borders, spans
 from panoptic_ros.core.segments import PixelFrame
 from panoptic_ros.errors import ConfigError
 
 #: Value of border pixels in every channel.
 BORDER = 255
-#: Above this share of void map pixels, void is restored through an expanded mask, not pixel by pixel.
-_DENSE_VOID = 0.05
 #: Bytes of picture blended per band of camera rows (with the band's colors, well within a core's cache).
 _BAND_BYTES = 128 * 1024
 
@@ -65,12 +65,13 @@ def overlay(
             raise ConfigError(
                 f"the frame maps to {(rows.size, cols.size)} but the image is {(height, width)}"
             )
-    color, void = palette(label_set, label_divisor).paint(panoptic, reverse=swap)
-    color_cols = color if frame is None else color.take(cols, axis=1)
+    table = palette(label_set, label_divisor)
+    labels = np.ascontiguousarray(panoptic)
+    color_cols = paint_columns(labels, table.reversed if swap else table.colors, cols, label_divisor)
     image = np.ascontiguousarray(image)
     picture = _blend(image, color_cols, rows, alpha, swap)
-    _keep_void(picture, image, void, (rows, cols), swap=swap)
-    picture.reshape(-1, 3)[_border_pixels(panoptic, rows, cols)] = BORDER
+    row_span, col_span = spans(rows, labels.shape[0]), spans(cols, labels.shape[1])
+    restore_void_and_draw_borders(picture, image, labels, rows, cols, row_span, col_span, swap, BORDER)
     return picture
 
 
@@ -94,86 +95,6 @@ def _blend(
     return picture
 
 
-def _keep_void(
-    picture: np.ndarray,
-    image: np.ndarray,
-    void: np.ndarray,
-    index: tuple[np.ndarray, np.ndarray],
-    *,
-    swap: bool,
-) -> None:
-    """Give the camera pixels of void map pixels the image's own values again (channels reversed with
-    ``swap``; ``index``: the frame's rows and columns): pixel by pixel where void is rare (the work
-    grows with it), through an expanded mask where it covers much of the map."""
-    rows, cols = index
-    count = np.count_nonzero(void)
-    if not count:
-        return
-    if count > _DENSE_VOID * void.size:
-        source = image[..., ::-1] if swap else image
-        np.copyto(picture, source, where=void.take(cols, axis=1).take(rows, axis=0)[..., None])
-        return
-    map_row, map_col = _nonzero(void)
-    camera_rows, count = _runs(rows, map_row)
-    camera_cols, count = _runs(cols, np.repeat(map_col, count))
-    flat = np.repeat(camera_rows, count) * cols.size + camera_cols
-    values = image.reshape(-1, 3)[flat]
-    picture.reshape(-1, 3)[flat] = values[:, ::-1] if swap else values
-
-
-def _border_pixels(panoptic: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Flat indices (``row * W + column``) of the camera pixels whose label differs from the pixel above
-    or to the left, for the map ``panoptic[rows][:, cols]`` (``rows`` and ``cols`` nondecreasing).
-
-    Found at the map's resolution: a left border can only sit on a camera column that copies another
-    map column than its left neighbour, and there it runs down every camera row that copies the map
-    row; a top border likewise. Each map-level border is then spread over the camera rows (columns)
-    that copy it, so the work grows with the length of the borders, not with the camera's size."""
-    width = cols.size
-    down, right = _changes(rows), _changes(cols)
-    found = [np.zeros(0, dtype=np.int64)]
-    if right.size:
-        map_row, k = _nonzero(_differ(panoptic, cols[right], cols[right - 1], axis=1))
-        camera_rows, count = _runs(rows, map_row)
-        found.append(camera_rows * width + np.repeat(right[k], count))
-    if down.size:
-        m, map_col = _nonzero(_differ(panoptic, rows[down], rows[down - 1], axis=0))
-        camera_cols, count = _runs(cols, map_col)
-        found.append(np.repeat(down[m], count) * width + camera_cols)
-    return np.concatenate(found)
-
-
-def _differ(labels: np.ndarray, here: np.ndarray, before: np.ndarray, axis: int) -> np.ndarray:
-    """``labels`` at the positions ``here`` along ``axis`` differ from those at ``before``; by slices
-    where ``here`` is a run of consecutive positions each following its ``before`` (a map enlarged into
-    the camera frame), by gathers otherwise."""
-    first, last = int(here[0]), int(here[-1])
-    if last - first + 1 == here.size and np.array_equal(here - before, np.ones_like(here)):
-        ahead = slice(first, last + 1)
-        behind = slice(first - 1, last)
-        if axis == 1:
-            return labels[:, ahead] != labels[:, behind]
-        return labels[ahead] != labels[behind]
-    return labels.take(here, axis=axis) != labels.take(before, axis=axis)
-
-
-def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column of the True pixels of a 2D ``mask`` (as :func:`numpy.nonzero`, several times faster
-    through the flat positions)."""
-    flat = np.flatnonzero(mask)
-    row = flat // mask.shape[1]
-    return row, flat - row * mask.shape[1]
-
-
-def _runs(index: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every camera position copying each of ``positions`` (map positions) under the nondecreasing
-    nearest-neighbour ``index``, run after run, and the length of each run."""
-    first = np.searchsorted(index, positions, side="left")
-    count = np.searchsorted(index, positions, side="right") - first
-    starts = np.repeat(first - np.cumsum(count) + count, count)
-    return starts + np.arange(starts.size), count
-
-
 class Palette:
     """The 8-bit overlay color of every panoptic id ``category * label_divisor + n`` of a label set:
     the category's color, things (``n > 0``) brightened or darkened a little per instance so that
@@ -188,27 +109,11 @@ class Palette:
         self.colors = colors.reshape(-1, 3)  # row = panoptic id
         self.reversed = np.ascontiguousarray(self.colors[:, ::-1])
 
-    def paint(self, panoptic: np.ndarray, *, reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """``[h, w, 3]`` uint8 colors of an ``[h, w]`` panoptic map (channels in reverse order with
-        ``reverse``) and its ``[h, w]`` bool void mask (-1). Categories beyond the label set take the
-        last category's colors."""
-        void = panoptic < 0
-        index = np.maximum(panoptic, 0)
-        size = self.colors.shape[0]
-        if index.size and int(index.max()) >= size:
-            index = np.where(index < size, index, size - self.label_divisor + index % self.label_divisor)
-        return (self.reversed if reverse else self.colors).take(index, axis=0), void
-
 
 @functools.lru_cache(maxsize=16)
 def palette(label_set: LabelSet, label_divisor: int) -> Palette:
     """The :class:`Palette` of a label set and divisor (made once)."""
     return Palette(label_set, label_divisor)
-
-
-def _changes(index: np.ndarray) -> np.ndarray:
-    """Positions ``i >= 1`` of a nearest-neighbour index that copy another source than ``i - 1``."""
-    return np.flatnonzero(index[1:] != index[:-1]) + 1
 
 
 def tracked_display_map(
@@ -219,14 +124,9 @@ def tracked_display_map(
     (so a track keeps its shade), stuff as ``category * label_divisor``, things without a published
     track and void as -1. ``semantic`` holds category ids (the label set's void value for void),
     ``track_ids`` the track id of each thing pixel (0 elsewhere). int32 where every id fits, else int64;
-    the track pixels (a part of the map) are computed apart from the table lookup of the rest."""
+    one compiled pass (:func:`~panoptic_ros.core.overlay_cpu.display_map`)."""
     stuff = _stuff_ids(label_set, label_divisor)
-    shown = stuff.take(semantic)
-    tracked = np.flatnonzero(track_ids)
-    category = semantic.reshape(-1)[tracked].astype(stuff.dtype)
-    number = track_ids.reshape(-1)[tracked] % (label_divisor - 1) + 1
-    shown.reshape(-1)[tracked] = category * label_divisor + number
-    return shown
+    return display_map(np.ascontiguousarray(semantic), np.ascontiguousarray(track_ids), stuff, label_divisor)
 
 
 @functools.lru_cache(maxsize=16)

@@ -4,7 +4,8 @@ Everything the engine publishes leaves the device here, once per frame, before t
 table (:func:`~panoptic_ros.runtime.instances.segment_columns`, float64) and the maps at the model's
 resolution (semantic, the instance numbers, and the panoptic map when an untracked overlay needs it),
 packed into one integer buffer (the table's float64 bits reinterpreted, not converted) and copied
-with one synchronisation. The tracker's statistics are the only other transfer of a frame.
+with one synchronisation. The tracker's statistics are the only other transfer of a frame. On the CPU
+nothing moves: the parts are viewed as numpy arrays, converted where their type differs.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ class HostFrame(NamedTuple):
     panoptic: np.ndarray | None
 
 
-def download(out: FrameOutput, *, panoptic: bool, dtype: torch.dtype = torch.int32) -> HostFrame:
+def download(
+    out: FrameOutput, *, panoptic: bool, dtype: torch.dtype = torch.int32, packed: bool | None = None
+) -> HostFrame:
     """Move the table and the maps of ``out`` to the host in one transfer.
 
     Args:
@@ -42,8 +45,15 @@ def download(out: FrameOutput, *, panoptic: bool, dtype: torch.dtype = torch.int
         panoptic: also move the panoptic map.
         dtype: ``torch.int32`` or ``torch.int64``, the maps' type on the way (int32 where every
             panoptic id fits).
+        packed: through the one packed buffer; None: on every device but the CPU (where the parts are
+            host memory already and are viewed, not copied). The same arrays either way.
     """
     columns = segment_columns(out.segments)  # [S, 11] float64
+    if not (packed if packed is not None else out.semantic.device.type != "cpu"):
+        host_type = np.int32 if dtype == torch.int32 else np.int64
+        semantic, instance = (m.numpy().astype(host_type, copy=False) for m in (out.semantic, out.instance))
+        panoptic_map = out.panoptic.numpy().astype(host_type, copy=False) if panoptic else None
+        return HostFrame(HostSegments(columns.numpy()), semantic, instance, panoptic_map)
     maps = [out.semantic, out.instance, *([out.panoptic] if panoptic else [])]
     block = torch.stack(maps).to(dtype)  # one conversion (stack promotes to the widest type)
     packed = torch.cat((columns.view(dtype).reshape(-1), block.reshape(-1))).cpu().numpy()

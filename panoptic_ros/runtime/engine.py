@@ -28,6 +28,7 @@ import torch
 
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.overlay import overlay, tracked_display_map
+from panoptic_ros.core.overlay_cpu import compile_kernels as compile_overlay_kernels
 from panoptic_ros.runtime.cloud import color_table, frame_cloud
 from panoptic_ros.runtime.download import download
 from panoptic_ros.runtime.instances import HostSegments, instance_table, with_positions
@@ -85,8 +86,9 @@ class FrameEngine:
         self.label_set: LabelSet = pipeline.label_set
         self._semantic_dtype = np.uint8 if self.label_set.void_semantic <= 255 else np.uint16
         self._colors: torch.Tensor | None = None  # category colors of the point cloud, made on first use
+        compile_overlay_kernels()  # the host's compiled loops, ready before the first frame
         if pipeline.device.type == "cpu" and not pipeline.fusion.fixed_shapes:
-            compile_tracker_kernels()  # the tracker's compiled pass, ready before the first frame
+            compile_tracker_kernels()
         pipeline.timing = True
         self.apply(params or EngineParams())
 

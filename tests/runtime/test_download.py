@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.counting import count_host_reads
 from panoptic_ros.data.synthetic import generate
 from panoptic_ros.resources import default_model
 from panoptic_ros.runtime.download import download
@@ -30,11 +31,15 @@ def outputs() -> list:
 
 @pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
 @pytest.mark.parametrize("panoptic", [False, True])
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "viewed"])
 def test_the_download_holds_the_table_and_the_maps_exactly(
-    outputs: list, dtype: torch.dtype, panoptic: bool
+    outputs: list, dtype: torch.dtype, panoptic: bool, packed: bool
 ) -> None:
     out = outputs[0]
-    host = download(out, panoptic=panoptic, dtype=dtype)
+    with count_host_reads() as reads:
+        host = download(out, panoptic=panoptic, dtype=dtype, packed=packed)
+    assert dict(reads) == ({"cpu": 1} if packed else {}), "one transfer (what a GPU does), or none"
+    assert host.semantic.dtype == host.instance.dtype == (np.int32 if dtype == torch.int32 else np.int64)
     assert np.array_equal(host.semantic, out.semantic.numpy())
     assert np.array_equal(host.instance, out.instance.numpy())
     assert (host.panoptic is not None) == panoptic

@@ -1,0 +1,134 @@
+"""The overlay's per-pixel decisions as compiled loops (numba), for :mod:`panoptic_ros.core.overlay`.
+
+The blend itself stays OpenCV's (vectorized, band by band). What is decided per pixel is done here in
+one pass each, where numpy needed a dozen calls on small arrays:
+
+- :func:`display_map`: the panoptic map a tracked frame shows (stuff by category, things shaded by
+  track id);
+- :func:`paint_columns`: the colors of a map's pixels at the camera's columns;
+- :func:`restore_void_and_draw_borders`: void camera pixels back to the image's values, then the
+  borders, found at the map's resolution (a camera column that copies another map column than its
+  left neighbour can hold a left border, on the camera rows of each map row where the labels differ;
+  top borders likewise) and drawn on every camera pixel that copies them.
+
+Compiled on first use and cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def display_map(
+    semantic: np.ndarray, track_ids: np.ndarray, stuff: np.ndarray, label_divisor: int
+) -> np.ndarray:  # pragma: no cover - compiled
+    """``[h, w]`` in ``stuff``'s type: ``category * label_divisor + track % (label_divisor - 1) + 1``
+    where ``track_ids`` (``[h, w]``) is not 0, else ``stuff[semantic]`` (``category * label_divisor``
+    for stuff, -1 for things without a track and void)."""
+    height, width = semantic.shape
+    shown = np.empty((height, width), dtype=stuff.dtype)
+    for y in range(height):
+        for x in range(width):
+            category = semantic[y, x]
+            track = track_ids[y, x]
+            if track != 0:
+                shown[y, x] = category * label_divisor + track % (label_divisor - 1) + 1
+            else:
+                shown[y, x] = stuff[category]
+    return shown
+
+
+@njit(cache=True, nogil=True)
+def paint_columns(
+    labels: np.ndarray, colors: np.ndarray, cols: np.ndarray, label_divisor: int
+) -> np.ndarray:  # pragma: no cover - compiled
+    """``[h, W, 3]`` uint8 color of ``labels[r, cols[j]]`` (panoptic ids; row ``id`` of ``colors``,
+    ``[N, 3]``): void (-1) takes row 0 (it is restored later), ids past the table take the last
+    category's row of the same instance number."""
+    height = labels.shape[0]
+    width = cols.size
+    size = colors.shape[0]
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for r in range(height):
+        for j in range(width):
+            index = max(labels[r, cols[j]], 0)
+            if index >= size:
+                index = size - label_divisor + index % label_divisor
+            out[r, j, 0] = colors[index, 0]
+            out[r, j, 1] = colors[index, 1]
+            out[r, j, 2] = colors[index, 2]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def restore_void_and_draw_borders(  # noqa: PLR0917 (compiled loops take positional arguments)
+    picture: np.ndarray,
+    image: np.ndarray,
+    labels: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    row_span: np.ndarray,
+    col_span: np.ndarray,
+    swap: bool,
+    border: int,
+) -> None:  # pragma: no cover - compiled
+    """In place on ``picture`` (``[H, W, 3]``): the camera pixels of void map pixels (``labels`` ``[h,
+    w]`` < 0) take ``image``'s values (channels reversed with ``swap``), then every camera pixel whose
+    label differs from the pixel above or to the left becomes ``border``. ``rows`` ``[H]``, ``cols``
+    ``[W]``: the map row (column) each camera row (column) copies, nondecreasing; ``row_span`` ``[h,
+    2]``, ``col_span`` ``[w, 2]``: the camera rows (columns) ``[start, end)`` copying each map row
+    (column)."""
+    height, width = labels.shape
+    for r in range(height):
+        for c in range(width):
+            if labels[r, c] >= 0:
+                continue
+            for i in range(row_span[r, 0], row_span[r, 1]):
+                for j in range(col_span[c, 0], col_span[c, 1]):
+                    for k in range(3):
+                        picture[i, j, k] = image[i, j, 2 - k] if swap else image[i, j, k]
+    for j in range(1, cols.size):
+        here = cols[j]
+        left = cols[j - 1]
+        if here == left:
+            continue
+        for r in range(height):
+            if labels[r, here] != labels[r, left]:
+                for i in range(row_span[r, 0], row_span[r, 1]):
+                    for k in range(3):
+                        picture[i, j, k] = border
+    for i in range(1, rows.size):
+        here = rows[i]
+        above = rows[i - 1]
+        if here == above:
+            continue
+        for c in range(width):
+            if labels[here, c] != labels[above, c]:
+                for j in range(col_span[c, 0], col_span[c, 1]):
+                    for k in range(3):
+                        picture[i, j, k] = border
+
+
+def spans(index: np.ndarray, size: int) -> np.ndarray:
+    """``[size, 2]`` int64: the positions ``[start, end)`` of a nondecreasing ``index`` that copy each of
+    ``size`` sources (empty where none does)."""
+    sources = np.arange(size)
+    return np.stack(
+        (np.searchsorted(index, sources, side="left"), np.searchsorted(index, sources, side="right")), axis=1
+    ).astype(np.int64)
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) the loops for the engine's host maps (int32 category and
+    track maps, int32 panoptic ids), so that the first overlay does not pay for it."""
+    labels = np.zeros((2, 2), dtype=np.int32)
+    stuff = np.zeros(2, dtype=np.int32)
+    shown = display_map(labels, labels, stuff, 1000)
+    colors = np.zeros((1000, 3), dtype=np.uint8)
+    index = np.zeros(2, dtype=np.int64)
+    paint_columns(shown, colors, index, 1000)
+    span = spans(index, 2)
+    picture = np.zeros((2, 2, 3), dtype=np.uint8)
+    restore_void_and_draw_borders(picture, picture, shown, index, index, span, span, True, 255)
