@@ -35,6 +35,7 @@ from panoptic_ros.runtime.instances import HostSegments, instance_table, with_po
 from panoptic_ros.runtime.pipeline import FrameOutput, NetworkBatch, PanopticPipeline
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.tracking import StreamCheck, Tracker, TrackerInput, TrackerOutput, TrackerParams
+from panoptic_ros.tracking.assignment_cpu import compile_kernels as compile_matcher
 from panoptic_ros.tracking.association_cpu import compile_kernels as compile_tracker_kernels
 
 
@@ -86,7 +87,9 @@ class FrameEngine:
         self.label_set: LabelSet = pipeline.label_set
         self._semantic_dtype = np.uint8 if self.label_set.void_semantic <= 255 else np.uint16
         self._colors: torch.Tensor | None = None  # category colors of the point cloud, made on first use
-        compile_overlay_kernels()  # the host's compiled loops, ready before the first frame
+        # the compiled loops on the host, ready before the first frame (loaded from numba's cache)
+        compile_overlay_kernels()
+        compile_matcher()
         if pipeline.device.type == "cpu" and not pipeline.fusion.fixed_shapes:
             compile_tracker_kernels()
         pipeline.timing = True
