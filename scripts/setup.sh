@@ -18,6 +18,8 @@ cd "$ROOT"
 PYTHON=${PYTHON:-python3}
 
 say() { printf '[setup] %s\n' "$*"; }
+# loads (or compiles once) the numba loops of the frame path, so no test or node pays for it
+WARM_KERNELS="from panoptic_ros.runtime.kernels import main; main()"
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 ROS_DISTRO=${ROS_DISTRO:-kilted}
@@ -151,6 +153,8 @@ if [ "$ROS_DISTRO" != kilted ]; then
     ln -sfn "$ROOT/$f" "$TREE/panoptic_ros/$(basename "$f")"
   done
   ln -sfn "$ROOT/$INSTALL" "$TREE/install"  # what the tests call the install tree
+  say "compiling the frame path's loops in the copy (numba's cache; about 5 s the first time)"
+  (cd "$TREE" && PYTHONPATH="$ROOT/$TREE" "$VENV/bin/python" -c "$WARM_KERNELS") || die "compiling the loops failed"
   say "ready: ROS 2 ${ROS_DISTRO^} in $VENV, the source tree's copy with its messages in $TREE"
   exit 0
 fi
@@ -167,4 +171,8 @@ if ! stamp_ok package "$h"; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
   stamp_set package "$h"
 fi
+# --- 5. the compiled loops of the frame path (numba), cached beside the sources and the install tree
+say "compiling the frame path's loops (numba's cache; about 5 s per tree the first time)"
+"$VENV/bin/python" -c "$WARM_KERNELS" || die "compiling the loops failed"
+(cd "$INSTALL" && PYTHONPATH="$ROOT/$SITE" "$VENV/bin/python" -c "$WARM_KERNELS") || die "compiling the loops failed"
 say "ready: 'source scripts/env.sh' gives a shell the project's environment"

@@ -28,15 +28,13 @@ import torch
 
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.overlay import overlay, tracked_display_map
-from panoptic_ros.core.overlay_cpu import compile_kernels as compile_overlay_kernels
 from panoptic_ros.runtime.cloud import color_table, frame_cloud
 from panoptic_ros.runtime.download import download
 from panoptic_ros.runtime.instances import HostSegments, instance_table, with_positions
+from panoptic_ros.runtime.kernels import compile_kernels
 from panoptic_ros.runtime.pipeline import FrameOutput, NetworkBatch, PanopticPipeline
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.tracking import StreamCheck, Tracker, TrackerInput, TrackerOutput, TrackerParams
-from panoptic_ros.tracking.assignment_cpu import compile_kernels as compile_matcher
-from panoptic_ros.tracking.association_cpu import compile_kernels as compile_tracker_kernels
 
 
 @dataclass(frozen=True)
@@ -87,11 +85,8 @@ class FrameEngine:
         self.label_set: LabelSet = pipeline.label_set
         self._semantic_dtype = np.uint8 if self.label_set.void_semantic <= 255 else np.uint16
         self._colors: torch.Tensor | None = None  # category colors of the point cloud, made on first use
-        # the compiled loops on the host, ready before the first frame (loaded from numba's cache)
-        compile_overlay_kernels()
-        compile_matcher()
-        if pipeline.device.type == "cpu" and not pipeline.fusion.fixed_shapes:
-            compile_tracker_kernels()
+        # the compiled loops, ready before the first frame (loaded from numba's cache)
+        compile_kernels(cpu_frame_path=pipeline.device.type == "cpu" and not pipeline.fusion.fixed_shapes)
         pipeline.timing = True
         self.apply(params or EngineParams())
 

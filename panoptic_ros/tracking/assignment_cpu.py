@@ -146,5 +146,9 @@ def match_pairs(cost: np.ndarray, max_cost: float) -> tuple[np.ndarray, np.ndarr
 
 
 def compile_kernels() -> None:
-    """Compile (or load from numba's cache) the matcher, so that the first frame does not pay for it."""
-    match_pairs(np.array([[0.1, 0.2], [0.3, 0.1], [0.5, 0.5]]), 1.0)
+    """Compile (or load from numba's cache) the matcher and its parts (``solve_assignment`` and the
+    component labels are public too), so that the first frame does not pay for it."""
+    cost = np.array([[0.1, 0.2], [0.3, 0.1], [0.5, 0.5]])
+    match_pairs(cost, 1.0)
+    _solve(np.ascontiguousarray(cost.T))
+    _components(np.ascontiguousarray(cost < 1.0))
