@@ -213,7 +213,13 @@ class FrameEngine:
         with torch.profiler.record_function("panoptic::tracking"):
             start = time.perf_counter()
             # the table and the label maps move to the host once, together
-            host = download(out, panoptic=frame.overlay and stream.tracker is None, dtype=self._map_dtype())
+            fixed = self.pipeline.fusion.fixed_shapes  # fixed shapes: the device's one transfer everywhere
+            host = download(
+                out,
+                panoptic=frame.overlay and stream.tracker is None,
+                dtype=self._map_dtype(),
+                packed=fixed or None,
+            )
             segments = host.segments
             tracked: TrackerOutput | None = None
             if stream.tracker is not None:
