@@ -274,9 +274,11 @@ class FrameEngine:
                     self._colors,
                     stride=stride,
                 )
-            # the label maps at the model's resolution, expanded to the camera's on the host
-            semantic = out.frame.expand(host.semantic.astype(self._semantic_dtype))
-            instance_ids = out.frame.expand(host_ids.astype(np.int32, copy=False))
+            # the label maps at the model's resolution, expanded to the camera's on the host (when asked)
+            semantic = instance_ids = None
+            if frame.label_images:
+                semantic = out.frame.expand(host.semantic.astype(self._semantic_dtype))
+                instance_ids = out.frame.expand(host_ids.astype(np.int32, copy=False))
             outputs_s = time.perf_counter() - start
         return FrameResult(
             camera=frame.camera,
@@ -291,6 +293,7 @@ class FrameEngine:
             times={**batch_times, "tracking": tracking_s, "outputs": outputs_s},
             cloud=cloud,
             dropped_centers=self._dropped_centers(out),
+            size=out.camera_size,
         )
 
     def _map_dtype(self) -> torch.dtype:

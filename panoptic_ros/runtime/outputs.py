@@ -61,21 +61,28 @@ def frame_header(result: FrameResult) -> Message:
 # ---- label images
 
 
-def semantic(result: FrameResult, context: OutputContext) -> Message:
-    """``panoptic/semantic``: ``mono8`` category ids (``mono16`` for label sets with ids above 254)."""
+def semantic(result: FrameResult, context: OutputContext) -> Message | None:
+    """``panoptic/semantic``: ``mono8`` category ids (``mono16`` for label sets with ids above 254);
+    None (nothing published) for a frame made without label images, as every label image output."""
+    if result.semantic is None:
+        return None
     encoding = "mono16" if result.semantic.dtype == np.uint16 else "mono8"
     return image_message(array_to_image(result.semantic, encoding), frame_header(result))
 
 
-def instance_ids(result: FrameResult, context: OutputContext) -> Message:
+def instance_ids(result: FrameResult, context: OutputContext) -> Message | None:
     """``panoptic/instance_ids``: ``32SC1`` instance (track) ids, 0 for stuff and void."""
+    if result.instance_ids is None:
+        return None
     pixels = result.instance_ids.astype(np.int32, copy=False)
     return image_message(array_to_image(pixels, "32SC1"), frame_header(result))
 
 
-def semantic_png(result: FrameResult, context: OutputContext) -> Message:
+def semantic_png(result: FrameResult, context: OutputContext) -> Message | None:
     """``panoptic/semantic/compressed``: the semantic image as a lossless PNG ``CompressedImage``
     (``mono8; png compressed mono8``, or ``mono16``)."""
+    if result.semantic is None:
+        return None
     return compressed_message(labels_to_png(result.semantic), frame_header(result))
 
 
@@ -84,6 +91,8 @@ def instance_ids_png(result: FrameResult, context: OutputContext) -> Message:
     ``32SC1; png compressed mono16`` while every id fits 16 bits, else their little-endian bytes in
     the 4 channels of a ``bgra8`` image (``32SC1; png compressed bgra8``); read back by
     :func:`panoptic_ros.core.image_codec.compressed_to_array`."""
+    if result.instance_ids is None:
+        return None
     pixels = result.instance_ids.astype(np.int32, copy=False)
     return compressed_message(labels_to_png(pixels), frame_header(result))
 
@@ -321,6 +330,13 @@ FRAME_OUTPUTS: tuple[Output, ...] = (
     Output("overlay", IMAGE, overlay),
     Output("markers", MARKER_ARRAY, markers),
     Output("detections", DETECTION_ARRAY, detections, package="vision_msgs"),
+)
+#: The outputs made from the label images at the camera's size (a frame needs them for any of these).
+LABEL_IMAGE_OUTPUTS: tuple[str, ...] = (
+    "semantic",
+    "instance_ids",
+    "semantic/compressed",
+    "instance_ids/compressed",
 )
 #: Outputs published once per camera, latched for late joiners.
 CAMERA_OUTPUTS: tuple[Output, ...] = (

@@ -23,6 +23,8 @@ class InputFrame(NamedTuple):
         camera_model: intrinsics of the image (any size; rescaled to the label size), or None.
         overlay: also render the colored overlay (someone subscribes to it).
         points: also compute the panoptic point cloud (someone subscribes; needs depth and camera_model).
+        label_images: also expand the label maps to the camera's size (someone subscribes to a label
+            image topic; without it the result's ``semantic`` and ``instance_ids`` are None).
     """
 
     camera: str
@@ -34,6 +36,7 @@ class InputFrame(NamedTuple):
     camera_model: CameraModel | None = None
     overlay: bool = False
     points: bool = False
+    label_images: bool = True
 
 
 class InstanceTable(NamedTuple):
@@ -114,9 +117,9 @@ class FrameResult(NamedTuple):
     Attributes:
         camera, stamp_ns, frame_id, received_ns: copied from the :class:`InputFrame`.
         semantic: ``[H, W]`` uint8 (uint16 for label sets with ids above 254) category id per pixel,
-            the label set's void value where void.
+            the label set's void value where void; None when the frame asked for no label images.
         instance_ids: ``[H, W]`` int32 track id of thing pixels (a number unique within the frame when
-            tracking is off), 0 for stuff, void and unpublished things.
+            tracking is off), 0 for stuff, void and unpublished things; None likewise.
         instances: the segments of the frame.
         overlay_bgr: ``[H, W, 3]`` uint8 BGR overlay when asked for, else None.
         events: what broke this camera's stream at this frame: ``"resolution_change"``,
@@ -127,25 +130,27 @@ class FrameResult(NamedTuple):
             asked for and the frame had depth and a camera model, else None.
         dropped_centers: instance centers above the threshold that the fixed-shape fusion left out
             for lack of slots (the lowest-scoring ones; possible only without ``fusion.top_k``).
+        size: ``(H, W)`` of the camera frame ((0, 0): the label images' size).
     """
 
     camera: str
     stamp_ns: int
     frame_id: str
     received_ns: int
-    semantic: np.ndarray
-    instance_ids: np.ndarray
+    semantic: np.ndarray | None
+    instance_ids: np.ndarray | None
     instances: InstanceTable
     overlay_bgr: np.ndarray | None
     events: tuple[str, ...]
     times: dict[str, float]
     cloud: np.ndarray | None = None
     dropped_centers: int = 0
+    size: tuple[int, int] = (0, 0)
 
     @property
     def height(self) -> int:
-        return int(self.semantic.shape[0])
+        return int(self.size[0] if self.semantic is None else self.semantic.shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.semantic.shape[1])
+        return int(self.size[1] if self.semantic is None else self.semantic.shape[1])

@@ -289,3 +289,30 @@ def test_fixed_shape_engine_equals_the_data_dependent_one_and_counts_dropped_cen
         (cut,) = engine.process([InputFrame("a", sequence[0].image, PERIOD)])
         assert int(cut.instances.is_thing.sum()) <= 2
         assert cut.dropped_centers >= things - 2
+
+
+def test_label_images_only_when_asked_for(pipeline: PanopticPipeline, sequence: list) -> None:
+    """A frame that asks for no label image (the node: nobody subscribes to one) gets the same
+    instances, overlay and size, and no camera-size label maps; its label image outputs publish
+    nothing while its instances still describe the frame."""
+    from panoptic_ros.runtime import outputs
+    from panoptic_ros.runtime.outputs import LABEL_IMAGE_OUTPUTS, OUTPUTS, OutputContext
+
+    image = cv2.resize(sequence[0].image, (320, 200))
+    results = []
+    for label_images in (True, False):
+        engine = FrameEngine(pipeline)
+        frame = InputFrame("cam", image, 1, overlay=True, label_images=label_images)
+        results.append(engine.process([frame])[0])
+    full, lean = results
+    assert full.semantic is not None and full.semantic.shape == (200, 320)
+    assert lean.semantic is None and lean.instance_ids is None
+    assert (lean.height, lean.width) == (full.height, full.width) == (200, 320)
+    assert np.array_equal(lean.overlay_bgr, full.overlay_bgr)
+    for name in lean.instances._fields:
+        assert np.array_equal(getattr(lean.instances, name), getattr(full.instances, name)), name
+    context = OutputContext(pipeline.label_set, pipeline.params.label_divisor)
+    assert [OUTPUTS[name].describe(lean, context) for name in LABEL_IMAGE_OUTPUTS] == [None] * 4
+    assert all(OUTPUTS[name].describe(full, context) is not None for name in LABEL_IMAGE_OUTPUTS)
+    message = outputs.instances(lean, context)
+    assert (message.fields["height"], message.fields["width"]) == (200, 320)
