@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
+from panoptic_ros.core.geometry_cpu import compile_kernels as compile_depths
 from panoptic_ros.core.overlay_cpu import compile_kernels as compile_overlay
 from panoptic_ros.fusion.center_offset_cpu import compile_kernels as compile_fusion
 from panoptic_ros.tracking.assignment_cpu import compile_kernels as compile_matcher
@@ -28,6 +29,7 @@ def compile_kernels(*, cpu_frame_path: bool = True) -> None:
     if cpu_frame_path:
         compile_fusion()
         compile_statistics()
+        compile_depths()
 
 
 def main() -> int:

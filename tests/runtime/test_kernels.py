@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 from numba.core.registry import CPUDispatcher
 
+import panoptic_ros
 from panoptic_ros.runtime.kernels import compile_kernels
 
-MODULES = (
-    "panoptic_ros.core.overlay_cpu",
-    "panoptic_ros.core.segments_cpu",
-    "panoptic_ros.fusion.center_offset_cpu",
-    "panoptic_ros.tracking.assignment_cpu",
-    "panoptic_ros.tracking.association_cpu",
+# every module of compiled loops (named ``*_cpu``), found in the package so that a new one is covered
+MODULES = tuple(
+    sorted(
+        f"panoptic_ros.{path.parent.name}.{path.stem}"
+        for path in Path(panoptic_ros.__file__).parent.glob("*/*_cpu.py")
+    )
 )
 
 
@@ -30,6 +31,7 @@ def _loops() -> dict[str, CPUDispatcher]:
 
 
 def test_compile_kernels_readies_every_loop_of_the_frame_path() -> None:
+    assert len(MODULES) >= 6 and "panoptic_ros.core.geometry_cpu" in MODULES, MODULES
     compile_kernels()
     loops = _loops()
     assert len(loops) >= 12, sorted(loops)

@@ -1,0 +1,116 @@
+"""The depth of segments on the CPU as compiled loops (numba), for
+:func:`~panoptic_ros.core.geometry.segment_positions`.
+
+:func:`segment_depths` gives each segment the lower weighted median of the valid depths in its
+pixels, as the tensor form does with one sort of packed keys over the whole map. Here each pixel's
+segment is found by a binary search of the sorted labels and the medians of all segments are
+selected together a byte of the depth's bits at a time (a radix select): five passes over the
+pixels, no sort, the same medians (the selected value is a depth of the segment's pixels, the one at
+the same weighted rank). Compiled on first use and cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_ONE_EACH = np.zeros(0, dtype=np.int64)
+
+
+@njit(cache=True, nogil=True)
+def _depths(
+    labels: np.ndarray, keys: np.ndarray, bits: np.ndarray, weights: np.ndarray, min_pixels: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``labels`` ``[N]`` int64 segment label per pixel, ``keys`` ``[S]`` int64 the (unique) labels of
+    the segments to measure, ``bits`` ``[N]`` int32 the bits of the float32 depths, ``weights`` ``[N]``
+    int64 pixels each pixel stands for (empty: 1 each). Returns ``[S]`` float32 the lower weighted
+    median depth (0 where not valid) and ``[S]`` bool valid: at least ``min_pixels`` weight.
+
+    A depth is valid where it is positive and finite: its bits then lie in ``(0, 0x7F800000)`` and
+    order as the floats do, so each median is found a byte of its bits at a time, high byte first (a
+    radix select: four passes over the pixels, each counting the weight of the next byte's values
+    among the pixels that agree with the bytes found so far), with no sort."""
+    count = keys.size
+    size = labels.size
+    weighted = weights.size > 0
+    order = np.argsort(keys)
+    sorted_keys = keys[order]
+    segment = np.full(size, count, dtype=np.int64)
+    total = np.zeros(count, dtype=np.int64)
+    last_label, last = labels[0] if size else 0, count  # labels come in runs: search once per run
+    if size:
+        at = np.searchsorted(sorted_keys, last_label)
+        last = order[at] if at < count and sorted_keys[at] == last_label else count
+    for i in range(size):
+        b = bits[i]
+        if b <= 0 or b >= 0x7F800000 or (weighted and weights[i] == 0):
+            continue  # not a positive finite depth, or a pixel no camera pixel copies
+        label = labels[i]
+        if label != last_label:
+            at = np.searchsorted(sorted_keys, label)
+            last_label, last = label, (order[at] if at < count and sorted_keys[at] == label else count)
+        if last < count:
+            segment[i] = last
+            total[last] += weights[i] if weighted else 1
+    valid = total >= max(min_pixels, 1)
+    rank = (total - 1) // 2  # the lower median's position among the pixels the segment stands for
+    prefix = np.zeros(count, dtype=np.int64)  # the median's bits found so far
+    histogram = np.zeros((count, 256), dtype=np.int64)
+    for shift in (24, 16, 8, 0):
+        histogram[:] = 0
+        for i in range(size):
+            s = segment[i]
+            if s < count and (bits[i] >> (shift + 8)) == prefix[s]:
+                histogram[s, (bits[i] >> shift) & 0xFF] += weights[i] if weighted else 1
+        for s in range(count):
+            if valid[s]:
+                reach = 0
+                for value in range(256):
+                    if reach + histogram[s, value] > rank[s]:
+                        break
+                    reach += histogram[s, value]
+                rank[s] -= reach
+                prefix[s] = (prefix[s] << 8) | value
+    medians = np.zeros(count, dtype=np.float32)
+    found = prefix.astype(np.int32).view(np.float32)
+    for s in range(count):
+        if valid[s]:
+            medians[s] = found[s]
+    return medians, valid
+
+
+def segment_depths(
+    labels: np.ndarray,
+    keys: np.ndarray,
+    depth: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    min_pixels: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The lower weighted median valid depth of each segment and whether it has one.
+
+    Args:
+        labels: ``[H, W]`` integer segment label of each pixel.
+        keys: ``[S]`` the unique labels of the segments to measure.
+        depth: ``[H, W]`` float32 meters, valid where finite and positive.
+        weights: ``[H, W]`` integer, how many pixels each pixel stands for; None: 1 each.
+        min_pixels: segments whose valid pixels stand for fewer pixels get no depth.
+
+    Returns:
+        ``[S]`` float32 median depth (0 where not valid) and ``[S]`` bool validity.
+    """
+    return _depths(
+        np.ascontiguousarray(labels, dtype=np.int64).reshape(-1),
+        np.ascontiguousarray(keys, dtype=np.int64).reshape(-1),
+        np.ascontiguousarray(depth, dtype=np.float32).reshape(-1).view(np.int32),
+        _ONE_EACH if weights is None else np.ascontiguousarray(weights, dtype=np.int64).reshape(-1),
+        int(min_pixels),
+    )
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) the loop for both kinds of weights."""
+    labels = np.zeros(2, dtype=np.int64)
+    bits = np.ones(2, dtype=np.float32).view(np.int32)
+    _depths(labels, labels[:1], bits, _ONE_EACH, 1)
+    _depths(labels, labels[:1], bits, labels, 1)

@@ -1,0 +1,72 @@
+"""The compiled depth medians (:mod:`panoptic_ros.core.geometry_cpu`) against the tensor form of
+:func:`~panoptic_ros.core.geometry.segment_positions`: the same positions and validity, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from panoptic_ros.core.geometry import CameraModel, segment_positions
+from panoptic_ros.core.geometry_cpu import segment_depths
+
+CAMERA = CameraModel(fx=50.0, fy=40.0, cx=20.0, cy=15.0, width=40, height=30)
+
+
+def _case(seed: int, weighted: bool) -> tuple[torch.Tensor, ...]:
+    rng = np.random.default_rng(seed)
+    height, width = 30, 40
+    # labels like the engine's: track ids (large, positive) and -1 - category for stuff, some unlisted
+    values = np.array([7, 123456, 3, -1, -9, -134, 88, 5], dtype=np.int64)
+    labels = values[rng.integers(0, values.size, size=(height, width))]
+    # coarse depths so that many pixels tie
+    depth = np.round(rng.uniform(0.5, 6.0, size=(height, width)), 1).astype(np.float32)
+    depth[rng.random((height, width)) < 0.1] = np.nan
+    depth[rng.random((height, width)) < 0.03] = -2.0
+    depth[rng.random((height, width)) < 0.02] = np.inf
+    depth[rng.random((height, width)) < 0.02] = 0.0
+    keys = torch.tensor([123456, -1, 7, -134, 42, 5, -9])  # 42 is in no pixel
+    centroids = torch.from_numpy(rng.uniform(0, 40, size=(keys.numel(), 2)).astype(np.float32))
+    weights = None
+    if weighted:  # some pixels weigh 0 (letterbox padding), others stand for several camera pixels
+        weights = torch.from_numpy(rng.integers(0, 4, size=(height, width)))
+    return torch.from_numpy(labels), keys, centroids, torch.from_numpy(depth), weights
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("seed", range(6))
+def test_compiled_medians_equal_the_tensor_form(seed: int, weighted: bool) -> None:
+    labels, keys, centroids, depth, weights = _case(seed, weighted)
+    for min_pixels in (1, 40, 10**6):
+        args = (labels, keys, centroids, depth, CAMERA)
+        compiled = segment_positions(*args, min_pixels=min_pixels, weights=weights, kernels=True)
+        tensor = segment_positions(*args, min_pixels=min_pixels, weights=weights, kernels=False)
+        assert torch.equal(compiled[1], tensor[1]), min_pixels
+        assert torch.equal(compiled[0], tensor[0]), min_pixels
+        assert compiled[0].dtype == torch.float32
+    some = segment_positions(*args, min_pixels=1, weights=weights)[1]
+    assert bool(some.any()) and not bool(some[4]), "the key in no pixel has no depth"
+
+
+def test_the_lower_weighted_median_of_a_small_segment() -> None:
+    """Depths 2, 3, 1 weighing 1, 1, 3 stand for 1, 1, 1, 2, 3: the third smallest is 1; an even total
+    takes the lower of the two middle ones; fewer than ``min_pixels`` gives no depth (0, not valid)."""
+    labels = np.zeros((1, 3), dtype=np.int64)
+    depth = np.array([[2.0, 3.0, 1.0]], dtype=np.float32)
+    keys = np.array([0])
+    for weights, expected in (([1, 1, 3], 1.0), ([1, 1, 1], 2.0), ([1, 3, 1], 3.0), ([2, 1, 1], 2.0)):
+        median, valid = segment_depths(labels, keys, depth, np.array([weights]), min_pixels=1)
+        assert (float(median[0]), bool(valid[0])) == (expected, True), weights
+        median, valid = segment_depths(labels, keys, depth, np.array([weights]), min_pixels=5)
+        enough = sum(weights) >= 5
+        assert (float(median[0]), bool(valid[0])) == ((expected if enough else 0.0), enough), weights
+    median, valid = segment_depths(labels, keys, depth, None, min_pixels=1)
+    assert (float(median[0]), bool(valid[0])) == (2.0, True)
+
+
+def test_kernels_refuse_a_map_off_the_cpu() -> None:
+    labels, keys, centroids, depth, _ = _case(0, False)
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (a map on the device)")
+    with pytest.raises(ValueError, match="on the CPU"):
+        segment_positions(labels.cuda(), keys, centroids, depth, CAMERA, kernels=True)
