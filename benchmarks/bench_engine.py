@@ -3,7 +3,9 @@
 ``python -m benchmarks.run engine`` (``-- --device cpu|cuda|all``, ``--frames N``): the shipped model
 on ONNX Runtime (CPU) or PyTorch (CUDA), one camera, a synthetic sequence resized to 640x480 and
 1920x1080, overlay requested, tracking on; then the same with an aligned depth image and
-camera_info (rows "+ depth": the outputs stage then places every segment in 3D). Each stage's median
+camera_info (rows "+ depth": the outputs stage then places every segment in 3D); then without
+label images (rows "no label images": the node's frames while nobody subscribes to a label image
+topic, only to the overlay or the instances, so the label maps are not expanded). Each stage's median
 over the frames is printed as a ratio to the median inference time of the same run ("x net"); on a
 GPU also in milliseconds. "after the network" is everything the engine does after inference: fusion
 (with segment geometry in the camera frame), the label maps at camera size, tracking, the instance
@@ -37,6 +39,7 @@ from panoptic_ros.runtime import FrameEngine, InputFrame
 
 SIZES = {"640x480": (480, 640), "1920x1080": (1080, 1920)}
 AFTER_NETWORK = ("fusion", "postprocess", "tracking", "outputs")
+VARIANTS = ("", " + depth", ", no label images")
 
 
 def run(device: torch.device, frames: int, cameras: int) -> None:
@@ -47,7 +50,8 @@ def run(device: torch.device, frames: int, cameras: int) -> None:
     print(f"{device_name(device)}, backend {engine.describe()}\n")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
-    for (name, size), with_depth in itertools.product(SIZES.items(), (False, True)):
+    for (name, size), variant in itertools.product(SIZES.items(), VARIANTS):
+        with_depth, label_images = variant == " + depth", variant != ", no label images"
         seq = [
             np.ascontiguousarray(cv2.resize(s.image, size[::-1]))
             for s in generate(1, seed=5, sequence_length=min(frames, 40))
@@ -57,7 +61,13 @@ def run(device: torch.device, frames: int, cameras: int) -> None:
         stages: dict[str, list[float]] = {}
         for k in range(frames + 5):
             frame = InputFrame(
-                "cam", seq[k % len(seq)], k * 10**8, overlay=True, depth=depth, camera_model=camera
+                "cam",
+                seq[k % len(seq)],
+                k * 10**8,
+                overlay=True,
+                depth=depth,
+                camera_model=camera,
+                label_images=label_images,
             )
             (result,) = engine.process([frame])
             if k >= 5:  # warm-up frames left out
@@ -68,7 +78,7 @@ def run(device: torch.device, frames: int, cameras: int) -> None:
         net = med["inference"]
         cells = [_cell(med, "preprocess", net, gpu), f"{net:.1f} ms" if gpu else "1.00x net"]
         cells += [_cell(med, stage, net, gpu) for stage in (*AFTER_NETWORK, "after")]
-        print(f"| {name}{' + depth' if with_depth else ''} | " + " | ".join(cells) + " |")
+        print(f"| {name}{variant} | " + " | ".join(cells) + " |")
     batched(engine, cameras, frames)
     engine.close()
     if gpu:
