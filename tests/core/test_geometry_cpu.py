@@ -70,3 +70,15 @@ def test_kernels_refuse_a_map_off_the_cpu() -> None:
         pytest.skip("needs a CUDA GPU (a map on the device)")
     with pytest.raises(ValueError, match="on the CPU"):
         segment_positions(labels.cuda(), keys, centroids, depth, CAMERA, kernels=True)
+
+
+def test_empty_maps_and_empty_tables() -> None:
+    """No pixels: every segment without depth; no segments: empty results, as the tensor form."""
+    medians, valid = segment_depths(np.zeros((0, 0)), np.array([1, 2]), np.zeros((0, 0)), None, min_pixels=1)
+    assert medians.tolist() == [0.0, 0.0] and valid.tolist() == [False, False]
+    labels, depth = torch.ones(3, 3, dtype=torch.long), torch.ones(3, 3)
+    for kernels in (True, False):
+        positions, valid = segment_positions(
+            labels, torch.zeros(0, dtype=torch.long), torch.zeros(0, 2), depth, CAMERA, kernels=kernels
+        )
+        assert positions.shape == (0, 3) and valid.shape == (0,)
