@@ -46,7 +46,7 @@ from panoptic_ros.ros.reporting import Reporter
 from panoptic_ros.runtime.config import NodeConfig
 from panoptic_ros.runtime.engine import FrameEngine
 from panoptic_ros.runtime.memory import freeze_long_lived, thaw_long_lived
-from panoptic_ros.runtime.outputs import LABEL_IMAGE_OUTPUTS, OutputContext
+from panoptic_ros.runtime.outputs import LABEL_IMAGE_OUTPUTS, POSITION_OUTPUTS, OutputContext
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.runtime.slots import LatestFrameSlots, SlotStats
 from panoptic_ros.runtime.stats import NodeStats
@@ -322,6 +322,7 @@ class PanopticNode(LifecycleNode):
             overlay=camera.wanted("overlay"),
             points=side is not None and camera.wanted("points"),
             label_images=any(camera.wanted(name) for name in LABEL_IMAGE_OUTPUTS),
+            positions=side is not None and any(camera.wanted(name) for name in POSITION_OUTPUTS),
         )
 
     def _output_context(self, camera: str = "") -> OutputContext:

@@ -244,7 +244,7 @@ class FrameEngine:
             start = time.perf_counter()
             params = self.params
             table = instance_table(out, tracked, publish_lost=params.publish_lost, segments=segments)
-            if frame.depth is not None and frame.camera_model is not None and table.size:
+            if frame.positions and frame.depth is not None and frame.camera_model is not None and table.size:
                 table = with_positions(
                     table,
                     out,

@@ -338,6 +338,8 @@ LABEL_IMAGE_OUTPUTS: tuple[str, ...] = (
     "semantic/compressed",
     "instance_ids/compressed",
 )
+#: The outputs that show the segments' 3D positions (a frame with depth places them for any of these).
+POSITION_OUTPUTS: tuple[str, ...] = ("instances", "markers", "detections")
 #: Outputs published once per camera, latched for late joiners.
 CAMERA_OUTPUTS: tuple[Output, ...] = (
     Output("categories", CATEGORY_ARRAY, categories, latched=True),

@@ -25,6 +25,8 @@ class InputFrame(NamedTuple):
         points: also compute the panoptic point cloud (someone subscribes; needs depth and camera_model).
         label_images: also expand the label maps to the camera's size (someone subscribes to a label
             image topic; without it the result's ``semantic`` and ``instance_ids`` are None).
+        positions: also place every segment in 3D (someone subscribes to an output that shows the
+            positions; needs depth and camera_model; without it no row has ``position_valid``).
     """
 
     camera: str
@@ -37,6 +39,7 @@ class InputFrame(NamedTuple):
     overlay: bool = False
     points: bool = False
     label_images: bool = True
+    positions: bool = True
 
 
 class InstanceTable(NamedTuple):

@@ -119,24 +119,28 @@ def test_configure_freezes_the_loaded_objects_out_of_full_collections_and_cleanu
     assert after_cleanup == "0"
 
 
-LABEL_IMAGES = """
+WANTED_WORK = """
 import sys, time
 import numpy as np
 import rclpy
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage
+from visualization_msgs.msg import MarkerArray
 from panoptic_ros.msg import PanopticInstanceArray
 from panoptic_ros.ros.conversions import array_to_image_msg
 from panoptic_ros.ros.node import PanopticNode
+from tests.ros.node_harness import camera_info, header
 
 rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
 node = PanopticNode()
 ok = TransitionCallbackReturn.SUCCESS
 assert node.trigger_configure() == ok and node.trigger_activate() == ok
 camera = node._cameras[sys.argv[1]]
-peer = rclpy.create_node("label_image_peer")
-image = array_to_image_msg(np.zeros((48, 64, 3), np.uint8), "rgb8")
+peer = rclpy.create_node("wanted_work_peer")
+image = array_to_image_msg(np.zeros((48, 64, 3), np.uint8), "rgb8", header(5))
+camera.side.put_info(camera_info(64, 48, 5))  # as the camera_info and depth callbacks would
+camera.side.put_depth(array_to_image_msg(np.full((48, 64), 3.0, np.float32), "32FC1", header(5)))
 
 def until(name, subscribed):
     deadline = time.monotonic() + 30
@@ -144,7 +148,8 @@ def until(name, subscribed):
         assert time.monotonic() < deadline, f"{name} never became {subscribed}"
         time.sleep(0.05)
     frame = node._decode(sys.argv[1], (image, 0))
-    return f"{int(frame.label_images)}{int(frame.overlay)}"
+    assert frame.depth is not None, "the depth image was not matched"
+    return f"{int(frame.label_images)}{int(frame.overlay)}{int(frame.positions)}"
 
 instances = peer.create_subscription(PanopticInstanceArray, "/lc/panoptic/instances", print, 1)
 steps = [until("instances", True)]
@@ -152,6 +157,10 @@ png = peer.create_subscription(CompressedImage, "/lc/panoptic/semantic/compresse
 steps.append(until("semantic/compressed", True))
 peer.destroy_subscription(png)
 steps.append(until("semantic/compressed", False))
+peer.destroy_subscription(instances)
+steps.append(until("instances", False))
+markers = peer.create_subscription(MarkerArray, "/lc/panoptic/markers", print, 1)
+steps.append(until("markers", True))
 print(" ".join(steps))
 peer.destroy_node()
 node.trigger_deactivate()
@@ -161,18 +170,21 @@ rclpy.shutdown()
 """
 
 
-def test_label_images_are_made_only_while_someone_subscribes_to_one() -> None:
+def test_label_images_and_positions_are_made_only_while_someone_subscribes() -> None:
     """The node asks the engine for camera-size label maps only while a label image topic (raw or
-    compressed) has a subscriber, as it asks for the overlay only while the overlay has one: with only
-    ``instances`` subscribed a frame is made without them (1.4 ms of a 1080p frame on dev-cpu)."""
-    args = [CAMERA, "--ros-args", "-r", "__node:=panoptic_label_images", "-p", f"image_topics:=[{CAMERA}]",
+    compressed) has a subscriber, and for 3D positions only while ``instances``, ``markers`` or
+    ``detections`` has one, as it asks for the overlay only while the overlay has one (the label maps
+    are 1.4 ms of a 1080p frame on dev-cpu, the positions were 6 ms before their compiled loop)."""
+    args = [CAMERA, "--ros-args", "-r", "__node:=panoptic_wanted_work", "-p", f"image_topics:=[{CAMERA}]",
+            "-p", "depth_topics:=[/lc/depth]", "-p", "camera_info_topics:=[/lc/camera_info]",
             "-p", "backend:=onnxruntime", "-p", "device:=cpu", "-p", "warmup_frames:=0"]  # fmt: skip
     out = subprocess.run(
-        [sys.executable, "-c", LABEL_IMAGES, *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", WANTED_WORK, *args], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    # (label images, overlay) per step: instances only; + semantic PNG; the PNG's subscriber gone
-    assert out.stdout.split()[-3:] == ["00", "10", "00"], out.stdout
+    # (label images, overlay, positions) per step: instances only; + semantic PNG; the PNG's subscriber
+    # gone; the instances' gone too; markers only
+    assert out.stdout.split()[-5:] == ["001", "101", "001", "000", "001"], out.stdout
 
 
 def test_wrong_model_is_refused_at_configure_with_a_reason(tmp_path, peer: Peer) -> None:

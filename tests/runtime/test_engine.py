@@ -163,6 +163,25 @@ def test_depth_gives_positions_and_overlay_is_bgr(pipeline: PanopticPipeline, se
     assert result.overlay_bgr is not None and result.overlay_bgr.shape == (h, w, 3)
 
 
+def test_positions_only_when_asked_for(pipeline: PanopticPipeline, sequence: list) -> None:
+    """A frame with depth that asks for no positions (the node: nobody subscribes to an output that
+    shows them) gets the same table without any position; the point cloud is asked for on its own."""
+    image = sequence[0].image
+    h, w = image.shape[:2]
+    depth = np.full((h, w), 7.0, dtype=np.float32)
+    camera = CameraModel.from_k([90.0, 0, w / 2, 0, 90.0, h / 2, 0, 0, 1], w, h)
+    results = []
+    for positions in (True, False):
+        frame = InputFrame("a", image, 0, depth=depth, camera_model=camera, positions=positions, points=True)
+        results.append(FrameEngine(pipeline).process([frame])[0])
+    placed, unplaced = results
+    assert placed.instances.position_valid.any()
+    assert not unplaced.instances.position_valid.any() and not unplaced.instances.positions.any()
+    assert unplaced.cloud is not None and np.array_equal(unplaced.cloud, placed.cloud)
+    for name in ("ids", "category_ids", "areas", "bboxes", "centroids", "scores"):
+        assert np.array_equal(getattr(unplaced.instances, name), getattr(placed.instances, name)), name
+
+
 def test_segment_positions_use_the_median_and_skip_invalid_depth() -> None:
     labels = torch.tensor([[1, 1, 1, 2], [1, 1, 2, 2], [3, 3, 3, 3]])
     depth = torch.tensor(
