@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from panoptic_ros.core.encodings import ColorOrder, lookup_encoding
+from panoptic_ros.core.label_png import gray_png_of_runs, row_runs
 from panoptic_ros.errors import ImageDecodeError, ImageEncodeError
 
 
@@ -122,6 +123,7 @@ LABELS_32_FORMAT = "32SC1; png compressed bgra8"
 LABELS_32_AS_16_FORMAT = "32SC1; png compressed mono16"
 
 
+#: OpenCV's settings for the 4-channel label PNG (the gray ones follow them in ``label_png``).
 #: zlib's run-length strategy: label images are long runs of one value (smaller PNGs, no slower); the
 #: "up" filter on every row instead of libpng's choice per row: a label image enlarged from the model's
 #: resolution repeats whole rows, which the filter turns into zeros. A 1080p label image encodes about
@@ -138,23 +140,36 @@ def labels_to_png(labels: np.ndarray) -> CompressedFields:
     """Fields of a lossless PNG ``sensor_msgs/CompressedImage`` of an ``H x W`` label image: ``uint8``
     and ``uint16`` as ``mono8``/``mono16`` (as image_transport's ``compressed`` plugin names them),
     ``int32`` (instance ids) as :data:`LABELS_32_AS_16_FORMAT` when every id fits 16 bits, else
-    :data:`LABELS_32_FORMAT`. Never JPEG: labels must survive exactly."""
+    :data:`LABELS_32_FORMAT`. Never JPEG: labels must survive exactly. Gray PNGs are written by
+    :mod:`panoptic_ros.core.label_png` (each run of equal rows compressed once), the 4-channel one by
+    OpenCV.
+
+    Raises:
+        ImageEncodeError: not ``H x W``, another type, or no pixel.
+    """
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ImageEncodeError(f"a label image is H x W; got shape {labels.shape}")
-    if labels.dtype == np.int32 and labels.size and int(labels.min()) >= 0 and int(labels.max()) <= 0xFFFF:
-        pixels, fmt = labels.astype(np.uint16), LABELS_32_AS_16_FORMAT
-    elif labels.dtype == np.int32:
-        pixels = (
-            np.ascontiguousarray(labels.astype("<i4", copy=False)).view(np.uint8).reshape(*labels.shape, 4)
-        )
-        fmt = LABELS_32_FORMAT
-    elif labels.dtype in (np.uint8, np.uint16):
-        name = "mono8" if labels.dtype == np.uint8 else "mono16"
-        pixels, fmt = labels, f"{name}; png compressed {name}"
-    else:
+    if labels.dtype not in (np.uint8, np.uint16, np.int32):
         raise ImageEncodeError(f"label images are uint8, uint16 or int32; got {labels.dtype}")
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels), _LABEL_PNG)
+    if labels.size == 0:
+        raise ImageEncodeError(f"a {labels.shape} label image has no pixel to encode")
+    first, lengths = row_runs(labels)  # the image as runs of equal rows: each distinct row encoded once
+    distinct = labels[first]
+    if labels.dtype != np.int32:
+        name = "mono8" if labels.dtype == np.uint8 else "mono16"
+        png = gray_png_of_runs(distinct, lengths)
+        return CompressedFields(f"{name}; png compressed {name}", _png_bytes(png))
+    if int(distinct.min()) >= 0 and int(distinct.max()) <= 0xFFFF:
+        png = gray_png_of_runs(distinct.astype(np.uint16), lengths)
+        return CompressedFields(LABELS_32_AS_16_FORMAT, _png_bytes(png))
+    pixels = np.ascontiguousarray(labels.astype("<i4", copy=False)).view(np.uint8).reshape(*labels.shape, 4)
+    ok, encoded = cv2.imencode(".png", pixels, _LABEL_PNG)
     if not ok:
         raise ImageEncodeError(f"OpenCV could not encode a {labels.shape} label image as PNG")
-    return CompressedFields(format=fmt, data=encoded.reshape(-1))
+    return CompressedFields(format=LABELS_32_FORMAT, data=encoded.reshape(-1))
+
+
+def _png_bytes(png: bytes) -> np.ndarray:
+    """A PNG file as the uint8 array :class:`CompressedFields` carries (no copy)."""
+    return np.frombuffer(png, dtype=np.uint8)
