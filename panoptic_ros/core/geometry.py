@@ -86,9 +86,9 @@ def segment_positions(
         weights: ``[H, W]`` integer, how many pixels each pixel stands for (a map at the model's
             resolution measured for a larger camera image, with the depth sampled at each of its
             pixels); the median and the count are then over the pixels it stands for. None: 1 each.
-        kernels: the medians by the compiled CPU loop of :mod:`panoptic_ros.core.geometry_cpu` (the
-            same numbers, about 10x faster on the CPU): None where the map is on the CPU, False
-            never (the tensor form, also the one on CUDA).
+        kernels: the medians by the compiled loop of :mod:`panoptic_ros.core.geometry_cpu` (the same
+            numbers, about 10x faster on the CPU). None: whenever the map is on the CPU; True: always
+            (the map must be on the CPU); False: the tensor form (the one on CUDA).
     Returns:
         ``[S, 3]`` float32 ``(x, y, z)`` meters in the optical frame (x right, y down, z forward) and
         ``[S]`` bool validity.
@@ -96,8 +96,8 @@ def segment_positions(
     The median is the lower one (of ``n`` pixels the ``(n - 1) // 2``-th smallest depth). The tensor
     form makes one sort of the valid pixels' keys, each packing the segment (high bits), the depth's
     float32 bits (which order positive floats) and the pixel's weight (low bits), whatever the number
-    of segments (numpy's sort on the CPU); the compiled loop buckets the pixels by segment and sorts
-    each bucket.
+    of segments (numpy's sort on the CPU); the compiled loop selects every segment's median a byte
+    of the depth's bits at a time, with no sort.
 
     Raises:
         ValueError: more segments or larger weights than a 63-bit key holds (beyond 2^31 in all; the
