@@ -86,7 +86,7 @@ def semantic_png(result: FrameResult, context: OutputContext) -> Message | None:
     return compressed_message(labels_to_png(result.semantic), frame_header(result))
 
 
-def instance_ids_png(result: FrameResult, context: OutputContext) -> Message:
+def instance_ids_png(result: FrameResult, context: OutputContext) -> Message | None:
     """``panoptic/instance_ids/compressed``: the ``32SC1`` ids as a lossless PNG ``CompressedImage``:
     ``32SC1; png compressed mono16`` while every id fits 16 bits, else their little-endian bytes in
     the 4 channels of a ``bgra8`` image (``32SC1; png compressed bgra8``); read back by
