@@ -37,16 +37,14 @@ def _depths(
     sorted_keys = keys[order]
     segment = np.full(size, count, dtype=np.int64)
     total = np.zeros(count, dtype=np.int64)
-    last_label, last = labels[0] if size else 0, count  # labels come in runs: search once per run
-    if size:
-        at = np.searchsorted(sorted_keys, last_label)
-        last = order[at] if at < count and sorted_keys[at] == last_label else count
+    searched, last_label, last = False, 0, count  # labels come in runs: search once per run
     for i in range(size):
         b = bits[i]
         if b <= 0 or b >= 0x7F800000 or (weighted and weights[i] == 0):
             continue  # not a positive finite depth, or a pixel no camera pixel copies
         label = labels[i]
-        if label != last_label:
+        if not searched or label != last_label:
+            searched = True
             at = np.searchsorted(sorted_keys, label)
             last_label, last = label, (order[at] if at < count and sorted_keys[at] == label else count)
         if last < count:

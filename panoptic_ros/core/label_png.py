@@ -11,8 +11,9 @@ closed form over the copied rows. Any PNG reader decodes the result to the pixel
 
 The first row of a run is written with the same "up" filter (its bytes minus those of the run
 above: mostly zeros, where a boundary moves a little), at zlib level 1 with run-length matching, as
-:data:`panoptic_ros.core.image_encode._LABEL_PNG` asks of OpenCV. A 1080p category image encodes in
-about an eighth of OpenCV's time, a 16-bit one in about a seventh (``benchmarks/bench_labels.py``).
+:data:`panoptic_ros.core.image_encode._LABEL_PNG` asks of OpenCV. A 1080p frame's two label PNGs
+encode in about a quarter of OpenCV's time (``benchmarks/bench_labels.py``), in files up to about
+twice as large.
 """
 
 from __future__ import annotations

@@ -129,11 +129,11 @@ class FrameResult(NamedTuple):
             ``"time_jump_back"`` (:mod:`panoptic_ros.tracking.stream`; the tracker resets on either).
         times: seconds spent per stage for this frame's batch (``preprocess``, ``inference``,
             ``fusion``, ``postprocess``) and for this frame (``tracking``, ``outputs``).
+        size: ``(H, W)`` of the camera frame (the label images' size when there are any).
         cloud: the panoptic point cloud (:data:`panoptic_ros.runtime.cloud.POINT_DTYPE` records) when
             asked for and the frame had depth and a camera model, else None.
         dropped_centers: instance centers above the threshold that the fixed-shape fusion left out
             for lack of slots (the lowest-scoring ones; possible only without ``fusion.top_k``).
-        size: ``(H, W)`` of the camera frame ((0, 0): the label images' size).
     """
 
     camera: str
@@ -146,14 +146,14 @@ class FrameResult(NamedTuple):
     overlay_bgr: np.ndarray | None
     events: tuple[str, ...]
     times: dict[str, float]
+    size: tuple[int, int]
     cloud: np.ndarray | None = None
     dropped_centers: int = 0
-    size: tuple[int, int] = (0, 0)
 
     @property
     def height(self) -> int:
-        return int(self.size[0] if self.semantic is None else self.semantic.shape[0])
+        return int(self.size[0])
 
     @property
     def width(self) -> int:
-        return int(self.size[1] if self.semantic is None else self.semantic.shape[1])
+        return int(self.size[1])

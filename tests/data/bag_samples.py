@@ -58,6 +58,7 @@ def frame_result(
         overlay_bgr=rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8) if overlay else None,
         events=(),
         times={},
+        size=(HEIGHT, WIDTH),
     )
 
 
