@@ -5,7 +5,8 @@ three held-out synthetic sequences (seeds 1000-1002, 12 frames) at 640x480, 1920
 stretched and letterboxed, tracking on, overlay requested, with the synthetic depth of each frame
 (:func:`~panoptic_ros.data.bag_synth.synthetic_depth`) and camera_info, and stores every frame's
 label images, overlay and instance table. ``python benchmarks/engine_outputs.py compare A.npz B.npz``
-prints, per output, how many frames are identical (label images: the share of equal pixels) and, for
+prints, per output, how many frames are identical (label images and overlay: the share of equal
+pixels and the largest change of one value, e.g. one level of an overlay channel) and, for
 the 3D positions, how far they moved, things and stuff apart. Run ``dump`` with ``PYTHONPATH`` set to
 another tree (a ``git worktree`` of an older commit) to compare before and after a change.
 """
@@ -65,6 +66,7 @@ def compare(before_path: str, after_path: str) -> int:
     frames: dict[str, list[bool]] = defaultdict(list)
     pixels: dict[str, list[float]] = defaultdict(list)
     moved: dict[str, list[float]] = defaultdict(list)
+    largest: dict[str, int] = defaultdict(int)
     for key in before.files:
         name = key.rsplit("/", 1)[1]
         a, b = before[key], after[key]
@@ -72,6 +74,7 @@ def compare(before_path: str, after_path: str) -> int:
         frames[name].append(same)
         if name in ("semantic", "instance_ids", "overlay") and a.shape == b.shape:
             pixels[name].append(float(np.mean(np.all((a == b).reshape(*a.shape[:2], -1), axis=2))))
+            largest[name] = max(largest[name], int(np.abs(a.astype(np.int64) - b).max(initial=0)))
         if name == "positions" and a.shape == b.shape:
             frame = key.rsplit("/", 1)[0]
             both = before[f"{frame}/position_valid"] & after[f"{frame}/position_valid"]
@@ -79,11 +82,12 @@ def compare(before_path: str, after_path: str) -> int:
             for kind, rows in (("things", both & thing), ("stuff", both & ~thing)):
                 distance = np.linalg.norm(a[rows] - b[rows], axis=1)
                 moved[kind].extend((distance / np.maximum(np.abs(a[rows, 2]), 1e-6)).tolist())
-    print("| output | frames identical | equal pixels (lowest frame) |")
-    print("|---|---:|---:|")
+    print("| output | frames identical | equal pixels (lowest frame) | largest change of a value |")
+    print("|---|---:|---:|---:|")
     for name, same in frames.items():
         share = f"{100 * min(pixels[name]):.3f} %" if pixels.get(name) else ""
-        print(f"| {name} | {sum(same)} / {len(same)} | {share} |")
+        change = str(largest[name]) if name in largest else ""
+        print(f"| {name} | {sum(same)} / {len(same)} | {share} | {change} |")
     for kind, values in moved.items():
         rel = np.asarray(values)
         print(

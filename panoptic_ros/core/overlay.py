@@ -1,13 +1,14 @@
 """Colored overlays of panoptic results for people (rviz, the ``infer`` command).
 
 The colors are decided at the label map's own resolution (the model's, a few hundred pixels a side);
-only the final picture is made at the camera's: the color map is expanded by the nearest-neighbour
-mapping of :class:`~panoptic_ros.core.segments.PixelFrame` (the colors at the camera's columns for
-the model's rows, then whole rows copied, band by band of camera rows) and blended with the camera
-image in 8 bits (OpenCV); segment borders and void pixels are found at the map's resolution and
-drawn on the camera pixels that copy them (compiled loops: :mod:`panoptic_ros.core.overlay_cpu`).
-The result equals blending the camera-size label map pixel by pixel (up to one level of rounding:
-colors are rounded to 8 bits before the blend).
+only the final picture is made at the camera's: the colors at the camera's columns are painted for
+the model's rows (the nearest-neighbour mapping of :class:`~panoptic_ros.core.segments.PixelFrame`),
+then each camera row is blended with the color row of the model row it copies, band by band of camera
+rows (channels reversed per band by OpenCV where the picture is wanted in BGR); segment borders and
+void pixels are found at the map's resolution and drawn on the camera pixels that copy them
+(compiled loops: :mod:`panoptic_ros.core.overlay_cpu`). The result equals blending the camera-size
+label map pixel by pixel (up to one level of rounding: colors are rounded to 8 bits before the
+blend).
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ import cv2
 import numpy as np
 
 from panoptic_ros.core.labels import LabelSet
-from panoptic_ros.core.overlay_cpu import display_map, paint_columns, restore_void_and_draw_borders, spans
+from panoptic_ros.core.overlay_cpu import (
+    blend_rows,
+    display_map,
+    paint_columns,
+    restore_void_and_draw_borders,
+    spans,
+)
 from panoptic_ros.core.segments import PixelFrame
 from panoptic_ros.errors import ConfigError
 
@@ -65,12 +72,13 @@ def overlay(
             raise ConfigError(
                 f"the frame maps to {(rows.size, cols.size)} but the image is {(height, width)}"
             )
-    table = palette(label_set, label_divisor)
     labels = np.ascontiguousarray(panoptic)
-    color_cols = paint_columns(labels, table.reversed if swap else table.colors, cols, label_divisor)
+    row_span, col_span = spans(rows, labels.shape[0]), spans(cols, labels.shape[1])
+    color_cols = paint_columns(
+        labels, palette(label_set, label_divisor).colors, col_span, width, label_divisor
+    )
     image = np.ascontiguousarray(image)
     picture = _blend(image, color_cols, rows, alpha, swap)
-    row_span, col_span = spans(rows, labels.shape[0]), spans(cols, labels.shape[1])
     restore_void_and_draw_borders(picture, image, labels, rows, cols, row_span, col_span, swap, BORDER)
     return picture
 
@@ -78,20 +86,19 @@ def overlay(
 def _blend(
     image: np.ndarray, color_cols: np.ndarray, rows: np.ndarray, alpha: float, swap: bool
 ) -> np.ndarray:
-    """``image`` (``[H, W, 3]``, channels reversed first with ``swap``) blended with the colors of the map
-    rows ``rows`` of ``color_cols`` (``[h, W, 3]``: the colors at the camera's columns), band after band
-    of camera rows: each band's colors and picture are made and used while they are in the cache, so
-    the camera-size work reads the image once and writes the picture once."""
+    """``image`` (``[H, W, 3]``) blended with the colors of the map rows ``rows`` of ``color_cols``
+    (``[h, W, 3]``: the colors at the camera's columns, in the image's channel order), band after band
+    of camera rows, each band's channels then reversed with ``swap`` while it is in the cache: the
+    camera-size work reads the image once and writes the picture once."""
     height, width = image.shape[:2]
     picture = np.empty_like(image)
     step = max(1, _BAND_BYTES // (3 * width))
     for start in range(0, height, step):
-        band = slice(start, min(start + step, height))
-        colors = color_cols.take(rows[band], axis=0)
-        source = image[band]
+        stop = min(start + step, height)
+        blend_rows(picture, image, color_cols, rows, start, stop, alpha)
         if swap:
-            source = cv2.cvtColor(source, cv2.COLOR_RGB2BGR, dst=picture[band])
-        cv2.addWeighted(source, 1.0 - alpha, colors, alpha, 0.0, dst=picture[band])
+            band = picture[start:stop]
+            cv2.cvtColor(band, cv2.COLOR_RGB2BGR, dst=band)
     return picture
 
 
@@ -107,7 +114,6 @@ class Palette:
         colors = np.clip(np.rint(lut[:, None, :] * shade[None, :, None]), 0, 255).astype(np.uint8)
         self.label_divisor = label_divisor
         self.colors = colors.reshape(-1, 3)  # row = panoptic id
-        self.reversed = np.ascontiguousarray(self.colors[:, ::-1])
 
 
 @functools.lru_cache(maxsize=16)

@@ -1,11 +1,15 @@
-"""The overlay's per-pixel decisions as compiled loops (numba), for :mod:`panoptic_ros.core.overlay`.
+"""The overlay's per-pixel work as compiled loops (numba), for :mod:`panoptic_ros.core.overlay`.
 
-The blend itself stays OpenCV's (vectorized, band by band). What is decided per pixel is done here in
-one pass each, where numpy needed a dozen calls on small arrays:
+What numpy or OpenCV needed several passes or a dozen calls on small arrays for is done here in one
+pass each:
 
 - :func:`display_map`: the panoptic map a tracked frame shows (stuff by category, things shaded by
   track id);
-- :func:`paint_columns`: the colors of a map's pixels at the camera's columns;
+- :func:`paint_columns`: the colors of a map's pixels at the camera's columns, run by run of equal
+  labels along each map row (one color lookup per run, then the camera columns copying it filled);
+- :func:`blend_rows`: camera rows of the image blended with the colors of the map rows they copy,
+  each row a flat loop over its bytes in float32 (vectorized by the compiler, no copy of the colors
+  to camera size first);
 - :func:`restore_void_and_draw_borders`: void camera pixels back to the image's values, then the
   borders, found at the map's resolution (a camera column that copies another map column than its
   left neighbour can hold a left border, on the camera rows of each map row where the labels differ;
@@ -42,24 +46,63 @@ def display_map(
 
 @njit(cache=True, nogil=True)
 def paint_columns(
-    labels: np.ndarray, colors: np.ndarray, cols: np.ndarray, label_divisor: int
+    labels: np.ndarray, colors: np.ndarray, col_span: np.ndarray, width: int, label_divisor: int
 ) -> np.ndarray:  # pragma: no cover - compiled
-    """``[h, W, 3]`` uint8 color of ``labels[r, cols[j]]`` (panoptic ids; row ``id`` of ``colors``,
-    ``[N, 3]``): void (-1) takes row 0 (it is restored later), ids past the table take the last
-    category's row of the same instance number."""
-    height = labels.shape[0]
-    width = cols.size
+    """``[h, width, 3]`` uint8: at camera column ``j`` of map row ``r`` the color of the map pixel
+    camera column ``j`` copies (panoptic ids ``labels`` ``[h, w]``; row ``id`` of ``colors``, ``[N,
+    3]``): void (-1) takes row 0 (it is restored later), ids past the table take the last category's
+    row of the same instance number. ``col_span`` ``[w, 2]``: the camera columns ``[start, end)``
+    copying each map column (nondecreasing, together covering ``[0, width)``)."""
+    height, map_width = labels.shape
     size = colors.shape[0]
-    out = np.empty((height, width, 3), dtype=np.uint8)
+    out = np.empty((height, width * 3), dtype=np.uint8)
     for r in range(height):
-        for j in range(width):
-            index = max(labels[r, cols[j]], 0)
+        row = out[r]
+        c = 0
+        while c < map_width:
+            label = labels[r, c]
+            end = c + 1
+            while end < map_width and labels[r, end] == label:
+                end += 1
+            index = max(label, 0)
             if index >= size:
                 index = size - label_divisor + index % label_divisor
-            out[r, j, 0] = colors[index, 0]
-            out[r, j, 1] = colors[index, 1]
-            out[r, j, 2] = colors[index, 2]
-    return out
+            red = colors[index, 0]
+            green = colors[index, 1]
+            blue = colors[index, 2]
+            for j in range(col_span[c, 0], col_span[end - 1, 1]):
+                row[3 * j] = red
+                row[3 * j + 1] = green
+                row[3 * j + 2] = blue
+            c = end
+    return out.reshape(height, width, 3)
+
+
+@njit(cache=True, nogil=True)
+def blend_rows(  # noqa: PLR0917 (compiled loops take positional arguments)
+    picture: np.ndarray,
+    image: np.ndarray,
+    color_cols: np.ndarray,
+    rows: np.ndarray,
+    start: int,
+    stop: int,
+    alpha: float,
+) -> None:  # pragma: no cover - compiled
+    """In place on camera rows ``[start, stop)`` of ``picture`` (``[H, W, 3]`` uint8, C-contiguous like
+    ``image``): ``(1 - alpha) * image + alpha * color_cols[rows[i]]`` in float32, rounded half to even
+    (``color_cols`` ``[h, W, 3]``: the colors at the camera's columns of each map row; ``rows`` ``[H]``
+    the map row each camera row copies)."""
+    size = image.shape[1] * image.shape[2]
+    weight = np.float32(alpha)
+    keep = np.float32(1.0 - alpha)
+    for i in range(start, stop):
+        source = image[i].reshape(size)
+        color = color_cols[rows[i]].reshape(size)
+        target = picture[i].reshape(size)
+        for k in range(size):
+            target[k] = np.uint8(
+                np.int32(np.rint(np.float32(source[k]) * keep + np.float32(color[k]) * weight))
+            )
 
 
 @njit(cache=True, nogil=True)
@@ -128,7 +171,8 @@ def compile_kernels() -> None:
     shown = display_map(labels, labels, stuff, 1000)
     colors = np.zeros((1000, 3), dtype=np.uint8)
     index = np.zeros(2, dtype=np.int64)
-    paint_columns(shown, colors, index, 1000)
     span = spans(index, 2)
+    color_cols = paint_columns(shown, colors, span, 2, 1000)
     picture = np.zeros((2, 2, 3), dtype=np.uint8)
+    blend_rows(picture, picture, color_cols, index, 0, 2, 0.55)
     restore_void_and_draw_borders(picture, picture, shown, index, index, span, span, True, 255)

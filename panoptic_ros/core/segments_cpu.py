@@ -25,8 +25,9 @@ def _measure(  # noqa: PLR0917 (compiled loops take positional arguments)
     seg_classes: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """Geometry in the camera frame and the probability sums of ``num_segments`` segments of an
-    ``[h, w]`` segment map (``num_segments`` for none): ``(areas [S] int64, bboxes [S, 4] int64 (x, y,
-    w, h), centroids [S, 2] float32 (x, y), probability sums [S] float64)``. ``weight``, ``first``,
+    ``[h, w]`` segment map (``num_segments`` for none), run by run of one segment along each row:
+    ``(areas [S] int64, bboxes [S, 4] int64 (x, y, w, h), centroids [S, 2] float32 (x, y), probability
+    sums [S] float64)``. ``weight``, ``first``,
     ``last``, ``total`` ``[2, L]`` the frame's axes (channel 0 columns, 1 rows: :class:`Axes`);
     ``prob`` ``[C, h * w]`` float32 softmax (``[0, 0]`` for none: sums stay 0)."""
     height, width = segment.shape
@@ -36,23 +37,47 @@ def _measure(  # noqa: PLR0917 (compiled loops take positional arguments)
     sums = np.zeros((num_segments, 2), dtype=np.int64)
     prob_sum = np.zeros(num_segments, dtype=np.float64)
     with_prob = prob.shape[1] > 0
+    # along the columns: prefix sums of the camera weights and positions, and the nearest column with
+    # camera pixels at or after each column; a run's sums are differences of prefixes, its
+    # extent the first (last) camera column of its first (last) column with camera pixels
+    weight_before = np.zeros(width + 1, dtype=np.int64)
+    total_before = np.zeros(width + 1, dtype=np.int64)
+    for x in range(width):
+        weight_before[x + 1] = weight_before[x] + weight[0, x]
+        total_before[x + 1] = total_before[x] + total[0, x]
+    next_seen = np.empty(width + 1, dtype=np.int64)
+    next_seen[width] = width
+    for x in range(width - 1, -1, -1):
+        next_seen[x] = x if weight[0, x] > 0 else next_seen[x + 1]
     for y in range(height):
         row_weight = weight[1, y]
-        for x in range(width):
+        row_total = total[1, y]
+        x = 0
+        while x < width:
             s = segment[y, x]
-            if s >= num_segments:
-                continue
-            if with_prob:
-                prob_sum[s] += np.float64(prob[seg_classes[s], y * width + x])
-            col_weight = weight[0, x]
-            areas[s] += row_weight * col_weight
-            sums[s, 0] += row_weight * total[0, x]
-            sums[s, 1] += col_weight * total[1, y]
-            if row_weight > 0 and col_weight > 0:
-                low[s, 0] = min(low[s, 0], first[0, x])
-                high[s, 0] = max(high[s, 0], last[0, x])
-                low[s, 1] = min(low[s, 1], first[1, y])
-                high[s, 1] = max(high[s, 1], last[1, y])
+            end = x + 1
+            while end < width and segment[y, end] == s:
+                end += 1
+            if s < num_segments:
+                if with_prob:
+                    cls = seg_classes[s]
+                    base = y * width
+                    for k in range(x, end):
+                        prob_sum[s] += np.float64(prob[cls, base + k])
+                col_weight = weight_before[end] - weight_before[x]
+                areas[s] += row_weight * col_weight
+                sums[s, 0] += row_weight * (total_before[end] - total_before[x])
+                sums[s, 1] += col_weight * row_total
+                if row_weight > 0 and col_weight > 0:
+                    seen = next_seen[x]
+                    last_seen = end - 1
+                    while weight[0, last_seen] == 0:
+                        last_seen -= 1
+                    low[s, 0] = min(low[s, 0], first[0, seen])
+                    high[s, 0] = max(high[s, 0], last[0, last_seen])
+                    low[s, 1] = min(low[s, 1], first[1, y])
+                    high[s, 1] = max(high[s, 1], last[1, y])
+            x = end
     bboxes = np.zeros((num_segments, 4), dtype=np.int64)
     centroids = np.zeros((num_segments, 2), dtype=np.float32)
     for s in range(num_segments):

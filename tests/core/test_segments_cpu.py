@@ -1,0 +1,75 @@
+"""The compiled segment measure (run by run along the rows) against the tensor geometry and a plain
+per-pixel probability sum: maps of long runs and of one-pixel runs, segments absent from the map, and
+frames larger and smaller than the model (model columns and rows no camera pixel copies)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from panoptic_ros.core.preprocess import pixel_frame, plan
+from panoptic_ros.core.segments import segment_geometry
+from panoptic_ros.core.segments_cpu import measure_cpu
+
+CPU = torch.device("cpu")
+
+
+def labels_of(rng: np.random.Generator, size: tuple[int, int], count: int, runs: bool) -> np.ndarray:
+    """Segments ``0..count`` (``count`` none): blocks a few columns wide (long runs) or single pixels."""
+    h, w = size
+    if not runs:
+        return rng.integers(0, count + 1, size=size)
+    widths = rng.integers(1, 9, size=w)
+    starts = np.cumsum(widths)
+    block = np.searchsorted(starts, np.arange(w), side="right")
+    per_row = rng.integers(0, count + 1, size=(h // 2 + 1, block.max() + 1))
+    return per_row[np.arange(h) // 2][:, block]
+
+
+@pytest.mark.parametrize("runs", [True, False], ids=["runs", "pixels"])
+@pytest.mark.parametrize(
+    ("camera", "mode"),
+    [
+        (None, None),
+        ((70, 130), "resize"),
+        ((70, 130), "letterbox"),
+        ((9, 13), "resize"),
+        ((9, 31), "letterbox"),
+    ],
+)
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_measure_equals_the_tensor_geometry_and_a_per_pixel_sum(
+    seed: int, camera: tuple[int, int] | None, mode: str | None, runs: bool
+) -> None:
+    rng = np.random.default_rng(seed * 11 + (camera or (0, 0))[0] + runs)
+    model = (int(rng.integers(1, 24)), int(rng.integers(1, 40)))
+    count = int(rng.integers(1, 8))
+    segment = labels_of(rng, model, count, runs).astype(np.int64)
+    absent = count + 1  # a segment no pixel has: zero area, empty box
+    segment[rng.random(model) < 0.2] = absent + 1  # pixels of no segment
+    classes = rng.integers(0, 5, size=absent + 1)
+    prob = rng.random((5, model[0] * model[1]), dtype=np.float32)
+    frame = None if camera is None else pixel_frame(plan(camera, model, mode), model, CPU)  # type: ignore[arg-type]
+
+    areas, bboxes, centroids, sums = measure_cpu(segment, absent + 1, frame, prob, classes)
+
+    expected = segment_geometry(torch.from_numpy(segment), absent + 1, frame)
+    assert np.array_equal(areas, expected.areas.numpy())
+    assert np.array_equal(bboxes, expected.bboxes.numpy())
+    assert np.array_equal(centroids, expected.centroids.numpy())
+    assert areas[absent] == 0 and not bboxes[absent].any()
+    plain = np.zeros(absent + 1)
+    for pixel, s in enumerate(segment.reshape(-1)):  # raster order, as the compiled loop adds them
+        if s <= absent:
+            plain[s] += np.float64(prob[classes[s], pixel])
+    assert np.array_equal(sums, plain)
+    if frame is not None and min(camera) < min(model):  # type: ignore[type-var]
+        assert (frame.cols.weight == 0).any() or (frame.rows.weight == 0).any(), "uncopied model pixels"
+
+
+def test_without_probabilities_the_sums_are_zero() -> None:
+    segment = np.array([[0, 0, 1], [2, 1, 1]], dtype=np.int64)
+    areas, bboxes, _, sums = measure_cpu(segment, 2, None, None, np.zeros(2, dtype=np.int64))
+    assert areas.tolist() == [2, 3] and bboxes.tolist() == [[0, 0, 2, 1], [1, 0, 2, 2]]
+    assert not sums.any()
