@@ -28,7 +28,7 @@ import torch
 from panoptic_ros.backends.registry import create_backend, model_spec
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.preprocess import Preprocessor, ResizeMode, Transform, pixel_frame
-from panoptic_ros.core.segments import PixelFrame, as_dtype
+from panoptic_ros.core.segments import PixelFrame, as_dtype, take
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.center_offset_fixed import center_slots
 from panoptic_ros.fusion.families import FamilyFusion, FusedFrame, family_fusion
@@ -382,8 +382,8 @@ class PanopticPipeline:
                 torch.cat((void_panoptic, category * divisor + ids % divisor)),
                 torch.cat((void_semantic, category)),
             )
-        index = fused + 1  # void (-1) -> row 0; take: a flat gather (advanced indexing costs more)
-        return torch.take(tables[0], index), torch.take(tables[1], index)
+        index, fixed = fused + 1, self.fusion.fixed_shapes  # void (-1) -> row 0; take: a flat gather
+        return take(tables[0], index, fixed_shapes=fixed), take(tables[1], index, fixed_shapes=fixed)
 
     def close(self) -> None:
         if getattr(self, "graphs", None) is not None:

@@ -34,12 +34,13 @@ def _histogram(index: torch.Tensor, size: int, weights: torch.Tensor | None = No
     return counts.scatter_add_(0, index, weights)
 
 
-def index_map(instance_map: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
+def index_map(instance_map: torch.Tensor, ids: np.ndarray, *, fixed_shapes: bool = False) -> torch.Tensor:
     """Compact instance indices of an id map.
 
     Args:
         instance_map: ``[H, W]`` integer ids on any device.
         ids: ``[T]`` int64 host array of the instance ids (unique, ``>= 0``).
+        fixed_shapes: the device's ops on the CPU too (else one compiled lookup there).
 
     Returns:
         ``[H, W]`` int64 on the map's device: ``k + 1`` where ``instance_map == ids[k]``, 0 elsewhere
@@ -50,6 +51,10 @@ def index_map(instance_map: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
     if ids.size == 0:
         return torch.zeros(values.shape, dtype=torch.int64, device=device)
     top = int(ids.max())
+    if device.type == "cpu" and top < _MAX_LUT and not fixed_shapes:
+        from panoptic_ros.tracking.association_cpu import index_map_cpu
+
+        return index_map_cpu(values, ids)
     if top == ids.size and np.array_equal(ids, np.arange(1, top + 1)):
         # ids already compact (the pipeline's thing numbers when every thing shows): no lookup
         return torch.where((values > 0) & (values <= top), values.long(), 0)

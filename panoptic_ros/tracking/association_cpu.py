@@ -85,9 +85,32 @@ def pixel_statistics(
     return hist, (sums.astype(np.float32) / areas[:, None])[1:]
 
 
+@njit(cache=True, nogil=True)
+def _lookup(values: np.ndarray, table: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """``[n]`` int64: ``table[v]`` for each value ``v`` of ``values`` (``[n]`` integer) inside the
+    table, 0 for the others (negative or past its end)."""
+    size = table.size
+    out = np.empty(values.size, dtype=np.int64)
+    for p in range(values.size):
+        v = values[p]
+        out[p] = table[v] if 0 <= v < size else 0
+    return out
+
+
+def index_map_cpu(instance_map: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
+    """:func:`~panoptic_ros.tracking.association.index_map` of a CPU map whose ids are below its lookup
+    table's bound, in one pass: ``[H, W]`` int64, ``k + 1`` where the map holds ``ids[k]``, else 0."""
+    table = np.zeros(int(ids.max(initial=-1)) + 1, dtype=np.int64)
+    table[ids] = np.arange(1, ids.size + 1)
+    values = np.ascontiguousarray(instance_map.numpy()).reshape(-1)
+    return torch.from_numpy(_lookup(values, table).reshape(instance_map.shape))
+
+
 def compile_kernels() -> None:
-    """Compile (or load from numba's cache) the loop for the tracker's inputs (int64 maps, int64
-    weights, float32 images, with and without weights and colors)."""
+    """Compile (or load from numba's cache) the loops for the tracker's inputs (int64 maps, int64
+    weights, float32 images, with and without weights and colors; int32 and int64 id maps)."""
+    for dtype in (torch.int32, torch.int64):
+        index_map_cpu(torch.zeros((2, 2), dtype=dtype), np.arange(1, 3))
     maps = torch.zeros((2, 2), dtype=torch.int64)
     image = torch.zeros((2, 2, 3), dtype=torch.float32)
     pixel_statistics(maps, maps, 0, 0, image=image, weights=torch.ones((2, 2), dtype=torch.int64))

@@ -45,6 +45,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from panoptic_ros.core.segments import take
 from panoptic_ros.tracking.assignment import match
 from panoptic_ros.tracking.association import (
     box_iou,
@@ -119,8 +120,8 @@ class Tracker:
         if events:
             self._drop_tracks()
 
-        det = Instances(inp)
-        current_index = index_map(inp.instance_map, det.ids)
+        det, device = Instances(inp), inp.instance_map.device
+        current_index = index_map(inp.instance_map, det.ids, fixed_shapes=inp.fixed_shapes)
         # colors only where used: the appearance term, or re-identification
         use_colors = (params.appearance_weight > 0 or params.reid) and inp.image is not None
         image = inp.image if use_colors else None
@@ -191,10 +192,8 @@ class Tracker:
         if not params.publish_tentative:
             tentative_ids = self._tracks.ids[self._tracks.states == TrackState.TENTATIVE]
             published[np.isin(published, tentative_ids)] = 0
-        lut = torch.as_tensor(
-            np.concatenate([[0], published]), dtype=torch.int32, device=current_index.device
-        )
-        track_map = torch.take(lut, current_index)  # a flat gather: cheaper than advanced indexing
+        lut = torch.as_tensor(np.concatenate([[0], published]), dtype=torch.int32, device=device)
+        track_map = take(lut, current_index, fixed_shapes=inp.fixed_shapes)  # cheaper than indexing
 
         self._previous_index = current_index
         self._previous_track_ids = track_of_instance
