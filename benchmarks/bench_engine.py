@@ -9,7 +9,9 @@ topic, only to the overlay or the instances, so the label maps are not expanded)
 over the frames is printed as a ratio to the median inference time of the same run ("x net"); on a
 GPU also in milliseconds. "after the network" is everything the engine does after inference: fusion
 (with segment geometry in the camera frame), the label maps at camera size, tracking, the instance
-table, the overlay, the host copies (and the 3D positions in the "+ depth" rows).
+table, the overlay, the host copies (and the 3D positions in the "+ depth" rows). glibc keeps freed
+memory for the next frame, as in the node and the CLI
+(:func:`~panoptic_ros.runtime.memory.keep_freed_memory`).
 
 Then the cost of cameras batched: ``--cameras N`` (default 8) cameras of 640x480 in one call of
 the engine against one camera, whole-call wall time (on a GPU: milliseconds too).
@@ -36,6 +38,7 @@ from panoptic_ros.core.geometry import CameraModel
 from panoptic_ros.data.synthetic import generate
 from panoptic_ros.resources import default_model
 from panoptic_ros.runtime import FrameEngine, InputFrame
+from panoptic_ros.runtime.memory import keep_freed_memory
 
 SIZES = {"640x480": (480, 640), "1920x1080": (1080, 1920)}
 AFTER_NETWORK = ("fusion", "postprocess", "tracking", "outputs")
@@ -170,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=20, help="measured frames per size (default 20)")
     parser.add_argument("--cameras", type=int, default=8, help="cameras of the batched run (default 8)")
     args, _ = parser.parse_known_args(argv)
+    keep_freed_memory()  # as the node's and the CLI's executables do: no page faults on reused buffers
     for device in benchmark_devices(args.device):
         run(device, args.frames, args.cameras)
     return 0

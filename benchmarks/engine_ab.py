@@ -3,7 +3,8 @@
 ``python benchmarks/engine_ab.py BEFORE AFTER`` (two source trees, e.g. a ``git worktree`` of an older
 commit and this one) starts one engine process per tree (the shipped model on ONNX Runtime, CPU,
 tracking on, overlay and label images requested, a synthetic sequence resized to each ``--sizes``)
-and feeds them the same frames in turn, A B B A ..., one frame at a time: both see the same state of
+(glibc keeping freed memory for the next frame, as the node and the CLI have it) and feeds them the
+same frames in turn, A B B A ..., one frame at a time: both see the same state of
 a noisy machine, which runs of whole benchmarks one after the other do not. Per tree it prints the
 median over the frames of "after the network / network" taken frame by frame (goal 1 of issue 14),
 with its quartiles and the median milliseconds of each stage; then the median over the pairs of
@@ -32,7 +33,9 @@ def serve() -> int:
     from panoptic_ros.data.synthetic import generate
     from panoptic_ros.resources import default_model
     from panoptic_ros.runtime import FrameEngine, InputFrame
+    from panoptic_ros.runtime.memory import keep_freed_memory
 
+    keep_freed_memory()  # as the node's and the CLI's executables do
     engine = FrameEngine.open(default_model(), backend="onnxruntime", device="cpu")
     images = [s.image for s in generate(1, seed=5, sequence_length=40)]
     sequences: dict[str, list[np.ndarray]] = {}
