@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve()
     if args.before is None or args.after is None:
         parser.error("give the two trees to compare")
+    if args.frames < 2:
+        parser.error("--frames: at least 2 (the quartiles need two frames)")
     compare(args.before.resolve(), args.after.resolve(), args.sizes, args.frames)
     return 0
 
