@@ -39,9 +39,9 @@ def _measure(  # noqa: PLR0917 (compiled loops take positional arguments)
     """Geometry in the camera frame and the probability sums of ``num_segments`` segments of an
     ``[h, w]`` segment map (``num_segments`` for none), run by run of one segment along each row:
     ``(areas [S] int64, bboxes [S, 4] int64 (x, y, w, h), centroids [S, 2] float32 (x, y), probability
-    sums [S] float64)``. ``weight``, ``first``,
-    ``last``, ``total`` ``[2, L]`` the frame's axes (channel 0 columns, 1 rows: :class:`Axes`);
-    ``prob`` ``[C, h * w]`` float32 softmax (``[0, 0]`` for none: sums stay 0)."""
+    sums [S] float64)``. ``weight``, ``first``, ``last``, ``total`` ``[2, L]`` the frame's axes (channel
+    0 columns, 1 rows: :class:`Axes`); ``prob`` ``[C, h * w]`` float32 softmax (``[0, 0]`` for none:
+    sums stay 0)."""
     height, width = segment.shape
     areas = np.zeros(num_segments, dtype=np.int64)
     low = np.full((num_segments, 2), 1 << 62, dtype=np.int64)
@@ -50,8 +50,8 @@ def _measure(  # noqa: PLR0917 (compiled loops take positional arguments)
     prob_sum = np.zeros(num_segments, dtype=np.float64)
     with_prob = prob.shape[1] > 0
     # along the columns: prefix sums of the camera weights and positions, and the nearest column with
-    # camera pixels at or after each column; a run's sums are differences of prefixes, its
-    # extent the first (last) camera column of its first (last) column with camera pixels
+    # camera pixels at or after each column; a run's sums are differences of prefixes, its extent the
+    # first (last) camera column of its first (last) column with camera pixels
     weight_before = np.zeros(width + 1, dtype=np.int64)
     total_before = np.zeros(width + 1, dtype=np.int64)
     for x in range(width):
