@@ -3,7 +3,8 @@
 ``python benchmarks/engine_ab.py BEFORE AFTER`` (two source trees, e.g. a ``git worktree`` of an older
 commit and this one) starts one engine process per tree (the shipped model on ONNX Runtime, CPU,
 tracking on, overlay and label images requested, a synthetic sequence resized to each ``--sizes``)
-(glibc keeping freed memory for the next frame, as the node and the CLI have it) and feeds them the
+(glibc keeping freed memory for the next frame, as the node and the CLI have it; both trees need
+``panoptic_ros.runtime.memory``, i.e. commit 080d50a or later) and feeds them the
 same frames in turn, A B B A ..., one frame at a time: both see the same state of
 a noisy machine, which runs of whole benchmarks one after the other do not. Per tree it prints the
 median over the frames of "after the network / network" taken frame by frame (goal 1 of issue 14),
@@ -74,7 +75,10 @@ def _frame(process: subprocess.Popen[str], size: str, index: int) -> dict[str, f
         raise SystemExit("the engine process has no pipes")
     process.stdin.write(f"{size} {index}\n")
     process.stdin.flush()
-    return json.loads(process.stdout.readline())
+    line = process.stdout.readline()
+    if not line:
+        raise SystemExit(f"an engine process ended at frame {index} of {size} (see its error above)")
+    return json.loads(line)
 
 
 def compare(before: Path, after: Path, sizes: list[str], frames: int) -> None:

@@ -53,15 +53,21 @@ def overlay(
         panoptic: ``h x w`` integer ``category_id * label_divisor + n``, -1 void (left unpainted), host.
         frame: how the map's pixels land in the image (nearest); None: the map is the image's size.
         label_divisor: of the panoptic ids.
-        alpha: weight of the colors.
+        alpha: weight of the colors, in ``[0, 1]``.
         swap: give the picture the image's channels in reverse order (an RGB image, a BGR picture:
-            what the overlay topic publishes), at no extra pass.
+            what the overlay topic publishes), by one more pass over each band while it is in the
+            cache.
+
+    Raises:
+        ConfigError: ``alpha`` outside ``[0, 1]``, or a map and frame (or image) that do not fit.
 
     Returns:
         ``H x W x 3`` uint8 host array.
     """
     panoptic = np.asarray(panoptic)
     height, width = image.shape[:2]
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"the overlay's alpha must be in [0, 1], got {alpha}")
     if frame is None:
         if panoptic.shape != (height, width):
             raise ConfigError(f"a {panoptic.shape} map needs a frame to overlay a {image.shape[:2]} image")
@@ -73,6 +79,8 @@ def overlay(
                 f"the frame maps to {(rows.size, cols.size)} but the image is {(height, width)}"
             )
     labels = np.ascontiguousarray(panoptic)
+    if labels.ndim != 2 or rows.max(initial=-1) >= labels.shape[0] or cols.max(initial=-1) >= labels.shape[1]:
+        raise ConfigError(f"the frame copies map pixels past the {labels.shape} map it is given")
     row_span, col_span = spans(rows, labels.shape[0]), spans(cols, labels.shape[1])
     color_cols = paint_columns(
         labels, palette(label_set, label_divisor).colors, col_span, width, label_divisor

@@ -23,8 +23,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from panoptic_ros.core.segments_cpu import run_end
-
 
 @njit(cache=True, nogil=True)
 def display_map(
@@ -62,8 +60,12 @@ def paint_columns(
         row = out[r]
         c = 0
         while c < map_width:
-            end = run_end(labels, r, c)
-            index = max(labels[r, c], 0)
+            # the run of this label, written out: numba's cache would miss edits to a helper elsewhere
+            label = labels[r, c]
+            end = c + 1
+            while end < map_width and labels[r, end] == label:
+                end += 1
+            index = max(label, 0)
             if index >= size:
                 index = size - label_divisor + index % label_divisor
             red = colors[index, 0]

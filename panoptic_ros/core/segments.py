@@ -218,9 +218,10 @@ def take(table: torch.Tensor, index: torch.Tensor, *, fixed_shapes: bool = False
     """``table`` (any shape, read flat) at the integer ``index``, shaped like ``index``, on their device:
     :func:`torch.take`, except on the CPU, where numpy's ``take`` gathers the same values in a fraction
     of the time (no parallel setup for a few hundred thousand indices), unless ``fixed_shapes`` asks
-    for the device's ops (the CPU standing in for CUDA)."""
+    for the device's ops (the CPU standing in for CUDA). For tables that do not require grad; an
+    index out of range raises numpy's IndexError on the CPU."""
     if index.device.type == "cpu" and not fixed_shapes:
-        return torch.from_numpy(table.numpy().reshape(-1).take(index.numpy()))
+        return torch.from_numpy(np.asarray(table.numpy().reshape(-1).take(index.numpy())))
     return torch.take(table, index)
 
 

@@ -14,18 +14,6 @@ from panoptic_ros.core.segments import PixelFrame, identity_axes
 
 
 @njit(cache=True, nogil=True)
-def run_end(labels: np.ndarray, row: int, start: int) -> int:  # pragma: no cover - compiled
-    """The end (exclusive) of the run of values equal to ``labels[row, start]`` that starts at
-    ``start`` along row ``row`` of the ``[h, w]`` ``labels``."""
-    value = labels[row, start]
-    width = labels.shape[1]
-    end = start + 1
-    while end < width and labels[row, end] == value:
-        end += 1
-    return end
-
-
-@njit(cache=True, nogil=True)
 def _measure(  # noqa: PLR0917 (compiled loops take positional arguments)
     segment: np.ndarray,
     num_segments: int,
@@ -67,7 +55,9 @@ def _measure(  # noqa: PLR0917 (compiled loops take positional arguments)
         x = 0
         while x < width:
             s = segment[y, x]
-            end = run_end(segment, y, x)
+            end = x + 1  # the run of s, written out: numba's cache would miss edits to a helper elsewhere
+            while end < width and segment[y, end] == s:
+                end += 1
             if s < num_segments:
                 if with_prob:
                     cls = seg_classes[s]

@@ -1,7 +1,8 @@
 """Pairwise affinities between tracks and a frame's instances.
 
 Device side (PyTorch, any device, a fixed number of kernels per frame, no per-instance loop):
-:func:`index_map` turns an instance-id map into compact indices, :func:`joint_histogram` counts every
+:func:`index_map` turns an instance-id map into compact indices (on the CPU one compiled lookup,
+unless fixed shapes ask for the device's ops), :func:`joint_histogram` counts every
 (previous index, current index) pixel pair in one histogram, and :func:`mean_colors` averages an image
 inside every mask. Host side (numpy, on the small per-frame tables): :func:`mask_iou` from the
 histogram, :func:`box_iou` and :func:`center_distance` for the motion gate.

@@ -54,8 +54,9 @@ class TrackerInput(NamedTuple):
             Areas, mask IoU and mean colors are then those of that frame. None: 1 each.
         frame_size: ``(height, width)`` of the frame boxes and centroids are in (None: the map's).
         fixed_shapes: measure the maps with shapes that do not depend on the data (no host read
-            before the statistics' one transfer: what a CUDA graph or a GPU wants); False lets the CPU
-            measure only the pixels inside an instance.
+            before the statistics' one transfer: what a CUDA graph or a GPU wants), by the device's
+            PyTorch ops on the CPU too; False lets the CPU measure only the pixels inside an instance
+            and look ids up by compiled loops and numpy.
     """
 
     instance_map: torch.Tensor

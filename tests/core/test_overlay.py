@@ -120,3 +120,23 @@ def test_tracked_display_map_shades_things_by_track_and_keeps_stuff_by_category(
             expected = category * DIVISOR
         assert shown[y, x] == expected, (y, x)
     assert (shown == -1).any() and (shown % DIVISOR == 0).any() and (shown % DIVISOR > 0).any()
+
+
+def test_alpha_outside_zero_to_one_is_refused(label_set: LabelSet) -> None:
+    image = np.zeros((6, 8, 3), dtype=np.uint8)
+    panoptic = np.zeros((6, 8), dtype=np.int64)
+    for alpha in (-0.2, 1.2):
+        with pytest.raises(ConfigError, match=r"alpha must be in \[0, 1\]"):
+            overlay(image, panoptic, label_set, alpha=alpha)
+    assert np.array_equal(overlay(image, panoptic, label_set, alpha=0.0), image)
+
+
+def test_a_frame_made_for_a_larger_map_is_refused(label_set: LabelSet) -> None:
+    """The compiled loops do not check their indices: a frame that copies map rows or columns past
+    the map it is given is refused before them."""
+    camera, model = (30, 41), (24, 40)
+    frame = pixel_frame(plan(camera, model, "resize"), model, torch.device("cpu"))  # type: ignore[arg-type]
+    image = np.zeros((*camera, 3), dtype=np.uint8)
+    for smaller in ((12, 40), (24, 20)):
+        with pytest.raises(ConfigError, match="past the"):
+            overlay(image, np.zeros(smaller, dtype=np.int64), label_set, frame=frame)

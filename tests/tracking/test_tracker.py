@@ -483,17 +483,20 @@ def test_joint_histogram_mask_iou_matches_direct_count(large_ids: bool) -> None:
     assert hist.sum() == prev_map.size
 
 
+@pytest.mark.parametrize("fixed_shapes", [False, True], ids=["compiled", "device-ops"])
 @pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
 @pytest.mark.parametrize("ids", [[1, 2, 3, 4], [9, 4, 17], [3], [], [2**22 + 5, 7]], ids=str)
-def test_index_map_numbers_the_given_ids_in_their_order(ids: list[int], dtype: torch.dtype) -> None:
+def test_index_map_numbers_the_given_ids_in_their_order(
+    ids: list[int], dtype: torch.dtype, fixed_shapes: bool
+) -> None:
     """Each pixel by hand: ``k + 1`` where the map holds ``ids[k]``, 0 for 0, ids not given, negative
-    values and values past the largest id (on the CPU one compiled lookup below 2**22, a binary search
-    above)."""
+    values and values past the largest id; by the CPU's compiled lookup (below 2**22) and by the
+    device's ops (compact ids, a lookup table, a binary search above 2**22)."""
     rng = np.random.default_rng(len(ids))
     given = np.asarray(ids, dtype=np.int64)
     others = np.array([0, -1, 5, 6, 40, 2**22 + 9], dtype=np.int64)
     values = rng.choice(np.concatenate([given, others]), size=(13, 17))
-    indices = index_map(torch.from_numpy(values).to(dtype), given)
+    indices = index_map(torch.from_numpy(values).to(dtype), given, fixed_shapes=fixed_shapes)
     assert indices.dtype == torch.int64 and indices.shape == values.shape
     position = {int(v): k + 1 for k, v in enumerate(given)}
     expected = np.vectorize(lambda v: position.get(int(v), 0))(values)
