@@ -98,6 +98,53 @@ def ros_layer(repeats: int) -> None:
     print("\n(ratios to the pipeline's time; the pipeline column is this CPU's reference, not a GPU figure)")
 
 
+#: Camera encodings a robot's drivers publish, as the node converts them to its RGB frames.
+CAMERA_ENCODINGS = ("rgb8", "bgr8", "bgra8", "mono8", "yuv422", "jpeg")
+
+
+def camera_conversion(repeats: int) -> None:
+    """Per frame on this CPU: a received camera image made into the engine's RGB frame
+    (:func:`~panoptic_ros.core.decode.color_frame`, what the node's decode does; JPEG includes
+    decoding it), per encoding, against the pipeline's own time on the same frame."""
+    import cv2
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from panoptic_ros.core.decode import color_frame
+    from panoptic_ros.ros.conversions import array_to_compressed_msg, array_to_image_msg
+    from panoptic_ros.runtime.memory import keep_freed_memory
+
+    keep_freed_memory()
+    engine = FrameEngine(PanopticPipeline(MODEL, backend="onnxruntime", device="cpu"))
+    print("| frame | pipeline (ms, reference) | " + " | ".join(CAMERA_ENCODINGS) + " |")
+    print("|---|---|" + "---|" * len(CAMERA_ENCODINGS))
+    for name, size in SIZES.items():
+        rgb = _frame(size)
+        frame = InputFrame("cam", rgb, 0, "camera", overlay=True)
+        pipeline_ms = _median_ms(lambda frame=frame: (engine.reset(), engine.process([frame])), repeats)
+        pixels = {
+            "rgb8": rgb,
+            "bgr8": cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+            "bgra8": cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA),
+            "mono8": cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY),
+            "yuv422": np.full((*size, 2), 128, dtype=np.uint8),
+        }
+        cells = []
+        for encoding in CAMERA_ENCODINGS:
+            if encoding == "jpeg":
+                sent = array_to_compressed_msg(rgb, codec="jpeg", quality=90, order="rgb")
+                msg = deserialize_message(serialize_message(sent), CompressedImage)
+            else:
+                msg = deserialize_message(
+                    serialize_message(array_to_image_msg(pixels[encoding], encoding)), Image
+                )
+            compressed = encoding == "jpeg"
+            ms = _median_ms(lambda msg=msg, c=compressed: color_frame(msg, compressed=c), repeats)
+            cells.append(f"{ms / pipeline_ms:.3f}x")
+        print(f"| {name} | {pipeline_ms:.1f} | " + " | ".join(cells) + " |")
+    print("\n(ratios to the pipeline's time on the frame; JPEG includes decoding it)")
+
+
 def sustained_rate(seconds: float, paced_hz: float) -> None:
     """The node in its own process, one 640x480 camera published reliably, outputs counted by a
     subscriber in another process: flooded (as fast as the publisher goes) for the rate the node
@@ -215,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             print("rclpy is not installed: the ROS-layer and node-rate runs need it (make setup)")
         else:
             ros_layer(args.repeats)
+            print()
+            camera_conversion(args.repeats)
             print()
             if not args.skip_dds:
                 sustained_rate(args.seconds, args.paced_hz)

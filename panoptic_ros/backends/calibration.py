@@ -109,7 +109,7 @@ def _read_image(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageDecodeError(f"{path} is not a readable image")
-    return np.ascontiguousarray(bgr[..., ::-1])
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _folder_frames(folder: Path) -> Iterator[tuple[str, np.ndarray | Exception]]:

@@ -98,7 +98,8 @@ def array_to_compressed(
         raise ImageEncodeError(f"codec={codec!r} is not supported; use 'jpeg' or 'png'")
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
-        bgr = array if order == "bgr" else array[..., ::-1]
+        # OpenCV's swap: a reversed numpy view would be copied element by element for the encoder
+        bgr = array if order == "bgr" else cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2BGR)
         source = "bgr8"
     elif array.ndim == 2 and array.dtype in (np.uint8, np.uint16):
         bgr = array

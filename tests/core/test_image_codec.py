@@ -14,10 +14,9 @@ Which results are views of ``msg.data`` (asserted with ``np.shares_memory``):
 
 - :func:`image_to_array`: always, for every layout, padding and byte order (``native=True`` copies
   only a multi-byte big-endian image);
-- :func:`image_to_color`: ``rgb8``/``rgba8`` asked as ``rgb`` and ``bgr8``/``bgra8``/``8UC3``/``8UC4``
-  asked as ``bgr`` (alpha dropped by slicing). The opposite order is a channel-reversed strided view
-  today; only its values are pinned here. mono, 16-bit, YUV and Bayer encodings are converted (a new
-  array);
+- :func:`image_to_color`: ``rgb8`` asked as ``rgb`` and ``bgr8``/``8UC3`` asked as ``bgr``. Every
+  other case is converted into a new C-contiguous array (never a strided view, whose copy would cost
+  its user dearly): the opposite order, alpha dropped, mono, 16-bit, YUV and Bayer encodings;
 - :func:`array_to_image`: ``data`` is a uint8 view of a contiguous input already in the requested
   byte order, else a copy.
 """
@@ -378,8 +377,10 @@ def test_image_to_color_8bit_color(encoding: str, stored: str, order: str, kind:
     assert out.shape == (h, w, 3)
     assert out.dtype == np.uint8
     assert np.array_equal(out, np.stack([planes[c] for c in order], axis=-1))
-    if stored[:3] == order:
+    if stored == order:
         assert np.shares_memory(out, u8(msg.data)), f"{encoding} as {order} should be a view"
+    else:
+        assert out.flags.c_contiguous, f"{encoding} as {order} should be converted, not a strided view"
 
 
 def test_image_to_color_default_order_is_rgb() -> None:
@@ -629,10 +630,26 @@ def test_image_to_color_never_fails_on_valid_images(case: Case) -> None:
 
 def test_raw_to_color_takes_views_from_image_to_array() -> None:
     pixels = np.random.default_rng(11).integers(0, 256, (4, 6, 4), dtype=np.uint8)
+    msg = image_msg(4, 6, "bgr8", 18, pixels[..., :3].tobytes())
+    out = raw_to_color(image_to_array(msg), lookup_encoding("bgr8"), "bgr")
+    assert np.array_equal(out, pixels[..., :3])
+    assert np.shares_memory(out, u8(msg.data))
     msg = image_msg(4, 6, "bgra8", 24, pixels.tobytes())
     out = raw_to_color(image_to_array(msg), lookup_encoding("bgra8"), "bgr")
     assert np.array_equal(out, pixels[..., :3])
-    assert np.shares_memory(out, u8(msg.data))
+    assert out.flags.c_contiguous and not np.shares_memory(out, u8(msg.data))
+
+
+@pytest.mark.parametrize("order", ["rgb", "bgr"])
+@pytest.mark.parametrize("encoding", ["mono8", "mono16", "rgb16", "bgra16", "uyvy", "nv21", "bayer_gbrg8"])
+def test_converted_colors_are_contiguous(encoding: str, order: str) -> None:
+    enc = lookup_encoding(encoding)
+    rows = 6 if enc.kind == "nv" else 4
+    step = 8 * (2 if enc.kind == "yuv422" else enc.channels) * enc.dtype.itemsize
+    data = np.random.default_rng(12).integers(0, 256, rows * step, dtype=np.uint8).tobytes()
+    out = image_to_color(image_msg(4, 8, encoding, step, data), order)  # type: ignore[arg-type]
+    assert out.shape == (4, 8, 3) and out.dtype == np.uint8
+    assert out.flags.c_contiguous
 
 
 # --------------------------------------------------------------------------------------------------
