@@ -70,7 +70,8 @@ def run(device: torch.device, frames: int, cameras: int) -> None:
                 overlay=True,
                 depth=depth,
                 camera_model=camera,
-                label_images=label_images,
+                semantic_image=label_images,
+                instance_image=label_images,
             )
             (result,) = engine.process([frame])
             if k >= 5:  # warm-up frames left out

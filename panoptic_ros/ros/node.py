@@ -46,7 +46,12 @@ from panoptic_ros.ros.reporting import Reporter
 from panoptic_ros.runtime.config import NodeConfig
 from panoptic_ros.runtime.engine import FrameEngine
 from panoptic_ros.runtime.memory import freeze_long_lived, thaw_long_lived
-from panoptic_ros.runtime.outputs import LABEL_IMAGE_OUTPUTS, POSITION_OUTPUTS, OutputContext
+from panoptic_ros.runtime.outputs import (
+    INSTANCE_IMAGE_OUTPUTS,
+    POSITION_OUTPUTS,
+    SEMANTIC_IMAGE_OUTPUTS,
+    OutputContext,
+)
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.runtime.slots import LatestFrameSlots, SlotStats
 from panoptic_ros.runtime.stats import NodeStats
@@ -321,7 +326,8 @@ class PanopticNode(LifecycleNode):
             camera_model=side[1] if side else None,
             overlay=camera.wanted("overlay"),
             points=side is not None and camera.wanted("points"),
-            label_images=any(camera.wanted(name) for name in LABEL_IMAGE_OUTPUTS),
+            semantic_image=any(camera.wanted(name) for name in SEMANTIC_IMAGE_OUTPUTS),
+            instance_image=any(camera.wanted(name) for name in INSTANCE_IMAGE_OUTPUTS),
             positions=side is not None and any(camera.wanted(name) for name in POSITION_OUTPUTS),
         )
 

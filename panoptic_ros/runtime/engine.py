@@ -274,10 +274,12 @@ class FrameEngine:
                     self._colors,
                     stride=stride,
                 )
-            # the label maps at the model's resolution, expanded to the camera's on the host (when asked)
+            # the label maps at the model's resolution, expanded to the camera's on the host (each when
+            # asked for)
             semantic = instance_ids = None
-            if frame.label_images:
+            if frame.semantic_image:
                 semantic = out.frame.expand(host.semantic.astype(self._semantic_dtype))
+            if frame.instance_image:
                 instance_ids = out.frame.expand(host_ids.astype(np.int32, copy=False))
             outputs_s = time.perf_counter() - start
         return FrameResult(

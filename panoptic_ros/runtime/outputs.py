@@ -331,13 +331,12 @@ FRAME_OUTPUTS: tuple[Output, ...] = (
     Output("markers", MARKER_ARRAY, markers),
     Output("detections", DETECTION_ARRAY, detections, package="vision_msgs"),
 )
-#: The outputs made from the label images at the camera's size (a frame needs them for any of these).
-LABEL_IMAGE_OUTPUTS: tuple[str, ...] = (
-    "semantic",
-    "instance_ids",
-    "semantic/compressed",
-    "instance_ids/compressed",
-)
+#: The outputs made from the semantic image at the camera's size (a frame needs it for any of these) ...
+SEMANTIC_IMAGE_OUTPUTS: tuple[str, ...] = ("semantic", "semantic/compressed")
+#: ... and from the instance ids at the camera's size.
+INSTANCE_IMAGE_OUTPUTS: tuple[str, ...] = ("instance_ids", "instance_ids/compressed")
+#: Every output made from a label image at the camera's size.
+LABEL_IMAGE_OUTPUTS: tuple[str, ...] = (*SEMANTIC_IMAGE_OUTPUTS, *INSTANCE_IMAGE_OUTPUTS)
 #: The outputs that show the segments' 3D positions (a frame with depth places them for any of these).
 POSITION_OUTPUTS: tuple[str, ...] = ("instances", "markers", "detections")
 #: Outputs published once per camera, latched for late joiners.

@@ -23,8 +23,10 @@ class InputFrame(NamedTuple):
         camera_model: intrinsics of the image (any size; rescaled to the label size), or None.
         overlay: also render the colored overlay (someone subscribes to it).
         points: also compute the panoptic point cloud (someone subscribes; needs depth and camera_model).
-        label_images: also expand the label maps to the camera's size (someone subscribes to a label
-            image topic; without it the result's ``semantic`` and ``instance_ids`` are None).
+        semantic_image: also expand the semantic map to the camera's size (someone subscribes to
+            ``semantic`` or its ``/compressed``; without it the result's ``semantic`` is None).
+        instance_image: the same for the instance ids (``instance_ids``, the result's ``instance_ids``):
+            the larger map (int32), made only when asked for on its own.
         positions: also place every segment in 3D (someone subscribes to an output that shows the
             positions; needs depth and camera_model; without it no row has ``position_valid``).
     """
@@ -38,7 +40,8 @@ class InputFrame(NamedTuple):
     camera_model: CameraModel | None = None
     overlay: bool = False
     points: bool = False
-    label_images: bool = True
+    semantic_image: bool = True
+    instance_image: bool = True
     positions: bool = True
 
 

@@ -125,7 +125,7 @@ import numpy as np
 import rclpy
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CompressedImage
+from sensor_msgs.msg import CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 from panoptic_ros.msg import PanopticInstanceArray
 from panoptic_ros.ros.conversions import array_to_image_msg
@@ -149,7 +149,8 @@ def until(name, subscribed):
         time.sleep(0.05)
     frame = node._decode(sys.argv[1], (image, 0))
     assert frame.depth is not None, "the depth image was not matched"
-    return f"{int(frame.label_images)}{int(frame.overlay)}{int(frame.positions)}"
+    made = (frame.semantic_image, frame.instance_image, frame.overlay, frame.positions)
+    return "".join(str(int(flag)) for flag in made)
 
 instances = peer.create_subscription(PanopticInstanceArray, "/lc/panoptic/instances", print, 1)
 steps = [until("instances", True)]
@@ -157,6 +158,10 @@ png = peer.create_subscription(CompressedImage, "/lc/panoptic/semantic/compresse
 steps.append(until("semantic/compressed", True))
 peer.destroy_subscription(png)
 steps.append(until("semantic/compressed", False))
+ids = peer.create_subscription(Image, "/lc/panoptic/instance_ids", print, 1)
+steps.append(until("instance_ids", True))
+peer.destroy_subscription(ids)
+steps.append(until("instance_ids", False))
 peer.destroy_subscription(instances)
 steps.append(until("instances", False))
 markers = peer.create_subscription(MarkerArray, "/lc/panoptic/markers", print, 1)
@@ -171,10 +176,11 @@ rclpy.shutdown()
 
 
 def test_label_images_and_positions_are_made_only_while_someone_subscribes() -> None:
-    """The node asks the engine for camera-size label maps only while a label image topic (raw or
-    compressed) has a subscriber, and for 3D positions only while ``instances``, ``markers`` or
-    ``detections`` has one, as it asks for the overlay only while the overlay has one (the label maps
-    are 1.4 ms of a 1080p frame on dev-cpu, the positions were 6 ms before their compiled loop)."""
+    """The node asks the engine for each camera-size label map only while one of its topics (raw or
+    compressed) has a subscriber (the semantic map for ``semantic``, the instance ids for
+    ``instance_ids``), and for 3D positions only while ``instances``, ``markers`` or ``detections``
+    has one, as it asks for the overlay only while the overlay has one (the label maps are 1.4 ms of a
+    1080p frame on dev-cpu, the ids 8 MB of it; the positions were 6 ms before their compiled loop)."""
     args = [CAMERA, "--ros-args", "-r", "__node:=panoptic_wanted_work", "-p", f"image_topics:=[{CAMERA}]",
             "-p", "depth_topics:=[/lc/depth]", "-p", "camera_info_topics:=[/lc/camera_info]",
             "-p", "backend:=onnxruntime", "-p", "device:=cpu", "-p", "warmup_frames:=0"]  # fmt: skip
@@ -182,9 +188,10 @@ def test_label_images_and_positions_are_made_only_while_someone_subscribes() -> 
         [sys.executable, "-c", WANTED_WORK, *args], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    # (label images, overlay, positions) per step: instances only; + semantic PNG; the PNG's subscriber
-    # gone; the instances' gone too; markers only
-    assert out.stdout.split()[-5:] == ["001", "101", "001", "000", "001"], out.stdout
+    # (semantic image, instance ids image, overlay, positions) per step: instances only; + semantic
+    # PNG; the PNG's subscriber gone; + instance ids; theirs gone; the instances' gone too; markers only
+    steps = ["0001", "1001", "0001", "0101", "0001", "0000", "0001"]
+    assert out.stdout.split()[-7:] == steps, out.stdout
 
 
 def test_wrong_model_is_refused_at_configure_with_a_reason(tmp_path, peer: Peer) -> None:

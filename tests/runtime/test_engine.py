@@ -313,19 +313,24 @@ def test_fixed_shape_engine_equals_the_data_dependent_one_and_counts_dropped_cen
 def test_label_images_only_when_asked_for(pipeline: PanopticPipeline, sequence: list) -> None:
     """A frame that asks for no label image (the node: nobody subscribes to one) gets the same
     instances, overlay and size, and no camera-size label maps; its label image outputs publish
-    nothing while its instances still describe the frame."""
+    nothing while its instances still describe the frame. A frame that asks for one of the two maps
+    gets that one only."""
     from panoptic_ros.runtime import outputs
     from panoptic_ros.runtime.outputs import LABEL_IMAGE_OUTPUTS, OUTPUTS, OutputContext
 
     image = cv2.resize(sequence[0].image, (320, 200))
     results = []
-    for label_images in (True, False):
+    for semantic, instance in ((True, True), (False, False), (True, False), (False, True)):
         engine = FrameEngine(pipeline)
-        frame = InputFrame("cam", image, 1, overlay=True, label_images=label_images)
+        frame = InputFrame("cam", image, 1, overlay=True, semantic_image=semantic, instance_image=instance)
         results.append(engine.process([frame])[0])
-    full, lean = results
+    full, lean, semantic_only, instance_only = results
     assert full.semantic is not None and full.semantic.shape == (200, 320)
+    assert full.instance_ids is not None and full.instance_ids.shape == (200, 320)
     assert lean.semantic is None and lean.instance_ids is None
+    # each map on its own: the same pixels as with both, the other one not made
+    assert np.array_equal(semantic_only.semantic, full.semantic) and semantic_only.instance_ids is None
+    assert np.array_equal(instance_only.instance_ids, full.instance_ids) and instance_only.semantic is None
     assert (lean.height, lean.width) == (full.height, full.width) == (200, 320)
     assert np.array_equal(lean.overlay_bgr, full.overlay_bgr)
     for name in lean.instances._fields:
