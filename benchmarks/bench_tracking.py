@@ -144,7 +144,7 @@ def model_results(
                 scores.start(f"seq_{sample.sequence:04d}")
                 trackers = [Tracker(params) for params in settings]
             stamp = sample.frame * SEQUENCE_FRAME_NS
-            (out,), _ = engine.infer([InputFrame(camera="cam", rgb=sample.image, stamp_ns=stamp)])
+            (out,), _ = engine.infer([InputFrame(camera="cam", image=sample.image, stamp_ns=stamp)])
             inp = tracker_input(out, stamp)
             semantic = out.semantic.cpu().numpy().astype(np.int64)
             semantic[semantic == void] = SEMANTIC_VOID

@@ -28,7 +28,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from panoptic_ros.core.decode import camera_model, color_frame, depth_frame
+from panoptic_ros.core.decode import camera_frame, camera_model, depth_frame
+from panoptic_ros.core.encodings import ColorOrder
 from panoptic_ros.core.geometry import CameraModel
 from panoptic_ros.core.topics import camera_info_topic, depth_topic, is_camera_topic
 from panoptic_ros.data.bag_io import BagMessage, read_messages, topic_types
@@ -76,7 +77,8 @@ class BagFrame(NamedTuple):
 class _Pending:
     """An image waiting for its depth and camera_info."""
 
-    rgb: np.ndarray
+    image: np.ndarray
+    order: ColorOrder
     stamp_ns: int
     frame_id: str
     log_time_ns: int
@@ -205,12 +207,12 @@ class BagFrames:
         try:
             if message.msg is None:
                 raise ImageDecodeError(f"not deserializable: {message.error}")
-            rgb = color_frame(message.msg, compressed=message.compressed)
+            image, order = camera_frame(message.msg, compressed=message.compressed)
         except ImageDecodeError as err:
             self._malformed(message, str(err))
             return
         stamp = int(message.stamp_ns or 0)
-        item = _Pending(rgb, stamp, str(message.msg.header.frame_id), message.log_time_ns)
+        item = _Pending(image, order, stamp, str(message.msg.header.frame_id), message.log_time_ns)
         item.depth_done = stamp in camera.depths  # came before the image (None: it was malformed)
         item.depth = camera.depths.pop(stamp, None)
         item.model = camera.infos.get(stamp)
@@ -272,7 +274,8 @@ class BagFrames:
             self.with_depth += int(depth is not None)
             frame = InputFrame(
                 camera=camera.topic,
-                rgb=item.rgb,
+                image=item.image,
+                order=item.order,
                 stamp_ns=item.stamp_ns,
                 frame_id=item.frame_id,
                 depth=depth,

@@ -183,7 +183,10 @@ def _batches(stream: Stream, size: int, overlays: bool) -> Iterator[list[tuple[s
     for frame in stream.frames:
         camera = frame.camera or stream.name or "frames"
         batch.append(
-            (frame.stem, InputFrame(camera=camera, rgb=frame.rgb, stamp_ns=frame.stamp_ns, overlay=overlays))
+            (
+                frame.stem,
+                InputFrame(camera=camera, image=frame.rgb, stamp_ns=frame.stamp_ns, overlay=overlays),
+            )
         )
         if len(batch) == size:
             yield batch

@@ -10,18 +10,18 @@ not depth, an uncalibrated camera_info), each naming the field and value.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from panoptic_ros.core.encodings import ColorOrder
+from panoptic_ros.core.encodings import ColorOrder, lookup_encoding
 from panoptic_ros.core.geometry import CameraModel, depth_in_meters
 from panoptic_ros.core.image_codec import (
+    cheapest_order,
     compressed_to_array,
-    compressed_to_color,
     image_to_array,
-    image_to_color,
     inspect_compressed,
+    raw_to_color,
 )
 from panoptic_ros.core.payload import DEFAULT_MAX_PIXELS, check_size
 
@@ -42,6 +42,13 @@ def check_message(msg: Any, *, compressed: bool, max_pixels: int = DEFAULT_MAX_P
     check_size(int(msg.height), int(msg.width), max_pixels, "the image")
 
 
+class CameraFrame(NamedTuple):
+    """A decoded color frame: ``pixels`` ``H x W x 3`` uint8 (C-contiguous, writable) in ``order``."""
+
+    pixels: np.ndarray
+    order: ColorOrder
+
+
 def color_frame(
     msg: Any, *, compressed: bool, order: ColorOrder = "rgb", max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
@@ -53,14 +60,30 @@ def color_frame(
         InputTooLarge: more pixels than ``max_pixels``.
         ImageDecodeError: a malformed, corrupt or unsupported image.
     """
+    return _decode_color(msg, compressed, order, max_pixels).pixels
+
+
+def camera_frame(msg: Any, *, compressed: bool, max_pixels: int = DEFAULT_MAX_PIXELS) -> CameraFrame:
+    """:func:`color_frame` in the channel order that costs least for the message's encoding
+    (:func:`~panoptic_ros.core.image_codec.cheapest_order`): a ``bgr8`` image, and a JPEG or PNG
+    (which OpenCV decodes as BGR), stay BGR; the frame engine takes either order, so a camera's
+    frames reach it without a channel swap. Raises as :func:`color_frame`."""
+    return _decode_color(msg, compressed, None, max_pixels)
+
+
+def _decode_color(msg: Any, compressed: bool, order: ColorOrder | None, max_pixels: int) -> CameraFrame:
+    """The pixels in ``order`` (None: the cheapest), with the order they are in."""
     if compressed:
-        frame = compressed_to_color(msg, order, max_pixels=max_pixels)
+        decoded = compressed_to_array(msg, max_pixels=max_pixels)
+        raw, encoding = decoded.array, lookup_encoding(decoded.encoding)
     else:
         check_size(int(msg.height), int(msg.width), max_pixels, "the image")
-        frame = image_to_color(msg, order)
+        raw, encoding = image_to_array(msg), lookup_encoding(str(msg.encoding))
+    chosen = cheapest_order(encoding) if order is None else order
+    frame = raw_to_color(raw, encoding, chosen)
     if not (frame.flags.writeable and frame.flags.c_contiguous):
         frame = np.array(frame, order="C")
-    return frame
+    return CameraFrame(frame, chosen)
 
 
 def depth_frame(msg: Any, *, compressed: bool, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -210,6 +210,13 @@ def _to_uint8(samples: np.ndarray) -> np.ndarray:
     return (samples.astype(np.uint16) >> 8).astype(np.uint8)
 
 
+def cheapest_order(encoding: Encoding) -> ColorOrder:
+    """The channel order in which an encoding's pixels become a color frame with the least work: a
+    color encoding's own (``bgr8``/``bgra8`` as bgr: a zero-copy view, or only the alpha dropped),
+    RGB for the others (gray, YUV and Bayer convert into either order at the same cost)."""
+    return "bgr" if encoding.kind == "color" and encoding.order.startswith("bgr") else "rgb"
+
+
 def raw_to_color(raw: np.ndarray, encoding: Encoding, order: ColorOrder = "rgb") -> np.ndarray:
     """Convert a raw view (as from :func:`image_to_array`) to ``H x W x 3`` uint8 in ``order``.
 

@@ -4,7 +4,8 @@ The colors are decided at the label map's own resolution (the model's, a few hun
 only the final picture is made at the camera's: the colors at the camera's columns are painted for
 the model's rows (the nearest-neighbour mapping of :class:`~panoptic_ros.core.segments.PixelFrame`),
 then each camera row is blended with the color row of the model row it copies, band by band of camera
-rows (channels reversed per band by OpenCV where the picture is wanted in BGR); segment borders and
+rows (the colors in the image's channel order; the picture's channels reversed per band by OpenCV
+where it is wanted in the other order, e.g. a BGR picture of an RGB frame); segment borders and
 void pixels are found at the map's resolution and drawn on the camera pixels that copy them
 (compiled loops: :mod:`panoptic_ros.core.overlay_cpu`). The result equals blending the camera-size
 label map pixel by pixel (up to one level of rounding: colors are rounded to 8 bits before the
@@ -18,6 +19,7 @@ import functools
 import cv2
 import numpy as np
 
+from panoptic_ros.core.encodings import ColorOrder
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.overlay_cpu import (
     blend_rows,
@@ -43,23 +45,25 @@ def overlay(
     frame: PixelFrame | None = None,
     label_divisor: int = 1000,
     alpha: float = 0.55,
+    order: ColorOrder = "rgb",
     swap: bool = False,
 ) -> np.ndarray:
     """Blend category colors over an image, with things shaded per instance and segment borders drawn.
 
     Args:
-        image: ``H x W x 3`` uint8 host array (any channel order; colors are applied in the order of
-            the ``label_set`` colors, i.e. RGB).
+        image: ``H x W x 3`` uint8 host array, channels in ``order``.
         panoptic: ``h x w`` integer ``category_id * label_divisor + n``, -1 void (left unpainted), host.
         frame: how the map's pixels land in the image (nearest); None: the map is the image's size.
         label_divisor: of the panoptic ids.
         alpha: weight of the colors, in ``[0, 1]``.
+        order: the image's channel order: the colors are applied in it.
         swap: give the picture the image's channels in reverse order (an RGB image, a BGR picture:
             what the overlay topic publishes), by one more pass over each band while it is in the
             cache.
 
     Raises:
-        ConfigError: ``alpha`` outside ``[0, 1]``, or a map and frame (or image) that do not fit.
+        ConfigError: ``alpha`` outside ``[0, 1]``, an unknown ``order``, or a map and frame (or image)
+            that do not fit.
 
     Returns:
         ``H x W x 3`` uint8 host array.
@@ -68,6 +72,8 @@ def overlay(
     height, width = image.shape[:2]
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"the overlay's alpha must be in [0, 1], got {alpha}")
+    if order not in ("rgb", "bgr"):
+        raise ConfigError(f"the image's channel order must be 'rgb' or 'bgr', got {order!r}")
     if frame is None:
         if panoptic.shape != (height, width):
             raise ConfigError(f"a {panoptic.shape} map needs a frame to overlay a {image.shape[:2]} image")
@@ -83,7 +89,7 @@ def overlay(
         raise ConfigError(f"the frame copies map pixels past the {labels.shape} map it is given")
     row_span, col_span = spans(rows, labels.shape[0]), spans(cols, labels.shape[1])
     color_cols = paint_columns(
-        labels, palette(label_set, label_divisor).colors, col_span, width, label_divisor
+        labels, palette(label_set, label_divisor).in_order(order), col_span, width, label_divisor
     )
     image = np.ascontiguousarray(image)
     picture = _blend(image, color_cols, rows, alpha, swap)
@@ -122,6 +128,11 @@ class Palette:
         colors = np.clip(np.rint(lut[:, None, :] * shade[None, :, None]), 0, 255).astype(np.uint8)
         self.label_divisor = label_divisor
         self.colors = colors.reshape(-1, 3)  # row = panoptic id
+        self._bgr = np.ascontiguousarray(self.colors[:, ::-1])
+
+    def in_order(self, order: ColorOrder) -> np.ndarray:
+        """:attr:`colors` (``[ids, 3]`` uint8, RGB) with their channels in ``order``."""
+        return self.colors if order == "rgb" else self._bgr
 
 
 @functools.lru_cache(maxsize=16)

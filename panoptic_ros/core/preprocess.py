@@ -24,10 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from panoptic_ros.core.encodings import ColorOrder
 from panoptic_ros.core.segments import AxisMap, PixelFrame
 from panoptic_ros.errors import ConfigError
 
 ResizeMode = Literal["resize", "letterbox"]
+#: The channel order of a batch's frames: one for all, or one per frame.
+Orders = ColorOrder | Sequence[ColorOrder]
 
 
 class InputGeometry(Protocol):
@@ -109,38 +112,44 @@ class Preprocessor:
         return uploaded
 
     def __call__(
-        self, frames: Sequence[np.ndarray], *, order: Literal["rgb", "bgr"] = "rgb"
+        self, frames: Sequence[np.ndarray], *, order: Orders = "rgb"
     ) -> tuple[torch.Tensor, list[Transform]]:
-        """``frames`` (each ``H x W x 3`` uint8 in ``order``) -> (``N x 3 x h x w`` float32, transforms)."""
+        """``frames`` (each ``H x W x 3`` uint8 in ``order``: one for all or one per frame) ->
+        (``N x 3 x h x w`` float32, transforms)."""
         return self.batch([self.upload(frame) for frame in frames], order=order)
 
     def batch(
-        self, images: Sequence[torch.Tensor], *, order: Literal["rgb", "bgr"] = "rgb"
+        self, images: Sequence[torch.Tensor], *, order: Orders = "rgb"
     ) -> tuple[torch.Tensor, list[Transform]]:
-        """Uploaded frames (each ``H x W x 3`` uint8 on the device, in ``order``) -> (``N x 3 x h x w``
-        float32 normalized model input, where each frame went)."""
+        """Uploaded frames (each ``H x W x 3`` uint8 on the device, in ``order``: one for all or one
+        per frame) -> (``N x 3 x h x w`` float32 normalized model input, where each frame went)."""
         fitted, transforms = self.fit(images, order=order)
         return self.normalize(fitted), transforms
 
     def fit(
-        self, images: Sequence[torch.Tensor], *, order: Literal["rgb", "bgr"] = "rgb"
+        self, images: Sequence[torch.Tensor], *, order: Orders = "rgb"
     ) -> tuple[torch.Tensor, list[Transform]]:
-        """The frames fitted to the model input, before normalization: ``N x 3 x h x w`` float32
-        values 0..255 in the model's channel order (letterbox padding holds the mean), and where each
-        frame went. :meth:`normalize` makes the network's input of it."""
+        """The frames (channels in ``order``: one for all or one per frame) fitted to the model input,
+        before normalization: ``N x 3 x h x w`` float32 values 0..255 in the model's channel order
+        (letterbox padding holds the mean; a frame in the other order is swapped after the resize, at
+        the model's size), and where each frame went. :meth:`normalize` makes the network's input of
+        it."""
         if not images:
             raise ConfigError("no frames to preprocess")
+        orders = [order] * len(images) if isinstance(order, str) else list(order)
+        if len(orders) != len(images) or any(o not in ("rgb", "bgr") for o in orders):
+            raise ConfigError(f"give 'rgb' or 'bgr' for all {len(images)} frames or one each, got {order!r}")
         target = (self.spec.height, self.spec.width)
         batch = torch.empty(len(images), 3, *target, device=self.device, dtype=torch.float32)
         transforms = []
-        for i, uploaded in enumerate(images):
+        for i, (uploaded, frame_order) in enumerate(zip(images, orders, strict=True)):
             image = uploaded.permute(2, 0, 1)[None]
             if self.device.type != "cpu":
                 image = image.float()  # the CPU resizes the 8-bit frame (its fast path), then converts
             t = plan(tuple(uploaded.shape[:2]), target, self.mode)
             transforms.append(t)
             resized = resize_image(image, (t.height, t.width)).float()
-            if order != self.spec.color_order:
+            if frame_order != self.spec.color_order:
                 resized = resized.flip(1)  # after the resize: fewer pixels to move
             if t.height == target[0] and t.width == target[1]:
                 batch[i] = resized[0]

@@ -33,7 +33,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from panoptic_ros.core import stamps
-from panoptic_ros.core.decode import check_message, color_frame
+from panoptic_ros.core.decode import camera_frame, check_message
 from panoptic_ros.core.messages import header_message
 from panoptic_ros.core.payload import InputTooLarge
 from panoptic_ros.errors import ConfigError, ImageDecodeError, PanopticRosError, UnsupportedEncodingError
@@ -305,7 +305,8 @@ class PanopticNode(LifecycleNode):
             return None
         compressed = camera.topics.compressed
         try:
-            rgb = color_frame(msg, compressed=compressed, max_pixels=self._max_pixels)
+            # in the camera's own channel order (bgr8 and JPEG stay BGR): the engine takes either
+            pixels, order = camera_frame(msg, compressed=compressed, max_pixels=self._max_pixels)
         except ImageDecodeError as err:
             self._refused(key, compressed, err)
             return None
@@ -313,12 +314,12 @@ class PanopticNode(LifecycleNode):
         side = None
         if camera.topics.depth and camera.topics.camera_info:
             try:
-                side = camera.side.match(stamp, rgb.shape[:2], round(self.config.sync_tolerance * 1e9))
+                side = camera.side.match(stamp, pixels.shape[:2], round(self.config.sync_tolerance * 1e9))
             except (ConfigError, ImageDecodeError) as err:
                 self._trouble(key, "depth_error", str(err))
         return InputFrame(
             camera=key,
-            rgb=rgb,
+            image=pixels,
             stamp_ns=stamp,
             frame_id=str(msg.header.frame_id),
             received_ns=received_ns,
@@ -328,6 +329,7 @@ class PanopticNode(LifecycleNode):
             points=side is not None and camera.wanted("points"),
             semantic_image=any(camera.wanted(name) for name in SEMANTIC_IMAGE_OUTPUTS),
             instance_image=any(camera.wanted(name) for name in INSTANCE_IMAGE_OUTPUTS),
+            order=order,
             positions=side is not None and any(camera.wanted(name) for name in POSITION_OUTPUTS),
         )
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from panoptic_ros.backends.base import Backend
 from panoptic_ros.backends.registry import create_backend, model_spec
-from panoptic_ros.core.preprocess import Preprocessor, ResizeMode, Transform
+from panoptic_ros.core.preprocess import Orders, Preprocessor, ResizeMode, Transform
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.models.spec import ModelSpec
 
@@ -95,12 +95,13 @@ class Companion:
     def run(
         self,
         images: Sequence[torch.Tensor],
-        order: Literal["rgb", "bgr"],
+        order: Orders,
         transforms: Sequence[Transform],
         target_size: tuple[int, int],
     ) -> dict[str, torch.Tensor]:
-        """The role outputs for the uploaded ``images``, in the frame of the main model's input of
-        ``target_size`` where each image sits at ``transforms[i]``."""
+        """The role outputs for the uploaded ``images`` (channels in ``order``: one for all or one per
+        image), in the frame of the main model's input of ``target_size`` where each image sits at
+        ``transforms[i]``."""
         batch, own = self.preprocess.batch(images, order=order)
         out = self.backend.infer({self.spec.input.name: batch})
         source_size = (self.spec.input.height, self.spec.input.width)

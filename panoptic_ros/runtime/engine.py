@@ -187,7 +187,7 @@ class FrameEngine:
         """The first half of :meth:`infer`: upload, preprocessing and the network. It touches nothing
         :meth:`fuse` and :meth:`result` use, so one thread may run the network of the next frames while
         another fuses and tracks the previous ones (the node's worker does)."""
-        return self.pipeline.network([f.rgb for f in frames])
+        return self.pipeline.network([f.image for f in frames], order=[f.order for f in frames])
 
     def fuse(self, batches: Sequence[NetworkBatch]) -> tuple[list[FrameOutput], dict[str, float]]:
         """The second half of :meth:`infer`: fusion and label maps of :meth:`network`'s batches, and
@@ -313,10 +313,11 @@ class FrameEngine:
 
     def _overlay(self, frame: InputFrame, out: FrameOutput, shown: np.ndarray) -> np.ndarray:
         """The BGR overlay of the host display map (colors chosen at the model's resolution, the
-        picture made on the host)."""
+        picture made on the host): a BGR frame's channels stay, an RGB frame's are swapped."""
         return overlay(
-            frame.rgb, shown, self.label_set, frame=out.frame, label_divisor=self.label_divisor, swap=True
-        )
+            frame.image, shown, self.label_set, frame=out.frame, label_divisor=self.label_divisor,
+            order=frame.order, swap=frame.order == "rgb",
+        )  # fmt: skip
 
     # ---- life cycle
 

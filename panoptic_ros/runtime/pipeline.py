@@ -20,14 +20,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from panoptic_ros.backends.registry import create_backend, model_spec
+from panoptic_ros.core.encodings import ColorOrder
 from panoptic_ros.core.labels import LabelSet
-from panoptic_ros.core.preprocess import Preprocessor, ResizeMode, Transform, pixel_frame
+from panoptic_ros.core.preprocess import Orders, Preprocessor, ResizeMode, Transform, pixel_frame
 from panoptic_ros.core.segments import PixelFrame, as_dtype, take
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.center_offset_fixed import center_slots
@@ -267,25 +268,23 @@ class PanopticPipeline:
             with self._times_lock:  # the network and the fusion of two batches may overlap
                 self.times.add(name, seconds)
 
-    def __call__(
-        self, frames: Sequence[np.ndarray], *, order: Literal["rgb", "bgr"] = "rgb"
-    ) -> list[FrameOutput]:
-        """Process frames (``H x W x 3`` uint8 in ``order``, any sizes) as one batch."""
+    def __call__(self, frames: Sequence[np.ndarray], *, order: Orders = "rgb") -> list[FrameOutput]:
+        """Process frames (``H x W x 3`` uint8 of any size in ``order``, or one order each) as a batch."""
         outputs: list[FrameOutput] = []
         for batch in self.network(frames, order=order):
             outputs.extend(self.fuse(batch))
         return outputs
 
-    def network(
-        self, frames: Sequence[np.ndarray], *, order: Literal["rgb", "bgr"] = "rgb"
-    ) -> list[NetworkBatch]:
+    def network(self, frames: Sequence[np.ndarray], *, order: Orders = "rgb") -> list[NetworkBatch]:
         """The first half of :meth:`__call__`: upload, preprocessing and the network (with its
         companions), in batches of at most the model's ``max_batch`` frames. No fusion: another thread
         may fuse earlier batches meanwhile (:meth:`fuse`)."""
         size = self.spec.input.max_batch
-        return [self._network(frames[start : start + size], order) for start in range(0, len(frames), size)]
+        orders = [order] * len(frames) if isinstance(order, str) else list(order)
+        batches = range(0, len(frames), size)
+        return [self._network(frames[k : k + size], orders[k : k + size]) for k in batches]
 
-    def _network(self, frames: Sequence[np.ndarray], order: Literal["rgb", "bgr"]) -> NetworkBatch:
+    def _network(self, frames: Sequence[np.ndarray], order: Sequence[ColorOrder]) -> NetworkBatch:
         times = StageTimes()
         with self._stage("preprocess", times):
             images = [self.preprocess.upload(frame) for frame in frames]  # the one upload per frame

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from panoptic_ros.core.encodings import ColorOrder
 from panoptic_ros.core.geometry import CameraModel
 
 
@@ -15,7 +16,7 @@ class InputFrame(NamedTuple):
 
     Attributes:
         camera: the camera's key (its input topic).
-        rgb: ``[H, W, 3]`` uint8 RGB pixels.
+        image: ``[H, W, 3]`` uint8 pixels, channels in ``order``.
         stamp_ns: header stamp in nanoseconds (converted once: :func:`panoptic_ros.core.stamps.stamp_ns`).
         frame_id: the header's frame id; outputs carry the same stamp and frame id.
         received_ns: ``time.monotonic_ns()`` when the message arrived (for latency).
@@ -29,10 +30,13 @@ class InputFrame(NamedTuple):
             the larger map (int32), made only when asked for on its own.
         positions: also place every segment in 3D (someone subscribes to an output that shows the
             positions; needs depth and camera_model; without it no row has ``position_valid``).
+        order: the channel order of ``image``: a camera's own (``bgr`` for a ``bgr8`` or JPEG camera,
+            :func:`~panoptic_ros.core.decode.camera_frame`) costs no swap; the engine fits either to the
+            model and draws the overlay in it.
     """
 
     camera: str
-    rgb: np.ndarray
+    image: np.ndarray
     stamp_ns: int
     frame_id: str = ""
     received_ns: int = 0
@@ -43,6 +47,7 @@ class InputFrame(NamedTuple):
     semantic_image: bool = True
     instance_image: bool = True
     positions: bool = True
+    order: ColorOrder = "rgb"
 
 
 class InstanceTable(NamedTuple):

@@ -78,6 +78,9 @@ def test_overlay_at_model_resolution_equals_the_camera_size_overlay(
     direct = overlay(image, in_camera, label_set, label_divisor=DIVISOR)
     swapped = overlay(image, panoptic, label_set, frame=frame, label_divisor=DIVISOR, swap=True)
     assert np.array_equal(swapped, fast[..., ::-1]), "an RGB image gives the BGR picture"
+    bgr_image = np.ascontiguousarray(image[..., ::-1])
+    from_bgr = overlay(bgr_image, panoptic, label_set, frame=frame, label_divisor=DIVISOR, order="bgr")
+    assert np.array_equal(from_bgr, swapped), "a BGR image gives the same BGR picture, without a swap"
     with monkeypatch.context() as patch:
         patch.setattr(overlay_module, "_BAND_BYTES", 3 * camera[1] * 4)  # bands of 4 camera rows
         assert np.array_equal(overlay(image, panoptic, label_set, frame=frame, label_divisor=DIVISOR), fast)
@@ -92,6 +95,12 @@ def test_void_keeps_the_image(label_set: LabelSet) -> None:
     image = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
     panoptic = np.full((6, 8), -1, dtype=np.int64)
     assert np.array_equal(overlay(image, panoptic, label_set, label_divisor=DIVISOR), image)
+
+
+def test_an_unknown_channel_order_is_refused(label_set: LabelSet) -> None:
+    image = np.zeros((6, 8, 3), dtype=np.uint8)
+    with pytest.raises(ConfigError, match="channel order"):
+        overlay(image, np.zeros((6, 8), dtype=np.int64), label_set, order="brg")  # type: ignore[arg-type]
 
 
 def test_a_map_of_another_size_needs_its_frame(label_set: LabelSet) -> None:

@@ -31,6 +31,29 @@ def test_normalization_channel_order_and_layout() -> None:
     assert transforms == [Transform(8, 16, 0, 0, 8, 16)]
 
 
+@pytest.mark.parametrize("mode", ["resize", "letterbox"])
+def test_a_batch_takes_each_frames_own_channel_order(mode: str) -> None:
+    """Cameras of one batch may deliver different orders (a bgr8 camera, an rgb8 one): each frame is
+    fitted as its own order says, equal to the batch of the same frames all given as RGB (the swap
+    after the resize moves whole channels, so it commutes with the per-channel resize)."""
+    rng = np.random.default_rng(4)
+    frames = [
+        rng.integers(0, 256, size=shape, dtype=np.uint8) for shape in ((30, 50, 3), (9, 20, 3), (8, 16, 3))
+    ]
+    pre = Preprocessor(SPEC, torch.device("cpu"), mode=mode)  # type: ignore[arg-type]
+    as_rgb, rgb_transforms = pre(frames, order="rgb")
+    orders = ["bgr", "rgb", "bgr"]
+    given = [
+        np.ascontiguousarray(f[..., ::-1]) if o == "bgr" else f for f, o in zip(frames, orders, strict=True)
+    ]
+    mixed, transforms = pre(given, order=orders)  # type: ignore[arg-type]
+    assert torch.equal(mixed, as_rgb) and transforms == rgb_transforms
+    with pytest.raises(ConfigError, match="one each"):
+        pre(given, order=["bgr", "rgb"])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="one each"):
+        pre(given, order=["bgr", "rgb", "brg"])  # type: ignore[list-item]
+
+
 def test_letterbox_pads_with_zero_after_normalization_and_batches_sizes() -> None:
     pre = Preprocessor(SPEC, torch.device("cpu"), mode="letterbox")
     tall = np.full((16, 8, 3), 100, np.uint8)

@@ -340,3 +340,31 @@ def test_label_images_only_when_asked_for(pipeline: PanopticPipeline, sequence: 
     assert all(OUTPUTS[name].describe(full, context) is not None for name in LABEL_IMAGE_OUTPUTS)
     message = outputs.instances(lean, context)
     assert (message.fields["height"], message.fields["width"]) == (200, 320)
+
+
+def test_a_bgr_frame_gives_the_results_of_the_same_rgb_frame(
+    pipeline: PanopticPipeline, sequence: list
+) -> None:
+    """A camera's frame in its own BGR order (what the node hands over for a bgr8 or JPEG camera, no
+    swap) gives the same label images, instances and overlay as the same frame given as RGB, frame
+    after frame with tracking; cameras of both orders share a batch."""
+    results = {}
+    for order in ("rgb", "bgr"):
+        engine = FrameEngine(pipeline)
+        out = []
+        for k, sample in enumerate(sequence[:4]):
+            image = cv2.resize(sample.image, (320, 200))
+            given = image if order == "rgb" else np.ascontiguousarray(image[..., ::-1])
+            frames = [
+                InputFrame("a", given, k * PERIOD, overlay=True, order=order),  # type: ignore[arg-type]
+                InputFrame("b", image, k * PERIOD, overlay=True),  # an RGB camera in the same batch
+            ]
+            out.append(engine.process(frames))
+        results[order] = out
+    for rgb_batch, bgr_batch in zip(results["rgb"], results["bgr"], strict=True):
+        for a, b in zip(rgb_batch, bgr_batch, strict=True):
+            assert np.array_equal(a.semantic, b.semantic) and np.array_equal(a.instance_ids, b.instance_ids)
+            assert np.array_equal(a.overlay_bgr, b.overlay_bgr)
+            for name in a.instances._fields:
+                assert np.array_equal(getattr(a.instances, name), getattr(b.instances, name)), name
+    assert results["bgr"][-1][0].instances.is_thing.any(), "the frames show things"
