@@ -5,7 +5,9 @@ on ONNX Runtime (CPU) or PyTorch (CUDA), one camera, a synthetic sequence resize
 1920x1080, overlay requested, tracking on; then the same with an aligned depth image and
 camera_info (rows "+ depth": the outputs stage then places every segment in 3D); then without
 label images (rows "no label images": the node's frames while nobody subscribes to a label image
-topic, only to the overlay or the instances, so the label maps are not expanded). Each stage's median
+topic, only to the overlay or the instances, so the label maps are not expanded); then frames in BGR
+order (rows "BGR camera": a ``bgr8`` or JPEG camera's frames as the node hands them over, whose
+overlay needs no channel swap). Each stage's median
 over the frames is printed as a ratio to the median inference time of the same run ("x net"); on a
 GPU also in milliseconds. "after the network" is everything the engine does after inference: fusion
 (with segment geometry in the camera frame), the label maps at camera size, tracking, the instance
@@ -42,7 +44,7 @@ from panoptic_ros.runtime.memory import keep_freed_memory
 
 SIZES = {"640x480": (480, 640), "1920x1080": (1080, 1920)}
 AFTER_NETWORK = ("fusion", "postprocess", "tracking", "outputs")
-VARIANTS = ("", " + depth", ", no label images")
+VARIANTS = ("", " + depth", ", no label images", ", BGR camera")
 
 
 def run(device: torch.device, frames: int, cameras: int) -> None:
@@ -55,10 +57,10 @@ def run(device: torch.device, frames: int, cameras: int) -> None:
     print("|" + "---|" * (header.count("|") - 1))
     for (name, size), variant in itertools.product(SIZES.items(), VARIANTS):
         with_depth, label_images = variant == " + depth", variant != ", no label images"
-        seq = [
-            np.ascontiguousarray(cv2.resize(s.image, size[::-1]))
-            for s in generate(1, seed=5, sequence_length=min(frames, 40))
-        ]
+        order = "bgr" if variant == ", BGR camera" else "rgb"
+        seq = _sequence(size, frames)
+        if order == "bgr":
+            seq = [cv2.cvtColor(image, cv2.COLOR_RGB2BGR) for image in seq]
         depth, camera = _depth(size) if with_depth else (None, None)
         engine.reset()
         stages: dict[str, list[float]] = {}
@@ -72,6 +74,7 @@ def run(device: torch.device, frames: int, cameras: int) -> None:
                 camera_model=camera,
                 semantic_image=label_images,
                 instance_image=label_images,
+                order=order,
             )
             (result,) = engine.process([frame])
             if k >= 5:  # warm-up frames left out
