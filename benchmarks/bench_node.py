@@ -98,22 +98,22 @@ def ros_layer(repeats: int) -> None:
     print("\n(ratios to the pipeline's time; the pipeline column is this CPU's reference, not a GPU figure)")
 
 
-#: Camera encodings a robot's drivers publish, as the node converts them to its RGB frames.
+#: Camera encodings a robot's drivers publish, as the node converts them to its frames.
 CAMERA_ENCODINGS = ("rgb8", "bgr8", "bgra8", "mono8", "yuv422", "jpeg")
 #: Depth encodings, as the node converts them to meters.
 DEPTH_ENCODINGS = ("16UC1", "32FC1")
 
 
 def camera_conversion(repeats: int) -> None:
-    """Per frame on this CPU: a received camera image made into the engine's RGB frame
-    (:func:`~panoptic_ros.core.decode.color_frame`, what the node's decode does; JPEG includes
-    decoding it), per encoding, and a depth image made into meters (``depth_frame``), against the
-    pipeline's own time on the same frame."""
+    """Per frame on this CPU: a received camera image made into the engine's frame as the node's
+    decode makes it (:func:`~panoptic_ros.core.decode.camera_frame`: in the camera's own channel
+    order; JPEG includes decoding it), per encoding, and a depth image made into meters
+    (``depth_frame``), against the pipeline's own time on the same frame."""
     import cv2
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import CompressedImage, Image
 
-    from panoptic_ros.core.decode import color_frame, depth_frame
+    from panoptic_ros.core.decode import camera_frame, depth_frame
     from panoptic_ros.ros.conversions import array_to_compressed_msg, array_to_image_msg
     from panoptic_ros.runtime.memory import keep_freed_memory
 
@@ -143,7 +143,7 @@ def camera_conversion(repeats: int) -> None:
                     serialize_message(array_to_image_msg(pixels[encoding], encoding)), Image
                 )
             compressed = encoding == "jpeg"
-            ms = _median_ms(lambda msg=msg, c=compressed: color_frame(msg, compressed=c), repeats)
+            ms = _median_ms(lambda msg=msg, c=compressed: camera_frame(msg, compressed=c), repeats)
             cells.append(f"{ms / pipeline_ms:.3f}x")
         millimeters = np.random.default_rng(1).integers(0, 8000, size, dtype=np.uint16)
         for encoding in DEPTH_ENCODINGS:

@@ -121,8 +121,9 @@ def _folder_name(topic: str) -> str:
 
 
 def decode_bag(bag: Path, out: Path, *, topics: Sequence[str] | None = None, every: int = 1) -> DecodeReport:
-    """Decode every image of ``bag`` to RGB as the node does, writing every ``every``-th frame of each
-    topic as PNG under ``out/<topic>/``. Malformed frames are counted with their reason, not fatal."""
+    """Decode every image of ``bag`` by the node's decoder (in BGR, for OpenCV's PNG writer), writing
+    every ``every``-th frame of each topic as PNG under ``out/<topic>/``. Malformed frames are counted
+    with their reason, not fatal."""
     report = DecodeReport()
     seen: Counter[str] = Counter()
     for item in tqdm(read_images(bag, topics), desc=f"decoding {bag.name}", unit="frame", leave=False):

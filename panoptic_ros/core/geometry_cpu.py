@@ -135,13 +135,20 @@ def depth_meters(depth: np.ndarray, scale: float) -> np.ndarray | None:
     return _meters(depth, np.float32(scale))
 
 
-def compile_kernels() -> None:
-    """Compile (or load from numba's cache) the loop for both kinds of weights, and the depth
-    conversion for both sample types (contiguous images and images with padded rows)."""
+def compile_meters() -> None:
+    """Compile (or load from numba's cache) the depth conversion for both sample types, contiguous
+    and with padded rows, writable and read-only (a message's buffer, e.g. a bag's)."""
     for dtype in METER_TYPES:
         image = np.ones((2, 3), dtype=dtype)
-        depth_meters(image, 1.0)
-        depth_meters(image[:, :2], 1.0)
+        for view in (image, image[:, :2]):
+            depth_meters(view, 1.0)
+            read_only = view.view()
+            read_only.flags.writeable = False
+            depth_meters(read_only, 1.0)
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) the medians' loop for both kinds of weights."""
     labels = np.zeros(2, dtype=np.int64)
     bits = np.ones(2, dtype=np.float32).view(np.int32)
     _depths(labels, labels[:1], bits, _ONE_EACH, 1)

@@ -14,6 +14,7 @@ import sys
 import time
 
 from panoptic_ros.core.geometry_cpu import compile_kernels as compile_depths
+from panoptic_ros.core.geometry_cpu import compile_meters
 from panoptic_ros.core.overlay_cpu import compile_kernels as compile_overlay
 from panoptic_ros.fusion.center_offset_cpu import compile_kernels as compile_fusion
 from panoptic_ros.tracking.assignment_cpu import compile_kernels as compile_matcher
@@ -23,13 +24,14 @@ from panoptic_ros.tracking.association_cpu import compile_kernels as compile_sta
 def compile_kernels(*, cpu_frame_path: bool = True) -> None:
     """Compile (or load) the loops on the host: the overlay's, the tracker's assignment and the depth
     conversion always (any device makes them on the host); with ``cpu_frame_path`` also the CPU
-    fusion's and the tracker's pixel statistics."""
+    fusion's, the tracker's pixel statistics and the segments' depth medians."""
     compile_overlay()
     compile_matcher()
-    compile_depths()
+    compile_meters()
     if cpu_frame_path:
         compile_fusion()
         compile_statistics()
+        compile_depths()
 
 
 def main() -> int:

@@ -276,13 +276,13 @@ class PanopticPipeline:
         return outputs
 
     def network(self, frames: Sequence[np.ndarray], *, order: Orders = "rgb") -> list[NetworkBatch]:
-        """The first half of :meth:`__call__`: upload, preprocessing and the network (with its
-        companions), in batches of at most the model's ``max_batch`` frames. No fusion: another thread
-        may fuse earlier batches meanwhile (:meth:`fuse`)."""
-        size = self.spec.input.max_batch
+        """The first half of :meth:`__call__`: upload, preprocessing and the network (and companions), in
+        batches of at most the model's ``max_batch`` frames; another thread may :meth:`fuse` meanwhile."""
+        n = self.spec.input.max_batch
         orders = [order] * len(frames) if isinstance(order, str) else list(order)
-        batches = range(0, len(frames), size)
-        return [self._network(frames[k : k + size], orders[k : k + size]) for k in batches]
+        if len(orders) != len(frames):
+            raise ConfigError(f"{len(orders)} channel orders for {len(frames)} frames: give one each")
+        return [self._network(frames[k : k + n], orders[k : k + n]) for k in range(0, len(frames), n)]
 
     def _network(self, frames: Sequence[np.ndarray], order: Sequence[ColorOrder]) -> NetworkBatch:
         times = StageTimes()

@@ -128,9 +128,11 @@ class FrameResult(NamedTuple):
     Attributes:
         camera, stamp_ns, frame_id, received_ns: copied from the :class:`InputFrame`.
         semantic: ``[H, W]`` uint8 (uint16 for label sets with ids above 254) category id per pixel,
-            the label set's void value where void; None when the frame asked for no label images.
+            the label set's void value where void; None when the frame did not ask for it
+            (``InputFrame.semantic_image``).
         instance_ids: ``[H, W]`` int32 track id of thing pixels (a number unique within the frame when
-            tracking is off), 0 for stuff, void and unpublished things; None likewise.
+            tracking is off), 0 for stuff, void and unpublished things; None when the frame did not ask
+            for it (``InputFrame.instance_image``).
         instances: the segments of the frame.
         overlay_bgr: ``[H, W, 3]`` uint8 BGR overlay when asked for, else None.
         events: what broke this camera's stream at this frame: ``"resolution_change"``,

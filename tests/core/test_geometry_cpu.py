@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from panoptic_ros.core.geometry import CameraModel, segment_positions
-from panoptic_ros.core.geometry_cpu import segment_depths
+from panoptic_ros.core.geometry_cpu import depth_meters, segment_depths
 
 CAMERA = CameraModel(fx=50.0, fy=40.0, cx=20.0, cy=15.0, width=40, height=30)
 
@@ -110,7 +110,12 @@ def test_depth_in_meters_by_the_compiled_pass(encoding: str) -> None:
     padded = np.zeros((12, 20), dtype=depth.dtype)
     padded[:, :17] = depth
     expected = _meters_reference(depth, DEPTH_SCALE[encoding])
-    for image in (depth, padded[:, :17], depth.astype(depth.dtype.newbyteorder(">"))):  # the last: numpy
+    read_only = depth.view()
+    read_only.flags.writeable = False
+    swapped = depth.astype(depth.dtype.newbyteorder(">"))  # not native: numpy's passes
+    for image in (depth, padded[:, :17], read_only, swapped):
+        compiled = depth_meters(image, DEPTH_SCALE[encoding])
+        assert (compiled is None) == (image is swapped), "the compiled pass takes native images"
         meters = depth_in_meters(image, encoding)
         assert meters.dtype == np.float32 and meters.shape == depth.shape
         assert np.array_equal(meters.view(np.int32), expected.view(np.int32)), image.strides

@@ -206,6 +206,17 @@ def test_two_networks_on_the_same_frames(detection_models: Path) -> None:
             detection_models / "instances.onnx", backend="onnxruntime", device="cpu", resize=resize
         ) as pipeline:
             outputs = pipeline(images)
+            # the companion fits each frame by its own channel order too
+            orders = ["bgr", "rgb", "bgr"]
+            given = [
+                np.ascontiguousarray(im[..., ::-1]) if o == "bgr" else im
+                for im, o in zip(images, orders, strict=True)
+            ]
+            mixed = pipeline(given, order=orders)  # type: ignore[arg-type]
+            for a, b in zip(outputs, mixed, strict=True):
+                assert torch.equal(a.panoptic, b.panoptic) and torch.equal(a.segments.ids, b.segments.ids)
+            with pytest.raises(ConfigError, match="3 frames: give one each"):
+                pipeline(given, order=["bgr", "rgb"])  # type: ignore[arg-type]
         main_spec = load_spec(detection_models / "instances.onnx")
         companion = load_spec(detection_models / "semantic.onnx")
         batch, transforms = Preprocessor(main_spec.input, torch.device("cpu"), mode=resize)(images)
