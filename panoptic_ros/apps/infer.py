@@ -44,11 +44,12 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
 
 
 class Frame(NamedTuple):
-    """An input frame: a unique stem for its output files, the pixels (``H x W x 3`` uint8 RGB), its
-    stamp in nanoseconds, and the camera it came from (a bag topic; empty otherwise)."""
+    """An input frame: a unique stem for its output files, the pixels (``H x W x 3`` uint8 BGR, as
+    OpenCV reads files and videos; the engine takes them in that order), its stamp in nanoseconds,
+    and the camera it came from (a bag topic; empty otherwise)."""
 
     stem: str
-    rgb: np.ndarray
+    bgr: np.ndarray
     stamp_ns: int
     camera: str = ""
 
@@ -65,7 +66,7 @@ def _read_image(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ConfigError(f"{path} is not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return bgr
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -124,7 +125,7 @@ def _video(path: Path, fps: float) -> Stream:
                 if not ok:
                     return
                 stamp = round(index * 1e9 / video_fps)
-                yield Frame(f"{path.stem}_{index:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp)
+                yield Frame(f"{path.stem}_{index:06d}", bgr, stamp)
                 index += 1
         finally:
             capture.release()
@@ -185,7 +186,9 @@ def _batches(stream: Stream, size: int, overlays: bool) -> Iterator[list[tuple[s
         batch.append(
             (
                 frame.stem,
-                InputFrame(camera=camera, image=frame.rgb, stamp_ns=frame.stamp_ns, overlay=overlays),
+                InputFrame(
+                    camera=camera, image=frame.bgr, stamp_ns=frame.stamp_ns, overlay=overlays, order="bgr"
+                ),
             )
         )
         if len(batch) == size:
