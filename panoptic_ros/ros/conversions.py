@@ -11,8 +11,10 @@ view of :mod:`panoptic_ros.core.image_codec`.
 from __future__ import annotations
 
 import array
+import copy
 import functools
 import importlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -74,21 +76,89 @@ def type_available(msgtype: str) -> bool:
 
 def to_ros(message: Message) -> Any:
     """The rclpy message a tree describes; fields it leaves out keep the class's defaults. Values that
-    are already rclpy messages (a header taken from an input) are used as they are."""
-    msg = message_class(message.type)()
-    for name, value in message.fields.items():
-        setattr(msg, name, _convert(value))
+    are already rclpy messages (a header taken from an input) are used as they are; a sub-message that
+    is one object in the tree (the header all markers of a frame share) is one object in the result.
+
+    Built for speed, as the node builds every output of every frame: the message is made without its
+    generated ``__init__``, which constructs a default for every field, nested messages included,
+    only for most of them to be replaced (:func:`_blank`); a ``uint8[]`` field takes the
+    ``array.array`` made from the pixels as it is (the generated setter would copy it once more).
+    """
+    return _to_ros(message, {})
+
+
+def _to_ros(message: Message, made: dict[int, Any]) -> Any:
+    done = made.get(id(message))
+    if done is not None:
+        return done
+    cls = message_class(message.type)
+    fields = message.fields
+    msg = _blank(cls, fields)
+    byte_slots = _byte_slots(cls)
+    for name, value in fields.items():
+        converted = _convert(value, made)
+        if isinstance(converted, array.array) and name in byte_slots:
+            setattr(msg, byte_slots[name], converted)  # the slot itself: the setter copies again
+        else:
+            setattr(msg, name, converted)
+    made[id(message)] = msg  # the tree holds the message alive, so its id is not reused meanwhile
     return msg
 
 
-def _convert(value: Any) -> Any:
+def _convert(value: Any, made: dict[int, Any]) -> Any:
     if isinstance(value, Message):
-        return to_ros(value)
+        return _to_ros(value, made)
     if isinstance(value, list):
-        return [_convert(v) for v in value]
+        return [_convert(v, made) for v in value]
     if isinstance(value, np.ndarray):
         return byte_array(value) if value.dtype == np.uint8 else value.tolist()
     return value
+
+
+#: Field values a default message can share with every message made from it.
+_IMMUTABLE = (str, bytes, int, float, bool, type(None))
+
+
+@functools.cache
+def _defaults(cls: type) -> tuple[tuple[str, Any, Callable[[], Any] | None], ...]:
+    """Per slot of a message class: its default value when immutable (shared), else a maker of a fresh
+    one (lists, arrays, nested messages), read off one message made by the generated ``__init__``."""
+    example = cls()
+    out: list[tuple[str, Any, Callable[[], Any] | None]] = []
+    for slot in cls.__slots__:
+        value = getattr(example, slot)
+        if isinstance(value, _IMMUTABLE):
+            out.append((slot, value, None))
+        elif isinstance(value, list):
+            out.append((slot, None, list))
+        elif isinstance(value, array.array):
+            out.append((slot, None, functools.partial(array.array, value.typecode)))
+        elif isinstance(value, np.ndarray):
+            out.append((slot, None, value.copy))
+        elif hasattr(type(value), "_TYPE_SUPPORT") or hasattr(type(value), "get_fields_and_field_types"):
+            out.append((slot, None, functools.partial(_blank, type(value), {})))
+        else:  # nothing the generated classes hold today; copied to be safe
+            out.append((slot, None, functools.partial(copy.deepcopy, value)))
+    return tuple(out)
+
+
+@functools.cache
+def _byte_slots(cls: type) -> dict[str, str]:
+    """The ``uint8[]`` fields of a message class (an ``array.array('B')`` by default), by name: slot."""
+    return {
+        slot[1:]: slot
+        for slot, _, make in _defaults(cls)
+        if isinstance(make, functools.partial) and make.func is array.array and make.args == ("B",)
+    }
+
+
+def _blank(cls: type, given: Mapping[str, Any]) -> Any:
+    """A message of ``cls`` with the defaults of every field except those ``given`` (set next)."""
+    msg = cls.__new__(cls)
+    for slot, value, make in _defaults(cls):
+        if slot[1:] not in given:
+            setattr(msg, slot, value if make is None else make())
+    return msg
 
 
 def byte_array(data: np.ndarray | bytes | memoryview) -> array.array:

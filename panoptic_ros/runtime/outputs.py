@@ -173,9 +173,12 @@ def _marker(header: Message, ns: str, marker_id: int, kind: int, **fields: objec
     )
 
 
+#: The identity rotation, one object shared by every pose (a wrapper makes it once per message).
+_IDENTITY = Message("geometry_msgs/msg/Quaternion", {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0})
+
+
 def _pose(x: float, y: float, z: float) -> Message:
-    orientation = Message("geometry_msgs/msg/Quaternion", {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0})
-    return Message("geometry_msgs/msg/Pose", {"position": _point(x, y, z), "orientation": orientation})
+    return Message("geometry_msgs/msg/Pose", {"position": _point(x, y, z), "orientation": _IDENTITY})
 
 
 def _vector(x: float, y: float, z: float) -> Message:
@@ -200,22 +203,26 @@ def markers(result: FrameResult, context: OutputContext) -> Message:
         )
     ]
     shown = np.flatnonzero(table.position_valid & table.is_thing)
+    # sub-messages equal for many markers are one object each (a wrapper then makes each once)
+    sphere, text = _vector(0.3, 0.3, 0.3), _vector(0.3, 0.3, 0.4)
+    colors: dict[int, Message] = {}
     for k, (x, y, z), category_id in zip(
         shown.tolist(), table.positions[shown].tolist(), table.category_ids[shown].tolist(), strict=True
     ):
         category = categories.get(category_id)
-        r, g, b = category.color if category else (255, 255, 255)
         name = category.name if category else str(category_id)
         track = int(table.ids[k])
-        color = _color(r / 255, g / 255, b / 255)
+        color = colors.get(category_id)
+        if color is None:
+            r, g, b = category.color if category else (255, 255, 255)
+            color = colors[category_id] = _color(r / 255, g / 255, b / 255)
         out.append(
             _marker(header, "panoptic", 2 * track, MARKER_SPHERE, pose=_pose(x, y, z),
-                    scale=_vector(0.3, 0.3, 0.3), color=color, lifetime=lifetime)
+                    scale=sphere, color=color, lifetime=lifetime)
         )  # fmt: skip
         out.append(
             _marker(header, "panoptic", 2 * track + 1, MARKER_TEXT, pose=_pose(x, y - 0.4, z),
-                    scale=_vector(0.3, 0.3, 0.4), color=color, lifetime=lifetime,
-                    text=f"{name} {track} ({z:.1f} m)")
+                    scale=text, color=color, lifetime=lifetime, text=f"{name} {track} ({z:.1f} m)")
         )  # fmt: skip
     if context.status:
         out.append(

@@ -7,14 +7,21 @@ import array
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from rclpy.serialization import serialize_message
+from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 
 from panoptic_ros.core.image_codec import compressed_to_color, image_to_array, image_to_color
 from panoptic_ros.core.labels import LabelSet, load_label_set
 from panoptic_ros.core.messages import Message, header_message
 from panoptic_ros.data.bag_types import to_rosbags, typestore
-from panoptic_ros.ros.conversions import array_to_compressed_msg, array_to_image_msg, byte_array, to_ros
+from panoptic_ros.ros.conversions import (
+    _blank,
+    array_to_compressed_msg,
+    array_to_image_msg,
+    byte_array,
+    message_class,
+    to_ros,
+)
 from panoptic_ros.runtime.diagnostics import PipelineInfo, diagnostics
 from panoptic_ros.runtime.outputs import CAMERA_OUTPUTS, FRAME_OUTPUTS, OutputContext, categories
 from panoptic_ros.runtime.stats import CameraStats
@@ -99,6 +106,79 @@ def test_live_and_recorded_wrappers_give_the_same_message(message: Message) -> N
     live = store.deserialize_cdr(bytes(serialize_message(to_ros(message))), message.type)
     recorded = store.deserialize_cdr(store.serialize_cdr(to_rosbags(message), message.type), message.type)
     assert _rosbags_fields(live) == _rosbags_fields(recorded)
+
+
+def _generated(message: Message) -> object:
+    """The rclpy message of a description made by the generated constructors and setters alone (the
+    plain way :func:`to_ros` takes a shortcut around)."""
+    msg = message_class(message.type)()
+
+    def value_of(value: object) -> object:
+        if isinstance(value, Message):
+            return _generated(value)
+        if isinstance(value, list):
+            return [value_of(v) for v in value]
+        if isinstance(value, np.ndarray):
+            return np.ascontiguousarray(value).tobytes() if value.dtype == np.uint8 else value.tolist()
+        return value
+
+    for name, value in message.fields.items():
+        setattr(msg, name, value_of(value))
+    return msg
+
+
+def _classes(cls: type, seen: dict[str, type]) -> dict[str, type]:
+    """``cls`` and every message class nested in it, by type name."""
+    name = f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
+    if name in seen:
+        return seen
+    seen[name] = cls
+    example = cls()
+    for field in cls.get_fields_and_field_types():
+        value = getattr(example, field)
+        for nested in value if isinstance(value, list) else [value]:
+            if hasattr(type(nested), "get_fields_and_field_types"):
+                _classes(type(nested), seen)
+        if isinstance(value, list):  # an empty sequence of messages: its class from the type string
+            kind = cls.get_fields_and_field_types()[field]
+            inner = kind.removeprefix("sequence<").split(",")[0].rstrip(">")
+            if "/" in inner:
+                package, type_name = inner.split("/")
+                _classes(message_class(f"{package}/msg/{type_name}"), seen)
+    return seen
+
+
+def test_blank_messages_equal_the_generated_defaults() -> None:
+    """Messages made without the generated ``__init__`` hold its defaults, in every class the outputs
+    use and every class nested in them, each mutable default a fresh object."""
+    classes: dict[str, type] = {}
+    for message in _descriptions():
+        _classes(message_class(message.type), classes)
+    assert {"visualization_msgs/msg/Marker", "sensor_msgs/msg/CompressedImage"} <= set(classes)
+    for name, cls in classes.items():
+        blank, generated = _blank(cls, {}), cls()
+        assert blank == generated, name
+        # through the C serializer and back (byte strings could differ in padding it leaves unwritten)
+        assert deserialize_message(serialize_message(blank), cls) == generated, name
+        for field in cls.get_fields_and_field_types():
+            value = getattr(blank, field)
+            if not isinstance(value, (str, bytes, int, float, bool)):  # immutable: shared safely
+                assert value is not getattr(_blank(cls, {}), field), f"{name}.{field} is shared"
+
+
+@pytest.mark.parametrize("message", _descriptions(), ids=lambda m: m.type)
+def test_to_ros_equals_the_generated_constructors(message: Message) -> None:
+    """The fast wrapping gives the message the generated constructors and setters give, also after
+    the C serializer and back."""
+    made, generated = to_ros(message), _generated(message)
+    assert made == generated
+    cls = message_class(message.type)
+    assert deserialize_message(serialize_message(made), cls) == deserialize_message(
+        serialize_message(generated), cls
+    )
+    if message.type == "visualization_msgs/msg/MarkerArray" and len(made.markers) > 2:
+        first, second = made.markers[1], made.markers[2]
+        assert first.header is second.header, "a sub-message shared in the tree is made once"
 
 
 def test_category_array_round_trip() -> None:
