@@ -88,35 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _generated(message: object) -> object:
-    """The rclpy message of a description by the generated constructors and setters alone (the
-    reference: each message first made with every default, nested ones included)."""
-    from panoptic_ros.core.messages import Message
-    from panoptic_ros.ros.conversions import message_class
-
-    def value_of(value: object) -> object:
-        if isinstance(value, Message):
-            return _generated(value)
-        if isinstance(value, list):
-            return [value_of(v) for v in value]
-        if isinstance(value, np.ndarray):
-            return value.tobytes() if value.dtype == np.uint8 else value.tolist()
-        return value
-
-    assert isinstance(message, Message)
-    msg = message_class(message.type)()
-    for name, value in message.fields.items():
-        setattr(msg, name, value_of(value))
-    return msg
-
-
 def trees() -> None:
     """The per-instance outputs (``instances``, ``markers``) of frames with 10 and 100 things made into
-    rclpy messages by ``to_ros``, against the generated constructors (:func:`_generated`)."""
+    rclpy messages by ``to_ros``, against the generated constructors
+    (``tests/ros/samples.generated_message``)."""
     from panoptic_ros.core.labels import load_label_set
     from panoptic_ros.ros.conversions import to_ros
     from panoptic_ros.runtime.outputs import OUTPUTS, OutputContext
     from panoptic_ros.runtime.records import FrameResult, InstanceTable
+    from tests.ros.samples import generated_message
 
     context = OutputContext(load_label_set("synthetic"), 1000, 0.3, "10.0 Hz")
     print("| output | things | `to_ros` vs the generated constructors |")
@@ -144,5 +124,5 @@ def trees() -> None:
         for name in ("instances", "markers"):
             message = OUTPUTS[name].describe(result, context)
             ours = _time(lambda m=message: to_ros(m), 15)
-            reference = _time(lambda m=message: _generated(m), 15)
+            reference = _time(lambda m=message: generated_message(m), 15)
             print(f"| {name} | {things} | {reference / ours:.2f}x faster |")

@@ -120,25 +120,28 @@ _IMMUTABLE = (str, bytes, int, float, bool, type(None))
 
 
 @functools.cache
-def _defaults(cls: type) -> tuple[tuple[str, Any, Callable[[], Any] | None], ...]:
-    """Per slot of a message class: its default value when immutable (shared), else a maker of a fresh
-    one (lists, arrays, nested messages), read off one message made by the generated ``__init__``."""
+def _defaults(cls: type) -> tuple[tuple[str, str, Any, Callable[[], Any] | None], ...]:
+    """Per slot of a message class: its field name, the slot, and its default value when immutable
+    (shared), else a maker of a fresh one (lists, arrays, nested messages), read off one message made
+    by the generated ``__init__``."""
     example = cls()
-    out: list[tuple[str, Any, Callable[[], Any] | None]] = []
+    out: list[tuple[str, str, Any, Callable[[], Any] | None]] = []
     for slot in cls.__slots__:
         value = getattr(example, slot)
+        make: Callable[[], Any] | None
         if isinstance(value, _IMMUTABLE):
-            out.append((slot, value, None))
+            make = None
         elif isinstance(value, list):
-            out.append((slot, None, list))
+            make = list
         elif isinstance(value, array.array):
-            out.append((slot, None, functools.partial(array.array, value.typecode)))
+            make = functools.partial(array.array, value.typecode)
         elif isinstance(value, np.ndarray):
-            out.append((slot, None, value.copy))
-        elif hasattr(type(value), "_TYPE_SUPPORT") or hasattr(type(value), "get_fields_and_field_types"):
-            out.append((slot, None, functools.partial(_blank, type(value), {})))
+            make = value.copy
+        elif hasattr(type(value), "get_fields_and_field_types"):  # a nested message
+            make = functools.partial(_blank, type(value), {})
         else:  # nothing the generated classes hold today; copied to be safe
-            out.append((slot, None, functools.partial(copy.deepcopy, value)))
+            make = functools.partial(copy.deepcopy, value)
+        out.append((slot.removeprefix("_"), slot, value if make is None else None, make))
     return tuple(out)
 
 
@@ -146,8 +149,8 @@ def _defaults(cls: type) -> tuple[tuple[str, Any, Callable[[], Any] | None], ...
 def _byte_slots(cls: type) -> dict[str, str]:
     """The ``uint8[]`` fields of a message class (an ``array.array('B')`` by default), by name: slot."""
     return {
-        slot[1:]: slot
-        for slot, _, make in _defaults(cls)
+        name: slot
+        for name, slot, _, make in _defaults(cls)
         if isinstance(make, functools.partial) and make.func is array.array and make.args == ("B",)
     }
 
@@ -155,8 +158,8 @@ def _byte_slots(cls: type) -> dict[str, str]:
 def _blank(cls: type, given: Mapping[str, Any]) -> Any:
     """A message of ``cls`` with the defaults of every field except those ``given`` (set next)."""
     msg = cls.__new__(cls)
-    for slot, value, make in _defaults(cls):
-        if slot[1:] not in given:
+    for name, slot, value, make in _defaults(cls):
+        if name not in given:
             setattr(msg, slot, value if make is None else make())
     return msg
 

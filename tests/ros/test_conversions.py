@@ -26,7 +26,7 @@ from panoptic_ros.runtime.diagnostics import PipelineInfo, diagnostics
 from panoptic_ros.runtime.outputs import CAMERA_OUTPUTS, FRAME_OUTPUTS, OutputContext, categories
 from panoptic_ros.runtime.stats import CameraStats
 from tests.data.bag_samples import frame_result
-from tests.ros.samples import field_differences, panoptic_instance
+from tests.ros.samples import field_differences, generated_message, panoptic_instance
 
 HEADER = Header(stamp=Time(sec=5, nanosec=7), frame_id="cam")
 HEADER_MESSAGE = header_message(5_000_000_007, "cam")
@@ -108,25 +108,6 @@ def test_live_and_recorded_wrappers_give_the_same_message(message: Message) -> N
     assert _rosbags_fields(live) == _rosbags_fields(recorded)
 
 
-def _generated(message: Message) -> object:
-    """The rclpy message of a description made by the generated constructors and setters alone (the
-    plain way :func:`to_ros` takes a shortcut around)."""
-    msg = message_class(message.type)()
-
-    def value_of(value: object) -> object:
-        if isinstance(value, Message):
-            return _generated(value)
-        if isinstance(value, list):
-            return [value_of(v) for v in value]
-        if isinstance(value, np.ndarray):
-            return np.ascontiguousarray(value).tobytes() if value.dtype == np.uint8 else value.tolist()
-        return value
-
-    for name, value in message.fields.items():
-        setattr(msg, name, value_of(value))
-    return msg
-
-
 def _classes(cls: type, seen: dict[str, type]) -> dict[str, type]:
     """``cls`` and every message class nested in it, by type name."""
     name = f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
@@ -170,7 +151,7 @@ def test_blank_messages_equal_the_generated_defaults() -> None:
 def test_to_ros_equals_the_generated_constructors(message: Message) -> None:
     """The fast wrapping gives the message the generated constructors and setters give, also after
     the C serializer and back."""
-    made, generated = to_ros(message), _generated(message)
+    made, generated = to_ros(message), generated_message(message)
     assert made == generated
     cls = message_class(message.type)
     assert deserialize_message(serialize_message(made), cls) == deserialize_message(
