@@ -97,7 +97,7 @@ def _to_ros(message: Message, made: dict[int, Any]) -> Any:
     byte_slots = _byte_slots(cls)
     for name, value in fields.items():
         converted = _convert(value, made)
-        if isinstance(converted, array.array) and name in byte_slots:
+        if isinstance(converted, array.array) and converted.typecode == "B" and name in byte_slots:
             setattr(msg, byte_slots[name], converted)  # the slot itself: the setter copies again
         else:
             setattr(msg, name, converted)
@@ -131,10 +131,10 @@ def _defaults(cls: type) -> tuple[tuple[str, str, Any, Callable[[], Any] | None]
         make: Callable[[], Any] | None
         if isinstance(value, _IMMUTABLE):
             make = None
-        elif isinstance(value, list):
-            make = list
+        elif isinstance(value, list):  # fixed-size fields and .msg defaults start with items
+            make = list if not value else functools.partial(copy.deepcopy, value)
         elif isinstance(value, array.array):
-            make = functools.partial(array.array, value.typecode)
+            make = functools.partial(array.array, value.typecode, value)
         elif isinstance(value, np.ndarray):
             make = value.copy
         elif hasattr(type(value), "get_fields_and_field_types"):  # a nested message
@@ -147,12 +147,10 @@ def _defaults(cls: type) -> tuple[tuple[str, str, Any, Callable[[], Any] | None]
 
 @functools.cache
 def _byte_slots(cls: type) -> dict[str, str]:
-    """The ``uint8[]`` fields of a message class (an ``array.array('B')`` by default), by name: slot."""
-    return {
-        name: slot
-        for name, slot, _, make in _defaults(cls)
-        if isinstance(make, functools.partial) and make.func is array.array and make.args == ("B",)
-    }
+    """The unbounded ``uint8[]`` fields of a message class (``sequence<uint8>``, an
+    ``array.array('B')``), by name: slot. Bounded and fixed-size ones keep their setters' checks."""
+    kinds = cls.get_fields_and_field_types()
+    return {name: slot for name, slot, _, _ in _defaults(cls) if kinds.get(name) == "sequence<uint8>"}
 
 
 def _blank(cls: type, given: Mapping[str, Any]) -> Any:

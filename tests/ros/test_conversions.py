@@ -22,8 +22,10 @@ from panoptic_ros.ros.conversions import (
     message_class,
     to_ros,
 )
+from panoptic_ros.runtime import outputs
 from panoptic_ros.runtime.diagnostics import PipelineInfo, diagnostics
 from panoptic_ros.runtime.outputs import CAMERA_OUTPUTS, FRAME_OUTPUTS, OutputContext, categories
+from panoptic_ros.runtime.records import InstanceTable
 from panoptic_ros.runtime.stats import CameraStats
 from tests.data.bag_samples import frame_result
 from tests.ros.samples import field_differences, generated_message, panoptic_instance
@@ -135,10 +137,14 @@ def test_blank_messages_equal_the_generated_defaults() -> None:
     classes: dict[str, type] = {}
     for message in _descriptions():
         _classes(message_class(message.type), classes)
+    # and classes with fixed-size arrays (numpy defaults; vision_msgs' poses hold a covariance too)
+    for extra in ("sensor_msgs/msg/CameraInfo", "geometry_msgs/msg/PoseWithCovariance"):
+        _classes(message_class(extra), classes)
     assert {"visualization_msgs/msg/Marker", "sensor_msgs/msg/CompressedImage"} <= set(classes)
     for name, cls in classes.items():
         blank, generated = _blank(cls, {}), cls()
         assert blank == generated, name
+        assert blank._check_fields == generated._check_fields, name
         # through the C serializer and back (byte strings could differ in padding it leaves unwritten)
         assert deserialize_message(serialize_message(blank), cls) == generated, name
         for field in cls.get_fields_and_field_types():
@@ -160,6 +166,39 @@ def test_to_ros_equals_the_generated_constructors(message: Message) -> None:
     if message.type == "visualization_msgs/msg/MarkerArray" and len(made.markers) > 2:
         first, second = made.markers[1], made.markers[2]
         assert first.header is second.header, "a sub-message shared in the tree is made once"
+
+
+def test_markers_of_many_things_share_what_is_equal() -> None:
+    """Markers of several things of two categories: the same message as the generated constructors
+    give, with one color per category, one scale per marker kind and one orientation in the result."""
+    things = 6
+    table = InstanceTable(
+        ids=np.arange(1, things + 1, dtype=np.uint32),
+        category_ids=np.array([5, 7, 5, 7, 7, 5]),
+        is_thing=np.ones(things, dtype=bool),
+        scores=np.full(things, 0.75, dtype=np.float32),
+        states=np.ones(things, dtype=np.uint8),
+        areas=np.full(things, 100),
+        bboxes=np.tile([10, 10, 20, 20], (things, 1)),
+        centroids=np.zeros((things, 2), dtype=np.float32),
+        velocities=np.zeros((things, 2), dtype=np.float32),
+        ages=np.ones(things, dtype=np.int64),
+        positions=np.arange(3 * things, dtype=np.float32).reshape(things, 3) + 1,
+        position_valid=np.ones(things, dtype=bool),
+    )
+    result = frame_result()._replace(instances=table)
+    message = outputs.markers(result, OutputContext(load_label_set("synthetic"), 1000, 0.3, "1.0 Hz"))
+    made = to_ros(message)
+    assert made == generated_message(message)
+    spheres = [m for m in made.markers if m.type == outputs.MARKER_SPHERE]
+    assert len(spheres) == things
+    by_category = {}
+    for k, sphere in enumerate(spheres):
+        by_category.setdefault(int(table.category_ids[k]), []).append(sphere.color)
+        assert sphere.scale is spheres[0].scale and sphere.pose.orientation is spheres[0].pose.orientation
+    assert len(by_category) == 2
+    for colors in by_category.values():
+        assert all(color is colors[0] for color in colors)
 
 
 def test_category_array_round_trip() -> None:
