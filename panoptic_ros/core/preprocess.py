@@ -91,6 +91,22 @@ class Preprocessor:
         # pinned staging buffer per frame size, with the event of its last copy to the device
         self._pinned: dict[tuple[int, ...], tuple[torch.Tensor, torch.cuda.Event]] = {}
 
+    @staticmethod
+    def orders(order: Orders, count: int) -> list[ColorOrder]:
+        """The channel order of each of ``count`` frames, from one order for all or one each.
+
+        Raises:
+            ConfigError: a list of another length, or an order other than ``rgb`` and ``bgr``.
+        """
+        orders = [order] * count if isinstance(order, str) else list(order)
+        if len(orders) != count:
+            raise ConfigError(
+                f"{len(orders)} channel orders for {count} frames: give one each, or one for all"
+            )
+        if any(o not in ("rgb", "bgr") for o in orders):
+            raise ConfigError(f"give 'rgb' or 'bgr' for all {count} frames or one each, got {order!r}")
+        return orders  # type: ignore[return-value]
+
     def upload(self, frame: np.ndarray) -> torch.Tensor:
         """One ``H x W x 3`` uint8 frame onto the device (pinned staging buffer on CUDA, reused per size)."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
@@ -136,9 +152,7 @@ class Preprocessor:
         it."""
         if not images:
             raise ConfigError("no frames to preprocess")
-        orders = [order] * len(images) if isinstance(order, str) else list(order)
-        if len(orders) != len(images) or any(o not in ("rgb", "bgr") for o in orders):
-            raise ConfigError(f"give 'rgb' or 'bgr' for all {len(images)} frames or one each, got {order!r}")
+        orders = self.orders(order, len(images))
         target = (self.spec.height, self.spec.width)
         batch = torch.empty(len(images), 3, *target, device=self.device, dtype=torch.float32)
         transforms = []

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from panoptic_ros.backends.registry import create_backend, model_spec
-from panoptic_ros.core.encodings import ColorOrder
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.preprocess import Orders, Preprocessor, ResizeMode, Transform, pixel_frame
 from panoptic_ros.core.segments import PixelFrame, as_dtype, take
@@ -279,12 +278,10 @@ class PanopticPipeline:
         """The first half of :meth:`__call__`: upload, preprocessing and the network (and companions), in
         batches of at most the model's ``max_batch`` frames; another thread may :meth:`fuse` meanwhile."""
         n = self.spec.input.max_batch
-        orders = [order] * len(frames) if isinstance(order, str) else list(order)
-        if len(orders) != len(frames):
-            raise ConfigError(f"{len(orders)} channel orders for {len(frames)} frames: give one each")
+        orders = Preprocessor.orders(order, len(frames))
         return [self._network(frames[k : k + n], orders[k : k + n]) for k in range(0, len(frames), n)]
 
-    def _network(self, frames: Sequence[np.ndarray], order: Sequence[ColorOrder]) -> NetworkBatch:
+    def _network(self, frames: Sequence[np.ndarray], order: Orders) -> NetworkBatch:
         times = StageTimes()
         with self._stage("preprocess", times):
             images = [self.preprocess.upload(frame) for frame in frames]  # the one upload per frame
