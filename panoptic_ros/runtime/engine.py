@@ -155,16 +155,25 @@ class FrameEngine:
         self._streams.clear()
 
     def warm_up(self, frames: int, *, cameras: int = 1) -> None:
-        """Inferences on blank frames, batched as the cameras will be (a backend may specialize per
-        batch size on its first run), so the first real frames are not the slow ones. Leaves no
-        tracks and no timing behind."""
+        """Blank frames through the whole frame path (network, fusion, tracking, label maps, overlay),
+        batched as the cameras will be (a backend may specialize per batch size on its first run), so
+        the first real frames are not the slow ones: what is made once (the overlay's palette, lazily
+        loaded compiled loops) is made here. Leaves no tracks and no timing behind."""
         if frames <= 0:
             return
         size = self.pipeline.spec.input
         blank = np.zeros((size.height, size.width, 3), dtype=np.uint8)
-        for _ in range(frames):
-            for batch in sorted({1, min(cameras, size.max_batch)}):
-                self.pipeline([blank] * batch)
+        names = [f"\0warm-up {k}" for k in range(max(1, min(cameras, size.max_batch)))]  # no topic's
+        for index in range(frames):
+            for batch in sorted({1, len(names)}):
+                self.process(
+                    [
+                        InputFrame(name, blank, index, overlay=True, semantic_image=True, instance_image=True)
+                        for name in names[:batch]
+                    ]
+                )
+        for name in names:
+            self._streams.pop(name, None)
         self.pipeline.times.seconds.clear()
         self.pipeline.times.frames = 0
 

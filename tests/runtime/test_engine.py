@@ -368,3 +368,34 @@ def test_a_bgr_frame_gives_the_results_of_the_same_rgb_frame(
             for name in a.instances._fields:
                 assert np.array_equal(getattr(a.instances, name), getattr(b.instances, name)), name
     assert results["bgr"][-1][0].instances.is_thing.any(), "the frames show things"
+
+
+def test_warm_up_runs_the_whole_frame_path_and_leaves_nothing_behind(
+    pipeline: PanopticPipeline, sequence: list
+) -> None:
+    """The warm-up takes blank frames through tracking and the overlay too (its palette is made there,
+    not on the first camera frame), batched as the cameras will be, and leaves no stream, no timing
+    and no effect on the results of the frames that follow."""
+    from panoptic_ros.core.overlay import palette
+
+    results = []
+    for warm in (False, True):
+        engine = FrameEngine(pipeline)
+        if warm:
+            palette.cache_clear()
+            engine.warm_up(2, cameras=3)
+            assert palette.cache_info().currsize == 1, "the warm-up drew no overlay"
+            assert engine._streams == {} and engine.stage_times() == {}
+        results.append(
+            [
+                engine.process([InputFrame("a", s.image, k * PERIOD, overlay=True)])[0]
+                for k, s in enumerate(sequence)
+            ]
+        )
+    for cold, warmed in zip(*results, strict=True):
+        assert np.array_equal(cold.semantic, warmed.semantic) and np.array_equal(
+            cold.overlay_bgr, warmed.overlay_bgr
+        )
+        for name in cold.instances._fields:
+            assert np.array_equal(getattr(cold.instances, name), getattr(warmed.instances, name)), name
+    assert results[1][-1].instances.is_thing.any(), "the frames show things"
