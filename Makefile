@@ -16,10 +16,11 @@ endif
 export ROS_DISTRO
 # Against Jazzy, the tests run in a copy of the source tree whose generated message modules are
 # Jazzy's (build-jazzy/tree, renewed by scripts/setup.sh), on a smoke selection of the ROS tests:
-# which distro is in use, DDS between processes, message conversions, the node, the install tree.
+# which distro is in use, DDS between processes, message conversions, the node, the install tree, the
+# bag recorder (its wait set uses rclpy's lower-level API).
 JAZZY_TREE := build-jazzy/tree
 JAZZY_TESTS ?= tests/ros/test_ros_distro.py tests/ros/test_dds.py tests/ros/test_conversions.py \
-  tests/ros/test_node.py tests/test_install_tree.py \
+  tests/ros/test_node.py tests/test_install_tree.py tests/ros/test_bag_recorder.py \
   tests/ros/test_node_qos.py::test_frames_that_cannot_arrive_are_reported_once_with_the_cause \
   tests/ros/test_node_qos.py::test_incompatible_publisher_is_reported
 ifneq ($(ROS_DISTRO),kilted)

@@ -202,3 +202,77 @@ def test_cli_duration_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert parse_topic(" /a ") == ("/a", None)
     assert main(["bag", "record", str(tmp_path / "bad"), "--topics", "/a=String", "--duration", "1"]) == 2
     assert "package/msg/Name" in capsys.readouterr().err
+
+
+def _recording(out: Path, specs: list[str], stop: threading.Event, **kwargs: object) -> threading.Thread:
+    ready = threading.Event()
+    thread = threading.Thread(
+        target=record, args=(out, specs), kwargs={"stop": stop, "ready": ready, "duration": BOUND_S, **kwargs}
+    )
+    thread.start()
+    assert ready.wait(BOUND_S), "the recorder did not subscribe"
+    return thread
+
+
+def test_a_burst_on_several_topics_is_recorded_whole_and_in_order(tmp_path: Path) -> None:
+    """Messages published back to back on two topics, faster than the recorder wakes: every one is
+    taken, each topic's in publishing order."""
+    stop = threading.Event()
+    counts: dict[str, int] = defaultdict(int)
+    sent = {"/burst_test/a": 60, "/burst_test/b": 25}
+
+    def on_message(topic: str, _: int) -> None:
+        counts[topic] += 1
+        if all(counts[t] >= n for t, n in sent.items()):
+            stop.set()
+
+    out = tmp_path / "burst"
+    thread = _recording(out, [f"{t}=std_msgs/msg/String" for t in sent], stop, on_message=on_message)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node("burst_recorder_test", context=context)
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        pubs = {t: node.create_publisher(String, t, reliable) for t in sent}
+        deadline = time.monotonic() + BOUND_S
+        while any(p.get_subscription_count() == 0 for p in pubs.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for k in range(max(sent.values())):
+            for topic, n in sent.items():
+                if k < n:
+                    pubs[topic].publish(String(data=f"{topic} {k}"))
+        stop.wait(BOUND_S)
+        node.destroy_node()
+    finally:
+        stop.set()
+        thread.join(BOUND_S)
+        rclpy.shutdown(context=context)
+    got: dict[str, list[str]] = defaultdict(list)
+    for message in read_messages(out):
+        got[message.topic].append(message.msg.data)
+    assert got == {t: [f"{t} {k}" for k in range(n)] for t, n in sent.items()}
+
+
+def test_an_incompatible_publisher_is_reported(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A best-effort publisher appearing after the recorder subscribed reliably (nobody published when
+    it started) cannot reach it; the subscription's QoS event handler says so, as under an executor."""
+    stop = threading.Event()
+    thread = _recording(tmp_path / "incompatible", ["/incompatible_test=std_msgs/msg/String"], stop)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    seen = ""
+    try:
+        node = rclpy.create_node("incompatible_recorder_test", context=context)
+        node.create_publisher(
+            String, "/incompatible_test", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        )
+        deadline = time.monotonic() + BOUND_S
+        while "incompatible QoS" not in seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+            seen += capfd.readouterr().err
+        node.destroy_node()
+    finally:
+        stop.set()
+        thread.join(BOUND_S)
+        rclpy.shutdown(context=context)
+    assert "/incompatible_test" in seen and "incompatible QoS" in seen and "RELIABILITY" in seen, seen[-2000:]
