@@ -18,6 +18,11 @@ memory for the next frame, as in the node and the CLI
 Then the cost of cameras batched: ``--cameras N`` (default 8) cameras of 640x480 in one call of
 the engine against one camera, whole-call wall time (on a GPU: milliseconds too).
 
+The first frame after opening the engine: a fresh process per case opens the engine, warms it up with
+``--warmup`` frames (the node's ``warmup_frames``, default 2) or none, and times its first camera frame
+(640x480, overlay, tracking) against the median of the next ones: the first-frame latency a camera
+sees after configure, as a ratio ("first / steady").
+
 On a GPU, last, the end-to-end p50 of one engine call per frame (upload to results on the host,
 tracking and overlay included) at both sizes, eager (fixed-shape fusion) against the whole-frame
 CUDA graph (``cuda_graph=True``: network, fusion and label maps replayed as one graph), and the
@@ -29,7 +34,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -44,6 +52,7 @@ from panoptic_ros.runtime.memory import keep_freed_memory
 
 SIZES = {"640x480": (480, 640), "1920x1080": (1080, 1920)}
 AFTER_NETWORK = ("fusion", "postprocess", "tracking", "outputs")
+REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("", " + depth", ", no label images", ", BGR camera")
 
 
@@ -166,6 +175,49 @@ def batched(engine: FrameEngine, cameras: int, frames: int) -> None:
     print(f"\n{cameras} cameras of 640x480 in one call: {many / one:.2f}x the time of one camera{absolute}")
 
 
+def first_frame(device: torch.device, warmup: int, repeats: int = 3) -> None:
+    """The first camera frame's time after opening the engine, in a fresh process each (median of
+    ``repeats``), with and without the warm-up, against the steady frames after it."""
+    cells = []
+    for frames in (0, warmup):
+        ratios, firsts, steadies = [], [], []
+        for _ in range(repeats):
+            out = subprocess.run(
+                [sys.executable, "-m", "benchmarks.bench_engine", "--role", "first-frame",
+                 "--device", str(device), "--warmup", str(frames)],
+                capture_output=True, text=True, check=True, timeout=600, cwd=REPO,
+            ).stdout.split()  # fmt: skip
+            first, steady = float(out[-2]), float(out[-1])
+            ratios.append(first / steady)
+            firsts.append(first)
+            steadies.append(steady)
+        absolute = (
+            f" ({statistics.median(firsts):.1f} vs {statistics.median(steadies):.1f} ms)"
+            if device.type == "cuda"
+            else ""
+        )
+        cells.append(f"{statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)}){absolute}")
+    print(f"\n| first 640x480 frame / steady frame, median of {repeats} processes | no warm-up "
+          f"| warm-up of {warmup} frames |")  # fmt: skip
+    print(f"|---|---|---|\n| {device_name(device)} | {cells[0]} | {cells[1]} |")
+
+
+def _first_frame_role(device: torch.device, warmup: int) -> None:
+    """In a fresh process: open, warm up, then the first frame's ms and the median of the next five."""
+    backend = "onnxruntime" if device.type == "cpu" else "torch"
+    engine = FrameEngine.open(default_model(), backend=backend, device=str(device))
+    engine.warm_up(warmup)
+    seq = _sequence(SIZES["640x480"], 6)
+    times = []
+    for k, image in enumerate(seq):
+        sync(device)
+        start = time.perf_counter()
+        engine.process([InputFrame("cam", image, k * 10**8, overlay=True)])
+        sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    print(times[0], statistics.median(times[1:]))
+
+
 def _cell(med: dict[str, float], stage: str, net: float, gpu: bool) -> str:
     ratio = f"{med[stage] / net:.2f}x net"
     return f"{med[stage]:.1f} ms ({ratio})" if gpu else ratio
@@ -176,8 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="all", help="cpu, cuda or all (default: all available)")
     parser.add_argument("--frames", type=int, default=20, help="measured frames per size (default 20)")
     parser.add_argument("--cameras", type=int, default=8, help="cameras of the batched run (default 8)")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up frames of the first-frame run")
+    parser.add_argument("--role", choices=("bench", "first-frame"), default="bench")
     args, _ = parser.parse_known_args(argv)
     keep_freed_memory()  # as the node's and the CLI's executables do: no page faults on reused buffers
+    if args.role == "first-frame":
+        _first_frame_role(torch.device(args.device), args.warmup)
+        return 0
     for device in benchmark_devices(args.device):
         run(device, args.frames, args.cameras)
+        first_frame(device, args.warmup)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
