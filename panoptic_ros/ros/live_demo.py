@@ -45,6 +45,7 @@ from panoptic_ros.ros.bag_player import Published, play
 from panoptic_ros.ros.bag_recorder import record
 from panoptic_ros.ros.launch_support import PROFILE, PROFILE_ENV, profile_env
 from panoptic_ros.runtime.memory import freeze_long_lived
+from panoptic_ros.runtime.os_threads import name_os_thread
 
 IMAGE = "sensor_msgs/msg/Image"
 NODE_NAME = "panoptic_demo"
@@ -297,12 +298,13 @@ def run_live_demo(
     specs += ["/diagnostics=diagnostic_msgs/msg/DiagnosticArray"]
 
     node, node_log = _start_node(out, _node_params(image_topics, backend, device, model))
-    stop = threading.Event()
-    ready = threading.Event()
+    stop, ready = threading.Event(), threading.Event()
     recorded: dict[str, Any] = {}
     last_message = [time.monotonic()]
 
     def recorder() -> None:
+        name_os_thread("demo_recorder")
+
         def seen(topic: str, received_ns: int) -> None:
             if topic != "/diagnostics":  # periodic: not a sign of frames still coming
                 last_message[0] = time.monotonic()
@@ -367,9 +369,7 @@ def run_live_demo(
         seconds=seconds,
         output_rate_hz=frames_out / seconds if seconds > 0 else 0.0,
         latency_ms={
-            "p50": float(pct[0]),
-            "p90": float(pct[1]),
-            "p99": float(pct[2]),
+            **{f"p{q}": float(v) for q, v in zip((50, 90, 99), pct, strict=True)},
             "max": float(max(latencies)) if latencies else float("nan"),
         },
         pq=100 * pq.all.pq,

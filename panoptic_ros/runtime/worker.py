@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from panoptic_ros.runtime.engine import FrameEngine
+from panoptic_ros.runtime.os_threads import name_os_thread
 from panoptic_ros.runtime.pipeline import NetworkBatch
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.runtime.slots import LatestFrameSlots
@@ -153,6 +154,7 @@ class Worker:
         return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
 
     def _run(self) -> None:
+        name_os_thread(threading.current_thread().name)
         try:
             while not self._stop.is_set():
                 pending = self.slots.take(timeout=0.2)
@@ -190,6 +192,7 @@ class Worker:
             pass  # left in the hand-over at a stop: in flight
 
     def _run_results(self) -> None:
+        name_os_thread(threading.current_thread().name)
         try:
             while not self._stop.is_set() and not self.fault:  # batches left at the stop are in flight
                 try:
