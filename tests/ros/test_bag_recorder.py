@@ -3,17 +3,21 @@ writes what arrives into a new bag, which reads back like the original."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
+from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
@@ -112,11 +116,42 @@ def test_recorded_content_stamps_and_receive_times(
     assert got[CATEGORIES][0].msg == source[CATEGORIES][0].msg
 
 
+@contextlib.contextmanager
+def _recorder_and_node(
+    out: Path, specs: list[str], stop: threading.Event, name: str, **kwargs: object
+) -> Iterator[Node]:
+    """``record`` on a thread of its own (until ``stop``), subscribed before this yields, and a node
+    of another context to publish with; both torn down at the end."""
+    ready = threading.Event()
+    thread = threading.Thread(
+        target=record, args=(out, specs), kwargs={"stop": stop, "ready": ready, "duration": BOUND_S, **kwargs}
+    )
+    thread.start()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        assert ready.wait(BOUND_S), "the recorder did not subscribe"
+        node = rclpy.create_node(name, context=context)
+        yield node
+        node.destroy_node()
+    finally:
+        stop.set()
+        thread.join(BOUND_S)
+        rclpy.shutdown(context=context)
+
+
+def _matched(*publishers: Publisher) -> None:
+    """Wait until the recorder's subscriptions matched ``publishers`` (bounded against hanging)."""
+    deadline = time.monotonic() + BOUND_S
+    while any(p.get_subscription_count() == 0 for p in publishers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_bag_time_is_when_dds_received_not_when_a_busy_recorder_got_to_it(tmp_path: Path) -> None:
     """Two messages published back to back while the recorder is busy with the first for a second: the
     second's bag time is its arrival (as rosbag2 records), so latencies measured from a bag do not
     include the recorder's own backlog."""
-    stop, ready = threading.Event(), threading.Event()
+    stop = threading.Event()
     handled: list[int] = []
 
     def on_message(topic: str, _: int) -> None:
@@ -127,31 +162,15 @@ def test_bag_time_is_when_dds_received_not_when_a_busy_recorder_got_to_it(tmp_pa
             stop.set()
 
     out = tmp_path / "busy"
-    thread = threading.Thread(
-        target=record,
-        args=(out, ["/busy_test=std_msgs/msg/String"]),
-        kwargs={"stop": stop, "ready": ready, "on_message": on_message, "duration": BOUND_S},
-    )
-    thread.start()
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
-        assert ready.wait(BOUND_S)
-        node = rclpy.create_node("busy_recorder_test", context=context)
+    specs = ["/busy_test=std_msgs/msg/String"]
+    with _recorder_and_node(out, specs, stop, "busy_recorder_test", on_message=on_message) as node:
         pub = node.create_publisher(
             String, "/busy_test", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         )
-        deadline = time.monotonic() + BOUND_S
-        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _matched(pub)
         pub.publish(String(data="first"))
         pub.publish(String(data="second"))
         stop.wait(BOUND_S)
-        node.destroy_node()
-    finally:
-        stop.set()
-        thread.join(BOUND_S)
-        rclpy.shutdown(context=context)
     first, second = (m.log_time_ns for m in read_messages(out))
     assert handled[1] - handled[0] >= 1_000_000_000  # the recorder got to the second a second later
     assert second - first < 500_000_000  # ... but it arrived right after the first
@@ -204,16 +223,6 @@ def test_cli_duration_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "package/msg/Name" in capsys.readouterr().err
 
 
-def _recording(out: Path, specs: list[str], stop: threading.Event, **kwargs: object) -> threading.Thread:
-    ready = threading.Event()
-    thread = threading.Thread(
-        target=record, args=(out, specs), kwargs={"stop": stop, "ready": ready, "duration": BOUND_S, **kwargs}
-    )
-    thread.start()
-    assert ready.wait(BOUND_S), "the recorder did not subscribe"
-    return thread
-
-
 def test_a_burst_on_several_topics_is_recorded_whole_and_in_order(tmp_path: Path) -> None:
     """Messages published back to back on two topics, faster than the recorder wakes: every one is
     taken, each topic's in publishing order."""
@@ -227,26 +236,16 @@ def test_a_burst_on_several_topics_is_recorded_whole_and_in_order(tmp_path: Path
             stop.set()
 
     out = tmp_path / "burst"
-    thread = _recording(out, [f"{t}=std_msgs/msg/String" for t in sent], stop, on_message=on_message)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
-        node = rclpy.create_node("burst_recorder_test", context=context)
+    specs = [f"{t}=std_msgs/msg/String" for t in sent]
+    with _recorder_and_node(out, specs, stop, "burst_recorder_test", on_message=on_message) as node:
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         pubs = {t: node.create_publisher(String, t, reliable) for t in sent}
-        deadline = time.monotonic() + BOUND_S
-        while any(p.get_subscription_count() == 0 for p in pubs.values()) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _matched(*pubs.values())
         for k in range(max(sent.values())):
             for topic, n in sent.items():
                 if k < n:
                     pubs[topic].publish(String(data=f"{topic} {k}"))
         stop.wait(BOUND_S)
-        node.destroy_node()
-    finally:
-        stop.set()
-        thread.join(BOUND_S)
-        rclpy.shutdown(context=context)
     got: dict[str, list[str]] = defaultdict(list)
     for message in read_messages(out):
         got[message.topic].append(message.msg.data)
@@ -257,12 +256,9 @@ def test_an_incompatible_publisher_is_reported(tmp_path: Path, capfd: pytest.Cap
     """A best-effort publisher appearing after the recorder subscribed reliably (nobody published when
     it started) cannot reach it; the subscription's QoS event handler says so, as under an executor."""
     stop = threading.Event()
-    thread = _recording(tmp_path / "incompatible", ["/incompatible_test=std_msgs/msg/String"], stop)
-    context = rclpy.Context()
-    rclpy.init(context=context)
     seen = ""
-    try:
-        node = rclpy.create_node("incompatible_recorder_test", context=context)
+    specs = ["/incompatible_test=std_msgs/msg/String"]
+    with _recorder_and_node(tmp_path / "incompatible", specs, stop, "incompatible_recorder_test") as node:
         node.create_publisher(
             String, "/incompatible_test", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
         )
@@ -270,9 +266,4 @@ def test_an_incompatible_publisher_is_reported(tmp_path: Path, capfd: pytest.Cap
         while "incompatible QoS" not in seen and time.monotonic() < deadline:
             time.sleep(0.1)
             seen += capfd.readouterr().err
-        node.destroy_node()
-    finally:
-        stop.set()
-        thread.join(BOUND_S)
-        rclpy.shutdown(context=context)
     assert "/incompatible_test" in seen and "incompatible QoS" in seen and "RELIABILITY" in seen, seen[-2000:]
