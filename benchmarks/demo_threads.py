@@ -42,14 +42,17 @@ def _threads(pid: int) -> dict[tuple[int, str], int]:
     return out
 
 
-def _child(pid: int) -> int | None:
+def _node_process(pid: int) -> int | None:
+    """The node's process: the child of ``pid`` running ``panoptic_ros.ros.executables``."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    return int(entry.name)
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
+            if parent == pid and b"panoptic_ros.ros.executables" in command:
+                return int(entry.name)
     return None
 
 
@@ -61,7 +64,7 @@ def run_once(demo_args: list[str]) -> str:
         samples = []
         node = None
         while demo.poll() is None:
-            node = node or _child(demo.pid)
+            node = node or _node_process(demo.pid)
             samples.append((time.monotonic(), _threads(demo.pid), _threads(node) if node else {}))
             time.sleep(0.25)
     busy = [
@@ -76,7 +79,7 @@ def run_once(demo_args: list[str]) -> str:
         else:
             runs.append([i])
     if not runs:
-        return "the node never used a core's worth: no window to report\n"
+        return f"the node never used a core's worth: no window to report\n{log.read_text()[-2000:]}\n"
     window = max(runs, key=len)
     first, last = samples[window[0]], samples[window[-1] + 1]
     seconds = last[0] - first[0]
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="demo_threads")
     parser.add_argument("--runs", type=int, default=1)
     args, demo_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    demo_args = [a for a in demo_args if a != "--"]
     if not sys.platform.startswith("linux"):
         print("demo_threads reads /proc: Linux only")
         return 1
