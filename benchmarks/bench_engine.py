@@ -175,7 +175,7 @@ def batched(engine: FrameEngine, cameras: int, frames: int) -> None:
     print(f"\n{cameras} cameras of 640x480 in one call: {many / one:.2f}x the time of one camera{absolute}")
 
 
-def first_frame(device: torch.device, warmup: int, repeats: int = 3) -> None:
+def first_frame(device: torch.device, warmup: int, repeats: int = 5) -> None:
     """The first camera frame's time after opening the engine, in a fresh process each (median of
     ``repeats``), with and without the warm-up, against the steady frames after it."""
     cells = []

@@ -46,13 +46,14 @@ def _publish(args: argparse.Namespace) -> int:
     import array
 
     import rclpy
+    from rclpy.duration import Duration
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
     rclpy.init()
     node = rclpy.create_node("rec_bench_pub")
-    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # as deep as the recorder's
     messages = []
     for topic, msgtype in _topics().items():
         if msgtype.endswith("Image"):
@@ -72,7 +73,8 @@ def _publish(args: argparse.Namespace) -> int:
         time.sleep(max(0.0, start + k * period - time.monotonic()))
         for pub, msg in messages:
             pub.publish(msg)
-    time.sleep(1.0)  # reliable: let the last ones be acknowledged
+    for pub, _ in messages:  # reliable: every message acknowledged before this process ends
+        pub.wait_for_all_acked(Duration(seconds=10))
     node.destroy_node()
     rclpy.shutdown()
     return 0
@@ -186,9 +188,15 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.rounds):
             reference, n_reference = _round("executor", args, Path(tmp))
             ours, n_ours = _round("wait set", args, Path(tmp))
+            if min(n_reference, n_ours) < 2 or reference <= 0:
+                print(f"| {k + 1} | {n_reference} | {n_ours} | too few messages to compare |")
+                continue
             ratios.append(ours / reference)
             print(f"| {k + 1} | {n_reference} | {n_ours} | {ours / reference:.2f}x |")
-    print(f"\nmedian ratio {statistics.median(ratios):.2f}x (CPU time of the recording thread per message)")
+    if ratios:
+        print(
+            f"\nmedian ratio {statistics.median(ratios):.2f}x (CPU time of the recording thread per message)"
+        )
     return 0
 
 

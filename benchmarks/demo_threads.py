@@ -60,7 +60,11 @@ def run_once(demo_args: list[str]) -> str:
     """One demo run: the table of thread shares in the busy window, and the demo's summary lines."""
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"demo_threads_{os.getpid()}.log"
     with log.open("w") as out:
-        demo = subprocess.Popen(["panoptic-ros", "demo", *demo_args], stdout=out, stderr=subprocess.STDOUT)
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "panoptic_ros.cli", "demo", *demo_args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         samples = []
         node = None
         while demo.poll() is None:
@@ -78,8 +82,10 @@ def run_once(demo_args: list[str]) -> str:
             runs[-1].append(i)
         else:
             runs.append([i])
+    text = log.read_text()
+    log.unlink()
     if not runs:
-        return f"the node never used a core's worth: no window to report\n{log.read_text()[-2000:]}\n"
+        return f"the node never used a core's worth: no window to report\n{text[-2000:]}\n"
     window = max(runs, key=len)
     first, last = samples[window[0]], samples[window[-1] + 1]
     seconds = last[0] - first[0]
@@ -94,8 +100,7 @@ def run_once(demo_args: list[str]) -> str:
         for name, share in sorted(shares.items(), key=lambda kv: -kv[1]):
             lines.append(f"| {process} | {name} | {share:.0f} |")
         lines.append(f"| {process} | **all** | **{total:.0f}** |")
-    summary = [line for line in log.read_text().splitlines() if line.startswith(("frames in", "latency"))]
-    log.unlink()
+    summary = [line for line in text.splitlines() if line.startswith(("frames in", "latency"))]
     return "\n".join([*lines, "", *summary]) + "\n"
 
 

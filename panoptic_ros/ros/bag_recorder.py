@@ -19,6 +19,7 @@ subscriptions and their QoS event handlers), and a recorder wakes for nearly eve
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -28,6 +29,7 @@ from typing import Any
 
 import rclpy
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
@@ -132,7 +134,13 @@ def record(
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
     start = time.monotonic()
     try:
-        node = rclpy.create_node("panoptic_bag_recorder", context=context)
+        # no executor serves this node: it offers no services (ros2 param / node info would wait on them)
+        node = rclpy.create_node(
+            "panoptic_bag_recorder",
+            context=context,
+            start_parameter_services=False,
+            parameter_overrides=[Parameter("start_type_description_service", value=False)],
+        )
         types = {t: m for t, m in specs if m is not None}
         untyped = [t for t, m in specs if m is None]
         if untyped:
@@ -180,10 +188,11 @@ def receive(
 ) -> None:
     """Take every message of the raw ``subscriptions`` as it arrives, ``write(topic, data, info)``,
     and serve their QoS event handlers (an incompatible publisher is reported as an executor would),
-    until ``going()`` is false (checked at least every :data:`WAKE_NS`).
+    until ``going()`` is false or the context shuts down (checked at least every :data:`WAKE_NS`).
 
     One wait set, refilled on each wake with the subscriptions and their event handlers; a ready
-    subscription is drained (all its waiting messages are taken), so a burst costs one wake.
+    subscription gives up to :data:`RECORD_DEPTH` messages (its history) per wake, so a burst costs
+    one wake and a topic that never pauses cannot keep the others or the stop waiting.
     """
     handlers = [handler for _, subscription in subscriptions for handler in subscription.event_handlers]
     size = NumberOfEntities(num_subs=len(subscriptions))
@@ -198,7 +207,7 @@ def receive(
         size.num_events,
         context.handle,
     )
-    while going():
+    while going() and context.ok():
         wait_set.clear_entities()
         for _, subscription in subscriptions:
             wait_set.add_subscription(subscription.handle)
@@ -208,18 +217,24 @@ def receive(
         ready = set(wait_set.get_ready_entities("subscription"))
         for topic, subscription in subscriptions:
             if subscription.handle.pointer in ready:
-                while (taken := subscription.handle.take_message(subscription.msg_type, True)) is not None:
+                for _ in range(RECORD_DEPTH):  # a history's worth: one busy topic cannot starve the rest
+                    taken = subscription.handle.take_message(subscription.msg_type, True)
+                    if taken is None:
+                        break
                     write(topic, *taken)
         for handler in handlers:
             if handler.is_ready(wait_set):
                 _run_once(handler.execute(handler.take_data()))
 
 
-def _run_once(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run a coroutine that does not await (an event handler's ``execute``) to its end."""
+def _run_once(result: Coroutine[Any, Any, None] | None) -> None:
+    """Finish an event handler's ``execute``: a coroutine that does not await (rclpy's), run to its
+    end, or nothing (a synchronous one already ran)."""
+    if not inspect.iscoroutine(result):
+        return
     try:
-        coroutine.send(None)
+        result.send(None)
     except StopIteration:
         return
-    coroutine.close()
+    result.close()
     raise BagRosError("an event handler of the recorder awaited; it cannot be served without an executor")

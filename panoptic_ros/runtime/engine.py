@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from panoptic_ros.core.encodings import ColorOrder
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.overlay import overlay, tracked_display_map
 from panoptic_ros.runtime.cloud import color_table, frame_cloud
@@ -156,26 +157,34 @@ class FrameEngine:
 
     def warm_up(self, frames: int, *, cameras: int = 1) -> None:
         """Blank frames through the whole frame path (network, fusion, tracking, label maps, overlay),
-        batched as the cameras will be (a backend may specialize per batch size on its first run), so
-        the first real frames are not the slow ones: what is made once (the overlay's palette, lazily
-        loaded compiled loops) is made here. Leaves no tracks and no timing behind."""
+        batched as the cameras will be (a backend may specialize per batch size on its first run) and
+        in both channel orders, so the first real frames are not the slow ones: what is made once (the
+        overlay's palette, lazily loaded compiled loops) is made here. The frames have the model's
+        input size: a CUDA graph, captured per camera size, is still captured by the first real frame.
+        Leaves no tracks and no timing behind."""
         if frames <= 0:
             return
         size = self.pipeline.spec.input
         blank = np.zeros((size.height, size.width, 3), dtype=np.uint8)
         names = [f"\0warm-up {k}" for k in range(max(1, min(cameras, size.max_batch)))]  # no topic's
-        for index in range(frames):
-            for batch in sorted({1, len(names)}):
-                self.process(
-                    [
-                        InputFrame(name, blank, index, overlay=True, semantic_image=True, instance_image=True)
-                        for name in names[:batch]
-                    ]
-                )
-        for name in names:
-            self._streams.pop(name, None)
-        self.pipeline.times.seconds.clear()
-        self.pipeline.times.frames = 0
+        try:
+            for index in range(frames):
+                order: ColorOrder = "bgr" if index % 2 else "rgb"
+                for batch in sorted({1, len(names)}):
+                    self.process(
+                        [
+                            InputFrame(
+                                name, blank, index, overlay=True, semantic_image=True, instance_image=True,
+                                order=order,
+                            )
+                            for name in names[:batch]
+                        ]
+                    )  # fmt: skip
+        finally:
+            for name in names:
+                self._streams.pop(name, None)
+            self.pipeline.times.seconds.clear()
+            self.pipeline.times.frames = 0
 
     # ---- frames
 

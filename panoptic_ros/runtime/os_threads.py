@@ -19,7 +19,7 @@ def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        return ctypes.CDLL(None, use_errno=True)
+        return ctypes.CDLL(None)
     except OSError:
         return None
 

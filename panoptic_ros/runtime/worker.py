@@ -120,7 +120,7 @@ class Worker:
         self._threads = [threading.Thread(target=self._run, name="panoptic_worker", daemon=True)]
         if self.overlap:
             self._threads.append(
-                threading.Thread(target=self._run_results, name="panoptic_results", daemon=True)
+                threading.Thread(target=self._run_results, name="panoptic_result", daemon=True)
             )
         for thread in self._threads:
             thread.start()

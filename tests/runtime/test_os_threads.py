@@ -20,7 +20,13 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 
 
 def _os_names() -> set[str]:
-    return {(task / "comm").read_text().strip() for task in Path("/proc/self/task").iterdir()}
+    names = set()
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            names.add((task / "comm").read_text().strip())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return names
 
 
 def test_a_thread_names_itself_and_long_names_are_cut_to_what_the_kernel_keeps() -> None:
@@ -57,4 +63,5 @@ def test_the_workers_threads_carry_their_names_in_the_os() -> None:
             names = _os_names()
     finally:
         worker.stop()
+        engine.close()
     assert {"panoptic_worker", "panoptic_result"} <= names, names
