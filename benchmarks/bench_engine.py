@@ -56,9 +56,14 @@ REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("", " + depth", ", no label images", ", BGR camera")
 
 
-def run(device: torch.device, frames: int, cameras: int) -> None:
+def _open(device: torch.device) -> FrameEngine:
+    """The shipped model on ONNX Runtime (CPU) or PyTorch (CUDA)."""
     backend = "onnxruntime" if device.type == "cpu" else "torch"
-    engine = FrameEngine.open(default_model(), backend=backend, device=str(device))
+    return FrameEngine.open(default_model(), backend=backend, device=str(device))
+
+
+def run(device: torch.device, frames: int, cameras: int) -> None:
+    engine = _open(device)
     gpu = device.type == "cuda"
     header = "| frame | " + " | ".join(["preprocess", "network", *AFTER_NETWORK, "after the network"]) + " |"
     print(f"{device_name(device)}, backend {engine.describe()}\n")
@@ -204,8 +209,7 @@ def first_frame(device: torch.device, warmup: int, repeats: int = 5) -> None:
 
 def _first_frame_role(device: torch.device, warmup: int) -> None:
     """In a fresh process: open, warm up, then the first frame's ms and the median of the next five."""
-    backend = "onnxruntime" if device.type == "cpu" else "torch"
-    engine = FrameEngine.open(default_model(), backend=backend, device=str(device))
+    engine = _open(device)
     engine.warm_up(warmup)
     seq = _sequence(SIZES["640x480"], 6)
     times = []

@@ -24,6 +24,12 @@ TICK = os.sysconf("SC_CLK_TCK")
 BUSY = 1.0  # cores: the node works on frames
 
 
+def _stat(path: Path) -> tuple[str, list[str]]:
+    """A ``/proc/.../stat`` file: the name in parentheses and the fields after it (state first)."""
+    raw = path.read_text()
+    return raw[raw.index("(") + 1 : raw.rindex(")")], raw[raw.rindex(")") + 1 :].split()
+
+
 def _threads(pid: int) -> dict[tuple[int, str], int]:
     """(thread id, OS name) -> CPU ticks so far, for every thread of ``pid`` (empty once it ended)."""
     out = {}
@@ -33,11 +39,9 @@ def _threads(pid: int) -> dict[tuple[int, str], int]:
         return {}
     for task in tasks:
         try:
-            raw = (task / "stat").read_text()
+            name, fields = _stat(task / "stat")
         except OSError:
             continue
-        name = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw.rsplit(")", 1)[1].split()
         out[(int(task.name), name)] = int(fields[11]) + int(fields[12])
     return out
 
@@ -47,7 +51,7 @@ def _node_process(pid: int) -> int | None:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                parent = int(_stat(entry / "stat")[1][1])
                 command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue

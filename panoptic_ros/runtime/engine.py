@@ -157,8 +157,8 @@ class FrameEngine:
 
     def warm_up(self, frames: int, *, cameras: int = 1) -> None:
         """Blank frames through the whole frame path (network, fusion, tracking, label maps, overlay),
-        batched as the cameras will be (a backend may specialize per batch size on its first run) and
-        in both channel orders, so the first real frames are not the slow ones: what is made once (the
+        batched as the cameras will be (a backend may specialize per batch size on its first run),
+        RGB and BGR frames in turn, so the first real frames are not the slow ones: what is made once (the
         overlay's palette, lazily loaded compiled loops) is made here. The frames have the model's
         input size: a CUDA graph, captured per camera size, is still captured by the first real frame.
         Leaves no tracks and no timing behind."""
