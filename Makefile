@@ -66,8 +66,9 @@ lint: setup  ## ruff over the package, tests and launch files
 demo: setup  ## run the main job end to end (see README: Demo)
 	$(ENV) panoptic-ros demo --out out/demo
 
-model: setup  ## retrain the shipped model from scratch (about 36 minutes on 2 CPU cores with bfloat16)
+model: setup  ## retrain the shipped model from scratch (about 36 minutes on 2 CPU cores with bfloat16), then its INT8 companion
 	$(ENV) panoptic-ros train --no-resume --work-dir out/train --out engines/panoptic_synthetic.onnx
+	$(ENV) panoptic-ros quantize engines/panoptic_synthetic.onnx --calib synthetic
 
 bench: setup  ## benchmarks; results go to docs/BENCHMARKS.md by hand, with date and machine
 	$(ENV) python -m benchmarks.run

@@ -1,7 +1,8 @@
 """The frame engine per frame, stage by stage, against the network's own time in the same run.
 
 ``python -m benchmarks.run engine`` (``-- --device cpu|cuda|all``, ``--frames N``): the shipped model
-on ONNX Runtime (CPU) or PyTorch (CUDA), one camera, a synthetic sequence resized to 640x480 and
+on ONNX Runtime (CPU; the float network, or ``--precision int8`` its INT8 companion, which the node
+runs by default on the CPU) or PyTorch (CUDA), one camera, a synthetic sequence resized to 640x480 and
 1920x1080, overlay requested, tracking on; then the same with an aligned depth image and
 camera_info (rows "+ depth": the outputs stage then places every segment in 3D); then without
 label images (rows "no label images": the node's frames while nobody subscribes to a label image
@@ -56,10 +57,17 @@ REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("", " + depth", ", no label images", ", BGR camera")
 
 
+#: ONNX Runtime's precision on the CPU (``--precision``); fp32 by default: issue 14's goal 1 measures
+#: the work after the network against the float network
+PRECISION = ["fp32"]
+
+
 def _open(device: torch.device) -> FrameEngine:
-    """The shipped model on ONNX Runtime (CPU) or PyTorch (CUDA)."""
-    backend = "onnxruntime" if device.type == "cpu" else "torch"
-    return FrameEngine.open(default_model(), backend=backend, device=str(device))
+    """The shipped model on ONNX Runtime (CPU, at :data:`PRECISION`) or PyTorch (CUDA)."""
+    if device.type == "cpu":
+        options = {} if PRECISION[0] == "auto" else {"precision": PRECISION[0]}
+        return FrameEngine.open(default_model(), backend="onnxruntime", device="cpu", backend_options=options)
+    return FrameEngine.open(default_model(), backend="torch", device=str(device))
 
 
 def run(device: torch.device, frames: int, cameras: int) -> None:
@@ -189,7 +197,7 @@ def first_frame(device: torch.device, warmup: int, repeats: int = 5) -> None:
         for _ in range(repeats):
             out = subprocess.run(
                 [sys.executable, "-m", "benchmarks.bench_engine", "--role", "first-frame",
-                 "--device", str(device), "--warmup", str(frames)],
+                 "--device", str(device), "--warmup", str(frames), "--precision", PRECISION[0]],
                 capture_output=True, text=True, check=True, timeout=600, cwd=REPO,
             ).stdout.split()  # fmt: skip
             first, steady = float(out[-2]), float(out[-1])
@@ -234,7 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=int, default=8, help="cameras of the batched run (default 8)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up frames of the first-frame run")
     parser.add_argument("--role", choices=("bench", "first-frame"), default="bench")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "int8", "auto"),
+        default="fp32",
+        help="ONNX Runtime's on the CPU (default fp32, goal 1's reference; int8: the INT8 companion)",
+    )
     args, _ = parser.parse_known_args(argv)
+    PRECISION[0] = args.precision
     keep_freed_memory()  # as the node's and the CLI's executables do: no page faults on reused buffers
     if args.role == "first-frame":
         _first_frame_role(torch.device(args.device), args.warmup)

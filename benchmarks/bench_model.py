@@ -10,6 +10,9 @@
   AQ, SQ, VPQ on 8 sequences x 40 frames of seed 1000 with tracking, by the project's commands
   (``synth``, ``infer``, ``eval``), i.e. by the official definitions. ``--quick``: 30 images and 2
   sequences (a smoke run, not the figures to record).
+- When the model has a current INT8 companion (``panoptic-ros quantize``), its network time against
+  the float network's, and the quality rows measured with it (what ONNX Runtime runs on the CPU by
+  default); ``--precision fp32`` measures the float network's quality instead.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from panoptic_ros.backends.int8_onnx import current_companion
 from panoptic_ros.models.export import export_onnx
 from panoptic_ros.models.train import TrainConfig, network, synthetic_model_spec
 from panoptic_ros.resources import default_model
@@ -68,10 +72,15 @@ def _cli(*args: str) -> None:
         raise SystemExit(f"panoptic-ros {' '.join(args)} failed:\n{done.stderr[-2000:]}")
 
 
-def quality(model: Path, work: Path, *, images: int, sequences: int) -> dict[str, dict]:
+def quality(
+    model: Path, work: Path, *, images: int, sequences: int, precision: str = "auto"
+) -> dict[str, dict]:
     """Held-out PQ and STQ of ``model`` (seed 1000) by the project's commands: the JSON reports of
-    ``eval`` (``pq``) and ``eval --video`` (``stq``)."""
+    ``eval`` (``pq``) and ``eval --video`` (``stq``). ``precision`` is ONNX Runtime's (``auto``: the
+    model's INT8 companion when it has a current one)."""
     common = ["--model", str(model), "--backend", "onnxruntime", "--device", "cpu"]
+    if precision != "auto":
+        common += ["--backend-option", f"precision={precision}"]
     _cli("synth", "--out", str(work / "images"), "--count", str(images), "--seed", "1000")
     _cli("infer", "--input", str(work / "images"), "--out", str(work / "pred"), *common)
     _cli("eval", "--gt", str(work / "images"), "--pred", str(work / "pred"), "--json", str(work / "pq.json"))
@@ -108,18 +117,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=60, help="timed network runs per model")
     parser.add_argument("--quick", action="store_true", help="30 images and 2 sequences (smoke run)")
     parser.add_argument("--no-quality", action="store_true", help="only the network time")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "int8"),
+        default="auto",
+        help="ONNX Runtime precision of the quality runs (auto: the INT8 companion when current)",
+    )
     args = parser.parse_args(argv)
     model = args.model or default_model()
+    companion = current_companion(model).path
+    used = args.precision if args.precision != "auto" else ("int8" if companion else "fp32")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ratio = network_ratio(model, _first_architecture(work), args.repeats)
-        print(f"model: {model}\n")
+        print(f"model: {model}; quality measured with precision {used}\n")
         print("| measure | value |\n|---|---:|")
         print(f"| network time / first architecture's (ONNX Runtime CPU, one frame) | {ratio:.2f}x |")
+        if companion is not None:
+            int8 = network_ratio(companion, model, args.repeats)
+            print(f"| INT8 companion's network time / the float network's (same run) | {int8:.2f}x |")
         if args.no_quality:
             return 0
         images, sequences = (30, 2) if args.quick else (100, 8)
-        q = quality(model, work, images=images, sequences=sequences)
+        q = quality(model, work, images=images, sequences=sequences, precision=args.precision)
     pq, stq = q["pq"], q["stq"]
     print(_rows(pq, stq, images, sequences))
     return 0

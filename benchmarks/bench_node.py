@@ -155,11 +155,12 @@ def camera_conversion(repeats: int) -> None:
     print("\n(ratios to the pipeline's time on the frame; JPEG includes decoding it)")
 
 
-def sustained_rate(seconds: float, paced_hz: float) -> None:
+def sustained_rate(seconds: float, paced_hz: float, precision: str = "auto") -> None:
     """The node in its own process, one 640x480 camera published reliably, outputs counted by a
     subscriber in another process: flooded (as fast as the publisher goes) for the rate the node
     sustains, and paced at ``paced_hz`` for how many frames it serves of those sent (none may be
-    dropped); against the rate of the frame engine alone in this process (same frames, same model)."""
+    dropped); against the rate of the frame engine alone in this process (same frames, same model).
+    ``precision``: the node's parameter (auto: on the CPU the shipped model's INT8 companion)."""
     import tempfile
     from pathlib import Path
 
@@ -169,8 +170,10 @@ def sustained_rate(seconds: float, paced_hz: float) -> None:
     from tests.ros.node_harness import RELIABLE, NodeProcess, Peer, header
 
     rgb = _frame(SIZES["640x480"])
-    pipeline = PanopticPipeline(MODEL, backend="onnxruntime", device="cpu")
+    options = {} if precision == "auto" else {"precision": precision}
+    pipeline = PanopticPipeline(MODEL, backend="onnxruntime", device="cpu", backend_options=options)
     processor = FrameEngine(pipeline)
+    print(f"network: {pipeline.backend.describe()}\n")
     alone_ms = _median_ms(lambda: processor.process([InputFrame("cam", rgb, 0, overlay=False)]), 20)
     print(
         "| input | sent (Hz) | frames sent | frames out | node output (Hz) | processor alone (Hz) "
@@ -186,6 +189,7 @@ def sustained_rate(seconds: float, paced_hz: float) -> None:
                 "qos.mode": "explicit",
                 "qos.reliability": "reliable",
                 "diagnostics_period": 0.5,
+                "precision": precision,
             }
             node = NodeProcess(Path(tmp), params, name="panoptic_bench")
             peer = Peer("panoptic_bench_peer")
@@ -263,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-dds", action="store_true", help="skip the node process runs")
     parser.add_argument("--paced-hz", type=float, default=30.0, help="camera rate of the paced node run")
     parser.add_argument("--frames", type=int, default=200, help="frames of the GPU latency run")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "int8"),
+        default="auto",
+        help="the node's precision in the DDS runs (auto: the INT8 companion on the CPU)",
+    )
     args, _ = parser.parse_known_args(argv)
     devices = benchmark_devices(args.device)
     if torch.device("cpu") in devices:
@@ -276,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             camera_conversion(args.repeats)
             print()
             if not args.skip_dds:
-                sustained_rate(args.seconds, args.paced_hz)
+                sustained_rate(args.seconds, args.paced_hz, args.precision)
                 print()
     for device in devices:
         if device.type == "cuda":

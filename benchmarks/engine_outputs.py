@@ -8,7 +8,8 @@ label images, overlay and instance table. ``python benchmarks/engine_outputs.py 
 prints, per output, how many frames are identical (label images and overlay: the share of equal
 pixels and the largest change of one value, e.g. one level of an overlay channel) and, for
 the 3D positions, how far they moved, things and stuff apart. Run ``dump`` with ``PYTHONPATH`` set to
-another tree (a ``git worktree`` of an older commit) to compare before and after a change.
+another tree (a ``git worktree`` of an older commit) to compare before and after a change, or
+``--precision fp32`` and ``int8`` to compare the float network with its INT8 companion.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,10 +32,17 @@ SIZES = ((480, 640), (1080, 1920), (300, 500))
 TABLE_FIELDS = ("ids", "category_ids", "areas", "bboxes", "scores", "centroids", "is_thing")
 
 
-def dump(path: str, frames: int) -> None:
+def dump(path: str, frames: int, model: Path | None = None, precision: str = "auto") -> None:
     out: dict[str, np.ndarray] = {}
     for resize in ("resize", "letterbox"):
-        engine = FrameEngine.open(default_model(), backend="onnxruntime", device="cpu", resize=resize)
+        options = {} if precision == "auto" else {"precision": precision}
+        engine = FrameEngine.open(
+            model or default_model(),
+            backend="onnxruntime",
+            device="cpu",
+            resize=resize,
+            backend_options=options,
+        )
         for (height, width), seed in ((size, seed) for size in SIZES for seed in (1000, 1001, 1002)):
             engine.reset()
             camera = CameraModel.from_k(
@@ -82,12 +91,16 @@ def compare(before_path: str, after_path: str) -> int:
             for kind, rows in (("things", both & thing), ("stuff", both & ~thing)):
                 distance = np.linalg.norm(a[rows] - b[rows], axis=1)
                 moved[kind].extend((distance / np.maximum(np.abs(a[rows, 2]), 1e-6)).tolist())
-    print("| output | frames identical | equal pixels (lowest frame) | largest change of a value |")
-    print("|---|---:|---:|---:|")
+    print(
+        "| output | frames identical | equal pixels (all frames) | equal pixels (lowest frame) "
+        "| largest change of a value |"
+    )
+    print("|---|---:|---:|---:|---:|")
     for name, same in frames.items():
         share = f"{100 * min(pixels[name]):.3f} %" if pixels.get(name) else ""
+        mean = f"{100 * np.mean(pixels[name]):.3f} %" if pixels.get(name) else ""
         change = str(largest[name]) if name in largest else ""
-        print(f"| {name} | {sum(same)} / {len(same)} | {share} | {change} |")
+        print(f"| {name} | {sum(same)} / {len(same)} | {mean} | {share} | {change} |")
     for kind, values in moved.items():
         rel = np.asarray(values)
         print(
@@ -103,12 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     dump_parser = sub.add_parser("dump", help="run the engine and store its outputs")
     dump_parser.add_argument("out")
     dump_parser.add_argument("--frames", type=int, default=12)
+    dump_parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
+    dump_parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "int8"),
+        default="auto",
+        help="ONNX Runtime's (auto: the model's INT8 companion when current, as the node runs it)",
+    )
     compare_parser = sub.add_parser("compare", help="compare two dumps")
     compare_parser.add_argument("before")
     compare_parser.add_argument("after")
     args = parser.parse_args(argv)
     if args.command == "dump":
-        dump(args.out, args.frames)
+        dump(args.out, args.frames, args.model, args.precision)
         return 0
     return compare(args.before, args.after)
 

@@ -1,7 +1,14 @@
-"""ONNX Runtime backend: CPU everywhere; CUDA (with I/O binding to PyTorch tensors) where installed."""
+"""ONNX Runtime backend: CPU everywhere; CUDA (with I/O binding to PyTorch tensors) where installed.
+
+On the CPU the backend runs the model's INT8 companion (``M.int8.onnx``, made by ``panoptic-ros
+quantize``; see :mod:`panoptic_ros.backends.int8_onnx`) when one made from this very model lies next
+to it (``precision="auto"``, the default), or insists on it (``"int8"``), or runs the float network
+(``"fp32"``).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -9,7 +16,13 @@ import numpy as np
 import torch
 
 from panoptic_ros.backends.base import Backend, BackendError, TensorInfo
+from panoptic_ros.backends.int8_onnx import companion_path, current_companion, remedy
 from panoptic_ros.models.spec import ModelSpec
+
+#: the values of the ``precision`` option
+PRECISIONS = ("auto", "fp32", "int8")
+
+log = logging.getLogger(__name__)
 
 _ORT_TYPES = {
     "tensor(float)": torch.float32,
@@ -28,7 +41,13 @@ def _info(arg: object) -> TensorInfo:
 
 class OnnxRuntimeBackend(Backend):
     """ONNX Runtime on the CPU, or on CUDA through its TensorRT / CUDA execution providers (see
-    :func:`select_providers`) with inputs and outputs bound to PyTorch device memory."""
+    :func:`select_providers`) with inputs and outputs bound to PyTorch device memory.
+
+    ``precision`` (CPU): ``auto`` runs the model's current INT8 companion when there is one, else the
+    float network; ``int8`` requires the companion; ``fp32`` runs the float network. On CUDA the
+    float network runs (``int8`` is refused: TensorRT's own INT8 is ``panoptic-ros build-engine --int8``).
+    ``session_path`` is the file the session loaded.
+    """
 
     name = "onnxruntime"
 
@@ -41,9 +60,13 @@ class OnnxRuntimeBackend(Backend):
         threads: int = 0,
         tensorrt_provider: bool = True,
         fp16: bool = True,
+        precision: str = "auto",
     ) -> None:
         super().__init__(model_path, spec, device)
         import onnxruntime as ort
+
+        self.session_path = self._session_file(precision)
+        self.precision = "int8" if self.session_path != self.model_path else "fp32"
 
         providers = select_providers(
             device,
@@ -59,12 +82,51 @@ class OnnxRuntimeBackend(Backend):
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+            self._session = ort.InferenceSession(
+                str(self.session_path), sess_options=options, providers=providers
+            )
         except Exception as err:  # onnxruntime raises its own exception types for broken models
-            raise BackendError(f"onnxruntime cannot load {model_path}: {err}") from err
+            raise BackendError(f"onnxruntime cannot load {self.session_path}: {err}") from err
         self._inputs = tuple(_info(i) for i in self._session.get_inputs())
         self._outputs = tuple(_info(o) for o in self._session.get_outputs())
         self._output_names = [o.name for o in self._outputs]
+
+    def _session_file(self, precision: str) -> Path:
+        """The file to load for ``precision``: the model or its INT8 companion (see the class)."""
+        if precision not in PRECISIONS:
+            raise BackendError(
+                f"precision={precision!r} must be one of {', '.join(PRECISIONS)} for onnxruntime"
+            )
+        if self.device.type != "cpu":
+            if precision == "int8":
+                raise BackendError(
+                    "onnxruntime runs INT8 companions on the CPU only; on a GPU build a TensorRT INT8 engine "
+                    "(panoptic-ros build-engine --int8 --calib IMAGES_OR_BAG) or set precision auto"
+                )
+            return self.model_path
+        if precision == "fp32":
+            return self.model_path
+        companion = current_companion(self.model_path)
+        if companion.path is not None:
+            log.info(
+                "onnxruntime on the CPU: INT8 companion %s (precision fp32 runs the float model)",
+                companion.path,
+            )
+            return companion.path
+        if precision == "int8":
+            why = (
+                companion.problem
+                or f"{self.model_path} has no INT8 companion ({companion_path(self.model_path).name})"
+            )
+            raise BackendError(f"precision int8 asked for, but {why}; {remedy(self.model_path)}")
+        if companion.problem:
+            log.warning(
+                "onnxruntime: running the float model: %s; %s", companion.problem, remedy(self.model_path)
+            )
+        return self.model_path
+
+    def describe(self) -> str:
+        return f"{self.name} {self.precision} on {self.device}"
 
     def _infer(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.device.type == "cuda":

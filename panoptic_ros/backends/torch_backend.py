@@ -98,8 +98,14 @@ class TorchBackend(Backend):
         *,
         compile: bool = False,
         cuda_graphs: bool = False,
+        precision: str = "fp32",
     ) -> None:
         super().__init__(model_path, spec, device)
+        if precision != "fp32":
+            raise BackendError(
+                f"the torch backend runs fp32, not {precision}; for int8 use onnxruntime on the CPU "
+                "(with the model's INT8 companion) or tensorrt, or set precision auto"
+            )
         if cuda_graphs and device.type != "cuda":
             raise BackendError(f"cuda_graphs needs a CUDA device, not {device}; drop the option on the CPU")
         module = build_module(spec)

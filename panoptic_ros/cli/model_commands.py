@@ -1,4 +1,4 @@
-"""``panoptic-ros`` commands that make and check models: train, export, build-engine, check-onnx."""
+"""``panoptic-ros`` commands that make and check models: train, export, build-engine, quantize, check-onnx."""
 
 from __future__ import annotations
 
@@ -49,6 +49,39 @@ def _build_engine_run(args: argparse.Namespace) -> int:
         args.onnx or default_model(), args.out, args.precision, args.calib, args.max_batch
     )
     print(f"engine {result.engine_path} ({result.precision_used}, {result.seconds:.0f} s)")
+    return 0
+
+
+def _quantize_arguments(parser: argparse.ArgumentParser) -> None:
+    from panoptic_ros.backends.int8_onnx import DEFAULT_CALIBRATION_FRAMES
+
+    parser.add_argument("model", type=Path, nargs="?", help="float ONNX model (default: the shipped model)")
+    parser.add_argument(
+        "--calib",
+        required=True,
+        help="calibration frames: a folder of images, a rosbag2 folder, or 'synthetic' (the synthetic "
+        "world the shipped model was trained on)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="companion file (default: M.int8.onnx next to M.onnx, where it is used)"
+    )
+    parser.add_argument(
+        "--max-images",
+        type=int,
+        default=DEFAULT_CALIBRATION_FRAMES,
+        help=f"calibration frames to use (default {DEFAULT_CALIBRATION_FRAMES})",
+    )
+    parser.add_argument("--stride", type=int, default=1, help="use every n-th frame of the source (bags)")
+
+
+def _quantize_run(args: argparse.Namespace) -> int:
+    from panoptic_ros.apps.quantize import quantize_command
+
+    if args.max_images < 1 or args.stride < 1:
+        raise ConfigError(f"--max-images {args.max_images} and --stride {args.stride} must be >= 1")
+    quantize_command(
+        args.model or default_model(), args.calib, args.out, max_images=args.max_images, stride=args.stride
+    )
     return 0
 
 
@@ -245,6 +278,13 @@ COMMANDS: tuple[Command, ...] = (
         "build a TensorRT engine from an ONNX model (on the target machine)",
         _build_engine_arguments,
         _build_engine_run,
+    ),
+    Command(
+        "quantize",
+        "make a model's INT8 companion (M.int8.onnx), which ONNX Runtime runs on the CPU in about half the "
+        "time",
+        _quantize_arguments,
+        _quantize_run,
     ),
     Command(
         "check-onnx",

@@ -416,7 +416,9 @@ def group_pixels(
             _nearest_squared(center_points[0], locations[start:stop], nearest[start:stop], tied[start:stop])
         ties = torch.nonzero(tied).squeeze(1)  # settled as the exhaustive search settles them
         if ties.numel():
-            nearest[ties] = _nearest_per_center(center_points[0], locations[ties])
+            nearest[ties] = torch.from_numpy(
+                _nearest_exhaustive(center_points[0].numpy(), locations[ties].numpy(), memory_budget_bytes)
+            )
         instance.index_copy_(0, pixels, nearest + 1)
         return instance.view(height, width)
     for start in range(0, num_pixels, chunk):
@@ -461,9 +463,30 @@ def _nearest_kdtree(centers: torch.Tensor, locations: torch.Tensor) -> torch.Ten
     distance, found = cKDTree(centers.double().numpy()).query(locations.numpy(), k=2, workers=workers)
     nearest = torch.from_numpy(found[:, 0].astype(np.int64))
     close = np.flatnonzero(distance[:, 1] - distance[:, 0] <= 1e-5 * np.maximum(distance[:, 0], 1.0))
-    if close.size:
-        index = torch.from_numpy(close)
-        nearest[index] = _nearest_per_center(centers, locations[index])
+    nearest[torch.from_numpy(close)] = torch.from_numpy(
+        _nearest_exhaustive(centers.numpy(), locations.numpy()[close])
+    )
+    return nearest
+
+
+def _nearest_exhaustive(
+    centers: np.ndarray, locations: np.ndarray, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
+) -> np.ndarray:
+    """Index of the nearest of ``centers`` [K, 2] for each of ``locations`` [P, 2] (float32 host arrays,
+    K >= 1): ``torch.linalg.vector_norm`` of ``center - location`` to every center, ties to the lower
+    index, as the chunked search computes it. For the few near-tied pixels of the faster CPU searches:
+    one PyTorch op per chunk of pixels whatever the number of centers, and one also when there are no
+    pixels, so a frame's op count does not depend on whether it has ties."""
+    centers = np.ascontiguousarray(centers, dtype=np.float32)
+    locations = np.ascontiguousarray(locations, dtype=np.float32)
+    nearest = np.empty(locations.shape[0], dtype=np.int64)
+    chunk = grouping_chunk_size(centers.shape[0], memory_budget_bytes)
+    for start in range(0, max(locations.shape[0], 1), chunk):
+        stop = min(start + chunk, locations.shape[0])
+        # float32 subtraction is correctly rounded in numpy as in PyTorch: the same differences
+        difference = torch.from_numpy(centers[None] - locations[start:stop, None, :])  # [B, K, 2]
+        distance = torch.linalg.vector_norm(difference, dim=-1).numpy()
+        nearest[start:stop] = distance.argmin(axis=1)  # the first minimum, as torch.argmin
     return nearest
 
 
@@ -826,9 +849,8 @@ def _fuse_on_kernels(
         instance, tied, locations = cpu.nearest_centers_cpu(
             semantic_host, is_thing, np.ascontiguousarray(offsets.numpy()), centers.points
         )
-        if tied.size:  # settled as the exhaustive search settles them
-            center_points = torch.from_numpy(centers.points.astype(np.float32))
-            instance[tied] = _nearest_per_center(center_points, torch.from_numpy(locations)).numpy() + 1
+        # near-ties settled as the exhaustive search settles them (the same ops with none)
+        instance[tied] = _nearest_exhaustive(centers.points, locations) + 1
     merged = cpu.merge_cpu(
         semantic_host,
         instance,

@@ -11,7 +11,7 @@ bit for bit:
    their (border-clamped) window of the raw heatmap, NaN counted as below; the top-k floor.
 3. :func:`_nearest` each thing pixel's nearest center by squared float32 distance, flagging the pixels
    whose two nearest lie within float32 rounding of each other; those are settled by
-   ``_nearest_per_center`` (``vector_norm``, ties to the lower index) as on the tensor path.
+   ``_nearest_exhaustive`` (``vector_norm``, ties to the lower index) as on the tensor path.
 4. :func:`_merge` votes, instance classes and numbers, kept stuff, segment rows and the three maps.
 5. :func:`~panoptic_ros.core.segments_cpu.measure_cpu` areas, boxes and centroids in the camera
    frame and the summed softmax probability of each segment's class, in one pass. The softmax itself

@@ -125,6 +125,7 @@ class PanopticNode(LifecycleNode):
                 resize=config.resize,
                 fusion=config.fusion,
                 cuda_graph=config.cuda_graph,
+                backend_options=config.backend_options(),
             )
         except (PanopticRosError, OSError) as err:
             return self._configure_failed(str(err))

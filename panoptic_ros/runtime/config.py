@@ -75,6 +75,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P("model", "", "ONNX model or TensorRT engine; empty: the shipped engines/panoptic_synthetic.onnx"),
     P("backend", "auto", "inference backend", choices=("auto", "tensorrt", "onnxruntime", "torch")),
     P("device", "auto", "auto, cpu, cuda or cuda:N"),
+    P("precision", "auto",
+      "network precision. auto: the backend's own (TensorRT fp16; ONNX Runtime on the CPU the model's "
+      "INT8 companion M.int8.onnx when one made from this model lies next to it, else fp32; PyTorch "
+      "fp32). int8: a TensorRT INT8 engine, or the companion on the CPU (refused without one)",
+      choices=("auto", "fp32", "fp16", "int8")),
     P("resize", "resize", "fit frames to the model input by stretching or letterboxing",
       choices=("resize", "letterbox")),
     P("warmup_frames", 2,
@@ -200,6 +205,7 @@ class NodeConfig:
     model: str
     backend: str
     device: str
+    precision: str
     resize: Literal["resize", "letterbox"]
     warmup_frames: int
     cuda_graph: bool
@@ -261,6 +267,7 @@ class NodeConfig:
             model=merged["model"],
             backend=merged["backend"],
             device=merged["device"],
+            precision=merged["precision"],
             resize=merged["resize"],
             warmup_frames=merged["warmup_frames"],
             cuda_graph=merged["cuda_graph"],
@@ -290,6 +297,10 @@ class NodeConfig:
             log_throttle=float(merged["log_throttle"]),
             max_input_pixels=int(merged["max_input_pixels"]),
         )
+
+    def backend_options(self) -> dict[str, Any]:
+        """The backend's own options these values ask for: ``precision`` unless it is ``auto``."""
+        return {} if self.precision == "auto" else {"precision": self.precision}
 
 
 def _cameras(images: Sequence[str], infos: Sequence[str], depths: Sequence[str]) -> tuple[CameraTopics, ...]:

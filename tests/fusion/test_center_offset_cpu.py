@@ -138,6 +138,33 @@ def test_half_integer_offsets_tie_pixels_between_centers_and_they_go_to_the_lowe
     assert torch.equal(tensor.instance, torch.ones((4, 9), dtype=torch.int32))
 
 
+def _ops_of_compiled_fusion(centers: int, tied: bool) -> int:
+    """Top-level PyTorch ops of the compiled fusion of a one-row thing map with ``centers`` centers
+    along the first row; with ``tied``, every pixel points exactly between the first two."""
+    width = 4 * centers + 1
+    logits = torch.zeros((14, 3, width))
+    logits[12] = 1.0
+    heat = torch.zeros((1, 3, width))
+    heat[0, 0, 1 : 4 * centers : 4] = 0.9  # centers (0, 1), (0, 5), ...
+    rows, cols = torch.meshgrid(torch.arange(3.0), torch.arange(float(width)), indexing="ij")
+    target = 3.0 if tied else 1.0  # (0, 3) is 2 from (0, 1) and from (0, 5)
+    offsets = torch.stack((0.0 - rows, target - cols))
+    params = CenterOffsetParams(stuff_area=1, top_k=None)
+    fuse_center_offset(logits, heat, offsets, THINGS, params, kernels=True)  # compiled, caches filled
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fused = fuse_center_offset(logits, heat, offsets, THINGS, params, kernels=True)
+    assert fused.centers.shape[0] == centers
+    assert torch.equal(fused.instance, torch.ones((3, width), dtype=torch.int32))  # ties to center 0
+    return sum(1 for event in prof.events() if event.cpu_parent is None)
+
+
+def test_settling_near_ties_costs_the_same_ops_with_none_and_with_many_centers() -> None:
+    """Near-tied pixels are settled by one vectorized norm, not a loop over the centers: a frame's op
+    count depends neither on its ties nor on its number of centers."""
+    counts = {(k, tied): _ops_of_compiled_fusion(k, tied) for k in (2, 40) for tied in (False, True)}
+    assert len(set(counts.values())) == 1, counts
+
+
 def test_nan_logits_and_heat_follow_torch() -> None:
     """A NaN logit makes its class the pixel's argmax (``torch.argmax``); a NaN heat pixel is never a
     center and never suppresses its neighbours."""

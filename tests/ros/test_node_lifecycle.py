@@ -4,6 +4,7 @@ processing rate (drops counted, the newest frame always served)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from panoptic_ros.data.synthetic import generate
+from panoptic_ros.resources import default_model
 from panoptic_ros.ros.conversions import array_to_image_msg
 from tests.conftest import REPO
 from tests.ros.node_harness import RELIABLE, NodeProcess, Peer, header, stamp_of
@@ -207,6 +209,22 @@ def test_wrong_model_is_refused_at_configure_with_a_reason(tmp_path, peer: Peer)
         node.stop()
     log = node.log()
     assert "configure failed" in log and str(bogus.name) in log
+
+
+def test_int8_without_a_companion_is_refused_at_configure_with_the_command(tmp_path, peer: Peer) -> None:
+    name = "panoptic_no_companion"
+    model = tmp_path / "model.onnx"
+    shutil.copyfile(default_model(), model)  # the shipped float model, without its INT8 companion
+    node = NodeProcess(tmp_path, _params(model=str(model), precision="int8"), lifecycle=True, name=name)
+    try:
+        assert not peer.transition(name, Transition.TRANSITION_CONFIGURE)
+        assert peer.lifecycle_state(name) == "unconfigured"
+        assert node.alive()
+    finally:
+        node.stop()
+    log = node.log()
+    assert "configure failed" in log and "no INT8 companion (model.int8.onnx)" in log, log
+    assert f"panoptic-ros quantize {model}" in log
 
 
 def test_overload_drops_old_frames_and_serves_the_newest(tmp_path, peer: Peer) -> None:

@@ -43,6 +43,7 @@ def test_cameras_pair_topics_and_detect_compressed() -> None:
         ({"image_topics": ["/a", "/b"], "depth_topics": ["/d"]}, ["depth_topics", "1 entries", "2"]),
         ({"qos.depth": 0}, ["qos.depth", "minimum"]),
         ({"backend": "cuda"}, ["backend", "one of"]),
+        ({"precision": "bf16"}, ["precision", "one of"]),
         ({"tracker.low_score": 0.9}, ["low_score", "high_score"]),
         ({"tracking": "yes"}, ["tracking", "bool"]),
         ({"sync_tolerance": float("nan")}, ["sync_tolerance"]),
@@ -60,3 +61,27 @@ def test_integers_are_accepted_for_float_parameters() -> None:
     BY_NAME["sync_tolerance"].check(1)
     with pytest.raises(ConfigError):
         BY_NAME["qos.depth"].check(1.5)
+
+
+def test_precision_reaches_the_backend_unless_auto() -> None:
+    from panoptic_ros.resources import default_model
+    from panoptic_ros.runtime import FrameEngine
+
+    assert NodeConfig.from_values({}).backend_options() == {}
+    described = {}
+    for precision in ("auto", "fp32", "int8"):
+        options = NodeConfig.from_values({"precision": precision}).backend_options()
+        assert options == ({} if precision == "auto" else {"precision": precision})
+        engine = FrameEngine.open(
+            default_model(), backend="onnxruntime", device="cpu", backend_options=options
+        )
+        try:
+            described[precision] = engine.describe()
+        finally:
+            engine.close()
+    # the shipped model has a current INT8 companion: auto runs it on the CPU
+    assert described == {
+        "auto": "onnxruntime int8 on cpu",
+        "fp32": "onnxruntime fp32 on cpu",
+        "int8": "onnxruntime int8 on cpu",
+    }
