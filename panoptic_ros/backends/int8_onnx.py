@@ -198,6 +198,20 @@ def float_convolutions(graph: Any, label_outputs: Iterable[str] = ("semantic",))
     return names
 
 
+def _check_names_kept(prepared: Path, float_nodes: Iterable[str]) -> None:
+    """The graph optimizer must leave the convolutions to keep in float under their names (the
+    quantizer finds them by name)."""
+    import onnx
+
+    convs = {node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Conv"}
+    lost = [name for name in float_nodes if name not in convs]
+    if lost:
+        raise BackendError(
+            f"ONNX Runtime's graph optimizer renamed or fused the convolutions {lost}, which must stay "
+            "float32; quantizing without them would change the model's regression heads"
+        )
+
+
 def _preprocessed(frames: Iterable[np.ndarray], model: Path) -> Iterator[np.ndarray]:
     """Each RGB frame as the pipeline feeds it to the network: ``1 x 3 x H x W`` float32."""
     preprocess = Preprocessor(load_spec(model).input, torch.device("cpu"))
@@ -219,7 +233,7 @@ def quantize_int8(
     Args:
         model: the float ONNX model, with its spec.
         frames: calibration frames, ``H x W x 3`` uint8 RGB of any size (preprocessed here as the
-            pipeline does); a few dozen representative camera frames are enough for min/max ranges.
+            pipeline does); a few dozen representative camera frames (:data:`DEFAULT_CALIBRATION_FRAMES`).
         calibration: where the frames came from, in words (stored in the provenance).
         out: the companion's path.
         echo: progress messages.
@@ -269,6 +283,7 @@ def quantize_int8(
             # graph optimizations only: ONNX Runtime's symbolic shape inference cannot read every
             # exporter's Constant nodes, and the model's shapes are fixed apart from the batch
             quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
+            _check_names_kept(prepared, float_nodes)
             quantize_static(
                 str(prepared),
                 str(quantized),
@@ -281,7 +296,7 @@ def quantize_int8(
                 nodes_to_exclude=float_nodes,
                 extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
             )
-        except (CalibrationError, ImageDecodeError):
+        except (CalibrationError, ImageDecodeError, BackendError):
             raise
         except Exception as err:  # onnxruntime's tools raise many types (RuntimeError, ValueError, ...)
             raise BackendError(f"quantizing {model} failed: {err}") from err
@@ -294,7 +309,7 @@ def quantize_int8(
         float_nodes=tuple(float_nodes),
     )
     kept = {p.key: p.value for p in proto.metadata_props if not p.key.startswith("onnx.")}
-    kept[PROVENANCE_KEY] = json.dumps({**asdict(provenance), "float_nodes": list(float_nodes)})
+    kept[PROVENANCE_KEY] = json.dumps(asdict(provenance))
     del proto.metadata_props[:]
     for key, value in kept.items():
         proto.metadata_props.add(key=key, value=value)

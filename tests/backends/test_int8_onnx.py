@@ -209,3 +209,12 @@ def test_torch_runs_fp32_only() -> None:
         create_backend("torch", default_model(), device="cpu", options={"precision": "int8"})
     backend = create_backend("torch", default_model(), device="cpu", options={"precision": "fp32"})
     backend.close()
+
+
+def test_float_convolutions_renamed_by_the_optimizer_are_an_error() -> None:
+    from panoptic_ros.backends.int8_onnx import _check_names_kept
+
+    kept = float_convolutions(onnx.load(str(default_model())).graph)
+    _check_names_kept(default_model(), kept)  # the shipped graph has them all
+    with pytest.raises(BackendError, match=r"renamed or fused the convolutions \['no_such_conv'\]"):
+        _check_names_kept(default_model(), [*kept, "no_such_conv"])

@@ -196,33 +196,30 @@ def test_label_images_and_positions_are_made_only_while_someone_subscribes() -> 
     assert out.stdout.split()[-7:] == steps, out.stdout
 
 
-def test_wrong_model_is_refused_at_configure_with_a_reason(tmp_path, peer: Peer) -> None:
-    name = "panoptic_bad_model"
-    bogus = tmp_path / "model.onnx"
-    bogus.write_bytes(b"this is not an onnx file")
-    node = NodeProcess(tmp_path, _params(model=str(bogus)), lifecycle=True, name=name)
+def _configure_refused(tmp_path: Path, peer: Peer, name: str, **params: object) -> str:
+    """Start a lifecycle node with ``params``, check that configure fails and the node stays alive and
+    unconfigured; its log."""
+    node = NodeProcess(tmp_path, _params(**params), lifecycle=True, name=name)
     try:
         assert not peer.transition(name, Transition.TRANSITION_CONFIGURE)
         assert peer.lifecycle_state(name) == "unconfigured"
         assert node.alive()
     finally:
         node.stop()
-    log = node.log()
+    return node.log()
+
+
+def test_wrong_model_is_refused_at_configure_with_a_reason(tmp_path, peer: Peer) -> None:
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"this is not an onnx file")
+    log = _configure_refused(tmp_path, peer, "panoptic_bad_model", model=str(bogus))
     assert "configure failed" in log and str(bogus.name) in log
 
 
 def test_int8_without_a_companion_is_refused_at_configure_with_the_command(tmp_path, peer: Peer) -> None:
-    name = "panoptic_no_companion"
     model = tmp_path / "model.onnx"
     shutil.copyfile(default_model(), model)  # the shipped float model, without its INT8 companion
-    node = NodeProcess(tmp_path, _params(model=str(model), precision="int8"), lifecycle=True, name=name)
-    try:
-        assert not peer.transition(name, Transition.TRANSITION_CONFIGURE)
-        assert peer.lifecycle_state(name) == "unconfigured"
-        assert node.alive()
-    finally:
-        node.stop()
-    log = node.log()
+    log = _configure_refused(tmp_path, peer, "panoptic_no_companion", model=str(model), precision="int8")
     assert "configure failed" in log and "no INT8 companion (model.int8.onnx)" in log, log
     assert f"panoptic-ros quantize {model}" in log
 
