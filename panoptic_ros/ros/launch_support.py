@@ -7,11 +7,14 @@ parameter logic is tested without them).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from panoptic_ros.apps.bag_frames import BagFrames, ReadOptions
+from panoptic_ros.errors import ConfigError
+from panoptic_ros.resources import config_dir
 
 #: The environment variable through which Fast DDS loads an XML profile (other RMWs ignore it).
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -75,6 +78,23 @@ def bag_inputs(bag: str | Path, cameras: Sequence[str] = ()) -> tuple[dict[str, 
 def profile_env(profile: str) -> dict[str, str]:
     """The environment that loads the Fast DDS profile ``profile`` ('' or 'none': nothing)."""
     return {PROFILE_ENV: profile} if profile.strip() and profile.strip().lower() != "none" else {}
+
+
+def use_profile(profile: str | None) -> None:
+    """Load a Fast DDS profile in this process and the processes it starts; call it before any
+    participant exists. ``profile``: an XML file; None: ``$FASTDDS_DEFAULT_PROFILES_FILE`` if set, else
+    the shipped one (as the launch files give it); '' or 'none': the middleware's defaults.
+
+    Raises:
+        ConfigError: the file does not exist.
+    """
+    if profile is None and os.environ.get(PROFILE_ENV):
+        return
+    env = profile_env(str(config_dir() / PROFILE.name) if profile is None else profile)
+    if env and not Path(env[PROFILE_ENV]).is_file():
+        raise ConfigError(f"no Fast DDS profile {env[PROFILE_ENV]}: give an XML file, or 'none'")
+    os.environ.pop(PROFILE_ENV, None)
+    os.environ.update(env)
 
 
 def node_action(

@@ -39,11 +39,10 @@ from panoptic_ros.core.topics import (
 )
 from panoptic_ros.data.bag_io import read_messages
 from panoptic_ros.data.bag_synth import SynthBagConfig, write_synthetic_bag
-from panoptic_ros.errors import ConfigError, PanopticRosError
-from panoptic_ros.resources import config_dir
+from panoptic_ros.errors import PanopticRosError
 from panoptic_ros.ros.bag_player import Published, play
 from panoptic_ros.ros.bag_recorder import record
-from panoptic_ros.ros.launch_support import PROFILE, PROFILE_ENV, profile_env
+from panoptic_ros.ros.launch_support import PROFILE_ENV, use_profile
 from panoptic_ros.runtime.memory import freeze_long_lived
 from panoptic_ros.runtime.os_threads import name_os_thread
 
@@ -132,17 +131,6 @@ def _node_params(cameras: list[str], backend: str, device: str, model: str) -> d
         "output_qos_depth": 10,
         "diagnostics_period": 0.5,
     }
-
-
-def _use_profile(profile: str | None) -> None:
-    """This process's and the node's Fast DDS profile (:func:`run_live_demo`), before any participant."""
-    if profile is None and os.environ.get(PROFILE_ENV):
-        return
-    env = profile_env(str(config_dir() / PROFILE.name) if profile is None else profile)
-    if env and not Path(env[PROFILE_ENV]).is_file():
-        raise ConfigError(f"no Fast DDS profile {env[PROFILE_ENV]}: give an XML file, or 'none'")
-    os.environ.pop(PROFILE_ENV, None)
-    os.environ.update(env)
 
 
 def _die_with_parent() -> None:
@@ -261,7 +249,7 @@ def run_live_demo(
     middleware's defaults, whose 512 KB shared-memory segment overflows with three cameras' images
     and depth (frames lost before the node, others resent seconds late: ``docs/BENCHMARKS.md``)."""
     out.mkdir(parents=True, exist_ok=True)
-    _use_profile(fastdds_profile)
+    use_profile(fastdds_profile)
     for stale in ("input_bag", "recorded_bag", "contact_sheet.png", "summary.json", "summary.txt"):
         path = out / stale
         if path.is_dir():
