@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import benchmark_devices, device_name, sync
+from panoptic_ros.backends.registry import precision_options
 from panoptic_ros.core.geometry import CameraModel
 from panoptic_ros.data.synthetic import generate
 from panoptic_ros.resources import default_model
@@ -65,7 +66,7 @@ PRECISION = ["fp32"]
 def _open(device: torch.device) -> FrameEngine:
     """The shipped model on ONNX Runtime (CPU, at :data:`PRECISION`) or PyTorch (CUDA)."""
     if device.type == "cpu":
-        options = {} if PRECISION[0] == "auto" else {"precision": PRECISION[0]}
+        options = precision_options(PRECISION[0])
         return FrameEngine.open(default_model(), backend="onnxruntime", device="cpu", backend_options=options)
     return FrameEngine.open(default_model(), backend="torch", device=str(device))
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import benchmark_devices, device_name
+from panoptic_ros.backends.registry import precision_options
 from panoptic_ros.core.image_codec import image_to_color
 from panoptic_ros.data.synthetic import generate
 from panoptic_ros.runtime import FrameEngine, FrameResult, InputFrame
@@ -174,7 +175,7 @@ def sustained_rate(seconds: float, paced_hz: float, precision: str = "auto") -> 
     from tests.ros.node_harness import RELIABLE, NodeProcess, Peer, header
 
     rgb = _frame(SIZES["640x480"])
-    options = {} if precision == "auto" else {"precision": precision}
+    options = precision_options(precision)
     pipeline = PanopticPipeline(MODEL, backend="onnxruntime", device="cpu", backend_options=options)
     processor = FrameEngine(pipeline)
     print(f"network: {pipeline.backend.describe()}\n")

@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from panoptic_ros.backends.registry import precision_options
 from panoptic_ros.core.geometry import CameraModel
 from panoptic_ros.data.bag_synth import synthetic_depth
 from panoptic_ros.data.synthetic import generate
@@ -35,7 +36,7 @@ TABLE_FIELDS = ("ids", "category_ids", "areas", "bboxes", "scores", "centroids",
 def dump(path: str, frames: int, model: Path | None = None, precision: str = "auto") -> None:
     out: dict[str, np.ndarray] = {}
     for resize in ("resize", "letterbox"):
-        options = {} if precision == "auto" else {"precision": precision}
+        options = precision_options(precision)
         engine = FrameEngine.open(
             model or default_model(),
             backend="onnxruntime",

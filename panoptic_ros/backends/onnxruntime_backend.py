@@ -126,6 +126,9 @@ class OnnxRuntimeBackend(Backend):
         return self.model_path
 
     def describe(self) -> str:
+        """With the precision on the CPU; on CUDA the providers choose theirs (TensorRT's FP16)."""
+        if self.device.type != "cpu":
+            return super().describe()
         return f"{self.name} {self.precision} on {self.device}"
 
     def _infer(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -51,6 +51,12 @@ def choose_backend(device: torch.device) -> tuple[str, str]:
     return "torch", "neither TensorRT nor ONNX Runtime is installed"
 
 
+def precision_options(precision: str) -> dict[str, str]:
+    """The backend option that asks for ``precision`` (the node's parameter, a benchmark's flag):
+    none for ``auto``, which leaves each backend its own default."""
+    return {} if precision == "auto" else {"precision": precision}
+
+
 def create_backend(
     name: str,
     model_path: str | Path,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from panoptic_ros.backends.registry import precision_options
 from panoptic_ros.core.payload import DEFAULT_MAX_PIXELS
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.runtime.engine import EngineParams
@@ -300,7 +301,7 @@ class NodeConfig:
 
     def backend_options(self) -> dict[str, Any]:
         """The backend's own options these values ask for: ``precision`` unless it is ``auto``."""
-        return {} if self.precision == "auto" else {"precision": self.precision}
+        return precision_options(self.precision)
 
 
 def _cameras(images: Sequence[str], infos: Sequence[str], depths: Sequence[str]) -> tuple[CameraTopics, ...]:
