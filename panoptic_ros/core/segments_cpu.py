@@ -1,6 +1,7 @@
-"""Segment geometry on the CPU as one compiled pass (numba): what
+"""Segment maps on the CPU as compiled passes (numba): what
 :func:`~panoptic_ros.core.segments.segment_geometry` measures, with the same integer arithmetic (so
-the same numbers), plus a per-segment sum of one value per pixel (the fusion's class probabilities).
+the same numbers), plus a per-segment sum of one value per pixel (the fusion's class probabilities);
+and two lookup tables read at every pixel of a label map in one pass (:func:`take_pair_cpu`).
 Compiled on first use and cached on disk (``cache=True``).
 """
 
@@ -116,3 +117,57 @@ def measure_cpu(
         _NO_PROB if prob is None else prob,
         classes,
     )
+
+
+@njit(cache=True, nogil=True)
+def _take_pair(
+    first: np.ndarray, second: np.ndarray, labels: np.ndarray, shift: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``(first[labels + shift], second[labels + shift])`` for a flat ``labels`` map, in one pass that
+    looks the tables up once per run of equal labels. An index outside the tables raises IndexError
+    (numba's bounds check is off: checked here)."""
+    size = labels.size
+    out_first = np.empty(size, dtype=first.dtype)
+    out_second = np.empty(size, dtype=second.dtype)
+    entries = min(first.size, second.size)
+    previous = labels[0] + 1 if size else 0  # differs from the first label
+    a = first[0]
+    b = second[0]
+    for p in range(size):
+        label = labels[p]
+        if label != previous:
+            index = label + shift
+            if index < 0 or index >= entries:
+                raise IndexError("a label is outside the lookup tables")
+            a = first[index]
+            b = second[index]
+            previous = label
+        out_first[p] = a
+        out_second[p] = b
+    return out_first, out_second
+
+
+def take_pair_cpu(
+    first: np.ndarray, second: np.ndarray, labels: np.ndarray, *, shift: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two 1-D lookup tables read at ``labels + shift`` (an integer map of any shape): two maps shaped
+    like ``labels`` in the tables' types, what two ``take`` calls give, made in one pass over the map
+    (a run of equal labels, as segment maps have along their rows, is looked up once).
+
+    Raises:
+        IndexError: a label plus ``shift`` is outside ``[0, min(first.size, second.size))``.
+    """
+    flat = np.ascontiguousarray(labels).reshape(-1)
+    if first.size == 0 or second.size == 0:
+        if flat.size:
+            raise IndexError("a label is outside the lookup tables")
+        return np.empty(labels.shape, first.dtype), np.empty(labels.shape, second.dtype)
+    out_first, out_second = _take_pair(first, second, flat, int(shift))
+    return out_first.reshape(labels.shape), out_second.reshape(labels.shape)
+
+
+def compile_lookups() -> None:
+    """Compile (or load from numba's cache) :func:`take_pair_cpu` for the pipeline's int64 maps and
+    tables, so that the first frame does not pay for it."""
+    table = np.zeros(2, dtype=np.int64)
+    take_pair_cpu(table, table, np.full((2, 2), -1, dtype=np.int64), shift=1)

@@ -16,6 +16,7 @@ import time
 from panoptic_ros.core.geometry_cpu import compile_kernels as compile_depths
 from panoptic_ros.core.geometry_cpu import compile_meters
 from panoptic_ros.core.overlay_cpu import compile_kernels as compile_overlay
+from panoptic_ros.core.segments_cpu import compile_lookups
 from panoptic_ros.fusion.center_offset_cpu import compile_kernels as compile_fusion
 from panoptic_ros.tracking.assignment_cpu import compile_kernels as compile_matcher
 from panoptic_ros.tracking.association_cpu import compile_kernels as compile_statistics
@@ -24,12 +25,14 @@ from panoptic_ros.tracking.association_cpu import compile_kernels as compile_sta
 def compile_kernels(*, cpu_frame_path: bool = True) -> None:
     """Compile (or load) the loops on the host: the overlay's, the tracker's assignment and the depth
     conversion always (any device makes them on the host); with ``cpu_frame_path`` also the CPU
-    fusion's, the tracker's pixel statistics and the segments' depth medians."""
+    fusion's, the category maps' lookup, the tracker's pixel statistics and the segments' depth
+    medians."""
     compile_overlay()
     compile_matcher()
     compile_meters()
     if cpu_frame_path:
         compile_fusion()
+        compile_lookups()
         compile_statistics()
         compile_depths()
 

@@ -29,6 +29,7 @@ from panoptic_ros.backends.registry import create_backend, model_spec
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.preprocess import Orders, Preprocessor, ResizeMode, Transform, pixel_frame
 from panoptic_ros.core.segments import PixelFrame, as_dtype, take
+from panoptic_ros.core.segments_cpu import take_pair_cpu
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.center_offset_fixed import center_slots
 from panoptic_ros.fusion.families import FamilyFusion, FusedFrame, family_fusion
@@ -360,8 +361,8 @@ class PanopticPipeline:
     def _category_maps(self, fused: torch.Tensor, divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A fused map (``class * divisor + n``, -1 void) as panoptic ids with the category
         (``category_id * divisor + n``, -1 void) and as category ids (the label set's void value for
-        void). By two lookup tables indexed by the id + 1, made once per divisor (one gather per map);
-        by arithmetic where the tables would be large."""
+        void). By two lookup tables indexed by the id + 1, made once per divisor (one gather per map; on
+        the CPU one compiled pass for both); by arithmetic where the tables would be large."""
         classes = self._class_to_id.numel()
         if classes * divisor > _MAX_CATEGORY_TABLE:
             void = fused < 0
@@ -378,6 +379,9 @@ class PanopticPipeline:
                 torch.cat((void_panoptic, category * divisor + ids % divisor)),
                 torch.cat((void_semantic, category)),
             )
+        if fused.device.type == "cpu" and not self.fusion.fixed_shapes:  # one compiled pass, both maps
+            panoptic, semantic = take_pair_cpu(tables[0].numpy(), tables[1].numpy(), fused.numpy(), shift=1)
+            return torch.from_numpy(panoptic), torch.from_numpy(semantic)
         index, fixed = fused + 1, self.fusion.fixed_shapes  # void (-1) -> row 0; take: a flat gather
         return take(tables[0], index, fixed_shapes=fixed), take(tables[1], index, fixed_shapes=fixed)
 

@@ -10,7 +10,7 @@ import torch
 
 from panoptic_ros.core.preprocess import pixel_frame, plan
 from panoptic_ros.core.segments import segment_geometry
-from panoptic_ros.core.segments_cpu import measure_cpu
+from panoptic_ros.core.segments_cpu import measure_cpu, take_pair_cpu
 
 CPU = torch.device("cpu")
 
@@ -73,3 +73,29 @@ def test_without_probabilities_the_sums_are_zero() -> None:
     areas, bboxes, _, sums = measure_cpu(segment, 2, None, None, np.zeros(2, dtype=np.int64))
     assert areas.tolist() == [2, 3] and bboxes.tolist() == [[0, 0, 2, 1], [1, 0, 2, 2]]
     assert not sums.any()
+
+
+@pytest.mark.parametrize("runs", [True, False], ids=["runs", "pixels"])
+def test_take_pair_equals_two_takes(runs: bool) -> None:
+    """Both tables at ``labels + shift``, as numpy's ``take`` reads them, for maps of long runs and of
+    one-pixel runs; void (-1) reads row 0 with a shift of 1."""
+    rng = np.random.default_rng(3)
+    labels = labels_of(rng, (37, 53), 40, runs) - 1  # -1 .. 39
+    first = rng.integers(-5, 10**6, size=41)
+    second = rng.integers(0, 255, size=45).astype(np.uint8)
+    a, b = take_pair_cpu(first, second, labels, shift=1)
+    assert a.dtype == first.dtype and b.dtype == second.dtype and a.shape == b.shape == labels.shape
+    assert np.array_equal(a, first.take(labels + 1)) and np.array_equal(b, second.take(labels + 1))
+    assert (labels == -1).any() and np.array_equal(a[labels == -1], np.full((labels == -1).sum(), first[0]))
+
+
+@pytest.mark.parametrize("bad", [-2, 41])
+def test_take_pair_refuses_labels_outside_the_tables(bad: int) -> None:
+    labels = np.zeros((4, 5), dtype=np.int64)
+    labels[2, 3] = bad
+    table = np.arange(42, dtype=np.int64)
+    with pytest.raises(IndexError, match="outside the lookup tables"):
+        take_pair_cpu(table, table, labels, shift=1)
+    empty = np.zeros((0, 3), dtype=np.int64)
+    a, b = take_pair_cpu(table, table, empty, shift=1)
+    assert a.shape == b.shape == (0, 3)
