@@ -255,10 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "first-frame":
         _first_frame_role(torch.device(args.device), args.warmup)
         return 0
-    for device in benchmark_devices(args.device):
+    devices = benchmark_devices(args.device)
+    for device in devices:
         run(device, args.frames, args.cameras)
         first_frame(device, args.warmup)
-    return 0
+    return 0 if devices else 2
 
 
 if __name__ == "__main__":

@@ -313,7 +313,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = CenterOffsetParams()
     devices = benchmark_devices(args.device)
     if not devices:
-        print("no CUDA device available")
         return 2
     results = [
         bench_device(outputs, params, device, repeats=args.repeats, reference_repeats=args.reference_repeats)

@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("all", "cpu", "cuda"), default="all")
     parser.add_argument("--threads", type=int, default=0, help="PyTorch CPU threads (0: as set up)")
     args, _ = parser.parse_known_args(argv)
+    devices = benchmark_devices(args.device)
+    if not devices:
+        return 2
     if args.threads > 0:
         torch.set_num_threads(args.threads)  # e.g. 1: the node's fusing thread with overlap_network
     g = torch.Generator().manual_seed(0)
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| device | strategy | 20 centers (ms) | 200 centers (ms) | 200 / 20 |")
     print("|---|---|---|---|---|")
     status = 0
-    for device in benchmark_devices(args.device):
+    for device in devices:
         mask, off = thing.to(device), offsets.to(device)
         strategies = (
             ("per_center", "chunked", "auto")

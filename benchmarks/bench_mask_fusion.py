@@ -216,7 +216,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     devices = benchmark_devices(args.device)
     if not devices:
-        print("no CUDA device available")
         return 2
     size = (args.height, args.width)
     rows = [

@@ -287,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args, _ = parser.parse_known_args(argv)
     devices = benchmark_devices(args.device)
+    if not devices:
+        return 2
     if not args.skip_dds:
         from panoptic_ros.ros.launch_support import PROFILE_ENV, use_profile
 

@@ -214,7 +214,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.height, args.width, args.repeats = 256, 512, 3
     devices = benchmark_devices(args.device)
     if not devices:
-        print("no CUDA device available")
         return 2
     rows = []
     for count in INSTANCE_COUNTS:

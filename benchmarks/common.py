@@ -58,11 +58,19 @@ def machine() -> str:
     )
 
 
+#: Printed (and the benchmark exits 2) when ``--device cuda`` finds no CUDA device.
+NO_CUDA = "no CUDA device available: nothing measured"
+
+
 def benchmark_devices(choice: str) -> list[torch.device]:
-    """The devices a ``--device all|cpu|cuda`` choice selects (CUDA only where available)."""
+    """The devices a ``--device all|cpu|cuda`` choice selects (CUDA only where available). An
+    explicit ``cuda`` without a CUDA device selects none and prints :data:`NO_CUDA`, so a benchmark
+    never ends silently with no figure (its caller then exits 2)."""
     devices = []
     if choice in ("all", "cpu"):
         devices.append(torch.device("cpu"))
     if choice in ("all", "cuda") and torch.cuda.is_available():
         devices.append(torch.device("cuda"))
+    if not devices:
+        print(NO_CUDA)
     return devices
