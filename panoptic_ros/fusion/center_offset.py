@@ -839,8 +839,10 @@ def _fuse_on_kernels(
     num_centers = centers.points.shape[0]
     if num_centers == 0:
         instance = np.zeros(height * width, dtype=np.int64)
-    elif num_centers >= KDTREE_FROM_CENTERS and (
-        num_centers * int(np.count_nonzero(is_thing[semantic_host])) >= KDTREE_FROM_PAIRS
+    elif (
+        num_centers >= KDTREE_FROM_CENTERS
+        and num_centers * height * width >= KDTREE_FROM_PAIRS  # else no count of thing pixels can reach it
+        and num_centers * int(np.count_nonzero(is_thing[semantic_host])) >= KDTREE_FROM_PAIRS
     ):
         thing_mask = torch.from_numpy(is_thing[semantic_host])
         instance = group_pixels(thing_mask, offsets, torch.from_numpy(centers.points), strategy="kdtree")
