@@ -52,9 +52,9 @@ class Memory:
     def keep(self, tracks: Tracks, stamp: int, params: TrackerParams) -> None:
         """Add ``tracks`` (that have just left the association) and forget every track unmatched for
         more than ``reid_seconds`` or without a color (those cannot be re-identified)."""
-        merged = self.tracks.extend(tracks)
-        gap = (stamp - merged.stamps) * _NS
-        self.tracks = merged.select(np.flatnonzero((gap <= params.reid_seconds) & merged.has_color))
+        merged = self.tracks.extend(tracks) if len(tracks) else self.tracks
+        kept = ((stamp - merged.stamps) * _NS <= params.reid_seconds) & merged.has_color
+        self.tracks = merged if kept.all() else merged.select(np.flatnonzero(kept))
 
     def take(self, rows: np.ndarray) -> Tracks:
         """Remove the given rows and return them."""

@@ -67,6 +67,8 @@ _NS = 1e-9
 REFERENCE_AREA_DECAY = 0.98
 #: Weight of a new observation in a track's mean color (exponential average).
 COLOR_SMOOTHING = 0.5
+# the states as plain ints: numpy compares an array with an IntEnum member 5x slower than with an int
+_TENTATIVE, _CONFIRMED, _LOST = int(TrackState.TENTATIVE), int(TrackState.CONFIRMED), int(TrackState.LOST)
 
 
 class Tracker:
@@ -159,15 +161,16 @@ class Tracker:
         )
         matched = np.zeros(n, dtype=bool)
         matched[rows] = True
-        self._apply_misses(~matched)
+        tracks.misses[~matched] += 1  # missed: tentative tracks are dropped below, the others lost
+        tracks.states[~matched & (tracks.states != _TENTATIVE)] = _LOST
         track_of_instance = np.zeros(det.count, dtype=np.int64)
         track_of_instance[cols] = tracks.ids[rows]
         # drop tentative tracks missed once and lost tracks missed more than max_age frames
         unmatched_state = tracks.states
-        keep = matched | ((unmatched_state == TrackState.LOST) & (tracks.misses <= params.max_age) & in_image)
-        self._tracks = tracks.select(np.flatnonzero(keep))
+        keep = matched | ((unmatched_state == _LOST) & (tracks.misses <= params.max_age) & in_image)
+        self._tracks = tracks if keep.all() else tracks.select(np.flatnonzero(keep))
         if params.reid:
-            left = tracks.select(np.flatnonzero(~keep & (unmatched_state == TrackState.LOST)))
+            left = tracks.select(np.flatnonzero(~keep & (unmatched_state == _LOST)))
             self._memory.keep(left, stamp, params)
             if colors is not None:
                 self._tracks, revived, taken, new_instances = reidentify(
@@ -185,26 +188,27 @@ class Tracker:
         elif len(self._memory):
             self._memory = Memory()  # turned off
         created = self._new_tracks(new_instances, det, det_areas, colors, stamp)
-        self._tracks = self._tracks.extend(created)
+        self._tracks = self._tracks.extend(created) if len(created) else self._tracks
         track_of_instance[new_instances] = created.ids
 
         published = track_of_instance.copy()
         if not params.publish_tentative:
-            tentative_ids = self._tracks.ids[self._tracks.states == TrackState.TENTATIVE]
+            tentative_ids = self._tracks.ids[self._tracks.states == _TENTATIVE]
             published[np.isin(published, tentative_ids)] = 0
-        lut = torch.as_tensor(np.concatenate([[0], published]), dtype=torch.int32, device=device)
+        lut = torch.from_numpy(np.concatenate((np.zeros(1, np.int32), published), dtype=np.int32)).to(device)
         track_map = take(lut, current_index, fixed_shapes=inp.fixed_shapes)  # cheaper than indexing
 
         self._previous_index = current_index
         self._previous_track_ids = track_of_instance
         position, matched_now = lookup(self._tracks.ids, track_of_instance)
         instance_rows = np.where(matched_now, position, -1)
-        in_map = np.isin(self._tracks.ids, published[published > 0])
+        in_map = matched_now.copy()  # every id of track_of_instance is a live track's
+        in_map[matched_now] = published[position[matched_now]] != 0
         return TrackerOutput(
             track_map=track_map,
             tracks=self._table(np.flatnonzero(in_map), instance_rows, det, det_areas, stamp),
             lost=self._table(
-                np.flatnonzero(self._tracks.states == TrackState.LOST), instance_rows, det, det_areas, stamp
+                np.flatnonzero(self._tracks.states == _LOST), instance_rows, det, det_areas, stamp
             ),
             instance_track_ids=track_of_instance,
             stamp_ns=stamp,
@@ -317,19 +321,14 @@ class Tracker:
         t.stamps[rows] = stamp
         t.hits[rows] += 1
         t.misses[rows] = 0
-        confirmed = (t.states[rows] != TrackState.TENTATIVE) | (t.hits[rows] >= params.min_hits)
-        t.states[rows] = np.where(confirmed, TrackState.CONFIRMED, TrackState.TENTATIVE)
+        confirmed = (t.states[rows] != _TENTATIVE) | (t.hits[rows] >= params.min_hits)
+        t.states[rows] = np.where(confirmed, _CONFIRMED, _TENTATIVE)
         if colors is not None:
             had = t.has_color[rows][:, None]
             t.colors[rows] = np.where(
                 had, (1 - COLOR_SMOOTHING) * t.colors[rows] + COLOR_SMOOTHING * colors[cols], colors[cols]
             )
             t.has_color[rows] = True
-
-    def _apply_misses(self, missed: np.ndarray) -> None:
-        t = self._tracks
-        t.misses[missed] += 1
-        t.states[missed & (t.states != TrackState.TENTATIVE)] = TrackState.LOST
 
     def _new_tracks(
         self,
