@@ -1,17 +1,82 @@
 """Segment maps on the CPU as compiled passes (numba): what
 :func:`~panoptic_ros.core.segments.segment_geometry` measures, with the same integer arithmetic (so
-the same numbers), plus a per-segment sum of one value per pixel (the fusion's class probabilities);
-and two lookup tables read at every pixel of a label map in one pass (:func:`take_pair_cpu`).
-Compiled on first use and cached on disk (``cache=True``).
+the same numbers), plus a per-segment sum of the softmax probability of the segment's class over its
+pixels (:class:`ClassProbabilities`); and two lookup tables read at every pixel of a label map in one
+pass (:func:`take_pair_cpu`). Compiled on first use and cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from numba import njit
 
 from panoptic_ros.core.segments import PixelFrame, identity_axes
+
+
+class ClassProbabilities(NamedTuple):
+    """Every class's softmax probability at every pixel of an ``[h, w]`` map, without the ``[C, h * w]``
+    table of them: ``logits`` ``[C, h * w]`` float32, ``argmax`` ``[h, w]`` int64 each pixel's most
+    likely class, ``top`` ``[h * w]`` float32 its probability (NaN where the pixel's logits hold a NaN
+    or an infinity). Class ``c`` at pixel ``p`` has ``top[p]`` if ``c == argmax[p]``, else
+    ``exp(logits[c, p] - logits[argmax[p], p]) * top[p]``. Made by
+    :func:`~panoptic_ros.fusion.center_offset_cpu.class_probabilities_cpu`."""
+
+    logits: np.ndarray
+    argmax: np.ndarray
+    top: np.ndarray
+
+
+_LOG2E = np.float32(1.4426950408889634)
+_LN2 = np.float32(0.6931471805599453)
+
+
+# contraction (FMA) and reciprocals allowed, not the assumption of no NaN or infinity
+@njit(cache=True, nogil=True, fastmath={"contract", "arcp"})
+def _top_probabilities(logits: np.ndarray, best: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """See :func:`top_probabilities`. The sum over the classes of ``exp(logits[c] - best)``, class
+    after class over contiguous rows, vectorized: ``exp(x) = 2^k * exp(r)``, ``k`` the integer nearest
+    ``x / ln 2`` (at least -126: a term far below the maximum adds about 1e-38 where the exact one adds
+    less) and ``exp(r)``, ``|r| <= ln 2 / 2``, by its Taylor polynomial of degree 6 (relative error
+    below 2e-7, float32 rounding); ``2^k`` made from its exponent bits."""
+    classes, pixels = logits.shape
+    shift = np.empty(pixels, dtype=np.float32)
+    for p in range(pixels):
+        shift[p] = best[p] if np.isfinite(best[p]) else np.float32(0.0)
+    total = np.zeros(pixels, dtype=np.float32)
+    reduced = np.empty(pixels, dtype=np.float32)
+    bits = np.empty(pixels, dtype=np.int32)
+    power = bits.view(np.float32)
+    for c in range(classes):
+        row = logits[c]
+        for p in range(pixels):  # apart from the polynomial: with the exponent bits, both vectorize
+            t = max((row[p] - shift[p]) * _LOG2E, np.float32(-126.0))
+            k = np.floor(t + np.float32(0.5))
+            reduced[p] = (t - k) * _LN2
+            bits[p] = (np.int32(k) + np.int32(127)) << 23
+        for p in range(pixels):
+            r = reduced[p]
+            e = np.float32(1 / 720)
+            e = np.float32(1 / 120) + r * e
+            e = np.float32(1 / 24) + r * e
+            e = np.float32(1 / 6) + r * e
+            e = np.float32(0.5) + r * e
+            e = np.float32(1.0) + r * e
+            e = np.float32(1.0) + r * e
+            total[p] += e * power[p]
+    for p in range(pixels):
+        total[p] = np.float32(1.0) / total[p] if np.isfinite(best[p]) else np.float32(np.nan)
+    return total
+
+
+def top_probabilities(logits: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """``[P]`` float32 softmax probability of each pixel's most likely class, ``1 / sum_c exp(logits[c]
+    - best)``, from ``[C, P]`` float32 logits and ``best`` ``[P]`` their maxima: the softmax to float32
+    rounding without its ``[C, P]`` table. NaN where the maximum is NaN or infinite (as a softmax makes
+    every probability of such a pixel)."""
+    return _top_probabilities(logits, best)
 
 
 @njit(cache=True, nogil=True)
@@ -22,22 +87,24 @@ def _measure(  # noqa: PLR0917 (compiled loops take positional arguments)
     first: np.ndarray,
     last: np.ndarray,
     total: np.ndarray,
-    prob: np.ndarray,
+    logits: np.ndarray,
+    argmax: np.ndarray,
+    top: np.ndarray,
     seg_classes: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """Geometry in the camera frame and the probability sums of ``num_segments`` segments of an
     ``[h, w]`` segment map (``num_segments`` for none), run by run of one segment along each row:
     ``(areas [S] int64, bboxes [S, 4] int64 (x, y, w, h), centroids [S, 2] float32 (x, y), probability
     sums [S] float64)``. ``weight``, ``first``, ``last``, ``total`` ``[2, L]`` the frame's axes (channel
-    0 columns, 1 rows: :class:`Axes`); ``prob`` ``[C, h * w]`` float32 softmax (``[0, 0]`` for none:
-    sums stay 0)."""
+    0 columns, 1 rows: :class:`Axes`); ``logits``, ``argmax`` (flat), ``top`` a
+    :class:`ClassProbabilities` (``top`` empty for none: sums stay 0)."""
     height, width = segment.shape
     areas = np.zeros(num_segments, dtype=np.int64)
     low = np.full((num_segments, 2), 1 << 62, dtype=np.int64)
     high = np.full((num_segments, 2), -1, dtype=np.int64)
     sums = np.zeros((num_segments, 2), dtype=np.int64)
     prob_sum = np.zeros(num_segments, dtype=np.float64)
-    with_prob = prob.shape[1] > 0
+    with_prob = top.size > 0
     # along the columns: prefix sums of the camera weights and positions, and the nearest column with
     # camera pixels at or after each column; a run's sums are differences of prefixes, its extent the
     # first (last) camera column of its first (last) column with camera pixels
@@ -62,9 +129,13 @@ def _measure(  # noqa: PLR0917 (compiled loops take positional arguments)
             if s < num_segments:
                 if with_prob:
                     cls = seg_classes[s]
-                    base = y * width
-                    for k in range(x, end):
-                        prob_sum[s] += np.float64(prob[cls, base + k])
+                    for p in range(y * width + x, y * width + end):
+                        likeliest = argmax[p]
+                        if likeliest == cls:
+                            prob_sum[s] += np.float64(top[p])
+                        else:  # a thing pixel of a class outvoted in its instance: rare
+                            ratio = np.float32(np.exp(logits[cls, p] - logits[likeliest, p]))
+                            prob_sum[s] += np.float64(ratio * top[p])
                 col_weight = weight_before[end] - weight_before[x]
                 areas[s] += row_weight * col_weight
                 sums[s, 0] += row_weight * (total_before[end] - total_before[x])
@@ -92,21 +163,24 @@ def _measure(  # noqa: PLR0917 (compiled loops take positional arguments)
     return areas, bboxes, centroids, prob_sum
 
 
-_NO_PROB = np.zeros((1, 0), dtype=np.float32)
+_NO_PROBABILITIES = ClassProbabilities(
+    np.zeros((1, 0), dtype=np.float32), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+)
 
 
 def measure_cpu(
     segment_of_pixel: np.ndarray,
     num_segments: int,
     frame: PixelFrame | None,
-    prob: np.ndarray | None,
+    probabilities: ClassProbabilities | None,
     classes: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Areas, boxes, centroids (in ``frame``, or the map's own pixels) of every segment of an
-    ``[h, w]`` int64 segment map, and the sum over each segment's pixels of ``prob[classes[s]]``
-    (``prob`` ``[C, h * w]`` float32, e.g. class probabilities; None: sums of 0); see :func:`_measure`."""
+    ``[h, w]`` int64 segment map, and the sum over each segment's pixels of the probability of its
+    class ``classes[s]`` (float64; None: sums of 0); see :func:`_measure`."""
     height, width = segment_of_pixel.shape
     axes = frame.axes if frame is not None else identity_axes(height, width, torch.device("cpu"))
+    given = _NO_PROBABILITIES if probabilities is None else probabilities
     return _measure(
         segment_of_pixel,
         int(num_segments),
@@ -114,7 +188,9 @@ def measure_cpu(
         axes.first.numpy(),
         axes.last.numpy(),
         axes.total.numpy(),
-        _NO_PROB if prob is None else prob,
+        given.logits,
+        given.argmax.reshape(-1),
+        given.top,
         classes,
     )
 

@@ -824,14 +824,14 @@ def _fuse_on_kernels(
     frame: PixelFrame | None,
 ) -> CenterOffsetOutput:
     """:func:`fuse_center_offset` by the compiled CPU loops (float32 logits ``[C, H, W]``): each step a
-    loop with the tensor step's rule, the softmax one PyTorch op; the k-d tree groups where ``auto``
-    grouping would choose it."""
+    loop with the tensor step's rule (the scores' softmax probabilities to float32 rounding, the rest
+    bit for bit); the k-d tree groups where ``auto`` grouping would choose it."""
     from panoptic_ros.fusion import center_offset_cpu as cpu
 
     if logits.dim() != 3:
         raise FusionInputError(f"semantic logits must be [C, H, W], got shape {tuple(logits.shape)}")
-    semantic_map = cpu.semantic_argmax_cpu(logits)
-    semantic_map, heat, _ = checked_inputs(semantic_map, center_heatmap, offsets)
+    probabilities = cpu.class_probabilities_cpu(logits)
+    semantic_map, heat, _ = checked_inputs(torch.from_numpy(probabilities.argmax), center_heatmap, offsets)
     classes, height, width = logits.shape
     is_thing = thing_class_mask(thing_classes, classes, "cpu").numpy()
     centers = cpu.find_centers_cpu(heat, params.center_threshold, params.nms_kernel, params.top_k)
@@ -866,9 +866,8 @@ def _fuse_on_kernels(
             f"a class has {params.label_divisor} or more instances, which does not fit "
             f"label_divisor={params.label_divisor}; set top_k or a larger label_divisor"
         )
-    prob = torch.softmax(logits.reshape(classes, height * width), dim=0).numpy()
     areas, bboxes, centroids, prob_sum = cpu.measure_cpu(
-        merged.segment_of_pixel, merged.ids.size, frame, prob, merged.classes
+        merged.segment_of_pixel, merged.ids.size, frame, probabilities, merged.classes
     )
     own_areas = merged.pixels if frame is not None else areas
     scores = (prob_sum / np.maximum(own_areas, 1)).astype(np.float32)

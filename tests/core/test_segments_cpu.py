@@ -10,7 +10,8 @@ import torch
 
 from panoptic_ros.core.preprocess import pixel_frame, plan
 from panoptic_ros.core.segments import segment_geometry
-from panoptic_ros.core.segments_cpu import measure_cpu, take_pair_cpu
+from panoptic_ros.core.segments_cpu import measure_cpu, take_pair_cpu, top_probabilities
+from panoptic_ros.fusion.center_offset_cpu import class_probabilities_cpu
 
 CPU = torch.device("cpu")
 
@@ -49,10 +50,12 @@ def test_compiled_measure_equals_the_tensor_geometry_and_a_per_pixel_sum(
     absent = count + 1  # a segment no pixel has: zero area, empty box
     segment[rng.random(model) < 0.2] = absent + 1  # pixels of no segment
     classes = rng.integers(0, 5, size=absent + 1)
-    prob = rng.random((5, model[0] * model[1]), dtype=np.float32)
+    logits = torch.from_numpy(rng.normal(0.0, 4.0, size=(5, *model)).astype(np.float32))
+    probabilities = class_probabilities_cpu(logits)
+    prob = torch.softmax(logits.double(), dim=0).reshape(5, -1).numpy()  # the exact probabilities
     frame = None if camera is None else pixel_frame(plan(camera, model, mode), model, CPU)  # type: ignore[arg-type]
 
-    areas, bboxes, centroids, sums = measure_cpu(segment, absent + 1, frame, prob, classes)
+    areas, bboxes, centroids, sums = measure_cpu(segment, absent + 1, frame, probabilities, classes)
 
     expected = segment_geometry(torch.from_numpy(segment), absent + 1, frame)
     assert np.array_equal(areas, expected.areas.numpy())
@@ -60,10 +63,14 @@ def test_compiled_measure_equals_the_tensor_geometry_and_a_per_pixel_sum(
     assert np.array_equal(centroids, expected.centroids.numpy())
     assert areas[absent] == 0 and not bboxes[absent].any()
     plain = np.zeros(absent + 1)
-    for pixel, s in enumerate(segment.reshape(-1)):  # raster order, as the compiled loop adds them
+    for pixel, s in enumerate(segment.reshape(-1)):
         if s <= absent:
-            plain[s] += np.float64(prob[classes[s], pixel])
-    assert np.array_equal(sums, plain)
+            plain[s] += prob[classes[s], pixel]
+    # float32 probabilities: each within float32 rounding of the exact one
+    np.testing.assert_allclose(sums, plain, rtol=1e-6, atol=1e-12)
+    assert (classes[segment[segment <= absent]] != probabilities.argmax[segment <= absent]).any(), (
+        "no pixel's segment has a class other than the pixel's likeliest: that branch went untested"
+    )
     if frame is not None and min(camera) < min(model):  # type: ignore[type-var]
         assert (frame.cols.weight == 0).any() or (frame.rows.weight == 0).any(), "uncopied model pixels"
 
@@ -99,3 +106,24 @@ def test_take_pair_refuses_labels_outside_the_tables(bad: int) -> None:
     empty = np.zeros((0, 3), dtype=np.int64)
     a, b = take_pair_cpu(table, table, empty, shift=1)
     assert a.shape == b.shape == (0, 3)
+
+
+def test_top_probabilities_are_the_softmax_to_float32_rounding_and_nan_where_it_is() -> None:
+    """The probability of each pixel's likeliest class against a float64 softmax, over logits spread
+    wide (terms far below the maximum), and NaN exactly where ``torch.softmax`` gives NaN: a NaN, an
+    infinite maximum, every logit -inf; a -inf below a finite maximum adds nothing."""
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0.0, 30.0, size=(7, 500)).astype(np.float32)
+    logits[:, 0] = [3.0, -200.0, -1000.0, 3.0, -100.0, -np.inf, -150.0]  # a tie at the top, far terms
+    logits[2, 1] = np.nan
+    logits[4, 2] = np.inf
+    logits[:, 3] = -np.inf
+    logits[0, 4] = -np.inf
+    best = logits.max(axis=0)  # NaN where a logit is NaN, as the argmax gives it
+    top = top_probabilities(logits, best)
+    exact = torch.softmax(torch.from_numpy(logits).double(), dim=0).max(dim=0).values.numpy()
+    assert top.dtype == np.float32
+    assert np.array_equal(np.isnan(top), np.isnan(exact)) and np.isnan(top[1:4]).all()
+    finite = ~np.isnan(exact)
+    np.testing.assert_allclose(top[finite], exact[finite], rtol=1e-6, atol=0)
+    assert abs(float(top[0]) - 0.5) < 1e-6

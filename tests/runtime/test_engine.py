@@ -286,7 +286,8 @@ def test_tracking_at_model_resolution_equals_tracking_the_camera_map(
 
 def test_fixed_shape_engine_equals_the_data_dependent_one_and_counts_dropped_centers(sequence: list) -> None:
     """The engine with the fixed-shape fusion (CUDA's default) publishes what the CPU's default
-    publishes, frame by frame with tracking; without ``top_k`` the centers beyond the slots are counted."""
+    publishes, frame by frame with tracking (the scores to float32 rounding: the CPU's compiled
+    softmax has an ``exp`` of its own); without ``top_k`` the centers beyond the slots are counted."""
     model = REPO / "engines" / "panoptic_synthetic.onnx"
     results = {}
     for fixed in (False, True):
@@ -297,7 +298,11 @@ def test_fixed_shape_engine_equals_the_data_dependent_one_and_counts_dropped_cen
         assert np.array_equal(a.semantic, b.semantic) and np.array_equal(a.instance_ids, b.instance_ids)
         assert np.array_equal(a.overlay_bgr, b.overlay_bgr)
         for name in a.instances._fields:
-            assert np.array_equal(getattr(a.instances, name), getattr(b.instances, name)), name
+            ours, theirs = getattr(a.instances, name), getattr(b.instances, name)
+            if name == "scores":
+                np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=0)
+            else:
+                assert np.array_equal(ours, theirs), name
         assert a.dropped_centers == b.dropped_centers == 0
     with FrameEngine.open(model, backend="onnxruntime", device="cpu", fixed_shapes=True) as engine:
         engine.apply(EngineParams(tracking=False, fusion=engine.fusion_params({"top_k": None})))
