@@ -48,12 +48,12 @@ def download(
         packed: through the one packed buffer; None: on every device but the CPU (where the parts are
             host memory already and are viewed, not copied). The same arrays either way.
     """
-    columns = segment_columns(out.segments)  # [S, 11] float64
     if not (packed if packed is not None else out.semantic.device.type != "cpu"):
         host_type = np.int32 if dtype == torch.int32 else np.int64
         semantic, instance = (m.numpy().astype(host_type, copy=False) for m in (out.semantic, out.instance))
         panoptic_map = out.panoptic.numpy().astype(host_type, copy=False) if panoptic else None
-        return HostFrame(HostSegments(columns.numpy()), semantic, instance, panoptic_map)
+        return HostFrame(HostSegments(out.segments), semantic, instance, panoptic_map)
+    columns = segment_columns(out.segments)  # [S, 11] float64
     maps = [out.semantic, out.instance, *([out.panoptic] if panoptic else [])]
     block = torch.stack(maps).to(dtype)  # one conversion (stack promotes to the widest type)
     packed = torch.cat((columns.view(dtype).reshape(-1), block.reshape(-1))).cpu().numpy()

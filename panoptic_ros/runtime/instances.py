@@ -36,20 +36,26 @@ def segment_columns(table: SegmentTable) -> torch.Tensor:
 
 
 class HostSegments:
-    """A :class:`SegmentTable` on the host, without empty segments: moved in one transfer, or made
-    from its :func:`segment_columns` already on the host."""
+    """A :class:`SegmentTable` on the host, without empty segments: moved in one transfer, made from
+    its :func:`segment_columns` already on the host, or (a table in host memory) its columns viewed."""
 
     def __init__(self, table: SegmentTable | np.ndarray) -> None:
-        columns = table if isinstance(table, np.ndarray) else segment_columns(table).cpu().numpy()
-        self.row = np.arange(columns.shape[0])  # row in the table: thing number - 1
-        keep = columns[:, 3] > 0
-        columns, self.row = columns[keep], self.row[keep]
-        self.category_ids = columns[:, 1].astype(np.int64)
-        self.is_thing = columns[:, 2] > 0
-        self.areas = columns[:, 3].astype(np.int64)
-        self.bboxes = columns[:, 4:8].astype(np.int64)
-        self.centroids = columns[:, 8:10].astype(np.float32)
-        self.scores = columns[:, 10].astype(np.float32)
+        if isinstance(table, np.ndarray) or table.ids.device.type != "cpu":
+            columns = table if isinstance(table, np.ndarray) else segment_columns(table).cpu().numpy()
+            parts = [columns[:, 1], columns[:, 2] > 0, columns[:, 3], columns[:, 4:8], columns[:, 8:10],
+                     columns[:, 10]]  # fmt: skip
+        else:  # host memory already: viewed, no PyTorch op
+            parts = [t.numpy() for t in (table.category_ids, table.is_thing, table.areas, table.bboxes,
+                                         table.centroids, table.scores)]  # fmt: skip
+        category_ids, is_thing, areas, bboxes, centroids, scores = parts
+        keep = areas > 0
+        self.row = np.flatnonzero(keep)  # row in the table: thing number - 1
+        self.category_ids = category_ids[keep].astype(np.int64)
+        self.is_thing = is_thing[keep].astype(bool)
+        self.areas = areas[keep].astype(np.int64)
+        self.bboxes = bboxes[keep].astype(np.int64)
+        self.centroids = centroids[keep].astype(np.float32)
+        self.scores = scores[keep].astype(np.float32)
 
     def rows(self, select: np.ndarray, ids: np.ndarray) -> InstanceTable:
         """Rows ``select`` (bool) as confirmed, age-1 instances with the given ``ids``."""

@@ -13,7 +13,7 @@ from panoptic_ros.data.synthetic import generate
 from panoptic_ros.resources import default_model
 from panoptic_ros.runtime.download import download
 from panoptic_ros.runtime.engine import tracker_input
-from panoptic_ros.runtime.instances import HostSegments
+from panoptic_ros.runtime.instances import HostSegments, segment_columns
 from panoptic_ros.runtime.pipeline import PanopticPipeline
 from panoptic_ros.tracking import Tracker, TrackerParams
 
@@ -45,9 +45,12 @@ def test_the_download_holds_the_table_and_the_maps_exactly(
     assert (host.panoptic is not None) == panoptic
     if panoptic:
         assert np.array_equal(host.panoptic, out.panoptic.numpy())
-    expected = HostSegments(out.segments)  # its own transfer
+    expected = HostSegments(out.segments)  # its own transfer (on the CPU: the table's arrays viewed)
+    from_columns = HostSegments(segment_columns(out.segments).numpy())  # the packed buffer's way
     for name in ("row", "category_ids", "is_thing", "areas", "bboxes", "centroids", "scores"):
         assert np.array_equal(getattr(host.segments, name), getattr(expected, name)), name
+        assert np.array_equal(getattr(from_columns, name), getattr(expected, name)), name
+        assert getattr(from_columns, name).dtype == getattr(expected, name).dtype, name
     assert host.segments.row.size > 3
 
 
