@@ -19,9 +19,9 @@ from panoptic_ros.core.segments import PixelFrame, identity_axes
 class ClassProbabilities(NamedTuple):
     """Every class's softmax probability at every pixel of an ``[h, w]`` map, without the ``[C, h * w]``
     table of them: ``logits`` ``[C, h * w]`` float32, ``argmax`` ``[h, w]`` int64 each pixel's most
-    likely class, ``top`` ``[h * w]`` float32 its probability (NaN where the pixel's logits hold a NaN
-    or an infinity). Class ``c`` at pixel ``p`` has ``top[p]`` if ``c == argmax[p]``, else
-    ``exp(logits[c, p] - logits[argmax[p], p]) * top[p]``. Made by
+    likely class, ``top`` ``[h * w]`` float32 its probability (NaN where the softmax gives NaN: a NaN
+    logit, a +inf one, or every one -inf). Class ``c`` at pixel ``p`` has ``top[p]`` if ``c ==
+    argmax[p]``, else ``exp(logits[c, p] - logits[argmax[p], p]) * top[p]``. Made by
     :func:`~panoptic_ros.fusion.center_offset_cpu.class_probabilities_cpu`."""
 
     logits: np.ndarray
