@@ -35,12 +35,15 @@ _LN2 = np.float32(0.6931471805599453)
 
 # contraction (FMA) and reciprocals allowed, not the assumption of no NaN or infinity
 @njit(cache=True, nogil=True, fastmath={"contract", "arcp"})
-def _top_probabilities(logits: np.ndarray, best: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """See :func:`top_probabilities`. The sum over the classes of ``exp(logits[c] - best)``, class
-    after class over contiguous rows, vectorized: ``exp(x) = 2^k * exp(r)``, ``k`` the integer nearest
-    ``x / ln 2`` (at least -126: a term far below the maximum adds about 1e-38 where the exact one adds
-    less) and ``exp(r)``, ``|r| <= ln 2 / 2``, by its Taylor polynomial of degree 6 (relative error
-    below 2e-7, float32 rounding); ``2^k`` made from its exponent bits."""
+def top_probabilities(logits: np.ndarray, best: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """``[P]`` float32 softmax probability of each pixel's most likely class, ``1 / sum_c exp(logits[c]
+    - best)``, from ``[C, P]`` float32 logits and ``best`` ``[P]`` their maxima: the softmax to float32
+    rounding without its ``[C, P]`` table; NaN where the maximum is NaN or infinite (as a softmax makes
+    every probability of such a pixel). The sum class after class over contiguous rows, vectorized:
+    ``exp(x) = 2^k * exp(r)``, ``k`` the integer nearest ``x / ln 2`` (at least -126: a term far below
+    the maximum adds about 1e-38 where the exact one adds less) and ``exp(r)``, ``|r| <= ln 2 / 2``, by
+    its Taylor polynomial of degree 6 (relative error below 2e-7, float32 rounding); ``2^k`` made from
+    its exponent bits."""
     classes, pixels = logits.shape
     shift = np.empty(pixels, dtype=np.float32)
     for p in range(pixels):
@@ -69,14 +72,6 @@ def _top_probabilities(logits: np.ndarray, best: np.ndarray) -> np.ndarray:  # p
     for p in range(pixels):
         total[p] = np.float32(1.0) / total[p] if np.isfinite(best[p]) else np.float32(np.nan)
     return total
-
-
-def top_probabilities(logits: np.ndarray, best: np.ndarray) -> np.ndarray:
-    """``[P]`` float32 softmax probability of each pixel's most likely class, ``1 / sum_c exp(logits[c]
-    - best)``, from ``[C, P]`` float32 logits and ``best`` ``[P]`` their maxima: the softmax to float32
-    rounding without its ``[C, P]`` table. NaN where the maximum is NaN or infinite (as a softmax makes
-    every probability of such a pixel)."""
-    return _top_probabilities(logits, best)
 
 
 @njit(cache=True, nogil=True)

@@ -8,9 +8,8 @@ bit, except the scores' softmax probabilities, equal to float32 rounding (an ``e
 
 1. :func:`_argmax` the semantic argmax (first maximum; the first NaN where a pixel has one), then
    :func:`~panoptic_ros.core.segments_cpu.top_probabilities` the softmax probability of each pixel's
-   most likely class: one
-   vectorized pass per class, where ``torch.softmax`` took 0.3-0.6 ms a 192 x 384 frame and wrote
-   every class's probability.
+   most likely class: one vectorized pass per class, where ``torch.softmax`` took 0.3-0.6 ms a
+   192 x 384 frame and wrote every class's probability.
 2. :func:`_centers` the centers: candidates above the threshold, kept where they equal the maximum of
    their (border-clamped) window of the raw heatmap, NaN counted as below; the top-k floor.
 3. :func:`_nearest` each thing pixel's nearest center by squared float32 distance, flagging the pixels
