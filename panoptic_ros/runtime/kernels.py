@@ -20,15 +20,19 @@ from panoptic_ros.core.segments_cpu import compile_lookups
 from panoptic_ros.fusion.center_offset_cpu import compile_kernels as compile_fusion
 from panoptic_ros.tracking.assignment_cpu import compile_kernels as compile_matcher
 from panoptic_ros.tracking.association_cpu import compile_kernels as compile_statistics
+from panoptic_ros.tracking.costs_cpu import compile_kernels as compile_costs
+from panoptic_ros.tracking.motion_cpu import compile_kernels as compile_motion
 
 
 def compile_kernels(*, cpu_frame_path: bool = True) -> None:
-    """Compile (or load) the loops on the host: the overlay's, the tracker's assignment and the depth
-    conversion always (any device makes them on the host); with ``cpu_frame_path`` also the CPU
-    fusion's, the category maps' lookup, the tracker's pixel statistics and the segments' depth
-    medians."""
+    """Compile (or load) the loops on the host: the overlay's, the tracker's (costs, updates,
+    assignment) and the depth conversion always (any device makes them on the host); with
+    ``cpu_frame_path`` also the CPU fusion's, the category maps' lookup, the tracker's pixel statistics
+    and the segments' depth medians."""
     compile_overlay()
     compile_matcher()
+    compile_costs()
+    compile_motion()
     compile_meters()
     if cpu_frame_path:
         compile_fusion()

@@ -115,11 +115,11 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     """``[N, 4]`` ``(x, y, w, h)`` boxes clipped to a ``width`` x ``height`` image (int64, all >= 0):
     a lost track's predicted box may reach outside the image, and ``RegionOfInterest`` is unsigned."""
     boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
-    x0 = np.clip(boxes[:, 0], 0, width)
-    y0 = np.clip(boxes[:, 1], 0, height)
-    x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
-    y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
-    return np.stack([x0, y0, np.maximum(x1 - x0, 0), np.maximum(y1 - y0, 0)], axis=1)
+    limits = np.array((width, height))
+    # by column pairs (np.clip costs several times np.minimum of np.maximum on arrays this small)
+    lo = np.minimum(np.maximum(boxes[:, :2], 0), limits)
+    hi = np.minimum(np.maximum(boxes[:, :2] + boxes[:, 2:], 0), limits)
+    return np.concatenate((lo, np.maximum(hi - lo, 0)), axis=1)
 
 
 class FrameResult(NamedTuple):

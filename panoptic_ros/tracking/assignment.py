@@ -20,7 +20,7 @@ import numpy as np
 
 from panoptic_ros.errors import PanopticRosError
 from panoptic_ros.tracking.assignment_cpu import _components as _label_components
-from panoptic_ros.tracking.assignment_cpu import _solve, match_pairs
+from panoptic_ros.tracking.assignment_cpu import _solve, match_pairs, match_two_stages
 
 
 class AssignmentError(PanopticRosError, ValueError):
@@ -102,3 +102,33 @@ def match(cost: np.ndarray, *, max_cost: float) -> Matches:
     free_cols = np.ones(cols, dtype=bool)
     free_cols[out_cols] = False
     return Matches(out_rows, out_cols, np.flatnonzero(free_rows), np.flatnonzero(free_cols))
+
+
+def match_by_score(
+    cost: np.ndarray, scores: np.ndarray, *, high_score: float, low_score: float, max_cost: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ByteTrack's two stages of :func:`match` (one compiled call): the instances (columns of the
+    ``[N, T]`` ``cost``) scored ``>= high_score`` against every track (row), then those scored in
+    ``[low_score, high_score)`` against the tracks left.
+
+    Returns:
+        ``(rows, cols, unmatched_high)``: the matched pairs, the first stage's sorted by row, then the
+        second's; and the high-score instances left unmatched (ascending).
+
+    Raises:
+        AssignmentError: a cost is NaN or ``max_cost`` is not finite.
+    """
+    cost = np.ascontiguousarray(cost, dtype=np.float64)
+    if cost.ndim != 2:
+        raise AssignmentError(f"expected an [N, T] cost matrix, got shape {cost.shape}")
+    if np.isnan(cost).any():
+        raise AssignmentError("cost matrix holds NaN; mark disallowed pairs with inf")
+    if not np.isfinite(max_cost):
+        raise AssignmentError(f"max_cost must be finite, got {max_cost}")
+    return match_two_stages(
+        cost,
+        np.ascontiguousarray(scores, dtype=np.float64),
+        float(high_score),
+        float(low_score),
+        float(max_cost),
+    )

@@ -145,10 +145,38 @@ def match_pairs(cost: np.ndarray, max_cost: float) -> tuple[np.ndarray, np.ndarr
     return matched, col_of_row[matched]
 
 
+@njit(cache=True, nogil=True)
+def match_two_stages(
+    cost: np.ndarray, scores: np.ndarray, high_score: float, low_score: float, max_cost: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``(rows, cols, unmatched_high)`` of ByteTrack's two stages on a NaN-free ``[N, T]`` float64
+    cost matrix of tracks against instances scored ``scores`` (``[T]`` float64): the instances
+    scored ``>= high_score`` matched with every track (:func:`match_pairs`), then those scored in
+    ``[low_score, high_score)`` with the tracks left; ``rows`` the first stage's pairs sorted by row,
+    then the second's; ``unmatched_high`` the high-score instances left (ascending)."""
+    high = np.flatnonzero(scores >= high_score)
+    low = np.flatnonzero((scores >= low_score) & (scores < high_score))
+    first_rows, first_cols = match_pairs(np.ascontiguousarray(cost[:, high]), max_cost)
+    free_row = np.ones(cost.shape[0], dtype=np.bool_)
+    free_row[first_rows] = False
+    remaining = np.flatnonzero(free_row)
+    free_high = np.ones(high.size, dtype=np.bool_)
+    free_high[first_cols] = False
+    second_cost = np.empty((remaining.size, low.size))
+    for a in range(remaining.size):
+        for b in range(low.size):
+            second_cost[a, b] = cost[remaining[a], low[b]]
+    second_rows, second_cols = match_pairs(second_cost, max_cost)
+    rows = np.concatenate((first_rows, remaining[second_rows]))
+    cols = np.concatenate((high[first_cols], low[second_cols]))
+    return rows, cols, high[np.flatnonzero(free_high)]
+
+
 def compile_kernels() -> None:
     """Compile (or load from numba's cache) the matcher and its parts (``solve_assignment`` and the
     component labels are public too), so that the first frame does not pay for it."""
     cost = np.array([[0.1, 0.2], [0.3, 0.1], [0.5, 0.5]])
     match_pairs(cost, 1.0)
+    match_two_stages(cost, np.array([0.9, 0.3]), 0.5, 0.1, 1.0)
     _solve(np.ascontiguousarray(cost.T))
     _components(np.ascontiguousarray(cost < 1.0))

@@ -15,6 +15,11 @@ elapsed time. Two things make the velocity robust where a plain centroid differe
   by ``partial_area_ratio`` is partial: the state keeps the predicted full-size box, moved just
   enough to contain the visible part, so a track that disappears behind another object is predicted
   with its whole extent and is found again when any part of it reappears.
+
+The tracker applies a frame's matches by one compiled loop that follows :func:`measure_velocity`,
+:func:`smooth_velocity` and :func:`state_boxes` operation for operation
+(:mod:`~panoptic_ros.tracking.motion_cpu`, tested equal to them); these functions are the readable form
+and the reference, and re-identification uses :func:`predict_boxes`.
 """
 
 from __future__ import annotations

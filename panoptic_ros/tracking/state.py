@@ -68,7 +68,18 @@ class Instances:
             table = np.concatenate([np.asarray(c, np.float64).reshape(-1, w) for c, w in columns], axis=1)
         else:  # one transfer
             table = torch.cat([c.reshape(-1, w).double() for c, w in columns], dim=1).cpu().numpy()
-        self.count = count
+        self._take(table)
+
+    @classmethod
+    def of_table(cls, table: np.ndarray) -> Instances:
+        """The instances of a ``[T, 9]`` float64 host table, columns ``id, category, score, x, y, w, h,
+        centroid x, centroid y`` (the columns are views of it, as from a frame's input)."""
+        instances = cls.__new__(cls)
+        instances._take(table)
+        return instances
+
+    def _take(self, table: np.ndarray) -> None:
+        self.count = int(table.shape[0])
         self.ids = table[:, 0].astype(np.int64)
         self.categories = table[:, 1].astype(np.int64)
         self.scores = table[:, 2]

@@ -46,16 +46,11 @@ import numpy as np
 import torch
 
 from panoptic_ros.core.segments import take
-from panoptic_ros.tracking.assignment import match
-from panoptic_ros.tracking.association import (
-    box_iou,
-    center_distance,
-    clip_boxes,
-    index_map,
-    instance_statistics,
-    xyxy_to_xywh,
-)
-from panoptic_ros.tracking.motion import measure_velocity, predict_boxes, smooth_velocity, state_boxes
+from panoptic_ros.tracking.assignment import match_by_score
+from panoptic_ros.tracking.association import index_map, instance_statistics, xyxy_to_xywh
+from panoptic_ros.tracking.costs_cpu import pair_costs
+from panoptic_ros.tracking.motion import predict_boxes
+from panoptic_ros.tracking.motion_cpu import apply_matches
 from panoptic_ros.tracking.params import TrackerParams
 from panoptic_ros.tracking.records import TrackerInput, TrackerOutput, TrackState, TrackTable
 from panoptic_ros.tracking.reid import Memory, reidentify
@@ -138,23 +133,18 @@ class Tracker:
         self._memory.advance()
         dt = (stamp - tracks.stamps) * _NS
         predicted = predict_boxes(tracks.boxes, tracks.velocities, dt)
-        visible = clip_boxes(predicted, size)
-        in_image = (visible[:, 2] > visible[:, 0]) & (visible[:, 3] > visible[:, 1])
         appearance = colors if params.appearance_weight > 0 else None
-        cost = self._cost(
-            tracks, det, predicted=visible, in_image=in_image, previous_iou=mask_ious, colors=appearance
+        cost, in_image = self._cost(
+            tracks, det, predicted=predicted, size=size, previous_iou=mask_ious, colors=appearance
         )
 
-        high = np.flatnonzero(det.scores >= params.high_score)
-        low = np.flatnonzero((det.scores >= params.low_score) & (det.scores < params.high_score))
-        first = match(cost[:, high], max_cost=params.max_cost)
-        rows = first.rows
-        cols = high[first.cols]
-        remaining = first.unmatched_rows
-        second = match(cost[np.ix_(remaining, low)], max_cost=params.max_cost)
-        rows = np.concatenate([rows, remaining[second.rows]])
-        cols = np.concatenate([cols, low[second.cols]])
-        new_instances = high[first.unmatched_cols]
+        rows, cols, new_instances = match_by_score(
+            cost,
+            det.scores,
+            high_score=params.high_score,
+            low_score=params.low_score,
+            max_cost=params.max_cost,
+        )
 
         self._apply_matches(
             rows, cols, det, det_areas=det_areas, predicted=predicted, colors=colors, stamp=stamp, size=size
@@ -242,40 +232,23 @@ class Tracker:
         det: Instances,
         *,
         predicted: np.ndarray,
-        in_image: np.ndarray,
+        size: tuple[int, int],
         previous_iou: np.ndarray,
         colors: np.ndarray | None,
-    ) -> np.ndarray:
-        """``[N, T]`` association cost, ``inf`` for pairs that are not allowed. ``predicted``: the
-        tracks' predicted boxes cut to the image; ``in_image``: whether anything of them is left."""
-        params = self.params
-        n, t = len(tracks), det.count
-        if n == 0 or t == 0:
-            return np.full((n, t), np.inf)
-        # mask IoU rows of the previous frame's instances, moved to the rows of their tracks
-        masks = np.zeros((n, t))
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``[N, T]`` association cost, ``inf`` for pairs that are not allowed, and ``[N]`` whether
+        anything of each track's predicted box (``predicted``, at this frame's stamp) is left in the
+        image, by one compiled pass (:func:`~panoptic_ros.tracking.costs_cpu.pair_costs`)."""
+        # the row of the previous frame's mask IoU holding each track (track ids are unique and > 0;
+        # previous instances without a track hold 0)
+        mask_rows = np.full(len(tracks), -1, dtype=np.int64)
         if previous_iou.size:
-            # track ids are unique and > 0; previous instances without a track hold 0
             position, seen = lookup(tracks.ids, self._previous_track_ids)
-            masks[seen] = previous_iou[position[seen]]
-        boxes = box_iou(predicted, det.boxes)
-        distance = center_distance(predicted, det.centroids, det.boxes, min_size=params.min_box_size)
-        allowed = (tracks.categories[:, None] == det.categories[None, :]) & (
-            (masks >= params.min_mask_iou)
-            | (in_image[:, None] & (boxes >= params.min_box_iou))
-            | (in_image[:, None] & (distance <= params.max_center_distance))
-        )
-        cost = (
-            1.0
-            - np.maximum(masks, boxes)
-            + params.distance_weight * np.minimum(distance, params.max_center_distance)
-        )
-        if colors is not None:
-            color_distance = np.linalg.norm(tracks.colors[:, None, :] - colors[None, :, :], axis=2)
-            color_distance = np.where(tracks.has_color[:, None], color_distance / (255 * np.sqrt(3)), 0.0)
-            allowed &= color_distance <= params.max_color_distance
-            cost = cost + params.appearance_weight * np.minimum(color_distance, 1.0)
-        return np.where(allowed, cost, np.inf)
+            mask_rows[seen] = position[seen]
+        return pair_costs(
+            tracks, det, predicted=predicted, mask_rows=mask_rows, previous_iou=previous_iou, colors=colors,
+            size=size, params=self.params,
+        )  # fmt: skip
 
     def _apply_matches(
         self,
@@ -289,46 +262,13 @@ class Tracker:
         stamp: int,
         size: tuple[int, int],
     ) -> None:
-        if rows.size == 0:
-            return
-        params = self.params
-        t = self._tracks
-        dt = (stamp - t.stamps[rows]) * _NS
-        measured = measure_velocity(
-            t.observed_boxes[rows],
-            det.boxes[cols],
-            previous_centroids=t.centroids[rows],
-            centroids=det.centroids[cols],
-            dt=dt,
-            prior=t.velocities[rows],
-            has_prior=t.has_velocity[rows],
-            image_size=size,
-            size_tolerance=params.size_tolerance,
-            border_margin=params.border_margin,
-        )
-        velocity, has_velocity = smooth_velocity(
-            t.velocities[rows], t.has_velocity[rows], measured, weight=params.velocity_smoothing
-        )
-        areas = det_areas[cols].astype(np.float64)
-        partial = areas < t.reference_areas[rows] / params.partial_area_ratio
-        t.boxes[rows] = state_boxes(predicted[rows], det.boxes[cols], partial)
-        t.reference_areas[rows] = np.where(partial, t.reference_areas[rows] * REFERENCE_AREA_DECAY, areas)
-        t.velocities[rows] = velocity
-        t.has_velocity[rows] = has_velocity
-        t.observed_boxes[rows] = det.boxes[cols]
-        t.centroids[rows] = det.centroids[cols]
-        t.scores[rows] = det.scores[cols]
-        t.stamps[rows] = stamp
-        t.hits[rows] += 1
-        t.misses[rows] = 0
-        confirmed = (t.states[rows] != _TENTATIVE) | (t.hits[rows] >= params.min_hits)
-        t.states[rows] = np.where(confirmed, _CONFIRMED, _TENTATIVE)
-        if colors is not None:
-            had = t.has_color[rows][:, None]
-            t.colors[rows] = np.where(
-                had, (1 - COLOR_SMOOTHING) * t.colors[rows] + COLOR_SMOOTHING * colors[cols], colors[cols]
-            )
-            t.has_color[rows] = True
+        """Matched tracks take their instances' observations (one compiled pass,
+        :func:`~panoptic_ros.tracking.motion_cpu.apply_matches`)."""
+        apply_matches(
+            self._tracks, rows, cols, det, det_areas=det_areas, predicted=predicted, colors=colors,
+            stamp=stamp, size=size, params=self.params, reference_area_decay=REFERENCE_AREA_DECAY,
+            color_smoothing=COLOR_SMOOTHING,
+        )  # fmt: skip
 
     def _new_tracks(
         self,

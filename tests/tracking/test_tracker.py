@@ -23,7 +23,7 @@ from panoptic_ros.tracking import (
     match,
     solve_assignment,
 )
-from panoptic_ros.tracking.assignment import _components
+from panoptic_ros.tracking.assignment import _components, match_by_score
 from panoptic_ros.tracking.association import (
     box_iou,
     center_distance,
@@ -429,6 +429,30 @@ def test_match_with_a_cost_limit_is_optimal() -> None:
     # one cheap match beats two costly ones
     result = match(np.array([[0.1, 0.9], [0.8, np.inf]]), max_cost=1.0)
     assert result.rows.tolist() == [0] and result.cols.tolist() == [0]
+
+
+def test_two_stages_by_score_are_two_matches() -> None:
+    """``match_by_score`` (one compiled call) gives the pairs of :func:`match` on the high-score columns,
+    then on the low-score columns against the rows left, in that order."""
+    rng = np.random.default_rng(6)
+    stages_seen = set()
+    for _ in range(300):
+        cost = rng.random((int(rng.integers(0, 7)), int(rng.integers(0, 9)))) * 1.2
+        cost[rng.random(cost.shape) < 0.3] = np.inf
+        scores = rng.random(cost.shape[1])
+        high = np.flatnonzero(scores >= 0.6)
+        low = np.flatnonzero((scores >= 0.2) & (scores < 0.6))
+        first = match(cost[:, high], max_cost=1.0)
+        second = match(cost[np.ix_(first.unmatched_rows, low)], max_cost=1.0)
+        rows, cols, unmatched = match_by_score(cost, scores, high_score=0.6, low_score=0.2, max_cost=1.0)
+        assert rows.tolist() == [*first.rows.tolist(), *first.unmatched_rows[second.rows].tolist()]
+        assert cols.tolist() == [*high[first.cols].tolist(), *low[second.cols].tolist()]
+        assert unmatched.tolist() == high[first.unmatched_cols].tolist()
+        stages_seen |= {"first"} if first.rows.size else set()
+        stages_seen |= {"second"} if second.rows.size else set()
+    assert stages_seen == {"first", "second"}
+    with pytest.raises(AssignmentError, match="NaN"):
+        match_by_score(np.array([[np.nan]]), np.ones(1), high_score=0.5, low_score=0.1, max_cost=1.0)
 
 
 def test_components_of_allowed_pairs_are_the_graph_components() -> None:
