@@ -26,9 +26,8 @@ from panoptic_ros.core.overlay_cpu import (
     display_map,
     paint_columns,
     restore_void_and_draw_borders,
-    spans,
 )
-from panoptic_ros.core.segments import PixelFrame
+from panoptic_ros.core.segments import PixelFrame, spans
 from panoptic_ros.errors import ConfigError
 
 #: Value of border pixels in every channel.
@@ -87,7 +86,14 @@ def overlay(
     labels = np.ascontiguousarray(panoptic)
     if labels.ndim != 2 or rows.max(initial=-1) >= labels.shape[0] or cols.max(initial=-1) >= labels.shape[1]:
         raise ConfigError(f"the frame copies map pixels past the {labels.shape} map it is given")
-    row_span, col_span = spans(rows, labels.shape[0]), spans(cols, labels.shape[1])
+    # the camera rows and columns copying each map row and column: the frame's (made once per camera
+    # geometry) where it is the map's size
+    row_span, col_span = (
+        (frame.rows.host_spans, frame.cols.host_spans)
+        if frame is not None
+        and (frame.rows.host_spans.shape[0], frame.cols.host_spans.shape[0]) == labels.shape
+        else (spans(rows, labels.shape[0]), spans(cols, labels.shape[1]))
+    )
     color_cols = paint_columns(
         labels, palette(label_set, label_divisor).in_order(order), col_span, width, label_divisor
     )

@@ -155,15 +155,6 @@ def restore_void_and_draw_borders(  # noqa: PLR0917 (compiled loops take positio
                         picture[i, j, k] = border
 
 
-def spans(index: np.ndarray, size: int) -> np.ndarray:
-    """``[size, 2]`` int64: the positions ``[start, end)`` of a nondecreasing ``index`` that copy each of
-    ``size`` sources (empty where none does)."""
-    sources = np.arange(size)
-    return np.stack(
-        (np.searchsorted(index, sources, side="left"), np.searchsorted(index, sources, side="right")), axis=1
-    ).astype(np.int64)
-
-
 def compile_kernels() -> None:
     """Compile (or load from numba's cache) the loops for the engine's host maps (int32 category and
     track maps, int32 panoptic ids), so that the first overlay does not pay for it."""
@@ -172,7 +163,7 @@ def compile_kernels() -> None:
     shown = display_map(labels, labels, stuff, 1000)
     colors = np.zeros((1000, 3), dtype=np.uint8)
     index = np.zeros(2, dtype=np.int64)
-    span = spans(index, 2)
+    span = np.array([[0, 2], [2, 2]], dtype=np.int64)  # both positions copy the first source
     color_cols = paint_columns(shown, colors, span, 2, 1000)
     picture = np.zeros((2, 2, 3), dtype=np.uint8)
     blend_rows(picture, picture, color_cols, index, 0, 2, 0.55)

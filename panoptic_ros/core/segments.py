@@ -39,6 +39,8 @@ class AxisMap(NamedTuple):
         host_index: ``index`` as a host array (to expand maps already on the host, without a sync).
         host_middle: ``[n]`` host array, the middle camera position of those copying each model
             position (a neighbour where none does), to sample camera images on the host.
+        host_spans: ``[n, 2]`` int64 host array, the camera positions ``[start, end)`` copying each
+            model position (empty where none does), to draw camera images from model maps.
     """
 
     index: torch.Tensor
@@ -48,6 +50,7 @@ class AxisMap(NamedTuple):
     total: torch.Tensor
     host_index: np.ndarray
     host_middle: np.ndarray
+    host_spans: np.ndarray
 
     @classmethod
     def nearest(cls, size: int, offset: int, length: int, target: int, device: torch.device) -> AxisMap:
@@ -69,9 +72,10 @@ class AxisMap(NamedTuple):
         big = torch.full((size,), target, dtype=torch.int64, device=device)
         first = big.scatter_reduce(0, index, camera, "amin")
         last = torch.full_like(big, -1).scatter_reduce(0, index, camera, "amax")
+        host_spans = spans(host, size)
         return cls(
             index=index, weight=weight, first=first, last=last, total=total, host_index=host,
-            host_middle=_middles(host, size),
+            host_middle=_middles(host_spans, target), host_spans=host_spans,
         )  # fmt: skip
 
 
@@ -172,13 +176,20 @@ class PixelFrame(NamedTuple):
         return image.take(self.rows.host_middle, axis=0).take(self.cols.host_middle, axis=1)
 
 
-def _middles(index: np.ndarray, size: int) -> np.ndarray:
-    """For each of ``size`` model positions, the middle one of the camera positions that copy it under
-    the nondecreasing ``index`` (the nearest camera position when none does)."""
-    positions = np.arange(size)
-    first = np.searchsorted(index, positions, side="left")
-    end = np.searchsorted(index, positions, side="right")
-    return np.clip((first + end - 1) // 2, 0, index.size - 1)
+def spans(index: np.ndarray, size: int) -> np.ndarray:
+    """``[size, 2]`` int64: the positions ``[start, end)`` of a nondecreasing ``index`` that copy each of
+    ``size`` sources (empty where none does)."""
+    sources = np.arange(size)
+    return np.stack(
+        (np.searchsorted(index, sources, side="left"), np.searchsorted(index, sources, side="right")), axis=1
+    ).astype(np.int64)
+
+
+def _middles(host_spans: np.ndarray, camera_size: int) -> np.ndarray:
+    """For each model position, the middle one of the ``camera_size`` camera positions ``[start, end)``
+    that copy it (:func:`spans`; the nearest camera position when none does)."""
+    first, end = host_spans[:, 0], host_spans[:, 1]
+    return np.clip((first + end - 1) // 2, 0, camera_size - 1)
 
 
 class SegmentGeometry(NamedTuple):
@@ -351,4 +362,13 @@ def identity_axes(height: int, width: int, device: torch.device) -> Axes:
 def _identity_axis(length: int, device: torch.device) -> AxisMap:
     positions = torch.arange(length, device=device)
     host = np.arange(length)
-    return AxisMap(positions, torch.ones_like(positions), positions, positions, positions, host, host)
+    return AxisMap(
+        positions,
+        torch.ones_like(positions),
+        positions,
+        positions,
+        positions,
+        host,
+        host,
+        spans(host, length),
+    )

@@ -72,6 +72,10 @@ def test_nearest_axis_matches_pytorch_nearest_exact() -> None:
         expected = torch.nn.functional.interpolate(values, size=(1, target), mode="nearest-exact")
         assert axis.index.tolist() == expected.reshape(-1).long().tolist()
         assert axis.weight.sum().item() == target
+        # the host spans: exactly the camera positions copying each model position
+        for position, (start, end) in enumerate(axis.host_spans.tolist()):
+            assert list(range(start, end)) == np.flatnonzero(axis.host_index == position).tolist()
+            assert end - start == axis.weight[position].item()
 
 
 @pytest.mark.parametrize("mode", ["resize", "letterbox", "none"])
