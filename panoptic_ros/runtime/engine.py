@@ -34,6 +34,7 @@ from panoptic_ros.runtime.download import download
 from panoptic_ros.runtime.instances import HostSegments, instance_table, with_positions
 from panoptic_ros.runtime.kernels import compile_kernels
 from panoptic_ros.runtime.pipeline import FrameOutput, NetworkBatch, PanopticPipeline
+from panoptic_ros.runtime.profiling import stage_label
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.tracking import StreamCheck, Tracker, TrackerInput, TrackerOutput, TrackerParams
 
@@ -228,7 +229,7 @@ class FrameEngine:
     def result(self, frame: InputFrame, out: FrameOutput, batch_times: dict[str, float]) -> FrameResult:
         """The per-frame part of :meth:`process`, in the camera's stamp order."""
         stream = self._stream(frame.camera)
-        with torch.profiler.record_function("panoptic::tracking"):
+        with stage_label("panoptic::tracking"):
             start = time.perf_counter()
             # the table and the label maps move to the host once, together
             fixed = self.pipeline.fusion.fixed_shapes  # fixed shapes: the device's one transfer everywhere
@@ -258,7 +259,7 @@ class FrameEngine:
                 host_ids = host.instance
             tracking_s = time.perf_counter() - start
 
-        with torch.profiler.record_function("panoptic::outputs"):
+        with stage_label("panoptic::outputs"):
             start = time.perf_counter()
             params = self.params
             table = instance_table(out, tracked, publish_lost=params.publish_lost, segments=segments)

@@ -36,6 +36,7 @@ from panoptic_ros.fusion.families import FamilyFusion, FusedFrame, family_fusion
 from panoptic_ros.models.spec import ModelSpec
 from panoptic_ros.runtime.companions import Companion
 from panoptic_ros.runtime.frame_graph import FrameGraphs, graph_refusal
+from panoptic_ros.runtime.profiling import stage_label
 
 #: Largest lookup table (entries) from fused ids to category ids; larger label spaces use arithmetic.
 _MAX_CATEGORY_TABLE = 1 << 22
@@ -253,7 +254,7 @@ class PanopticPipeline:
     def _stage(self, name: str, local: StageTimes) -> Iterator[None]:
         """Time a stage (when timing) into ``local`` (one call's) and the pipeline's totals, and label
         its ops ``panoptic::<stage>`` for the PyTorch profiler."""
-        with torch.profiler.record_function(f"panoptic::{name}"):
+        with stage_label(f"panoptic::{name}"):
             if not self.timing:
                 yield
                 return
