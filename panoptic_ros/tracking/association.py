@@ -188,6 +188,45 @@ def instance_statistics(
     return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), packed[hist.numel() :].reshape(count, 3)
 
 
+def index_and_statistics(
+    instance_map: torch.Tensor,
+    ids: np.ndarray,
+    previous: torch.Tensor | None,
+    num_previous: int,
+    *,
+    image: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    fixed_shapes: bool = False,
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`index_map` of this frame's ``instance_map`` and :func:`instance_statistics` of the indices
+    against the ``previous`` frame's (``[H, W]`` int64 indices ``0..num_previous``; None: no previous
+    frame, nothing overlaps): ``(index, mask IoU, areas, colors)``. On the CPU (ids below the lookup
+    table's bound, shapes free to depend on the data) one compiled pass does both
+    (:func:`~panoptic_ros.tracking.association_cpu.index_statistics`: the same numbers)."""
+    num_previous = num_previous if previous is not None else 0
+    cpu = instance_map.device.type == "cpu" and not fixed_shapes
+    if cpu and ids.size and int(ids.max()) < _MAX_LUT:
+        from panoptic_ros.tracking.association_cpu import index_statistics
+
+        index, hist, colors = index_statistics(
+            instance_map, ids, previous, num_previous, image=image, weights=weights
+        )
+        areas = hist[:, 1:].sum(axis=0)
+        # colors in float64, as the one packed transfer of the device's way gives them
+        return (
+            index,
+            mask_iou(hist),
+            areas if colors is None else areas.astype(np.float64),
+            (None if colors is None else colors.astype(np.float64)),
+        )
+    index = index_map(instance_map, ids, fixed_shapes=fixed_shapes)
+    before = previous if previous is not None else torch.zeros_like(index)
+    statistics = instance_statistics(
+        before, index, num_previous, ids.size, image=image, weights=weights, fixed_shapes=fixed_shapes
+    )
+    return index, *statistics
+
+
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     """``[N, 4]`` ``(x, y, w, h)`` to ``(x0, y0, x1, y1)`` with exclusive ends, float64."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

@@ -4,8 +4,9 @@
 instance of either frame, then counts every (previous, current) pair in a joint histogram and sums
 the image per current instance, by a dozen PyTorch ops. :func:`pixel_statistics` does it in one pass
 over the maps with the same arithmetic, in the same pixel order (row-major), so the counts and float64
-sums are the same, bit for bit. Compiled on first use and cached on disk (``cache=True``);
-:func:`compile_kernels` compiles it ahead of the first frame.
+sums are the same, bit for bit. :func:`index_statistics` also turns the frame's instance-id map into
+compact indices in that pass (what :func:`index_map_cpu` does alone). Compiled on first use and cached
+on disk (``cache=True``); :func:`compile_kernels` compiles it ahead of the first frame.
 """
 
 from __future__ import annotations
@@ -18,24 +19,36 @@ from numba import njit
 @njit(cache=True, nogil=True)
 def _statistics(  # noqa: PLR0917 (compiled loops take positional arguments)
     previous: np.ndarray,
-    current: np.ndarray,
+    values: np.ndarray,
+    table: np.ndarray,
     num_previous: int,
     count: int,
     weights: np.ndarray,
     planes: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """``(hist [P + 1, T + 1] int64, sums [T + 1, 3] float64)`` over the ``[n]`` pixels inside an
-    instance of either frame (``previous`` ``0..P``, ``current`` ``0..T``, int64): each pixel counted
-    ``weights[p]`` times (``[n]`` int64; ``[0]`` for once) and its values in ``planes`` (``[3, n]``;
-    ``[3, 0]`` for no colors) added ``weights[p]`` times to its current instance's sums. ``hist[0, 0]``
-    stays 0 (the pixels outside both are not visited)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``(index [n] int64, hist [P + 1, T + 1] int64, sums [T + 1, 3] float64)`` over the ``[n]``
+    pixels inside an instance of either frame: the current index of pixel ``p`` is ``table[values[p]]``
+    (0 for values outside the table), returned as ``index``; with an empty ``table`` ``values`` are the
+    indices ``0..T`` already and ``index`` is empty. ``previous`` ``0..P`` int64 (``[0]`` for none: all
+    0). Each pixel counted ``weights[p]`` times (``[n]`` int64; ``[0]`` for once) and its values in
+    ``planes`` (``[3, n]``; ``[3, 0]`` for no colors) added ``weights[p]`` times to its current
+    instance's sums. ``hist[0, 0]`` stays 0 (the pixels outside both are not visited)."""
     hist = np.zeros((num_previous + 1, count + 1), dtype=np.int64)
     sums = np.zeros((count + 1, 3), dtype=np.float64)
+    size = table.size
+    lookup = size > 0
+    index = np.empty(values.size if lookup else 0, dtype=np.int64)
+    has_previous = previous.size > 0
     weighted = weights.size > 0
     colored = planes.shape[1] > 0
-    for p in range(current.size):
-        a = previous[p]
-        b = current[p]
+    for p in range(values.size):
+        if lookup:
+            v = values[p]
+            b = table[v] if 0 <= v < size else 0
+            index[p] = b
+        else:
+            b = values[p]
+        a = previous[p] if has_previous else 0
         if a == 0 and b == 0:
             continue
         w = weights[p] if weighted else 1
@@ -44,7 +57,7 @@ def _statistics(  # noqa: PLR0917 (compiled loops take positional arguments)
             scale = np.float64(w)
             for c in range(3):
                 sums[b, c] += np.float64(planes[c, p]) * scale
-    return hist, sums
+    return index, hist, sums
 
 
 _NONE = np.zeros(0, dtype=np.int64)
@@ -65,24 +78,75 @@ def pixel_statistics(
     has no pixel), each pixel counted ``weights`` (``[H, W]`` int64) times; ``hist[0, 0]`` is 0.
     The means are those of :func:`~panoptic_ros.tracking.association.mean_colors`: float64 sums,
     then a float32 division by the float32 area."""
+    _, hist, colors = _run(previous, _flat(current), _NONE, num_previous, count, image, weights)
+    return hist, colors
+
+
+def index_statistics(
+    instance_map: torch.Tensor,
+    ids: np.ndarray,
+    previous: torch.Tensor | None,
+    num_previous: int,
+    *,
+    image: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
+    """:func:`index_map_cpu` of a CPU id map (ids below its lookup table's bound) and
+    :func:`pixel_statistics` of the indices against ``previous`` (None: no previous frame), in one pass:
+    ``(index [H, W] int64 tensor, hist, colors)``, the same numbers as the two."""
+    table = _id_table(ids)
+    index, hist, colors = _run(
+        previous,
+        np.ascontiguousarray(instance_map.numpy()).reshape(-1),
+        table,
+        num_previous,
+        ids.size,
+        image,
+        weights,
+    )
+    return torch.from_numpy(index.reshape(instance_map.shape)), hist, colors
+
+
+def _flat(tensor: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(tensor.reshape(-1).numpy())
+
+
+def _run(  # noqa: PLR0917 (the compiled loop's arguments, prepared)
+    previous: torch.Tensor | None,
+    values: np.ndarray,
+    table: np.ndarray,
+    num_previous: int,
+    count: int,
+    image: torch.Tensor | None,
+    weights: torch.Tensor | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`_statistics` of host-ready arrays, the colors as means (see :func:`pixel_statistics`)."""
     planes = _NO_PLANES
     if image is not None:
         planes = np.ascontiguousarray(image.permute(2, 0, 1).reshape(3, -1).numpy())  # channel-first: a view
     flat_weights = (
         _NONE if weights is None else np.ascontiguousarray(weights.reshape(-1).numpy(), dtype=np.int64)
     )
-    hist, sums = _statistics(
-        np.ascontiguousarray(previous.reshape(-1).numpy()),
-        np.ascontiguousarray(current.reshape(-1).numpy()),
+    index, hist, sums = _statistics(
+        _NONE if previous is None else _flat(previous),
+        values,
+        table,
         int(num_previous),
         int(count),
         flat_weights,
         planes,
     )
     if image is None:
-        return hist, None
+        return index, hist, None
     areas = np.maximum(hist.sum(axis=0), 1).astype(np.float32)
-    return hist, (sums.astype(np.float32) / areas[:, None])[1:]
+    return index, hist, (sums.astype(np.float32) / areas[:, None])[1:]
+
+
+def _id_table(ids: np.ndarray) -> np.ndarray:
+    """``[max(ids) + 1]`` int64: ``k + 1`` at ``ids[k]``, 0 elsewhere."""
+    table = np.zeros(int(ids.max(initial=-1)) + 1, dtype=np.int64)
+    table[ids] = np.arange(1, ids.size + 1)
+    return table
 
 
 @njit(cache=True, nogil=True)
@@ -100,10 +164,8 @@ def _lookup(values: np.ndarray, table: np.ndarray) -> np.ndarray:  # pragma: no 
 def index_map_cpu(instance_map: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
     """:func:`~panoptic_ros.tracking.association.index_map` of a CPU map whose ids are below its lookup
     table's bound, in one pass: ``[H, W]`` int64, ``k + 1`` where the map holds ``ids[k]``, else 0."""
-    table = np.zeros(int(ids.max(initial=-1)) + 1, dtype=np.int64)
-    table[ids] = np.arange(1, ids.size + 1)
     values = np.ascontiguousarray(instance_map.numpy()).reshape(-1)
-    return torch.from_numpy(_lookup(values, table).reshape(instance_map.shape))
+    return torch.from_numpy(_lookup(values, _id_table(ids)).reshape(instance_map.shape))
 
 
 def compile_kernels() -> None:
@@ -115,3 +177,7 @@ def compile_kernels() -> None:
     image = torch.zeros((2, 2, 3), dtype=torch.float32)
     pixel_statistics(maps, maps, 0, 0, image=image, weights=torch.ones((2, 2), dtype=torch.int64))
     pixel_statistics(maps, maps, 0, 0)
+    for dtype in (torch.int32, torch.int64):  # the fused lookup of a frame's id map
+        instance_map = torch.zeros((2, 2), dtype=dtype)
+        index_statistics(instance_map, np.arange(1, 3), maps, 0, image=image, weights=torch.ones_like(maps))
+        index_statistics(instance_map, np.arange(1, 3), None, 0)

@@ -5,7 +5,9 @@ One :class:`Tracker` per camera. Each frame (:meth:`Tracker.update`):
 1. **Device work, a fixed number of kernels.** The instance map becomes compact indices
    (:func:`~panoptic_ros.tracking.association.index_map`); one joint histogram of the previous frame's
    index map and this one gives every mask intersection, hence the mask IoU of all (previous
-   instance, current instance) pairs at once. Optionally the mean color in every mask. Two host
+   instance, current instance) pairs at once. Optionally the mean color in every mask. On the CPU
+   one compiled pass does all of it
+   (:func:`~panoptic_ros.tracking.association.index_and_statistics`). Two host
    transfers of small arrays (the instance table, the histogram) are the only syncs.
 2. **Affinity (host, all pairs at once).** For every (track, instance) pair of the same category:
    mask IoU (tracks seen in the previous frame), IoU of the track's box predicted to this frame's
@@ -47,7 +49,7 @@ import torch
 
 from panoptic_ros.core.segments import take
 from panoptic_ros.tracking.assignment import match_by_score
-from panoptic_ros.tracking.association import index_map, instance_statistics, xyxy_to_xywh
+from panoptic_ros.tracking.association import index_and_statistics, xyxy_to_xywh
 from panoptic_ros.tracking.costs_cpu import pair_costs
 from panoptic_ros.tracking.motion import predict_boxes
 from panoptic_ros.tracking.motion_cpu import apply_matches
@@ -118,12 +120,19 @@ class Tracker:
             self._drop_tracks()
 
         det, device = Instances(inp), inp.instance_map.device
-        current_index = index_map(inp.instance_map, det.ids, fixed_shapes=inp.fixed_shapes)
         # colors only where used: the appearance term, or re-identification
         use_colors = (params.appearance_weight > 0 or params.reid) and inp.image is not None
-        image = inp.image if use_colors else None
-        mask_ious, det_areas, colors = self._device_statistics(
-            current_index, det.count, image, inp.pixel_weights, inp.fixed_shapes
+        previous = self._previous_index
+        if previous is not None and previous.shape != inp.instance_map.shape:
+            previous = None  # no overlap to measure
+        current_index, mask_ious, det_areas, colors = index_and_statistics(
+            inp.instance_map,
+            det.ids,
+            previous,
+            self._previous_track_ids.size,
+            image=inp.image if use_colors else None,
+            weights=inp.pixel_weights,
+            fixed_shapes=inp.fixed_shapes,
         )
 
         tracks = self._tracks
@@ -208,23 +217,6 @@ class Tracker:
 
     # ----------------------------------------------------------------------------------------------
     # steps
-
-    def _device_statistics(
-        self,
-        current: torch.Tensor,
-        count: int,
-        image: torch.Tensor | None,
-        weights: torch.Tensor | None,
-        fixed_shapes: bool,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """:func:`instance_statistics` against the previous frame's indices (none after a reset)."""
-        previous = self._previous_index
-        same = previous is not None and previous.shape == current.shape  # else no overlap to measure
-        num_previous = self._previous_track_ids.size if same else 0
-        prev = previous if same and previous is not None else torch.zeros_like(current)
-        return instance_statistics(
-            prev, current, num_previous, count, image=image, weights=weights, fixed_shapes=fixed_shapes
-        )
 
     def _cost(
         self,

@@ -139,13 +139,13 @@ def test_without_the_image_there_is_no_re_identification() -> None:
 
 def test_colors_are_computed_only_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = association_cpu.pixel_statistics
+    real = association_cpu.index_statistics
 
     def statistics(*args: object, image: object = None, **kwargs: object) -> object:
         calls.extend([1] if image is not None else [])
         return real(*args, image=image, **kwargs)
 
-    monkeypatch.setattr(association_cpu, "pixel_statistics", statistics)  # the CPU's colors
+    monkeypatch.setattr(association_cpu, "index_statistics", statistics)  # the CPU's colors
     inp = colored([((1, PERSON, 50, 20, 10, 20), RED)], 0)
     Tracker(TrackerParams(appearance_weight=0.0, reid_seconds=0.0)).update(inp)
     assert calls == []

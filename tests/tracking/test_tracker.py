@@ -27,6 +27,7 @@ from panoptic_ros.tracking.assignment import _components, match_by_score
 from panoptic_ros.tracking.association import (
     box_iou,
     center_distance,
+    index_and_statistics,
     index_map,
     instance_statistics,
     joint_histogram,
@@ -554,6 +555,39 @@ def test_compiled_statistics_equal_the_tensor_ops_over_the_whole_map(
     assert compiled[1].sum() > 0 and (compiled[0] > 0).any()
     if image is not None:
         assert (compiled[2] > 0).all()
+
+
+@pytest.mark.parametrize("with_previous", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_one_pass_index_and_statistics_equal_the_two_steps(
+    dtype: torch.dtype, weighted: bool, with_previous: bool
+) -> None:
+    """The CPU's default numbers the frame's ids and measures the pixels in one compiled pass; the
+    indices, mask IoU, areas and mean colors are those of :func:`index_map` then
+    :func:`instance_statistics` (compiled, and the fixed-shape tensor ops), bit for bit: ids out of
+    order, ids not in the table, negative values."""
+    g = torch.Generator().manual_seed(7)
+    ids = np.array([9, 4, 17, 2], dtype=np.int64)
+    choices = torch.tensor([0, 0, 0, 9, 4, 17, 2, 5, -1, 30])
+    instance_map = choices[torch.randint(0, choices.numel(), (30, 40), generator=g)].to(dtype)
+    previous = torch.randint(0, 4, (30, 40), generator=g) * (torch.rand(30, 40, generator=g) < 0.3)
+    image = torch.rand(3, 30, 40, generator=g).mul(255).permute(1, 2, 0)
+    weights = torch.randint(1, 4, (30, 40), generator=g) if weighted else None
+    before = previous if with_previous else None
+    one_pass = index_and_statistics(instance_map, ids, before, 3, image=image, weights=weights)
+    for fixed_shapes in (False, True):
+        index = index_map(instance_map, ids, fixed_shapes=fixed_shapes)
+        two_steps = instance_statistics(
+            previous if with_previous else torch.zeros_like(index), index, 3 if with_previous else 0,
+            ids.size, image=image, weights=weights, fixed_shapes=fixed_shapes,
+        )  # fmt: skip
+        assert torch.equal(one_pass[0], index)
+        for a, b in zip(one_pass[1:], two_steps, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+    assert (one_pass[0] > 0).any() and one_pass[2].sum() > 0
+    assert one_pass[1].shape == ((3 if with_previous else 0), 4)
 
 
 def test_mean_colors_and_box_helpers() -> None:
