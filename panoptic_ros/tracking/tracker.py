@@ -68,6 +68,10 @@ COLOR_SMOOTHING = 0.5
 _TENTATIVE, _CONFIRMED, _LOST = int(TrackState.TENTATIVE), int(TrackState.CONFIRMED), int(TrackState.LOST)
 
 
+#: No tracks (read only: what leaves the association when nothing does).
+_NO_TRACKS = Tracks()
+
+
 class Tracker:
     """Tracks the thing instances of one camera (see the module docstring).
 
@@ -169,8 +173,8 @@ class Tracker:
         keep = matched | ((unmatched_state == _LOST) & (tracks.misses <= params.max_age) & in_image)
         self._tracks = tracks if keep.all() else tracks.select(np.flatnonzero(keep))
         if params.reid:
-            left = tracks.select(np.flatnonzero(~keep & (unmatched_state == _LOST)))
-            self._memory.keep(left, stamp, params)
+            leaving = np.flatnonzero(~keep & (unmatched_state == _LOST))
+            self._memory.keep(tracks.select(leaving) if leaving.size else _NO_TRACKS, stamp, params)
             if colors is not None:
                 self._tracks, revived, taken, new_instances = reidentify(
                     self._tracks,
@@ -186,9 +190,10 @@ class Tracker:
                 track_of_instance[taken] = self._tracks.ids[revived]
         elif len(self._memory):
             self._memory = Memory()  # turned off
-        created = self._new_tracks(new_instances, det, det_areas, colors, stamp)
-        self._tracks = self._tracks.extend(created) if len(created) else self._tracks
-        track_of_instance[new_instances] = created.ids
+        if new_instances.size:
+            created = self._new_tracks(new_instances, det, det_areas, colors, stamp)
+            self._tracks = self._tracks.extend(created)
+            track_of_instance[new_instances] = created.ids
 
         published = track_of_instance.copy()
         if not params.publish_tentative:
@@ -298,6 +303,8 @@ class Tracker:
     ) -> TrackTable:
         """The output rows of the given tracks (sorted by id): observations for matched tracks,
         motion predictions at ``stamp`` for lost ones."""
+        if rows.size == 0:
+            return TrackTable.empty()
         t = self._tracks
         rows = rows[np.argsort(t.ids[rows], kind="stable")]
         index = instance_rows[rows]

@@ -88,6 +88,9 @@ def test_single_object_gets_one_id_and_the_map_is_right() -> None:
     np.testing.assert_allclose(out.tracks.bboxes[0], [10, 10, 20, 10])
     np.testing.assert_allclose(out.tracks.centroids[0], [19.5, 14.5])
     assert out.tracks.areas.tolist() == [200] and len(out.lost) == 0
+    # an empty table has the columns of a full one
+    for full, empty in zip(out.tracks, out.lost, strict=True):
+        assert empty.dtype == full.dtype and empty.shape[1:] == full.shape[1:] and len(empty) == 0
     out = tracker.update(frame([(9, CAR, 12, 10, 20, 10)], 100))
     assert out.tracks.states.tolist() == [TrackState.CONFIRMED] and out.tracks.ages.tolist() == [2]
 
