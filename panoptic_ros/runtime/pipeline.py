@@ -252,8 +252,7 @@ class PanopticPipeline:
 
     @contextmanager
     def _stage(self, name: str, local: StageTimes) -> Iterator[None]:
-        """Time a stage (when timing) into ``local`` (one call's) and the pipeline's totals, and label
-        its ops ``panoptic::<stage>`` for the PyTorch profiler."""
+        """Time a stage (when timing) into ``local`` and the pipeline's totals; label its ops."""
         with stage_label(f"panoptic::{name}"):
             if not self.timing:
                 yield
