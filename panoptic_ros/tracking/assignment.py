@@ -72,6 +72,19 @@ def _components(allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return labels[:rows], labels[rows:], int(labels.max()) + 1 if labels.size else 0
 
 
+def _checked(cost: np.ndarray, max_cost: float) -> np.ndarray:
+    """``cost`` as a C-contiguous float64 matrix, refused when it is not 2-D or holds NaN, or when
+    ``max_cost`` is not finite."""
+    cost = np.ascontiguousarray(cost, dtype=np.float64)
+    if cost.ndim != 2:
+        raise AssignmentError(f"expected an [R, C] cost matrix, got shape {cost.shape}")
+    if np.isnan(cost).any():
+        raise AssignmentError("cost matrix holds NaN; mark disallowed pairs with inf")
+    if not np.isfinite(max_cost):
+        raise AssignmentError(f"max_cost must be finite, got {max_cost}")
+    return cost
+
+
 def match(cost: np.ndarray, *, max_cost: float) -> Matches:
     """Pairs of rows and columns with the least total cost, leaving a row or column unmatched where
     every pair it could join costs ``max_cost`` or more.
@@ -88,13 +101,7 @@ def match(cost: np.ndarray, *, max_cost: float) -> Matches:
     Returns:
         :class:`Matches`.
     """
-    cost = np.asarray(cost, dtype=np.float64)
-    if cost.ndim != 2:
-        raise AssignmentError(f"expected an [R, C] cost matrix, got shape {cost.shape}")
-    if np.isnan(cost).any():
-        raise AssignmentError("cost matrix holds NaN; mark disallowed pairs with inf")
-    if not np.isfinite(max_cost):
-        raise AssignmentError(f"max_cost must be finite, got {max_cost}")
+    cost = _checked(cost, max_cost)
     rows, cols = cost.shape
     out_rows, out_cols = match_pairs(np.ascontiguousarray(cost), float(max_cost))
     free_rows = np.ones(rows, dtype=bool)
@@ -118,13 +125,7 @@ def match_by_score(
     Raises:
         AssignmentError: a cost is NaN or ``max_cost`` is not finite.
     """
-    cost = np.ascontiguousarray(cost, dtype=np.float64)
-    if cost.ndim != 2:
-        raise AssignmentError(f"expected an [N, T] cost matrix, got shape {cost.shape}")
-    if np.isnan(cost).any():
-        raise AssignmentError("cost matrix holds NaN; mark disallowed pairs with inf")
-    if not np.isfinite(max_cost):
-        raise AssignmentError(f"max_cost must be finite, got {max_cost}")
+    cost = _checked(cost, max_cost)
     return match_two_stages(
         cost,
         np.ascontiguousarray(scores, dtype=np.float64),

@@ -159,9 +159,11 @@ class Tracker:
             max_cost=params.max_cost,
         )
 
-        self._apply_matches(
-            rows, cols, det, det_areas=det_areas, predicted=predicted, colors=colors, stamp=stamp, size=size
-        )
+        apply_matches(  # matched tracks take their instances' observations (one compiled pass)
+            tracks, rows, cols, det, det_areas=det_areas, predicted=predicted, colors=colors, stamp=stamp,
+            size=size, params=params, reference_area_decay=REFERENCE_AREA_DECAY,
+            color_smoothing=COLOR_SMOOTHING,
+        )  # fmt: skip
         matched = np.zeros(n, dtype=bool)
         matched[rows] = True
         tracks.misses[~matched] += 1  # missed: tentative tracks are dropped below, the others lost
@@ -245,26 +247,6 @@ class Tracker:
         return pair_costs(
             tracks, det, predicted=predicted, mask_rows=mask_rows, previous_iou=previous_iou, colors=colors,
             size=size, params=self.params,
-        )  # fmt: skip
-
-    def _apply_matches(
-        self,
-        rows: np.ndarray,
-        cols: np.ndarray,
-        det: Instances,
-        *,
-        det_areas: np.ndarray,
-        predicted: np.ndarray,
-        colors: np.ndarray | None,
-        stamp: int,
-        size: tuple[int, int],
-    ) -> None:
-        """Matched tracks take their instances' observations (one compiled pass,
-        :func:`~panoptic_ros.tracking.motion_cpu.apply_matches`)."""
-        apply_matches(
-            self._tracks, rows, cols, det, det_areas=det_areas, predicted=predicted, colors=colors,
-            stamp=stamp, size=size, params=self.params, reference_area_decay=REFERENCE_AREA_DECAY,
-            color_smoothing=COLOR_SMOOTHING,
         )  # fmt: skip
 
     def _new_tracks(
