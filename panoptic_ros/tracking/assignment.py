@@ -103,7 +103,7 @@ def match(cost: np.ndarray, *, max_cost: float) -> Matches:
     """
     cost = _checked(cost, max_cost)
     rows, cols = cost.shape
-    out_rows, out_cols = match_pairs(np.ascontiguousarray(cost), float(max_cost))
+    out_rows, out_cols = match_pairs(cost, float(max_cost))
     free_rows = np.ones(rows, dtype=bool)
     free_rows[out_rows] = False
     free_cols = np.ones(cols, dtype=bool)

@@ -12,12 +12,16 @@ Boxes here are ``[N, 4]`` ``(x0, y0, x1, y1)`` with exclusive ``x1 = x + width``
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from panoptic_ros.core.segments import as_dtype
 
 _MAX_LUT = 1 << 22  # id ranges up to this size use a lookup table, larger ones a binary search
+#: Mean-color distances are divided by the largest one, black to white.
+COLOR_SCALE = 255 * math.sqrt(3)
 
 
 def _histogram(index: torch.Tensor, size: int, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -167,14 +171,9 @@ def instance_statistics(
     if current.device.type == "cpu" and not fixed_shapes:
         from panoptic_ros.tracking.association_cpu import pixel_statistics
 
-        hist_np, colors_np = pixel_statistics(
-            previous, current, num_previous, count, image=image, weights=weights
+        return _from_host(
+            *pixel_statistics(previous, current, num_previous, count, image=image, weights=weights)
         )
-        areas_np = hist_np[:, 1:].sum(axis=0)
-        if colors_np is None:
-            return mask_iou(hist_np), areas_np, None
-        # float64, as the one packed transfer below gives them with colors
-        return mask_iou(hist_np), areas_np.astype(np.float64), colors_np.astype(np.float64)
     if current.device.type == "cpu" and weights is not None:
         weights = weights.double()  # the CPU's weighted bincounts take float64: converted once
     hist = joint_histogram(previous, current, num_previous, count, weights)
@@ -186,6 +185,17 @@ def instance_statistics(
     packed = torch.cat((hist.double().reshape(-1), colors.double().reshape(-1))).cpu().numpy()
     hist_np = packed[: hist.numel()].reshape(hist.shape)
     return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), packed[hist.numel() :].reshape(count, 3)
+
+
+def _from_host(
+    hist: np.ndarray, colors: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`instance_statistics`'s results from the CPU's compiled histogram and mean colors: with
+    colors, areas and colors in float64, as the one packed transfer of the device's way gives them."""
+    areas = hist[:, 1:].sum(axis=0)
+    if colors is None:
+        return mask_iou(hist), areas, None
+    return mask_iou(hist), areas.astype(np.float64), colors.astype(np.float64)
 
 
 def index_and_statistics(
@@ -211,14 +221,7 @@ def index_and_statistics(
         index, hist, colors = index_statistics(
             instance_map, ids, previous, num_previous, image=image, weights=weights
         )
-        areas = hist[:, 1:].sum(axis=0)
-        # colors in float64, as the one packed transfer of the device's way gives them
-        return (
-            index,
-            mask_iou(hist),
-            areas if colors is None else areas.astype(np.float64),
-            (None if colors is None else colors.astype(np.float64)),
-        )
+        return index, *_from_host(hist, colors)
     index = index_map(instance_map, ids, fixed_shapes=fixed_shapes)
     before = previous if previous is not None else torch.zeros_like(index)
     statistics = instance_statistics(

@@ -8,23 +8,19 @@ inside a frame, code and data cold after the large per-pixel loops); here it is 
 pairs. The arithmetic is that of :func:`~panoptic_ros.tracking.association.box_iou`,
 :func:`~panoptic_ros.tracking.association.center_distance` and the tracker's cost formula, operation
 for operation in float64 (a division by zero gives inf or NaN, as numpy's: ``error_model="numpy"``), so
-the costs are the same bit for bit (tested against them). Compiled on
-first use and cached on disk (``cache=True``); :func:`compile_kernels` compiles it ahead of the first
-frame. Host arrays only: the tracker's tables live on the host on every device.
+the costs are the same bit for bit (tested against them). Compiled on first use and cached on disk
+(``cache=True``); :func:`compile_kernels` compiles it ahead of the first frame. Host arrays only: the
+tracker's tables live on the host on every device.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
+from panoptic_ros.tracking.association import COLOR_SCALE
 from panoptic_ros.tracking.params import TrackerParams
 from panoptic_ros.tracking.state import Instances, Tracks
-
-#: Mean-color distances are divided by the largest one, black to white.
-COLOR_SCALE = 255 * math.sqrt(3)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

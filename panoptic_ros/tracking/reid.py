@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from panoptic_ros.tracking.assignment import match
-from panoptic_ros.tracking.association import center_distance
+from panoptic_ros.tracking.association import COLOR_SCALE, center_distance
 from panoptic_ros.tracking.motion import predict_boxes
 from panoptic_ros.tracking.params import TrackerParams
 from panoptic_ros.tracking.records import TrackState
@@ -94,7 +94,7 @@ def reid_cost(
     radius = params.reid_max_distance + params.reid_distance_growth * gap[:, None]
     motion = np.minimum(moved, stayed) / radius
     color = np.linalg.norm(candidates.colors[:, None, :] - colors[instances][None, :, :], axis=2)
-    color = color / (255 * np.sqrt(3)) / max(params.reid_max_color_distance, 1e-9)
+    color = color / COLOR_SCALE / max(params.reid_max_color_distance, 1e-9)
     allowed = (
         (candidates.categories[:, None] == det.categories[instances][None, :])
         & candidates.has_color[:, None]
