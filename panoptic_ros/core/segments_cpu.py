@@ -31,47 +31,93 @@ class ClassProbabilities(NamedTuple):
 
 _LOG2E = np.float32(1.4426950408889634)
 _LN2 = np.float32(0.6931471805599453)
+#: Pixels per block of :func:`argmax_and_top`: the block's logits (8 classes: 64 KiB) stay in the core's
+#: cache between the argmax and the sum of exponentials.
+BLOCK_PIXELS = 2048
 
 
 # contraction (FMA) and reciprocals allowed, not the assumption of no NaN or infinity
 @njit(cache=True, nogil=True, fastmath={"contract", "arcp"})
-def top_probabilities(logits: np.ndarray, best: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """``[P]`` float32 softmax probability of each pixel's most likely class, ``1 / sum_c exp(logits[c]
-    - best)``, from ``[C, P]`` float32 logits and ``best`` ``[P]`` their maxima: the softmax to float32
-    rounding without its ``[C, P]`` table; NaN where the maximum is NaN or infinite (as a softmax makes
-    every probability of such a pixel). The sum class after class over contiguous rows, vectorized:
-    ``exp(x) = 2^k * exp(r)``, ``k`` the integer nearest ``x / ln 2`` (at least -126: a term far below
-    the maximum adds about 1e-38 where the exact one adds less) and ``exp(r)``, ``|r| <= ln 2 / 2``, by
-    its Taylor polynomial of degree 6 (relative error below 2e-7, float32 rounding); ``2^k`` made from
-    its exponent bits."""
+def argmax_and_top(
+    logits: np.ndarray, block: int, with_top: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """The argmax of ``[C, P]`` float32 logits (``torch.argmax``: the first maximum; the first NaN where
+    a pixel has one, and a NaN maximum there) and, ``with_top``, the softmax probability of each
+    pixel's most likely class, ``1 / sum_c exp(logits[c] - best)``: ``(argmax [P] int64, maxima [P],
+    top [P] float32, empty without)``. Block by block of ``block`` pixels, each block's logits read
+    twice while in the cache (the values do not depend on ``block``); within a block class after class
+    over contiguous rows, vectorized (the block's values in arrays of its own, which the compiler
+    knows alias nothing else).
+
+    ``top`` is the softmax to float32 rounding without its ``[C, P]`` table; NaN where the maximum is
+    NaN or infinite (as a softmax makes every probability of such a pixel). ``exp(x) = 2^k * exp(r)``,
+    ``k`` the integer nearest ``x / ln 2`` (at least -126: a term far below the maximum adds about
+    1e-38 where the exact one adds less) and ``exp(r)``, ``|r| <= ln 2 / 2``, by its Taylor polynomial
+    of degree 6 (relative error below 2e-7, float32 rounding); ``2^k`` made from its exponent bits."""
     classes, pixels = logits.shape
-    shift = np.empty(pixels, dtype=np.float32)
-    for p in range(pixels):
-        shift[p] = best[p] if np.isfinite(best[p]) else np.float32(0.0)
-    total = np.zeros(pixels, dtype=np.float32)
-    reduced = np.empty(pixels, dtype=np.float32)
-    bits = np.empty(pixels, dtype=np.int32)
+    index = np.empty(pixels, dtype=np.int64)
+    maxima = np.empty(pixels, dtype=logits.dtype)
+    top = np.empty(pixels if with_top else 0, dtype=np.float32)
+    size = max(block, 1)
+    shift = np.empty(size, dtype=np.float32)
+    total = np.empty(size, dtype=np.float32)
+    reduced = np.empty(size, dtype=np.float32)
+    bits = np.empty(size, dtype=np.int32)
     power = bits.view(np.float32)
-    for c in range(classes):
-        row = logits[c]
-        for p in range(pixels):  # apart from the polynomial: with the exponent bits, both vectorize
-            t = max((row[p] - shift[p]) * _LOG2E, np.float32(-126.0))
-            k = np.floor(t + np.float32(0.5))
-            reduced[p] = (t - k) * _LN2
-            bits[p] = (np.int32(k) + np.int32(127)) << 23
-        for p in range(pixels):
-            r = reduced[p]
-            e = np.float32(1 / 720)
-            e = np.float32(1 / 120) + r * e
-            e = np.float32(1 / 24) + r * e
-            e = np.float32(1 / 6) + r * e
-            e = np.float32(0.5) + r * e
-            e = np.float32(1.0) + r * e
-            e = np.float32(1.0) + r * e
-            total[p] += e * power[p]
-    for p in range(pixels):
-        total[p] = np.float32(1.0) / total[p] if np.isfinite(best[p]) else np.float32(np.nan)
-    return total
+    for start in range(0, pixels, size):
+        count = min(size, pixels - start)
+        stop = start + count
+        position = index[start:stop]
+        best = maxima[start:stop]
+        first = logits[0, start:stop]  # indexed from 0: no negative-index check stops vectorizing
+        for i in range(count):
+            best[i] = first[i]
+            position[i] = 0
+        has_nan = False
+        for c in range(1, classes):
+            row = logits[c, start:stop]
+            for i in range(count):
+                value = row[i]
+                if value > best[i]:
+                    best[i] = value
+                    position[i] = c
+                has_nan |= np.isnan(value)
+        for i in range(count):
+            has_nan |= np.isnan(best[i])
+        if has_nan:  # the first NaN of each pixel that has one
+            for i in range(count):
+                for c in range(classes):
+                    if np.isnan(logits[c, start + i]):
+                        position[i] = c
+                        best[i] = logits[c, start + i]
+                        break
+        if not with_top:
+            continue
+        for i in range(count):
+            value = best[i]
+            shift[i] = value if np.isfinite(value) else np.float32(0.0)
+            total[i] = np.float32(0.0)
+        for c in range(classes):
+            row = logits[c, start:stop]
+            for i in range(count):  # apart from the polynomial: with the exponent bits, both vectorize
+                t = max((row[i] - shift[i]) * _LOG2E, np.float32(-126.0))
+                k = np.floor(t + np.float32(0.5))
+                reduced[i] = (t - k) * _LN2
+                bits[i] = (np.int32(k) + np.int32(127)) << 23
+            for i in range(count):
+                r = reduced[i]
+                e = np.float32(1 / 720)
+                e = np.float32(1 / 120) + r * e
+                e = np.float32(1 / 24) + r * e
+                e = np.float32(1 / 6) + r * e
+                e = np.float32(0.5) + r * e
+                e = np.float32(1.0) + r * e
+                e = np.float32(1.0) + r * e
+                total[i] += e * power[i]
+        out = top[start:stop]
+        for i in range(count):
+            out[i] = np.float32(1.0) / total[i] if np.isfinite(best[i]) else np.float32(np.nan)
+    return index, maxima, top
 
 
 @njit(cache=True, nogil=True)

@@ -848,11 +848,9 @@ def _fuse_on_kernels(
         instance = group_pixels(thing_mask, offsets, torch.from_numpy(centers.points), strategy="kdtree")
         instance = instance.numpy().reshape(-1)
     else:
-        instance, tied, locations = cpu.nearest_centers_cpu(
+        instance = cpu.nearest_centers_cpu(
             semantic_host, is_thing, np.ascontiguousarray(offsets.numpy()), centers.points
         )
-        # near-ties settled as the exhaustive search settles them (the same ops with none)
-        instance[tied] = _nearest_exhaustive(centers.points, locations) + 1
     merged = cpu.merge_cpu(
         semantic_host,
         instance,

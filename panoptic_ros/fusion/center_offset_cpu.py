@@ -6,15 +6,16 @@ of the fusion is one compiled pass over the map, with the same rules as the tens
 :mod:`panoptic_ros.fusion.center_offset` (whose docstrings define them) and the same results, bit for
 bit, except the scores' softmax probabilities, equal to float32 rounding (an ``exp`` of our own):
 
-1. :func:`_argmax` the semantic argmax (first maximum; the first NaN where a pixel has one), then
-   :func:`~panoptic_ros.core.segments_cpu.top_probabilities` the softmax probability of each pixel's
-   most likely class: one vectorized pass per class, where ``torch.softmax`` took 0.3-0.6 ms a
-   192 x 384 frame and wrote every class's probability.
+1. :func:`~panoptic_ros.core.segments_cpu.argmax_and_top` the semantic argmax (first maximum; the
+   first NaN where a pixel has one) and the softmax probability of each pixel's most likely class,
+   block by block of pixels (each block's logits read twice while in the cache), vectorized over the
+   pixels of each class, where ``torch.softmax`` took 0.3-0.6 ms a 192 x 384 frame and wrote every
+   class's probability.
 2. :func:`_centers` the centers: candidates above the threshold, kept where they equal the maximum of
    their (border-clamped) window of the raw heatmap, NaN counted as below; the top-k floor.
-3. :func:`_nearest` each thing pixel's nearest center by squared float32 distance, flagging the pixels
-   whose two nearest lie within float32 rounding of each other; those are settled by
-   ``_nearest_exhaustive`` (``vector_norm``, ties to the lower index) as on the tensor path.
+3. :func:`_nearest` each thing pixel's nearest center by squared float32 distance; the rare pixels
+   whose two nearest lie within float32 rounding of each other are settled there as on the tensor
+   path, by ``vector_norm``'s own float32 arithmetic (ties to the lower index), with no PyTorch op.
 4. :func:`_merge` votes, instance classes and numbers, kept stuff, segment rows and the three maps.
 5. :func:`~panoptic_ros.core.segments_cpu.measure_cpu` areas, boxes and centroids in the camera
    frame and the summed softmax probability of each segment's class, in one pass (a class other than
@@ -32,9 +33,16 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, register_jitable
 
-from panoptic_ros.core.segments_cpu import ClassProbabilities, measure_cpu, top_probabilities
+from panoptic_ros.core.segments_cpu import (
+    BLOCK_PIXELS,
+    ClassProbabilities,
+    argmax_and_top,
+    measure_cpu,
+)
 
 #: No top-k (keep every center above 0).
 NO_TOP_K = -1
@@ -48,35 +56,6 @@ class CpuCenters(NamedTuple):
 
     points: np.ndarray
     scores: np.ndarray
-
-
-@njit(cache=True, nogil=True)
-def _argmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """``[C, P]`` float -> ``([P] int64 first index of the maximum, [P] the maximum)`` (``torch.argmax``:
-    the first NaN where a pixel has one, and a NaN maximum there). Class after class over contiguous
-    rows (vectorized); NaN pixels redone."""
-    classes, pixels = logits.shape
-    best = logits[0].copy()
-    index = np.zeros(pixels, dtype=np.int64)
-    has_nan = False
-    for c in range(1, classes):
-        row = logits[c]
-        for p in range(pixels):
-            value = row[p]
-            if value > best[p]:
-                best[p] = value
-                index[p] = c
-            has_nan |= np.isnan(value)
-    for p in range(pixels):
-        has_nan |= np.isnan(best[p])
-    if has_nan:
-        for p in range(pixels):
-            for c in range(classes):
-                if np.isnan(logits[c, p]):
-                    index[p] = c
-                    best[p] = logits[c, p]
-                    break
-    return index, best
 
 
 @njit(cache=True, nogil=True)
@@ -129,20 +108,38 @@ def _centers(
     return points[:chosen], scores[:chosen]
 
 
+@intrinsic
+def _fma32(typingctx: object, a: types.Type, b: types.Type, c: types.Type) -> tuple:  # pragma: no cover
+    """``a * b + c`` of float32 values rounded once (the ``llvm.fma`` intrinsic: the processor's fused
+    multiply-add)."""
+    signature = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context: object, builder: ir.IRBuilder, sig: object, args: tuple) -> ir.Value:
+        fma = builder.module.declare_intrinsic("llvm.fma", [ir.FloatType()] * 3)
+        return builder.call(fma, args)
+
+    return signature, codegen
+
+
+@register_jitable
+def _vector_norm(dy: np.float32, dx: np.float32) -> np.float32:  # pragma: no cover - compiled
+    """``torch.linalg.vector_norm`` of the float32 pair ``(dy, dx)`` on the CPU, bit for bit:
+    ``sqrt(fma(dx, dx, dy * dy))`` (tested against it)."""
+    return np.sqrt(_fma32(dx, dx, dy * dy))
+
+
 @njit(cache=True, nogil=True)
 def _nearest(
     semantic: np.ndarray, is_thing: np.ndarray, offsets: np.ndarray, centers: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """Each thing pixel's nearest center: ``(instance [P] int64 center + 1 on thing pixels, 0
-    elsewhere; tied [T] int64 the thing pixels whose two nearest centers are within float32 rounding;
-    locations [T, 2] float32 their shifted positions)``. ``semantic`` ``[H, W]`` int64,
-    ``offsets`` ``[2, H, W]`` float32, ``centers`` ``[K, 2]`` float32 (K >= 1)."""
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Each thing pixel's nearest center: ``[P]`` int64 center + 1 on thing pixels, 0 elsewhere.
+    ``semantic`` ``[H, W]`` int64, ``offsets`` ``[2, H, W]`` float32, ``centers`` ``[K, 2]`` float32
+    (K >= 1). By squared float32 distances; a pixel whose two nearest centers lie within float32
+    rounding of each other is settled as the exhaustive tensor search settles it: the ``vector_norm``
+    to every center (:func:`_vector_norm`), the first minimum."""
     height, width = semantic.shape
     num_centers = centers.shape[0]
     instance = np.zeros(height * width, dtype=np.int64)
-    tied = np.empty(height * width, dtype=np.int64)
-    locations = np.empty((height * width, 2), dtype=np.float32)
-    ties = 0
     for y in range(height):
         fy = np.float32(y)
         for x in range(width):
@@ -163,16 +160,17 @@ def _nearest(
                     index = k
                 elif squared < second:
                     second = squared
-            p = y * width + x
-            instance[p] = index + 1
             root = np.float32(math.sqrt(best))
             band = root + np.float32(1e-5) * max(root, np.float32(1.0))
-            if num_centers > 1 and second <= band * band:
-                tied[ties] = p
-                locations[ties, 0] = ly
-                locations[ties, 1] = lx
-                ties += 1
-    return instance, tied[:ties], locations[:ties]
+            if num_centers > 1 and second <= band * band:  # a near tie: rare
+                nearest = np.float32(np.inf)
+                for k in range(num_centers):
+                    norm = _vector_norm(centers[k, 0] - ly, centers[k, 1] - lx)
+                    if norm < nearest:
+                        nearest = norm
+                        index = k
+            instance[y * width + x] = index + 1
+    return instance
 
 
 @njit(cache=True, nogil=True)
@@ -272,8 +270,7 @@ def class_probabilities_cpu(logits: torch.Tensor, *, probabilities: bool = True)
     ``top`` is empty."""
     classes, height, width = logits.shape
     values = np.ascontiguousarray(logits.numpy()).reshape(classes, height * width)
-    index, best = _argmax(values)
-    top = top_probabilities(values, best) if probabilities else np.zeros(0, dtype=np.float32)
+    index, _, top = argmax_and_top(values, BLOCK_PIXELS, probabilities)
     return ClassProbabilities(values, index.reshape(height, width), top)
 
 
@@ -292,10 +289,10 @@ def find_centers_cpu(
 
 def nearest_centers_cpu(
     semantic: np.ndarray, is_thing: np.ndarray, offsets: np.ndarray, centers: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> np.ndarray:
     """``group_pixels``' search for K >= 1 centers ``[K, 2]``: ``center + 1`` on thing pixels, 0
-    elsewhere (``[H * W]`` int64), and the near-ties the caller settles by ``vector_norm`` (the
-    flat pixels ``[T]`` and their shifted positions ``[T, 2]`` float32), see :func:`_nearest`."""
+    elsewhere (``[H * W]`` int64), near ties settled as the exhaustive search settles them, see
+    :func:`_nearest`."""
     return _nearest(semantic, is_thing, offsets, np.ascontiguousarray(centers, dtype=np.float32))
 
 
@@ -351,7 +348,7 @@ def compile_kernels() -> None:
     semantic = probabilities.argmax
     centers = find_centers_cpu(heat, 0.1, 3, 1)
     offsets = np.zeros((2, 4, 4), dtype=np.float32)
-    instance, _, _ = nearest_centers_cpu(semantic, is_thing, offsets, centers.points)
+    instance = nearest_centers_cpu(semantic, is_thing, offsets, centers.points)
     merged = merge_cpu(semantic, instance, num_centers=1, is_thing=is_thing, stuff_area=1, label_divisor=1000)
     if merged is not None:  # (one instance cannot overflow a divisor of 1000)
         measure_cpu(merged.segment_of_pixel, merged.ids.size, None, probabilities, merged.classes)

@@ -10,7 +10,7 @@ import torch
 
 from panoptic_ros.core.preprocess import pixel_frame, plan
 from panoptic_ros.core.segments import segment_geometry
-from panoptic_ros.core.segments_cpu import measure_cpu, take_pair_cpu, top_probabilities
+from panoptic_ros.core.segments_cpu import argmax_and_top, measure_cpu, take_pair_cpu
 from panoptic_ros.fusion.center_offset_cpu import class_probabilities_cpu
 
 CPU = torch.device("cpu")
@@ -108,10 +108,13 @@ def test_take_pair_refuses_labels_outside_the_tables(bad: int) -> None:
     assert a.shape == b.shape == (0, 3)
 
 
-def test_top_probabilities_are_the_softmax_to_float32_rounding_and_nan_where_it_is() -> None:
+@pytest.mark.parametrize("block", [1, 7, 64, 2048])
+def test_top_probabilities_are_the_softmax_to_float32_rounding_and_nan_where_it_is(block: int) -> None:
     """The probability of each pixel's likeliest class against a float64 softmax, over logits spread
     wide (terms far below the maximum), and NaN exactly where ``torch.softmax`` gives NaN: a NaN, an
-    infinite maximum, every logit -inf; a -inf below a finite maximum adds nothing."""
+    infinite maximum, every logit -inf; a -inf below a finite maximum adds nothing. The argmax and the
+    maxima are ``torch.argmax``'s and ``torch.max``'s; no value depends on the block size (a block
+    with no NaN next to one with a NaN: each redone on its own)."""
     rng = np.random.default_rng(5)
     logits = rng.normal(0.0, 30.0, size=(7, 500)).astype(np.float32)
     logits[:, 0] = [3.0, -200.0, -1000.0, 3.0, -100.0, -np.inf, -150.0]  # a tie at the top, far terms
@@ -119,11 +122,20 @@ def test_top_probabilities_are_the_softmax_to_float32_rounding_and_nan_where_it_
     logits[4, 2] = np.inf
     logits[:, 3] = -np.inf
     logits[0, 4] = -np.inf
-    best = logits.max(axis=0)  # NaN where a logit is NaN, as the argmax gives it
-    top = top_probabilities(logits, best)
+    logits[5, 300] = np.nan
+    index, best, top = argmax_and_top(logits, block, True)
+    expected = torch.from_numpy(logits).max(dim=0)
+    assert np.array_equal(index, torch.from_numpy(logits).argmax(dim=0).numpy())
+    assert np.array_equal(best, expected.values.numpy(), equal_nan=True)
     exact = torch.softmax(torch.from_numpy(logits).double(), dim=0).max(dim=0).values.numpy()
     assert top.dtype == np.float32
     assert np.array_equal(np.isnan(top), np.isnan(exact)) and np.isnan(top[1:4]).all()
     finite = ~np.isnan(exact)
     np.testing.assert_allclose(top[finite], exact[finite], rtol=1e-6, atol=0)
     assert abs(float(top[0]) - 0.5) < 1e-6
+    whole = argmax_and_top(logits, logits.shape[1], True)
+    for mine, one_block in zip((index, best, top), whole, strict=True):
+        assert np.array_equal(mine, one_block, equal_nan=True)
+    alone = argmax_and_top(logits, block, False)  # the argmax without the probabilities
+    assert np.array_equal(alone[0], index) and np.array_equal(alone[1], best, equal_nan=True)
+    assert alone[2].size == 0

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from panoptic_ros.core.preprocess import pixel_frame, plan
 from panoptic_ros.core.segments import PixelFrame
 from panoptic_ros.errors import ConfigError
-from panoptic_ros.fusion import CenterOffsetOutput, CenterOffsetParams, FusionInputError, fuse_center_offset
+from panoptic_ros.fusion import (
+    CenterOffsetOutput,
+    CenterOffsetParams,
+    FusionInputError,
+    center_offset_cpu,
+    fuse_center_offset,
+)
 from panoptic_ros.fusion import center_offset as tensor_steps
 from panoptic_ros.fusion.center_offset_cpu import compile_kernels, semantic_argmax_cpu
 from tests.fusion.reference import synthetic_center_offset_outputs
@@ -163,10 +171,35 @@ def _ops_of_compiled_fusion(centers: int, tied: bool) -> int:
 
 
 def test_settling_near_ties_costs_the_same_ops_with_none_and_with_many_centers() -> None:
-    """Near-tied pixels are settled by one vectorized norm, not a loop over the centers: a frame's op
-    count depends neither on its ties nor on its number of centers."""
+    """Near-tied pixels are settled inside the compiled search, not by PyTorch ops: a frame's op count
+    depends neither on its ties nor on its number of centers."""
     counts = {(k, tied): _ops_of_compiled_fusion(k, tied) for k in (2, 40) for tied in (False, True)}
     assert len(set(counts.values())) == 1, counts
+
+
+@njit(cache=False)
+def _norms(differences: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    out = np.empty(differences.shape[:2], dtype=np.float32)
+    for i in range(differences.shape[0]):
+        for k in range(differences.shape[1]):
+            out[i, k] = center_offset_cpu._vector_norm(differences[i, k, 0], differences[i, k, 1])
+    return out
+
+
+@pytest.mark.parametrize("centers", [1, 2, 7, 33])
+def test_the_compiled_norm_is_torch_vector_norm_bit_for_bit(centers: int) -> None:
+    """The near ties' distance is ``torch.linalg.vector_norm`` over ``[P, K, 2]`` differences, as the
+    exhaustive search computes it, on spreads from sub-pixel to far beyond any image, with zeros and
+    signs mixed (a plain ``sqrt(dy * dy + dx * dx)`` differs from it on about 8 % of such pairs)."""
+    rng = np.random.default_rng(centers)
+    scale = 10.0 ** rng.integers(-3, 6, size=(20_000, centers, 1))
+    differences = (rng.standard_normal((20_000, centers, 2)) * scale).astype(np.float32)
+    differences[:50] = np.round(differences[:50])  # integer offsets, exact squares
+    differences[50:60, :, 0] = 0.0
+    expected = torch.linalg.vector_norm(torch.from_numpy(differences), dim=-1).numpy()
+    assert np.array_equal(_norms(differences), expected)
+    plain = np.sqrt(differences[..., 0] * differences[..., 0] + differences[..., 1] * differences[..., 1])
+    assert centers == 1 or not np.array_equal(plain, expected)  # the check above can tell them apart
 
 
 def test_nan_logits_and_heat_follow_torch() -> None:
@@ -244,8 +277,8 @@ def test_compile_kernels_readies_every_loop() -> None:
     from panoptic_ros.core import segments_cpu
     from panoptic_ros.fusion import center_offset_cpu
 
-    loops = [center_offset_cpu._argmax, center_offset_cpu._centers, center_offset_cpu._nearest,
-             center_offset_cpu._merge, segments_cpu._measure]  # fmt: skip
+    loops = [segments_cpu.argmax_and_top, center_offset_cpu._centers,
+             center_offset_cpu._nearest, center_offset_cpu._merge, segments_cpu._measure]  # fmt: skip
     assert all(loop.signatures for loop in loops)
 
 
