@@ -28,36 +28,15 @@ import torch
 from panoptic_ros.backends.registry import create_backend, model_spec
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.preprocess import Orders, Preprocessor, ResizeMode, Transform, pixel_frame
-from panoptic_ros.core.segments import PixelFrame, as_dtype, take
-from panoptic_ros.core.segments_cpu import take_pair_cpu
+from panoptic_ros.core.segments import PixelFrame
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.fusion.center_offset_fixed import center_slots
 from panoptic_ros.fusion.families import FamilyFusion, FusedFrame, family_fusion
 from panoptic_ros.models.spec import ModelSpec
+from panoptic_ros.runtime.categories import CategoryIds, SegmentTable
 from panoptic_ros.runtime.companions import Companion
 from panoptic_ros.runtime.frame_graph import FrameGraphs, graph_refusal
 from panoptic_ros.runtime.profiling import stage_label
-
-#: Largest lookup table (entries) from fused ids to category ids; larger label spaces use arithmetic.
-_MAX_CATEGORY_TABLE = 1 << 22
-
-
-class SegmentTable(NamedTuple):
-    """One row per segment of a frame (all on the device), measured in the camera frame.
-
-    ``ids`` [S] int64 panoptic id (``category_id * label_divisor + n``; ``n = 0`` for stuff),
-    ``category_ids`` [S], ``is_thing`` [S] bool, ``areas`` [S] (0 for a segment that no camera pixel
-    shows, possible when the camera image is smaller than the model input), ``bboxes`` [S, 4] (x, y,
-    width, height), ``centroids`` [S, 2] (x, y), ``scores`` [S] float32. Things first, as fused.
-    """
-
-    ids: torch.Tensor
-    category_ids: torch.Tensor
-    is_thing: torch.Tensor
-    areas: torch.Tensor
-    bboxes: torch.Tensor
-    centroids: torch.Tensor
-    scores: torch.Tensor
 
 
 class FrameOutput(NamedTuple):
@@ -196,9 +175,7 @@ class PanopticPipeline:
         except BaseException:
             self.close()
             raise
-        self._class_to_id = torch.as_tensor(self.label_set.class_to_id, device=self.device)
-        self._void_semantic = self.label_set.void_semantic
-        self._tables: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._categories = CategoryIds(self.label_set, self.device, fixed_shapes=fixed_shapes)
         self.timing = timing
         self.times = StageTimes()
         self._times_lock = threading.Lock()
@@ -341,49 +318,10 @@ class PanopticPipeline:
         ]
 
     def _to_categories(self, fused: FusedFrame, div: int) -> DeviceFrame:
-        """Class indices -> category ids, at the model's resolution; the segment table takes fusion's
-        rows and camera-frame geometry as they are (padding rows of a fixed-shape fusion keep id -1)."""
-        panoptic, semantic = self._category_maps(fused.panoptic, div)
-        seg = fused.segments
-        seg_categories = self._class_to_id[seg.classes]
-        ids = seg_categories * div + seg.ids % div
-        table = SegmentTable(
-            ids=ids if fused.dropped is None else torch.where(seg.ids >= 0, ids, -1),
-            category_ids=seg_categories,
-            is_thing=seg.is_thing,
-            areas=seg.areas,
-            bboxes=seg.bboxes,
-            centroids=as_dtype(seg.centroids, torch.float32),
-            scores=as_dtype(seg.scores, torch.float32),
-        )
+        """Class indices -> category ids, at the model's resolution (:mod:`~.categories`)."""
+        panoptic, semantic = self._categories.maps(fused.panoptic, div)
+        table = self._categories.table(fused, div)
         return DeviceFrame(panoptic, semantic, fused.instance, table, fused.dropped)
-
-    def _category_maps(self, fused: torch.Tensor, divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A fused map (``class * divisor + n``, -1 void) as panoptic ids with the category
-        (``category_id * divisor + n``, -1 void) and as category ids (the label set's void value for
-        void). By two lookup tables indexed by the id + 1, made once per divisor (one gather per map; on
-        the CPU one compiled pass for both); by arithmetic where the tables would be large."""
-        classes = self._class_to_id.numel()
-        if classes * divisor > _MAX_CATEGORY_TABLE:
-            void = fused < 0
-            category = self._class_to_id[torch.div(fused.clamp(min=0), divisor, rounding_mode="floor")]
-            panoptic = torch.where(void, -1, category * divisor + fused.clamp(min=0) % divisor)
-            return panoptic, torch.where(void, self._void_semantic, category)
-        tables = self._tables.get(divisor)
-        if tables is None:
-            ids = torch.arange(classes * divisor, device=self.device)
-            category = self._class_to_id[torch.div(ids, divisor, rounding_mode="floor")]
-            void_panoptic = torch.full((1,), -1, dtype=torch.int64, device=self.device)
-            void_semantic = torch.full((1,), self._void_semantic, dtype=torch.int64, device=self.device)
-            tables = self._tables[divisor] = (
-                torch.cat((void_panoptic, category * divisor + ids % divisor)),
-                torch.cat((void_semantic, category)),
-            )
-        if fused.device.type == "cpu" and not self.fusion.fixed_shapes:  # one compiled pass, both maps
-            panoptic, semantic = take_pair_cpu(tables[0].numpy(), tables[1].numpy(), fused.numpy(), shift=1)
-            return torch.from_numpy(panoptic), torch.from_numpy(semantic)
-        index, fixed = fused + 1, self.fusion.fixed_shapes  # void (-1) -> row 0; take: a flat gather
-        return take(tables[0], index, fixed_shapes=fixed), take(tables[1], index, fixed_shapes=fixed)
 
     def close(self) -> None:
         if getattr(self, "graphs", None) is not None:

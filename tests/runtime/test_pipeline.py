@@ -260,12 +260,12 @@ def test_category_tables_and_arithmetic_give_the_same_maps(monkeypatch: pytest.M
     """Fused ids become category ids by lookup tables, or by arithmetic where tables would be large."""
     from panoptic_ros.data.synthetic import generate
     from panoptic_ros.resources import default_model
-    from panoptic_ros.runtime import pipeline as pipeline_module
+    from panoptic_ros.runtime import categories
 
     images = [next(generate(1, seed=12)).image]
     with PanopticPipeline(default_model(), backend="onnxruntime", device="cpu") as pipeline:
         (tables,) = pipeline(images)
-        monkeypatch.setattr(pipeline_module, "_MAX_CATEGORY_TABLE", 0)
+        monkeypatch.setattr(categories, "MAX_CATEGORY_TABLE", 0)
         (arithmetic,) = pipeline(images)
     assert torch.equal(tables.panoptic, arithmetic.panoptic)
     assert torch.equal(tables.semantic, arithmetic.semantic)
