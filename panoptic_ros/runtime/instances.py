@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from panoptic_ros.core.geometry import CameraModel, segment_positions
+from panoptic_ros.runtime.instances_cpu import table_columns
 from panoptic_ros.runtime.pipeline import FrameOutput, SegmentTable
-from panoptic_ros.runtime.records import InstanceTable, clip_boxes
-from panoptic_ros.tracking import TrackerOutput, TrackState, TrackTable
+from panoptic_ros.runtime.records import InstanceTable
+from panoptic_ros.tracking import TrackerOutput, TrackTable
 
 
 def segment_columns(table: SegmentTable) -> torch.Tensor:
@@ -57,43 +58,6 @@ class HostSegments:
         self.centroids = centroids[keep].astype(np.float32)
         self.scores = scores[keep].astype(np.float32)
 
-    def rows(self, select: np.ndarray, ids: np.ndarray) -> InstanceTable:
-        """Rows ``select`` (bool) as confirmed, age-1 instances with the given ``ids``."""
-        n = int(select.sum())
-        return InstanceTable(
-            ids=ids.astype(np.uint32),
-            category_ids=self.category_ids[select],
-            is_thing=self.is_thing[select],
-            scores=self.scores[select],
-            states=np.full(n, TrackState.CONFIRMED, dtype=np.uint8),
-            areas=self.areas[select],
-            bboxes=self.bboxes[select],
-            centroids=self.centroids[select],
-            velocities=np.zeros((n, 2), dtype=np.float32),
-            ages=np.ones(n, dtype=np.int64),
-            positions=np.zeros((n, 3), dtype=np.float32),
-            position_valid=np.zeros(n, dtype=bool),
-        )
-
-
-def track_rows(tracks: TrackTable) -> InstanceTable:
-    """The rows of tracker tracks (things, with their track ids, states, velocities and ages)."""
-    n = len(tracks)
-    return InstanceTable(
-        ids=tracks.track_ids.astype(np.uint32),
-        category_ids=tracks.category_ids.astype(np.int64),
-        is_thing=np.ones(n, dtype=bool),
-        scores=tracks.scores.astype(np.float32),
-        states=tracks.states.astype(np.uint8),
-        areas=tracks.areas.astype(np.int64),
-        bboxes=np.rint(tracks.bboxes).astype(np.int64),
-        centroids=tracks.centroids.astype(np.float32),
-        velocities=tracks.velocities.astype(np.float32),
-        ages=tracks.ages.astype(np.int64),
-        positions=np.zeros((n, 3), dtype=np.float32),
-        position_valid=np.zeros(n, dtype=bool),
-    )
-
 
 def instance_table(
     out: FrameOutput,
@@ -105,19 +69,31 @@ def instance_table(
     """The frame's rows (see the module docstring), boxes clipped to the image. ``segments``: the
     frame's segment table on the host, when the caller has moved it already."""
     segments = segments if segments is not None else HostSegments(out.segments)
-    if tracked is not None:
-        parts = [track_rows(tracked.tracks)]
-        if publish_lost and len(tracked.lost):
-            parts.append(track_rows(tracked.lost))
-        things = InstanceTable.concatenate(parts)
-    else:
-        things = segments.rows(segments.is_thing, segments.row[segments.is_thing] + 1)
-    stuff_rows = ~segments.is_thing
-    first_stuff = int(things.ids.max()) + 1 if things.size else 1
-    stuff = segments.rows(stuff_rows, np.arange(first_stuff, first_stuff + int(stuff_rows.sum())))
-    table = InstanceTable.concatenate([things, stuff])
-    height, width = out.camera_size
-    return table._replace(bboxes=clip_boxes(table.bboxes, width, height))
+    return table_rows(tracked, segments, out.camera_size, publish_lost=publish_lost)
+
+
+def table_rows(
+    tracked: TrackerOutput | None, segments: HostSegments, size: tuple[int, int], *, publish_lost: bool
+) -> InstanceTable:
+    """:func:`instance_table` of a frame of ``size`` ``(height, width)`` from its tracker output and
+    host segments, in one compiled pass (:func:`~panoptic_ros.runtime.instances_cpu.table_columns`)."""
+    tracks = _NO_TRACKS if tracked is None else tracked.tracks
+    if tracked is not None and publish_lost and len(tracked.lost):
+        tracks = TrackTable(*(np.concatenate(pair) for pair in zip(tracks, tracked.lost, strict=True)))
+    height, width = size
+    columns = table_columns(
+        tracks.track_ids, tracks.category_ids, tracks.scores, tracks.states, tracks.areas, tracks.bboxes,
+        tracks.centroids, tracks.velocities, tracks.ages, segments.row, segments.category_ids,
+        segments.is_thing, segments.areas, segments.bboxes, segments.centroids, segments.scores,
+        tracked is None, int(width), int(height),
+    )  # fmt: skip
+    n = columns[0].shape[0]
+    return InstanceTable(
+        *columns, positions=np.zeros((n, 3), dtype=np.float32), position_valid=np.zeros(n, dtype=bool)
+    )
+
+
+_NO_TRACKS = TrackTable.empty()
 
 
 def with_positions(

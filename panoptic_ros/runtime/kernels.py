@@ -18,6 +18,7 @@ from panoptic_ros.core.geometry_cpu import compile_meters
 from panoptic_ros.core.overlay_cpu import compile_kernels as compile_overlay
 from panoptic_ros.core.segments_cpu import compile_lookups
 from panoptic_ros.fusion.center_offset_cpu import compile_kernels as compile_fusion
+from panoptic_ros.runtime.instances_cpu import compile_kernels as compile_instances
 from panoptic_ros.tracking.assignment_cpu import compile_kernels as compile_matcher
 from panoptic_ros.tracking.association_cpu import compile_kernels as compile_statistics
 from panoptic_ros.tracking.costs_cpu import compile_kernels as compile_costs
@@ -25,11 +26,12 @@ from panoptic_ros.tracking.motion_cpu import compile_kernels as compile_motion
 
 
 def compile_kernels(*, cpu_frame_path: bool = True) -> None:
-    """Compile (or load) the loops on the host: the overlay's, the tracker's (costs, updates,
-    assignment) and the depth conversion always (any device makes them on the host); with
+    """Compile (or load) the loops on the host: the overlay's, the instance table's, the tracker's
+    (costs, updates, assignment) and the depth conversion always (any device makes them on the host); with
     ``cpu_frame_path`` also the CPU fusion's, the category maps' lookup, the tracker's pixel statistics
     and the segments' depth medians."""
     compile_overlay()
+    compile_instances()
     compile_matcher()
     compile_costs()
     compile_motion()
