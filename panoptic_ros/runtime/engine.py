@@ -86,6 +86,7 @@ class FrameEngine:
         self._streams: dict[str, _Stream] = {}
         self.label_set: LabelSet = pipeline.label_set
         self._semantic_dtype = np.uint8 if self.label_set.void_semantic <= 255 else np.uint16
+        self._largest_category = int(self.label_set.class_to_id.max())
         self._colors: torch.Tensor | None = None  # category colors of the point cloud, made on first use
         # the compiled loops, ready before the first frame (loaded from numba's cache)
         compile_kernels(cpu_frame_path=pipeline.device.type == "cpu" and not pipeline.fusion.fixed_shapes)
@@ -320,7 +321,7 @@ class FrameEngine:
     def _map_dtype(self) -> torch.dtype:
         """The maps' type on their way to the host: int32 where every panoptic id of the label set
         fits with the divisor in force, else int64."""
-        largest_id = (int(self.label_set.class_to_id.max()) + 1) * self.label_divisor
+        largest_id = (self._largest_category + 1) * self.label_divisor
         return torch.int32 if largest_id < 2**31 else torch.int64
 
     def _dropped_centers(self, out: FrameOutput) -> int:

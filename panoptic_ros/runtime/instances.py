@@ -48,15 +48,19 @@ class HostSegments:
         else:  # host memory already: viewed, no PyTorch op
             parts = [t.numpy() for t in (table.category_ids, table.is_thing, table.areas, table.bboxes,
                                          table.centroids, table.scores)]  # fmt: skip
+        keep = parts[2] > 0
+        if keep.all():  # the common case: every segment shows; each column copied once, not selected
+            self.row = np.arange(keep.size)  # row in the table: thing number - 1
+        else:
+            self.row = np.flatnonzero(keep)
+            parts = [part[keep] for part in parts]
         category_ids, is_thing, areas, bboxes, centroids, scores = parts
-        keep = areas > 0
-        self.row = np.flatnonzero(keep)  # row in the table: thing number - 1
-        self.category_ids = category_ids[keep].astype(np.int64)
-        self.is_thing = is_thing[keep].astype(bool)
-        self.areas = areas[keep].astype(np.int64)
-        self.bboxes = bboxes[keep].astype(np.int64)
-        self.centroids = centroids[keep].astype(np.float32)
-        self.scores = scores[keep].astype(np.float32)
+        self.category_ids = category_ids.astype(np.int64)
+        self.is_thing = is_thing.astype(bool)
+        self.areas = areas.astype(np.int64)
+        self.bboxes = bboxes.astype(np.int64)
+        self.centroids = centroids.astype(np.float32)
+        self.scores = scores.astype(np.float32)
 
 
 def instance_table(
