@@ -23,18 +23,20 @@ from panoptic_ros.tracking.assignment_cpu import compile_kernels as compile_matc
 from panoptic_ros.tracking.association_cpu import compile_kernels as compile_statistics
 from panoptic_ros.tracking.costs_cpu import compile_kernels as compile_costs
 from panoptic_ros.tracking.motion_cpu import compile_kernels as compile_motion
+from panoptic_ros.tracking.output_cpu import compile_kernels as compile_output
 
 
 def compile_kernels(*, cpu_frame_path: bool = True) -> None:
     """Compile (or load) the loops on the host: the overlay's, the instance table's, the tracker's
-    (costs, updates, assignment) and the depth conversion always (any device makes them on the host); with
-    ``cpu_frame_path`` also the CPU fusion's, the category maps' lookup, the tracker's pixel statistics
-    and the segments' depth medians."""
+    (costs, updates, assignment, output rows) and the depth conversion always (any device makes them
+    on the host); with ``cpu_frame_path`` also the CPU fusion's, the category maps' lookup, the
+    tracker's pixel statistics and the segments' depth medians."""
     compile_overlay()
     compile_instances()
     compile_matcher()
     compile_costs()
     compile_motion()
+    compile_output()
     compile_meters()
     if cpu_frame_path:
         compile_fusion()

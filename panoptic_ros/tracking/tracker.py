@@ -49,12 +49,13 @@ import torch
 
 from panoptic_ros.core.segments import take
 from panoptic_ros.tracking.assignment import match_by_score
-from panoptic_ros.tracking.association import index_and_statistics, xyxy_to_xywh
+from panoptic_ros.tracking.association import index_and_statistics
 from panoptic_ros.tracking.costs_cpu import pair_costs
 from panoptic_ros.tracking.motion import predict_boxes
 from panoptic_ros.tracking.motion_cpu import apply_matches
+from panoptic_ros.tracking.output_cpu import track_table
 from panoptic_ros.tracking.params import TrackerParams
-from panoptic_ros.tracking.records import TrackerInput, TrackerOutput, TrackState, TrackTable
+from panoptic_ros.tracking.records import TrackerInput, TrackerOutput, TrackState
 from panoptic_ros.tracking.reid import Memory, reidentify
 from panoptic_ros.tracking.state import Instances, Tracks, lookup
 from panoptic_ros.tracking.stream import StreamCheck
@@ -210,11 +211,12 @@ class Tracker:
         instance_rows = np.where(matched_now, position, -1)
         in_map = matched_now.copy()  # every id of track_of_instance is a live track's
         in_map[matched_now] = published[position[matched_now]] != 0
+        observed = {"det_areas": det_areas, "stamp": stamp}
         return TrackerOutput(
             track_map=track_map,
-            tracks=self._table(np.flatnonzero(in_map), instance_rows, det, det_areas, stamp),
-            lost=self._table(
-                np.flatnonzero(self._tracks.states == _LOST), instance_rows, det, det_areas, stamp
+            tracks=track_table(self._tracks, np.flatnonzero(in_map), instance_rows, det, **observed),
+            lost=track_table(
+                self._tracks, np.flatnonzero(self._tracks.states == _LOST), instance_rows, det, **observed
             ),
             instance_track_ids=track_of_instance,
             stamp_ns=stamp,
@@ -278,42 +280,4 @@ class Tracker:
             has_velocity=np.zeros((count, 2), dtype=bool),
             colors=colors[instances].copy() if colors is not None else np.zeros((count, 3)),
             has_color=np.full(count, colors is not None),
-        )
-
-    def _table(
-        self, rows: np.ndarray, instance_rows: np.ndarray, det: Instances, det_areas: np.ndarray, stamp: int
-    ) -> TrackTable:
-        """The output rows of the given tracks (sorted by id): observations for matched tracks,
-        motion predictions at ``stamp`` for lost ones."""
-        if rows.size == 0:
-            return TrackTable.empty()
-        t = self._tracks
-        rows = rows[np.argsort(t.ids[rows], kind="stable")]
-        index = instance_rows[rows]
-        seen = index >= 0
-        dt = (stamp - t.stamps[rows]) * _NS
-        shift = t.velocities[rows] * dt[:, None]
-        predicted_boxes = predict_boxes(t.boxes[rows], t.velocities[rows], dt)
-        boxes = np.where(
-            seen[:, None], det.boxes[np.maximum(index, 0)] if det.count else 0.0, predicted_boxes
-        )
-        centroids = np.where(
-            seen[:, None],
-            det.centroids[np.maximum(index, 0)] if det.count else 0.0,
-            t.centroids[rows] + shift,
-        )
-        areas = np.where(seen, det_areas[np.maximum(index, 0)] if det.count else 0, 0)
-        return TrackTable(
-            track_ids=t.ids[rows].copy(),
-            category_ids=t.categories[rows].copy(),
-            states=t.states[rows].astype(np.uint8),
-            scores=t.scores[rows].astype(np.float32),
-            areas=areas.astype(np.int64),
-            bboxes=xyxy_to_xywh(boxes).astype(np.float32),
-            centroids=centroids.astype(np.float32),
-            velocities=t.velocities[rows].astype(np.float32),
-            ages=t.ages[rows].copy(),
-            hits=t.hits[rows].copy(),
-            time_since_update=t.misses[rows].copy(),
-            instance_index=index.copy(),
         )
