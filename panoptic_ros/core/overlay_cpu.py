@@ -13,7 +13,8 @@ pass each:
 - :func:`restore_void_and_draw_borders`: void camera pixels back to the image's values, then the
   borders, found at the map's resolution (a camera column that copies another map column than its
   left neighbour can hold a left border, on the camera rows of each map row where the labels differ;
-  top borders likewise) and drawn on every camera pixel that copies them.
+  top borders likewise) and drawn on every camera pixel that copies them; the comparisons of a row
+  vectorized into bytes, only the words holding a difference visited.
 
 Compiled on first use and cached on disk (``cache=True``).
 """
@@ -126,33 +127,70 @@ def restore_void_and_draw_borders(  # noqa: PLR0917 (compiled loops take positio
     (column)."""
     height, width = labels.shape
     for r in range(height):
+        row = labels[r]
+        void = 0
+        for c in range(width):  # vectorized: most rows have no void
+            void += row[c] < 0
+        if void == 0:
+            continue
         for c in range(width):
-            if labels[r, c] >= 0:
+            if row[c] >= 0:
                 continue
             for i in range(row_span[r, 0], row_span[r, 1]):
                 for j in range(col_span[c, 0], col_span[c, 1]):
                     for k in range(3):
                         picture[i, j, k] = image[i, j, 2 - k] if swap else image[i, j, k]
+    # the camera columns that copy another map column than their left neighbour: (camera column, its
+    # map column, the neighbour's)
+    first = np.empty(cols.size, dtype=np.int64)
+    here = np.empty(cols.size, dtype=np.int64)
+    left = np.empty(cols.size, dtype=np.int64)
+    count = 0
     for j in range(1, cols.size):
-        here = cols[j]
-        left = cols[j - 1]
-        if here == left:
-            continue
-        for r in range(height):
-            if labels[r, here] != labels[r, left]:
-                for i in range(row_span[r, 0], row_span[r, 1]):
-                    for k in range(3):
-                        picture[i, j, k] = border
+        if cols[j] != cols[j - 1]:
+            first[count] = j
+            here[count] = cols[j]
+            left[count] = cols[j - 1]
+            count += 1
+    # per map row (per camera row pair for top borders), the label comparisons in one vectorized pass
+    # into bytes, then only the 8-byte words that hold a difference visited
+    words = (max(count, width) + 7) // 8
+    differs = np.zeros(words * 8, dtype=np.uint8)
+    packed = differs.view(np.uint64)
+    consecutive = count == width - 1  # every map column copied: column e + 1's left neighbour is e
+    for r in range(height):
+        row = labels[r]
+        if consecutive:
+            for e in range(count):
+                differs[e] = row[e + 1] != row[e]
+        else:
+            for e in range(count):
+                differs[e] = row[here[e]] != row[left[e]]
+        for w in range(words):
+            if packed[w] == 0:
+                continue
+            for e in range(8 * w, 8 * w + 8):
+                if differs[e]:
+                    j = first[e]
+                    for i in range(row_span[r, 0], row_span[r, 1]):
+                        for k in range(3):
+                            picture[i, j, k] = border
+    differs[:] = 0
     for i in range(1, rows.size):
-        here = rows[i]
-        above = rows[i - 1]
-        if here == above:
+        if rows[i] == rows[i - 1]:
             continue
+        below = labels[rows[i]]
+        above = labels[rows[i - 1]]
         for c in range(width):
-            if labels[here, c] != labels[above, c]:
-                for j in range(col_span[c, 0], col_span[c, 1]):
-                    for k in range(3):
-                        picture[i, j, k] = border
+            differs[c] = below[c] != above[c]
+        for w in range(words):
+            if packed[w] == 0:
+                continue
+            for c in range(8 * w, 8 * w + 8):
+                if differs[c]:
+                    for j in range(col_span[c, 0], col_span[c, 1]):
+                        for k in range(3):
+                            picture[i, j, k] = border
 
 
 def compile_kernels() -> None:
