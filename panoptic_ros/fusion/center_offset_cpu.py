@@ -68,21 +68,34 @@ def _centers(
     half = kernel // 2
     kept = np.empty(heat.size, dtype=np.int64)
     count = 0
+    words = (width + 7) // 8
+    above = np.zeros(words * 8, dtype=np.uint8)
+    packed = above.view(np.uint64)
     for y in range(height):
-        for x in range(width):
-            value = heat[y, x]
-            if not value > threshold:
+        line = heat[y]
+        for x in range(width):  # vectorized: a row's candidates as bytes, words without one skipped
+            above[x] = line[x] > threshold
+        for w in range(words):
+            if packed[w] == 0:
                 continue
-            top = -np.inf
-            for yy in range(y - half, y + half + 1):
-                row = min(max(yy, 0), height - 1)
-                for xx in range(x - half, x + half + 1):
-                    near = heat[row, min(max(xx, 0), width - 1)]
-                    if near > top:  # noqa: PLR1730 (max would take a NaN neighbour; it counts as below)
-                        top = near
-            if value >= top:
-                kept[count] = y * width + x
-                count += 1
+            for x in range(8 * w, 8 * w + 8):
+                if not above[x]:
+                    continue
+                value = line[x]
+                # a peak when no pixel of its window is larger (a NaN neighbour counts as below);
+                # most candidates sit on a blob's slope and meet a larger neighbour within a few reads
+                peak = True
+                for yy in range(y - half, y + half + 1):
+                    row = min(max(yy, 0), height - 1)
+                    for xx in range(x - half, x + half + 1):
+                        if heat[row, min(max(xx, 0), width - 1)] > value:
+                            peak = False
+                            break
+                    if not peak:
+                        break
+                if peak:
+                    kept[count] = y * width + x
+                    count += 1
     floor = np.float32(0.0)
     if top_k != NO_TOP_K:
         peaks = np.empty(count, dtype=np.float32)
