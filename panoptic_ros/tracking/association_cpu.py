@@ -15,6 +15,9 @@ import numpy as np
 import torch
 from numba import njit
 
+#: Pixels per block of :func:`_statistics`' vectorized passes.
+_BLOCK = 512
+
 
 @njit(cache=True, nogil=True)
 def _statistics(  # noqa: PLR0917 (compiled loops take positional arguments)
@@ -37,26 +40,54 @@ def _statistics(  # noqa: PLR0917 (compiled loops take positional arguments)
     sums = np.zeros((count + 1, 3), dtype=np.float64)
     size = table.size
     lookup = size > 0
-    index = np.empty(values.size if lookup else 0, dtype=np.int64)
+    pixels = values.size
+    index = np.empty(pixels if lookup else 0, dtype=np.int64)
     has_previous = previous.size > 0
     weighted = weights.size > 0
     colored = planes.shape[1] > 0
-    for p in range(values.size):
+    # block by block of pixels: the indices and whether each pixel is inside an instance of either
+    # frame in vectorized passes (into bytes), then only the 8-byte words holding such a pixel visited,
+    # in pixel order (the sums add up in the same order)
+    inside = np.zeros(_BLOCK, dtype=np.uint8)
+    packed = inside.view(np.uint64)
+    current = np.empty(_BLOCK, dtype=np.int64)
+    for start in range(0, pixels, _BLOCK):
+        stop = min(start + _BLOCK, pixels)
+        m = stop - start
+        block_values = values[start:stop]
         if lookup:
-            v = values[p]
-            b = table[v] if 0 <= v < size else 0
-            index[p] = b
+            block_index = index[start:stop]
+            for i in range(m):
+                v = block_values[i]
+                b = table[v] if (v >= 0) & (v < size) else 0
+                current[i] = b
+                block_index[i] = b
         else:
-            b = values[p]
-        a = previous[p] if has_previous else 0
-        if a == 0 and b == 0:
-            continue
-        w = weights[p] if weighted else 1
-        hist[a, b] += w
-        if colored:
-            scale = np.float64(w)
-            for c in range(3):
-                sums[b, c] += np.float64(planes[c, p]) * scale
+            for i in range(m):
+                current[i] = block_values[i]
+        if has_previous:
+            block_previous = previous[start:stop]
+            for i in range(m):
+                inside[i] = (current[i] != 0) | (block_previous[i] != 0)
+        else:
+            for i in range(m):
+                inside[i] = current[i] != 0
+        inside[m:] = 0
+        for w in range(_BLOCK // 8):
+            if packed[w] == 0:
+                continue
+            for i in range(8 * w, 8 * w + 8):
+                if not inside[i]:
+                    continue
+                p = start + i
+                b = current[i]
+                a = previous[p] if has_previous else 0
+                weight = weights[p] if weighted else 1
+                hist[a, b] += weight
+                if colored:
+                    scale = np.float64(weight)
+                    for c in range(3):
+                        sums[b, c] += np.float64(planes[c, p]) * scale
     return index, hist, sums
 
 
