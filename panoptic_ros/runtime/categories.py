@@ -54,6 +54,7 @@ class CategoryIds:
         self._host_class_to_id = np.asarray(label_set.class_to_id, dtype=np.int64)
         self._void_semantic = label_set.void_semantic
         self._tables: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._host_tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # views of the CPU tables
 
     def maps(self, fused: torch.Tensor, divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A fused map (``class * divisor + n``, -1 void) as panoptic ids with the category
@@ -76,7 +77,10 @@ class CategoryIds:
                 torch.cat((void_semantic, category)),
             )
         if fused.device.type == "cpu" and not self.fixed_shapes:  # one compiled pass, both maps
-            panoptic, semantic = take_pair_cpu(tables[0].numpy(), tables[1].numpy(), fused.numpy(), shift=1)
+            host = self._host_tables.get(divisor)
+            if host is None:  # viewed once (each .numpy() is a few PyTorch ops)
+                host = self._host_tables[divisor] = (tables[0].numpy(), tables[1].numpy())
+            panoptic, semantic = take_pair_cpu(host[0], host[1], fused.numpy(), shift=1)
             return torch.from_numpy(panoptic), torch.from_numpy(semantic)
         index, fixed = fused + 1, self.fixed_shapes  # void (-1) -> row 0; take: a flat gather
         return take(tables[0], index, fixed_shapes=fixed), take(tables[1], index, fixed_shapes=fixed)
