@@ -868,9 +868,8 @@ def _fuse_on_kernels(
         merged.segment_of_pixel, merged.ids.size, frame, probabilities, merged.classes
     )
     own_areas = merged.pixels if frame is not None else areas
-    scores = (prob_sum / np.maximum(own_areas, 1)).astype(np.float32)
+    scores = cpu.segment_scores_cpu(prob_sum, own_areas, merged.centers, centers.scores)
     is_thing_row = merged.centers >= 0
-    scores[is_thing_row] *= centers.scores[merged.centers[is_thing_row]]
     return CenterOffsetOutput(
         semantic=semantic_map,
         panoptic=torch.from_numpy(merged.panoptic),

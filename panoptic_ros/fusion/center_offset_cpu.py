@@ -271,6 +271,29 @@ def _merge(  # noqa: PLR0917 (compiled loops take positional arguments)
     )  # fmt: skip
 
 
+@njit(cache=True, nogil=True)
+def _scores(
+    prob_sum: np.ndarray, areas: np.ndarray, centers: np.ndarray, center_scores: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
+    """``segment_stats``' scores: ``[S]`` float32 mean probability of each segment's class over its
+    ``areas`` (float64 division, at least one pixel), times its center's score for things
+    (``centers`` ``[S]`` the center of each row, -1 for stuff) in float32."""
+    scores = np.empty(prob_sum.size, dtype=np.float32)
+    for s in range(prob_sum.size):
+        score = np.float32(prob_sum[s] / np.float64(max(areas[s], 1)))
+        if centers[s] >= 0:
+            score = score * center_scores[centers[s]]
+        scores[s] = score
+    return scores
+
+
+def segment_scores_cpu(
+    prob_sum: np.ndarray, areas: np.ndarray, centers: np.ndarray, center_scores: np.ndarray
+) -> np.ndarray:
+    """:func:`_scores` of the merge's rows (``centers`` int64, ``center_scores`` float32)."""
+    return _scores(prob_sum, np.ascontiguousarray(areas, dtype=np.int64), centers, center_scores)
+
+
 def semantic_argmax_cpu(logits: torch.Tensor) -> torch.Tensor:
     """``[C, H, W]`` float32 CPU logits -> ``[H, W]`` int64 argmax (``torch.argmax``'s rule)."""
     return torch.from_numpy(class_probabilities_cpu(logits, probabilities=False).argmax)
@@ -364,4 +387,7 @@ def compile_kernels() -> None:
     instance = nearest_centers_cpu(semantic, is_thing, offsets, centers.points)
     merged = merge_cpu(semantic, instance, num_centers=1, is_thing=is_thing, stuff_area=1, label_divisor=1000)
     if merged is not None:  # (one instance cannot overflow a divisor of 1000)
-        measure_cpu(merged.segment_of_pixel, merged.ids.size, None, probabilities, merged.classes)
+        areas, _, _, prob_sum = measure_cpu(
+            merged.segment_of_pixel, merged.ids.size, None, probabilities, merged.classes
+        )
+        segment_scores_cpu(prob_sum, areas, merged.centers, centers.scores)

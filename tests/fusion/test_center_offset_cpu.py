@@ -291,3 +291,21 @@ def test_shapes_that_disagree_are_refused() -> None:
         fuse_center_offset(
             torch.zeros((8, 8)), torch.zeros((1, 8, 8)), torch.zeros((2, 8, 8)), THINGS, kernels=True
         )
+
+
+def test_compiled_scores_are_the_numpy_formula_bit_for_bit() -> None:
+    """Mean class probability over at least one pixel (float64 division, then float32), times the
+    center's score for things (float32)."""
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        rows = 40
+        prob_sum = rng.random(rows) * rng.integers(1, 10_000, rows)
+        areas = rng.integers(0, 10_000, rows)  # some 0: divided by 1
+        centers = np.where(rng.random(rows) < 0.5, rng.integers(0, 20, rows), -1)
+        center_scores = rng.random(20).astype(np.float32)
+        expected = (prob_sum / np.maximum(areas, 1)).astype(np.float32)
+        things = centers >= 0
+        expected[things] *= center_scores[centers[things]]
+        assert np.array_equal(
+            center_offset_cpu.segment_scores_cpu(prob_sum, areas, centers, center_scores), expected
+        )
