@@ -128,13 +128,6 @@ def track_table(
 def compile_kernels() -> None:
     """Compile (or load from numba's cache) the loop for the tracks' arrays as :class:`Tracks` and
     :class:`Instances` hold them."""
-    tracks = Tracks(
-        ids=np.ones(1, np.int64), categories=np.ones(1, np.int64), states=np.zeros(1, np.uint8),
-        scores=np.zeros(1), ages=np.ones(1, np.int64), hits=np.ones(1, np.int64),
-        misses=np.zeros(1, np.int64), stamps=np.zeros(1, np.int64), boxes=np.zeros((1, 4)),
-        observed_boxes=np.zeros((1, 4)), centroids=np.zeros((1, 2)), reference_areas=np.ones(1),
-        velocities=np.zeros((1, 2)), has_velocity=np.zeros((1, 2), bool), colors=np.zeros((1, 3)),
-        has_color=np.zeros(1, bool),
-    )  # fmt: skip
+    tracks = Tracks.placeholder()
     one = np.zeros(1, np.int64)
     track_table(tracks, one, one, Instances.of_table(np.ones((1, 9))), det_areas=np.ones(1), stamp=1)

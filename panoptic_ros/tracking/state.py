@@ -49,6 +49,19 @@ class Tracks:
             **{name: np.concatenate([value, getattr(other, name)]) for name, value in vars(self).items()}
         )
 
+    @classmethod
+    def placeholder(cls) -> Tracks:
+        """One track of neutral values in the arrays' own types: what the compiled loops are compiled
+        for ahead of the first frame."""
+        return cls(
+            ids=np.ones(1, np.int64), categories=np.ones(1, np.int64), states=np.zeros(1, np.uint8),
+            scores=np.zeros(1), ages=np.ones(1, np.int64), hits=np.ones(1, np.int64),
+            misses=np.zeros(1, np.int64), stamps=np.zeros(1, np.int64), boxes=np.zeros((1, 4)),
+            observed_boxes=np.zeros((1, 4)), centroids=np.zeros((1, 2)), reference_areas=np.ones(1),
+            velocities=np.zeros((1, 2)), has_velocity=np.zeros((1, 2), bool), colors=np.zeros((1, 3)),
+            has_color=np.zeros(1, bool),
+        )  # fmt: skip
+
 
 class Instances:
     """A frame's instances on the host (T rows), in input order."""
