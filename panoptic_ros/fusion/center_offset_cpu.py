@@ -19,7 +19,7 @@ bit, except the scores' softmax probabilities, equal to float32 rounding (an ``e
 4. :func:`_merge` votes, instance classes and numbers, kept stuff, segment rows and the three maps.
 5. :func:`~panoptic_ros.core.segments_cpu.measure_cpu` areas, boxes and centroids in the camera
    frame and the summed softmax probability of each segment's class, in one pass (a class other than
-   the pixel's likeliest, rare, by one more ``exp``).
+   the pixel's likeliest, rare, by one more ``exp``); :func:`_scores` the segments' scores from them.
 
 The loops are compiled on first use and cached on disk (``cache=True``, numba's cache folder);
 :func:`compile_kernels` compiles them ahead of the first frame. They release the GIL, run on the
