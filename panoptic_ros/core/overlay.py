@@ -2,10 +2,10 @@
 
 The colors are decided at the label map's own resolution (the model's, a few hundred pixels a side);
 only the final picture is made at the camera's: the colors at the camera's columns are painted for
-the model's rows (the nearest-neighbour mapping of :class:`~panoptic_ros.core.segments.PixelFrame`),
-then each camera row is blended with the color row of the model row it copies, band by band of camera
-rows (the colors in the image's channel order; the picture's channels reversed per band by OpenCV
-where it is wanted in the other order, e.g. a BGR picture of an RGB frame); segment borders and
+each model row (the nearest-neighbour mapping of :class:`~panoptic_ros.core.segments.PixelFrame`)
+into one row in the cache, and the camera rows that copy the model row are blended with it, band by
+band of camera rows (the colors in the image's channel order; the picture's channels reversed per
+band by OpenCV where it is wanted in the other order, e.g. a BGR picture of an RGB frame); segment borders and
 void pixels are found at the map's resolution and drawn on the camera pixels that copy them
 (compiled loops: :mod:`panoptic_ros.core.overlay_cpu`). The result equals blending the camera-size
 label map pixel by pixel (up to one level of rounding: colors are rounded to 8 bits before the
@@ -24,7 +24,6 @@ from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.overlay_cpu import (
     blend_rows,
     display_map,
-    paint_columns,
     restore_void_and_draw_borders,
 )
 from panoptic_ros.core.segments import PixelFrame, spans
@@ -94,28 +93,44 @@ def overlay(
         and (frame.rows.host_spans.shape[0], frame.cols.host_spans.shape[0]) == labels.shape
         else (spans(rows, labels.shape[0]), spans(cols, labels.shape[1]))
     )
-    color_cols = paint_columns(
-        labels, palette(label_set, label_divisor).in_order(order), col_span, width, label_divisor
-    )
     image = np.ascontiguousarray(image)
-    picture = _blend(image, color_cols, rows, alpha, swap)
+    picture = _blend(
+        image,
+        labels,
+        palette(label_set, label_divisor).in_order(order),
+        col_span,
+        rows,
+        alpha,
+        label_divisor,
+        swap,
+    )
     restore_void_and_draw_borders(picture, image, labels, rows, cols, row_span, col_span, swap, BORDER)
     return picture
 
 
-def _blend(
-    image: np.ndarray, color_cols: np.ndarray, rows: np.ndarray, alpha: float, swap: bool
+def _blend(  # noqa: PLR0917 (the compiled loop's arguments)
+    image: np.ndarray,
+    labels: np.ndarray,
+    colors: np.ndarray,
+    col_span: np.ndarray,
+    rows: np.ndarray,
+    alpha: float,
+    label_divisor: int,
+    swap: bool,
 ) -> np.ndarray:
-    """``image`` (``[H, W, 3]``) blended with the colors of the map rows ``rows`` of ``color_cols``
-    (``[h, W, 3]``: the colors at the camera's columns, in the image's channel order), band after band
-    of camera rows, each band's channels then reversed with ``swap`` while it is in the cache: the
-    camera-size work reads the image once and writes the picture once."""
+    """``image`` (``[H, W, 3]``) blended with the colors (``[N, 3]``, in the image's channel order) of
+    the map pixels (``labels`` ``[h, w]``) its pixels copy, band after band of camera rows, each band's
+    channels then reversed with ``swap`` while it is in the cache: the camera-size work reads the image
+    once and writes the picture once (each map row's colors painted once, into a row in the cache)."""
     height, width = image.shape[:2]
     picture = np.empty_like(image)
+    color_row = np.empty(3 * width, dtype=np.uint8)
     step = max(1, _BAND_BYTES // (3 * width))
     for start in range(0, height, step):
         stop = min(start + step, height)
-        blend_rows(picture, image, color_cols, rows, start, stop, alpha)
+        blend_rows(
+            picture, image, labels, colors, col_span, rows, start, stop, alpha, label_divisor, color_row
+        )
         if swap:
             band = picture[start:stop]
             cv2.cvtColor(band, cv2.COLOR_RGB2BGR, dst=band)

@@ -5,11 +5,10 @@ pass each:
 
 - :func:`display_map`: the panoptic map a tracked frame shows (stuff by category, things shaded by
   track id);
-- :func:`paint_columns`: the colors of a map's pixels at the camera's columns, run by run of equal
-  labels along each map row (one color lookup per run, then the camera columns copying it filled);
-- :func:`blend_rows`: camera rows of the image blended with the colors of the map rows they copy,
-  each row a flat loop over its bytes in float32 (vectorized by the compiler, no copy of the colors
-  to camera size first);
+- :func:`blend_rows`: camera rows of the image blended with the colors of the map rows they copy: a
+  map row's colors at the camera's columns painted into one cache-resident row, run by run of equal
+  labels (one color lookup per run), right before the camera rows copying it; each camera row then a
+  flat loop over its bytes in float32 (vectorized by the compiler);
 - :func:`restore_void_and_draw_borders`: void camera pixels back to the image's values, then the
   borders, found at the map's resolution (a camera column that copies another map column than its
   left neighbour can hold a left border, on the camera rows of each map row where the labels differ;
@@ -46,64 +45,80 @@ def display_map(
 
 
 @njit(cache=True, nogil=True)
-def paint_columns(
-    labels: np.ndarray, colors: np.ndarray, col_span: np.ndarray, width: int, label_divisor: int
-) -> np.ndarray:  # pragma: no cover - compiled
-    """``[h, width, 3]`` uint8: at camera column ``j`` of map row ``r`` the color of the map pixel
-    camera column ``j`` copies (panoptic ids ``labels`` ``[h, w]``; row ``id`` of ``colors``, ``[N,
-    3]``): void (-1) takes row 0 (it is restored later), ids past the table take the last category's
-    row of the same instance number. ``col_span`` ``[w, 2]``: the camera columns ``[start, end)``
-    copying each map column (nondecreasing, together covering ``[0, width)``)."""
-    height, map_width = labels.shape
-    size = colors.shape[0]
-    out = np.empty((height, width * 3), dtype=np.uint8)
-    for r in range(height):
-        row = out[r]
-        c = 0
-        while c < map_width:
-            # the run of this label, written out: numba's cache would miss edits to a helper elsewhere
-            label = labels[r, c]
-            end = c + 1
-            while end < map_width and labels[r, end] == label:
-                end += 1
-            index = max(label, 0)
-            if index >= size:
-                index = size - label_divisor + index % label_divisor
-            red = colors[index, 0]
-            green = colors[index, 1]
-            blue = colors[index, 2]
-            for j in range(col_span[c, 0], col_span[end - 1, 1]):
-                row[3 * j] = red
-                row[3 * j + 1] = green
-                row[3 * j + 2] = blue
-            c = end
-    return out.reshape(height, width, 3)
-
-
-@njit(cache=True, nogil=True)
 def blend_rows(  # noqa: PLR0917 (compiled loops take positional arguments)
     picture: np.ndarray,
     image: np.ndarray,
-    color_cols: np.ndarray,
+    labels: np.ndarray,
+    colors: np.ndarray,
+    col_span: np.ndarray,
     rows: np.ndarray,
     start: int,
     stop: int,
     alpha: float,
+    label_divisor: int,
+    color_row: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """In place on camera rows ``[start, stop)`` of ``picture`` (``[H, W, 3]`` uint8, C-contiguous like
-    ``image``): ``(1 - alpha) * image + alpha * color_cols[rows[i]]`` in float32, rounded half to even
-    (``color_cols`` ``[h, W, 3]``: the colors at the camera's columns of each map row; ``rows`` ``[H]``
-    the map row each camera row copies)."""
+    ``image``): ``(1 - alpha) * image + alpha * color`` in float32, rounded half to even, ``color`` the
+    color of the map pixel (panoptic ids ``labels`` ``[h, w]``) each camera pixel copies: row ``id`` of
+    ``colors`` (``[N, 3]``); void (-1) takes row 0 (it is restored later), ids past the table take the
+    last category's row of the same instance number. ``rows`` ``[H]``: the map row each camera row
+    copies; ``col_span`` ``[w, 2]``: the camera columns ``[start, end)`` copying each map column
+    (nondecreasing, together covering ``[0, W)``).
+
+    A map row's colors at the camera's columns are painted into ``color_row`` (``[W * 3]`` uint8, in a
+    core's cache) once for the camera rows that copy it, run by run of equal labels (one color lookup
+    per run); each camera row is then a flat loop over its bytes, vectorized by the compiler."""
     size = image.shape[1] * image.shape[2]
+    map_width = labels.shape[1]
+    table = colors.shape[0]
     weight = np.float32(alpha)
     keep = np.float32(1.0 - alpha)
+    words = color_row[: size - size % 24].view(np.uint64)  # 8 camera pixels: 3 words
     for i in range(start, stop):
+        r = rows[i]
+        if i == start or r != rows[i - 1]:
+            # the run of each label, written out: numba's cache would miss edits to a helper elsewhere
+            c = 0
+            while c < map_width:
+                label = labels[r, c]
+                end = c + 1
+                while end < map_width and labels[r, end] == label:
+                    end += 1
+                index = max(label, 0)
+                if index >= table:
+                    index = table - label_divisor + index % label_divisor
+                red = np.uint64(colors[index, 0])
+                green = np.uint64(colors[index, 1])
+                blue = np.uint64(colors[index, 2])
+                first = col_span[c, 0]
+                stop_column = col_span[end - 1, 1]
+                # whole groups of 8 camera pixels as three 8-byte words of the color repeated, the
+                # pixels before and after them byte by byte
+                group_start = min((first + 7) // 8, stop_column // 8)
+                group_stop = max(stop_column // 8, group_start)
+                pixel = np.uint64(red | (green << np.uint64(8)) | (blue << np.uint64(16)))
+                word0 = pixel | (pixel << np.uint64(24)) | (red << np.uint64(48)) | (green << np.uint64(56))
+                word1 = (blue | (pixel << np.uint64(8)) | (pixel << np.uint64(32))) | (red << np.uint64(56))
+                word2 = (green | (blue << np.uint64(8))) | (pixel << np.uint64(16)) | (pixel << np.uint64(40))
+                for g in range(group_start, group_stop):
+                    words[3 * g] = word0
+                    words[3 * g + 1] = word1
+                    words[3 * g + 2] = word2
+                for j in range(first, min(8 * group_start, stop_column)):
+                    color_row[3 * j] = red
+                    color_row[3 * j + 1] = green
+                    color_row[3 * j + 2] = blue
+                for j in range(max(8 * group_stop, first), stop_column):
+                    color_row[3 * j] = red
+                    color_row[3 * j + 1] = green
+                    color_row[3 * j + 2] = blue
+                c = end
         source = image[i].reshape(size)
-        color = color_cols[rows[i]].reshape(size)
         target = picture[i].reshape(size)
         for k in range(size):
             target[k] = np.uint8(
-                np.int32(np.rint(np.float32(source[k]) * keep + np.float32(color[k]) * weight))
+                np.int32(np.rint(np.float32(source[k]) * keep + np.float32(color_row[k]) * weight))
             )
 
 
@@ -202,7 +217,6 @@ def compile_kernels() -> None:
     colors = np.zeros((1000, 3), dtype=np.uint8)
     index = np.zeros(2, dtype=np.int64)
     span = np.array([[0, 2], [2, 2]], dtype=np.int64)  # both positions copy the first source
-    color_cols = paint_columns(shown, colors, span, 2, 1000)
     picture = np.zeros((2, 2, 3), dtype=np.uint8)
-    blend_rows(picture, picture, color_cols, index, 0, 2, 0.55)
+    blend_rows(picture, picture, shown, colors, span, index, 0, 2, 0.55, 1000, np.zeros(6, dtype=np.uint8))
     restore_void_and_draw_borders(picture, picture, shown, index, index, span, span, True, 255)

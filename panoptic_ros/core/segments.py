@@ -24,6 +24,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from panoptic_ros.core.resample_cpu import expand_map
+
 
 class AxisMap(NamedTuple):
     """One axis of a :class:`PixelFrame`: for each of the ``n`` model positions (rows or columns),
@@ -166,8 +168,20 @@ class PixelFrame(NamedTuple):
         return labels.index_select(-1, self.cols.index).index_select(-2, self.rows.index)
 
     def expand(self, labels: np.ndarray) -> np.ndarray:
-        """:meth:`resample` for a host array ``[h, w]`` or ``[h, w, C]`` (columns first, then rows)."""
-        return labels.take(self.cols.host_index, axis=1).take(self.rows.host_index, axis=0)
+        """:meth:`resample` for a host array ``[h, w]`` (one compiled pass:
+        :func:`~panoptic_ros.core.resample_cpu.expand_map`) or ``[h, w, C]`` (columns first, then rows).
+
+        Raises:
+            IndexError: a map smaller than the one the frame was made for.
+        """
+        rows, cols = self.rows.host_index, self.cols.host_index
+        if labels.ndim != 2 or not rows.size or not cols.size:
+            return labels.take(cols, axis=1).take(rows, axis=0)
+        if rows[-1] >= labels.shape[0] or cols[-1] >= labels.shape[1]:  # the indices are nondecreasing
+            raise IndexError(
+                f"the frame copies map pixels up to ({rows[-1]}, {cols[-1]}) of a {labels.shape} map"
+            )
+        return expand_map(np.ascontiguousarray(labels), rows, cols)
 
     def sample(self, image: np.ndarray) -> np.ndarray:
         """The other way for a host camera-frame image ``[H, W]`` or ``[H, W, C]``: at each model pixel,

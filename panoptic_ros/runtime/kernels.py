@@ -16,6 +16,7 @@ import time
 from panoptic_ros.core.geometry_cpu import compile_kernels as compile_depths
 from panoptic_ros.core.geometry_cpu import compile_meters
 from panoptic_ros.core.overlay_cpu import compile_kernels as compile_overlay
+from panoptic_ros.core.resample_cpu import compile_kernels as compile_expansions
 from panoptic_ros.core.segments_cpu import compile_lookups
 from panoptic_ros.fusion.center_offset_cpu import compile_kernels as compile_fusion
 from panoptic_ros.runtime.instances_cpu import compile_kernels as compile_instances
@@ -27,11 +28,12 @@ from panoptic_ros.tracking.output_cpu import compile_kernels as compile_output
 
 
 def compile_kernels(*, cpu_frame_path: bool = True) -> None:
-    """Compile (or load) the loops on the host: the overlay's, the instance table's, the tracker's
-    (costs, updates, assignment, output rows) and the depth conversion always (any device makes them
-    on the host); with ``cpu_frame_path`` also the CPU fusion's, the category maps' lookup, the
+    """Compile (or load) the loops on the host: the overlay's, the label images' expansion, the
+    instance table's, the tracker's (costs, updates, assignment, output rows) and the depth conversion
+    always (any device makes them on the host); with ``cpu_frame_path`` also the CPU fusion's, the category maps' lookup, the
     tracker's pixel statistics and the segments' depth medians."""
     compile_overlay()
+    compile_expansions()
     compile_instances()
     compile_matcher()
     compile_costs()

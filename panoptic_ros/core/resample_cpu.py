@@ -1,0 +1,47 @@
+"""Model-resolution label maps expanded to the camera's size on the host as one compiled pass (numba).
+
+The nearest-neighbour mapping of :class:`~panoptic_ros.core.segments.PixelFrame` copies whole model
+rows: a camera row is gathered from its model row only where it copies another model row than the
+camera row above it, and is otherwise a copy of that row (in a core's cache). NumPy's two ``take``
+calls (columns, then rows) wrote a model-height array first and then read it back; this writes each
+camera pixel once. Compiled on first use and cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def expand_map(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """``[H, W]`` in ``labels``' type: ``labels[rows[i], cols[j]]`` at camera pixel ``(i, j)``
+    (``labels`` ``[h, w]`` C-contiguous; ``rows`` ``[H]`` and ``cols`` ``[W]`` int64 model positions,
+    within the map: not checked here)."""
+    height = rows.size
+    width = cols.size
+    out = np.empty((height, width), dtype=labels.dtype)
+    for i in range(height):
+        target = out[i]
+        if i > 0 and rows[i] == rows[i - 1]:
+            above = out[i - 1]
+            for j in range(width):  # vectorized
+                target[j] = above[j]
+        else:
+            source = labels[rows[i]]
+            for j in range(width):
+                target[j] = source[cols[j]]
+    return out
+
+
+#: The label types the frame engine expands: category images (uint8, uint16) and id images (int32,
+#: int64 where the ids need it).
+EXPANDED_TYPES = (np.uint8, np.uint16, np.int32, np.int64)
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) :func:`expand_map` for every type in
+    :data:`EXPANDED_TYPES`, so that the first frame does not pay for it."""
+    index = np.zeros(2, dtype=np.int64)
+    for dtype in EXPANDED_TYPES:
+        expand_map(np.zeros((1, 1), dtype=dtype), index, index)
