@@ -14,6 +14,8 @@ disk (``cache=True``); :func:`compile_kernels` compiles it ahead of the first fr
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from numba import njit
 from numba.extending import register_jitable
@@ -197,11 +199,13 @@ def apply_matches(
 def compile_kernels() -> None:
     """Compile (or load from numba's cache) the loop for the tracks' arrays as :class:`Tracks` holds
     them (with colors and without)."""
-    for colors in (np.zeros((1, 3)), None):
+    # an instance's columns are contiguous views of its table only for one row: both kinds
+    for count, with_colors in itertools.product((1, 2), (True, False)):
+        colors = np.zeros((count, 3)) if with_colors else None
         tracks = Tracks.placeholder()
-        det = Instances.of_table(np.ones((1, 9)))
+        det = Instances.of_table(np.ones((count, 9)))
         one = np.zeros(1, np.int64)
         apply_matches(
-            tracks, one, one, det, det_areas=np.ones(1), predicted=np.zeros((1, 4)), colors=colors, stamp=1,
-            size=(1, 1), params=TrackerParams(), reference_area_decay=1.0, color_smoothing=0.5,
+            tracks, one, one, det, det_areas=np.ones(count), predicted=np.zeros((1, 4)), colors=colors,
+            stamp=1, size=(1, 1), params=TrackerParams(), reference_area_decay=1.0, color_smoothing=0.5,
         )  # fmt: skip

@@ -130,4 +130,6 @@ def compile_kernels() -> None:
     :class:`Instances` hold them."""
     tracks = Tracks.placeholder()
     one = np.zeros(1, np.int64)
-    track_table(tracks, one, one, Instances.of_table(np.ones((1, 9))), det_areas=np.ones(1), stamp=1)
+    for count in (1, 2):  # an instance's columns are contiguous views of its table only for one row
+        det = Instances.of_table(np.ones((count, 9)))
+        track_table(tracks, one, one, det, det_areas=np.ones(count), stamp=1)
