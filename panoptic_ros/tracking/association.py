@@ -171,9 +171,7 @@ def instance_statistics(
     if current.device.type == "cpu" and not fixed_shapes:
         from panoptic_ros.tracking.association_cpu import pixel_statistics
 
-        return _from_host(
-            *pixel_statistics(previous, current, num_previous, count, image=image, weights=weights)
-        )
+        return pixel_statistics(previous, current, num_previous, count, image=image, weights=weights)
     if current.device.type == "cpu" and weights is not None:
         weights = weights.double()  # the CPU's weighted bincounts take float64: converted once
     hist = joint_histogram(previous, current, num_previous, count, weights)
@@ -185,17 +183,6 @@ def instance_statistics(
     packed = torch.cat((hist.double().reshape(-1), colors.double().reshape(-1))).cpu().numpy()
     hist_np = packed[: hist.numel()].reshape(hist.shape)
     return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), packed[hist.numel() :].reshape(count, 3)
-
-
-def _from_host(
-    hist: np.ndarray, colors: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """:func:`instance_statistics`'s results from the CPU's compiled histogram and mean colors: with
-    colors, areas and colors in float64, as the one packed transfer of the device's way gives them."""
-    areas = hist[:, 1:].sum(axis=0)
-    if colors is None:
-        return mask_iou(hist), areas, None
-    return mask_iou(hist), areas.astype(np.float64), colors.astype(np.float64)
 
 
 def index_and_statistics(
@@ -218,10 +205,7 @@ def index_and_statistics(
     if cpu and ids.size and int(ids.max()) < _MAX_LUT:
         from panoptic_ros.tracking.association_cpu import index_statistics
 
-        index, hist, colors = index_statistics(
-            instance_map, ids, previous, num_previous, image=image, weights=weights
-        )
-        return index, *_from_host(hist, colors)
+        return index_statistics(instance_map, ids, previous, num_previous, image=image, weights=weights)
     index = index_map(instance_map, ids, fixed_shapes=fixed_shapes)
     before = previous if previous is not None else torch.zeros_like(index)
     statistics = instance_statistics(

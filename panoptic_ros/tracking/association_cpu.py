@@ -5,7 +5,9 @@ instance of either frame, then counts every (previous, current) pair in a joint 
 the image per current instance, by a dozen PyTorch ops. :func:`pixel_statistics` does it in one pass
 over the maps with the same arithmetic, in the same pixel order (row-major), so the counts and float64
 sums are the same, bit for bit. :func:`index_statistics` also turns the frame's instance-id map into
-compact indices in that pass (what :func:`index_map_cpu` does alone). Compiled on first use and cached
+compact indices in that pass (what :func:`index_map_cpu` does alone). What the association takes from
+the counts (mask IoU, areas, mean colors) is made by one more compiled step (:func:`_results`), the
+same numbers as numpy's and PyTorch's. Compiled on first use and cached
 on disk (``cache=True``); :func:`compile_kernels` compiles it ahead of the first frame.
 """
 
@@ -91,6 +93,39 @@ def _statistics(  # noqa: PLR0917 (compiled loops take positional arguments)
     return index, hist, sums
 
 
+@njit(cache=True, nogil=True)
+def _results(
+    hist: np.ndarray, sums: np.ndarray, colored: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """What the association takes from :func:`_statistics`' ``hist`` (``[P + 1, T + 1]``) and ``sums``
+    (``[T + 1, 3]``), as :func:`~panoptic_ros.tracking.association.mask_iou` and
+    :func:`~panoptic_ros.tracking.association.mean_colors` compute them: ``(mask IoU [P, T] float64,
+    areas [T] int64, mean colors [T, 3] float64; [0, 3] without colors)``. The IoU's sums are of
+    integers (exact in float64, in any order); a mean is the float32 sum over the float32 area (at
+    least 1), as a float32 division gives it."""
+    rows, cols = hist.shape
+    row_areas = np.zeros(rows, dtype=np.int64)
+    col_areas = np.zeros(cols, dtype=np.int64)
+    for a in range(rows):
+        for b in range(cols):
+            row_areas[a] += hist[a, b]
+            col_areas[b] += hist[a, b]
+    iou = np.zeros((rows - 1, cols - 1), dtype=np.float64)
+    for a in range(1, rows):
+        for b in range(1, cols):
+            inter = np.float64(hist[a, b])
+            union = np.float64(row_areas[a]) + np.float64(col_areas[b]) - inter
+            if union > 0:
+                iou[a - 1, b - 1] = inter / union
+    colors = np.zeros((cols - 1 if colored else 0, 3), dtype=np.float64)
+    if colored:
+        for b in range(1, cols):
+            area = np.float32(max(col_areas[b], 1))
+            for c in range(3):
+                colors[b - 1, c] = np.float64(np.float32(sums[b, c]) / area)
+    return iou, col_areas[1:].copy(), colors
+
+
 _NONE = np.zeros(0, dtype=np.int64)
 _NO_PLANES = np.zeros((3, 0), dtype=np.float32)
 
@@ -103,14 +138,16 @@ def pixel_statistics(
     *,
     image: torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """The joint histogram ``[P + 1, T + 1]`` int64 of two ``[H, W]`` int64 CPU index maps and, with
-    ``image`` (``[H, W, 3]``), the ``[T, 3]`` float32 mean color of each current instance (0 where it
-    has no pixel), each pixel counted ``weights`` (``[H, W]`` int64) times; ``hist[0, 0]`` is 0.
-    The means are those of :func:`~panoptic_ros.tracking.association.mean_colors`: float64 sums,
-    then a float32 division by the float32 area."""
-    _, hist, colors = _run(previous, _flat(current), _NONE, num_previous, count, image, weights)
-    return hist, colors
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """What :func:`~panoptic_ros.tracking.association.instance_statistics` gives, for two ``[H, W]``
+    int64 CPU index maps: mask IoU ``[P, T]`` of every (previous, current) pair, current areas ``[T]``
+    and, with ``image`` (``[H, W, 3]``), the mean color ``[T, 3]`` of each current instance (0 where it
+    has no pixel); each pixel counted ``weights`` (``[H, W]`` int64) times. The means are those of
+    :func:`~panoptic_ros.tracking.association.mean_colors`: float64 sums, then a float32 division by the
+    float32 area. Areas and colors in float64 with colors (as the device's one packed transfer gives
+    them), areas int64 without."""
+    _, *results = _run(previous, _flat(current), _NONE, num_previous, count, image, weights)
+    return results  # type: ignore[return-value]
 
 
 def index_statistics(
@@ -121,12 +158,12 @@ def index_statistics(
     *,
     image: torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray | None]:
     """:func:`index_map_cpu` of a CPU id map (ids below its lookup table's bound) and
     :func:`pixel_statistics` of the indices against ``previous`` (None: no previous frame), in one pass:
-    ``(index [H, W] int64 tensor, hist, colors)``, the same numbers as the two."""
+    ``(index [H, W] int64 tensor, mask IoU, areas, colors)``, the same numbers as the two."""
     table = _id_table(ids)
-    index, hist, colors = _run(
+    index, iou, areas, colors = _run(
         previous,
         np.ascontiguousarray(instance_map.numpy()).reshape(-1),
         table,
@@ -135,7 +172,7 @@ def index_statistics(
         image,
         weights,
     )
-    return torch.from_numpy(index.reshape(instance_map.shape)), hist, colors
+    return torch.from_numpy(index.reshape(instance_map.shape)), iou, areas, colors
 
 
 def _flat(tensor: torch.Tensor) -> np.ndarray:
@@ -150,8 +187,9 @@ def _run(  # noqa: PLR0917 (the compiled loop's arguments, prepared)
     count: int,
     image: torch.Tensor | None,
     weights: torch.Tensor | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """:func:`_statistics` of host-ready arrays, the colors as means (see :func:`pixel_statistics`)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`_statistics` of host-ready arrays, then :func:`_results`: ``(index, mask IoU, areas,
+    colors)`` (see :func:`pixel_statistics`)."""
     planes = _NO_PLANES
     if image is not None:
         planes = np.ascontiguousarray(image.permute(2, 0, 1).reshape(3, -1).numpy())  # channel-first: a view
@@ -167,10 +205,10 @@ def _run(  # noqa: PLR0917 (the compiled loop's arguments, prepared)
         flat_weights,
         planes,
     )
+    iou, areas, colors = _results(hist, sums, image is not None)
     if image is None:
-        return index, hist, None
-    areas = np.maximum(hist.sum(axis=0), 1).astype(np.float32)
-    return index, hist, (sums.astype(np.float32) / areas[:, None])[1:]
+        return index, iou, areas, None
+    return index, iou, areas.astype(np.float64), colors
 
 
 def _id_table(ids: np.ndarray) -> np.ndarray:
