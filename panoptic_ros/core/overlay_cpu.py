@@ -68,7 +68,8 @@ def blend_rows(  # noqa: PLR0917 (compiled loops take positional arguments)
 
     A map row's colors at the camera's columns are painted into ``color_row`` (``[W * 3]`` uint8, in a
     core's cache) once for the camera rows that copy it, run by run of equal labels (one color lookup
-    per run); each camera row is then a flat loop over its bytes, vectorized by the compiler."""
+    per run; within a run, whole groups of 8 camera pixels as three 8-byte words of the color repeated);
+    each camera row is then a flat loop over its bytes, vectorized by the compiler."""
     size = image.shape[1] * image.shape[2]
     map_width = labels.shape[1]
     table = colors.shape[0]

@@ -30,8 +30,8 @@ from panoptic_ros.tracking.output_cpu import compile_kernels as compile_output
 def compile_kernels(*, cpu_frame_path: bool = True) -> None:
     """Compile (or load) the loops on the host: the overlay's, the label images' expansion, the
     instance table's, the tracker's (costs, updates, assignment, output rows) and the depth conversion
-    always (any device makes them on the host); with ``cpu_frame_path`` also the CPU fusion's, the category maps' lookup, the
-    tracker's pixel statistics and the segments' depth medians."""
+    always (any device makes them on the host); with ``cpu_frame_path`` also the CPU fusion's, the
+    category maps' lookup, the tracker's pixel statistics and the segments' depth medians."""
     compile_overlay()
     compile_expansions()
     compile_instances()
