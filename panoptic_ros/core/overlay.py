@@ -5,9 +5,9 @@ only the final picture is made at the camera's: the colors at the camera's colum
 each model row (the nearest-neighbour mapping of :class:`~panoptic_ros.core.segments.PixelFrame`)
 into one row in the cache, and the camera rows that copy the model row are blended with it, band by
 band of camera rows (the colors in the image's channel order; the picture's channels reversed per
-band by OpenCV where it is wanted in the other order, e.g. a BGR picture of an RGB frame); segment borders and
-void pixels are found at the map's resolution and drawn on the camera pixels that copy them
-(compiled loops: :mod:`panoptic_ros.core.overlay_cpu`). The result equals blending the camera-size
+band by OpenCV where it is wanted in the other order, e.g. a BGR picture of an RGB frame); segment
+borders and void pixels are found at the map's resolution and drawn on the camera pixels that copy
+them (compiled loops: :mod:`panoptic_ros.core.overlay_cpu`). The result equals blending the camera-size
 label map pixel by pixel (up to one level of rounding: colors are rounded to 8 bits before the
 blend).
 """
@@ -94,16 +94,8 @@ def overlay(
         else (spans(rows, labels.shape[0]), spans(cols, labels.shape[1]))
     )
     image = np.ascontiguousarray(image)
-    picture = _blend(
-        image,
-        labels,
-        palette(label_set, label_divisor).in_order(order),
-        col_span,
-        rows,
-        alpha,
-        label_divisor,
-        swap,
-    )
+    colors = palette(label_set, label_divisor).in_order(order)
+    picture = _blend(image, labels, colors, col_span, rows, alpha, label_divisor, swap)
     restore_void_and_draw_borders(picture, image, labels, rows, cols, row_span, col_span, swap, BORDER)
     return picture
 

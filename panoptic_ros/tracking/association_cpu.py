@@ -146,8 +146,8 @@ def pixel_statistics(
     :func:`~panoptic_ros.tracking.association.mean_colors`: float64 sums, then a float32 division by the
     float32 area. Areas and colors in float64 with colors (as the device's one packed transfer gives
     them), areas int64 without."""
-    _, *results = _run(previous, _flat(current), _NONE, num_previous, count, image, weights)
-    return results  # type: ignore[return-value]
+    _, iou, areas, colors = _run(previous, _flat(current), _NONE, num_previous, count, image, weights)
+    return iou, areas, colors
 
 
 def index_statistics(
