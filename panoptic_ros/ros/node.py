@@ -160,7 +160,7 @@ class PanopticNode(LifecycleNode):
         self._slots.clear()
         self.engine.reset()
         self._create_subscriptions(config)
-        self._start_worker()
+        self._start_worker(config)
         result = super().on_activate(state)
         self.active = True
         self._publish_camera_outputs()
@@ -187,8 +187,7 @@ class PanopticNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.on_shutdown(state)
-        return TransitionCallbackReturn.SUCCESS
+        return self.on_shutdown(state)  # SUCCESS: the node can be configured again
 
     def _release(self) -> None:
         for camera in self._cameras.values():
@@ -254,7 +253,7 @@ class PanopticNode(LifecycleNode):
     # --------------------------------------------------------------------------------------------
     # the worker
 
-    def _start_worker(self) -> None:
+    def _start_worker(self, config: NodeConfig) -> None:
         self._worker = Worker(
             self._slots,
             self.engine,
@@ -263,7 +262,9 @@ class PanopticNode(LifecycleNode):
             trouble=self._trouble,
             before_batch=self._take_pending_config,
             on_fault=self._on_fault,
-            overlap=self.config.overlap_network if self.config is not None else False,
+            overlap=config.overlap_network,
+            warmup_frames=config.warmup_frames,  # again, on the threads that serve
+            cameras=len(config.cameras),
         )
         self._worker.start()
 

@@ -84,8 +84,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P("resize", "resize", "fit frames to the model input by stretching or letterboxing",
       choices=("resize", "letterbox")),
     P("warmup_frames", 2,
-      "blank frames through the whole frame path at configure, batched as the cameras will be "
-      "(the first camera frame is not the slow one)", 0, 50, 1),
+      "blank frames through the whole frame path at configure and again on the serving threads at "
+      "activate (model size and a letterboxed size, with depth, batched as the cameras will be), so "
+      "the first camera frames are not the slow ones", 0, 50, 1),
     P("cuda_graph", False,
       "run the network, the fixed-shape fusion and the label maps of each batch as one CUDA graph, "
       "captured per batch geometry (CUDA, torch backend, center-offset models; refused otherwise)"),

@@ -18,7 +18,7 @@ command line) and are applied between batches by :meth:`FrameEngine.apply`, with
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from panoptic_ros.core.encodings import ColorOrder
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.overlay import overlay, tracked_display_map
 from panoptic_ros.runtime.cloud import color_table, frame_cloud
@@ -36,6 +35,7 @@ from panoptic_ros.runtime.kernels import compile_kernels
 from panoptic_ros.runtime.pipeline import FrameOutput, NetworkBatch, PanopticPipeline
 from panoptic_ros.runtime.profiling import stage_label
 from panoptic_ros.runtime.records import FrameResult, InputFrame
+from panoptic_ros.runtime.warm_up import is_warm_up, warm_up_batches
 from panoptic_ros.tracking import StreamCheck, Tracker, TrackerInput, TrackerOutput, TrackerParams
 
 
@@ -158,35 +158,25 @@ class FrameEngine:
         self._streams.clear()
 
     def warm_up(self, frames: int, *, cameras: int = 1) -> None:
-        """Blank frames through the whole frame path (network, fusion, tracking, label maps, overlay),
-        batched as the cameras will be (a backend may specialize per batch size on its first run),
-        RGB and BGR frames in turn, so the first real frames are not the slow ones: what is made once (the
-        overlay's palette, lazily loaded compiled loops) is made here. The frames have the model's
-        input size: a CUDA graph, captured per camera size, is still captured by the first real frame.
-        Leaves no tracks and no timing behind."""
-        if frames <= 0:
-            return
-        size = self.pipeline.spec.input
-        blank = np.zeros((size.height, size.width, 3), dtype=np.uint8)
-        names = [f"\0warm-up {k}" for k in range(max(1, min(cameras, size.max_batch)))]  # no topic's
+        """Blank frames through the whole frame path on this thread (network, fusion, tracking, label
+        maps, overlay, 3D positions; :mod:`~panoptic_ros.runtime.warm_up`), batched as the cameras will
+        be, so the first real frames are not the slow ones. A CUDA graph, captured per camera size, is
+        still captured by the first real frame. Leaves no tracks and no timing behind."""
         try:
-            for index in range(frames):
-                order: ColorOrder = "bgr" if index % 2 else "rgb"
-                for batch in sorted({1, len(names)}):
-                    self.process(
-                        [
-                            InputFrame(
-                                name, blank, index, overlay=True, semantic_image=True, instance_image=True,
-                                order=order,
-                            )
-                            for name in names[:batch]
-                        ]
-                    )  # fmt: skip
+            for batch in warm_up_batches(self.pipeline, frames, cameras):
+                self.process(batch)
         finally:
-            for name in names:
-                self._streams.pop(name, None)
-            self.pipeline.times.seconds.clear()
-            self.pipeline.times.frames = 0
+            self.forget_warm_up()
+
+    def forget_warm_up(self) -> None:
+        """Drop what warm-up frames left behind: their cameras' tracks and the stage times."""
+        self.forget_cameras(is_warm_up)
+        self.pipeline.reset_times()
+
+    def forget_cameras(self, which: Callable[[str], bool]) -> None:
+        """Drop the tracks and history of every camera ``which`` names (True)."""
+        for camera in [c for c in self._streams if which(c)]:
+            del self._streams[camera]
 
     # ---- frames
 

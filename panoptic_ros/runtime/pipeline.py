@@ -245,6 +245,11 @@ class PanopticPipeline:
             with self._times_lock:  # the network and the fusion of two batches may overlap
                 self.times.add(name, seconds)
 
+    def reset_times(self) -> None:
+        """Start :attr:`times` afresh (another thread may be timing a stage meanwhile)."""
+        with self._times_lock:
+            self.times = StageTimes()
+
     def __call__(self, frames: Sequence[np.ndarray], *, order: Orders = "rgb") -> list[FrameOutput]:
         """Process frames (``H x W x 3`` uint8 of any size in ``order``, or one order each) as a batch."""
         outputs: list[FrameOutput] = []

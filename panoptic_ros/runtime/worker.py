@@ -3,7 +3,12 @@
 The worker takes the pending frames of every camera from the newest-frame slots, decodes them, runs
 one batched inference and builds each camera's result, and hands it to ``publish``; with ``overlap``
 the network of a batch runs on one thread while another fuses, tracks and publishes the batch before.
-An error on one frame (decoding, inference, building or publishing the outputs) is counted for that
+Before the first frames it takes warm-up frames (``warmup_frames``, :mod:`~panoptic_ros.runtime.warm_up`)
+through the threads that will serve, as the camera frames will go (network on one, fusion and outputs
+on the other), and publishes nothing of them: a thread's first work (its memory arena, a library's
+per-thread state, a camera geometry's first resize) is then not paid by the first camera frames. Camera
+frames arriving meanwhile wait in the slots. An error on one frame (decoding, inference, building or
+publishing the outputs) is counted for that
 frame's camera (``trouble``) and the worker goes on with the next. When the worker cannot go on (its
 own loop raised, or ``max_failures`` batches in a row failed entirely, e.g. a lost GPU) it stops and
 reports the fault (``on_fault``): the node then reports ERROR and exits non-zero, so launch
@@ -26,6 +31,7 @@ from panoptic_ros.runtime.os_threads import name_os_thread
 from panoptic_ros.runtime.pipeline import NetworkBatch
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.runtime.slots import LatestFrameSlots
+from panoptic_ros.runtime.warm_up import is_warm_up, warm_up_batches
 
 #: decode(camera, pending item) -> frame, or None when it was refused (and counted)
 Decode = Callable[[str, Any], InputFrame | None]
@@ -61,6 +67,8 @@ class _Batch:
     network: list[NetworkBatch]
     started_ns: int
     decoded_ns: int
+    warm_up: bool = False  # warm-up frames: fused and built, not published
+    last: bool = False  # the last warm-up batch: the engine forgets the warm-up after it
 
 
 class Worker:
@@ -84,6 +92,8 @@ class Worker:
         on_fault: Callable[[str], None] = lambda reason: None,
         max_failures: int = 20,
         overlap: bool = False,
+        warmup_frames: int = 0,
+        cameras: int = 1,
     ) -> None:
         self.slots = slots
         self.engine = engine
@@ -94,6 +104,8 @@ class Worker:
         self._on_fault = on_fault
         self.max_failures = max_failures
         self.overlap = overlap
+        self.warmup_frames = warmup_frames
+        self.cameras = cameras
         self.fault = ""
         self._failures = 0
         self._stop = threading.Event()
@@ -134,6 +146,7 @@ class Worker:
         for thread in self._threads:
             thread.join()
         self._threads = []
+        self.engine.forget_cameras(is_warm_up)  # a warm-up cut short by the stop
         if self._torch_threads is not None:
             torch.set_num_threads(self._torch_threads)
             self._torch_threads = None
@@ -142,7 +155,7 @@ class Worker:
             waiting.append(self._handoff.get_nowait())
         in_flight: dict[str, int] = {}
         cameras = [camera for pending in (self._unserved, self.slots.take(timeout=0)) for camera in pending]
-        cameras += [frame.camera for batch in waiting for frame in batch.frames]
+        cameras += [frame.camera for batch in waiting if not batch.warm_up for frame in batch.frames]
         for camera in cameras:
             in_flight[camera] = in_flight.get(camera, 0) + 1
         self._unserved = {}
@@ -156,6 +169,7 @@ class Worker:
     def _run(self) -> None:
         name_os_thread(threading.current_thread().name)
         try:
+            self._warm_up()
             while not self._stop.is_set():
                 pending = self.slots.take(timeout=0.2)
                 if pending and self._stop.is_set():
@@ -174,6 +188,30 @@ class Worker:
                         self._stop.wait(max(0.0, JUST_IN_TIME * lead))
         except BaseException as err:  # the loop itself broke: nothing more can be served
             self._fail(f"{type(err).__name__}: {err}")
+
+    def _warm_up(self) -> None:
+        """The warm-up frames through the serving threads (see the module docstring): the network here,
+        the rest on the fusing thread with ``overlap``, else here too. Not timed into the estimates
+        that pace the network."""
+        batches = list(warm_up_batches(self.engine.pipeline, self.warmup_frames, self.cameras))
+        for index, frames in enumerate(batches):
+            if self._stop.is_set():
+                break
+            batch = _Batch(
+                frames, self.engine.network(frames), 0, 0, warm_up=True, last=index == len(batches) - 1
+            )
+            if self.overlap:
+                self._hand_over(batch)
+            else:
+                self._warm_up_results(batch)
+
+    def _warm_up_results(self, batch: _Batch) -> None:
+        """Fuse and build a warm-up batch, publishing nothing; after the last, the engine forgets them."""
+        outputs, batch_times = self.engine.fuse(batch.network)
+        for frame, output in zip(batch.frames, outputs, strict=True):
+            self.engine.result(frame, output, batch_times)
+        if batch.last:
+            self.engine.forget_warm_up()
 
     def _hand_over(self, batch: _Batch) -> None:
         """Give the batch to the thread that fuses and wait until it took it: the next frames are taken
@@ -200,7 +238,10 @@ class Worker:
                 except queue.Empty:
                     continue
                 self._taken.set()
-                self._results_stage(batch)
+                if batch.warm_up:
+                    self._warm_up_results(batch)
+                else:
+                    self._results_stage(batch)
         except BaseException as err:
             self._fail(f"{type(err).__name__}: {err}")
 

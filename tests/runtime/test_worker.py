@@ -18,6 +18,7 @@ from panoptic_ros.resources import default_model
 from panoptic_ros.runtime import FrameEngine, InputFrame
 from panoptic_ros.runtime.pipeline import PanopticPipeline
 from panoptic_ros.runtime.slots import LatestFrameSlots
+from panoptic_ros.runtime.warm_up import is_warm_up, warm_up_sizes
 from panoptic_ros.runtime.worker import Worker
 
 
@@ -252,3 +253,57 @@ def test_stage_durations_are_averaged_for_the_next_network_start() -> None:
     average.add(0.3)
     assert average.value == pytest.approx(0.2)
     assert 0.0 < JUST_IN_TIME <= 1.0
+
+
+class ThreadNoting(FrameEngine):
+    """The real engine; notes the thread that ran each batch's network and built each frame's result."""
+
+    def __init__(self, pipeline: PanopticPipeline) -> None:
+        super().__init__(pipeline)
+        self.networks: list[tuple[tuple[str, ...], str]] = []
+        self.built: list[tuple[str, tuple[int, ...], bool, str]] = []
+
+    def network(self, frames: Any) -> Any:
+        self.networks.append((tuple(f.camera for f in frames), threading.current_thread().name))
+        return super().network(frames)
+
+    def result(self, frame: InputFrame, out: Any, batch_times: dict[str, float]) -> Any:
+        thread = threading.current_thread().name
+        self.built.append((frame.camera, frame.image.shape[:2], frame.depth is not None, thread))
+        return super().result(frame, out, batch_times)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_the_warm_up_runs_on_the_threads_that_serve_and_publishes_nothing(
+    engine: FailingEngine, overlap: bool
+) -> None:
+    """With ``warmup_frames`` the worker takes the warm-up frames (both sizes, with depth, batched alone
+    and as the cameras) through its own threads before the first camera frame, network and outputs
+    each on the thread that serves them: none is published, none counts in flight, and the engine keeps
+    neither their tracks nor their times."""
+    noting = ThreadNoting(engine.pipeline)
+    recorder = Recorder()
+    worker = _worker(noting, recorder, overlap=overlap, warmup_frames=1, cameras=2)
+    image = next(generate(1, seed=3)).image
+    worker.start()
+    try:
+        worker.slots.put("a", image)
+        deadline = time.monotonic() + 60
+        while not recorder.published and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        in_flight = worker.stop()
+    assert in_flight == {} and not recorder.troubles and not recorder.faults
+    assert [r.camera for r in recorder.published] == ["a"]
+    warm = [b for b in noting.built if is_warm_up(b[0])]
+    assert warm and noting.built[: len(warm)] == warm, "the warm-up comes before the first camera frame"
+    size = engine.pipeline.spec.input
+    assert {b[1] for b in warm} == set(map(tuple, warm_up_sizes(size.height, size.width)))
+    assert all(b[2] for b in warm), "with depth"
+    assert sorted(len(cameras) for cameras, _ in noting.networks if is_warm_up(cameras[0])) == [1, 1, 2, 2]
+    network_threads = {thread for _, thread in noting.networks}
+    built_threads = {b[3] for b in noting.built}
+    assert network_threads == {"panoptic_worker"}
+    assert built_threads == ({"panoptic_result"} if overlap else {"panoptic_worker"})
+    assert not any(is_warm_up(camera) for camera in noting._streams)
+    assert noting.pipeline.times.frames == 1, "the warm-up's frames are not in the stage times"
