@@ -4,7 +4,7 @@ A lifecycle node (``panoptic_lifecycle_node``):
 
 - configure: read the parameters, load the model (build or load the engine), warm up, create the
   publishers of every camera;
-- activate: subscribe to the cameras, start the worker thread, publish the label set;
+- activate: start the worker (it warms up its threads first), subscribe to the cameras, publish the label set;
 - deactivate: unsubscribe, stop the worker;
 - cleanup: destroy the publishers, free the model and its device memory.
 
@@ -55,7 +55,7 @@ from panoptic_ros.runtime.outputs import (
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.runtime.slots import LatestFrameSlots, SlotStats
 from panoptic_ros.runtime.stats import NodeStats
-from panoptic_ros.runtime.worker import Worker
+from panoptic_ros.runtime.worker import WARM_UP_WAIT_S, Worker
 
 NODE_NAME = "panoptic"
 
@@ -159,12 +159,12 @@ class PanopticNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._slots.clear()
         self.engine.reset()
+        warm = self._start_worker(config)  # its threads warmed up before the first camera frame comes
         self._create_subscriptions(config)
-        self._start_worker(config)
         result = super().on_activate(state)
         self.active = True
         self._publish_camera_outputs()
-        self.get_logger().info("active")
+        self.get_logger().info("active" if warm else "active; the worker's warm-up did not finish in time")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -253,7 +253,7 @@ class PanopticNode(LifecycleNode):
     # --------------------------------------------------------------------------------------------
     # the worker
 
-    def _start_worker(self, config: NodeConfig) -> None:
+    def _start_worker(self, config: NodeConfig) -> bool:
         self._worker = Worker(
             self._slots,
             self.engine,
@@ -266,7 +266,7 @@ class PanopticNode(LifecycleNode):
             warmup_frames=config.warmup_frames,  # again, on the threads that serve
             cameras=len(config.cameras),
         )
-        self._worker.start()
+        return self._worker.start(wait_warm=WARM_UP_WAIT_S)
 
     def _stop_worker(self) -> None:
         if self._worker is not None:

@@ -44,6 +44,8 @@ Trouble = Callable[..., None]
 #: With ``overlap``, the next network starts this fraction of (fusing time - network time) after the
 #: fusing thread took a batch (a little early: the estimates are averages).
 JUST_IN_TIME = 0.8
+#: How long the node waits at activate for the warm-up on the serving threads (seconds).
+WARM_UP_WAIT_S = 60.0
 
 
 class _Average:
@@ -109,6 +111,7 @@ class Worker:
         self.fault = ""
         self._failures = 0
         self._stop = threading.Event()
+        self._warm = threading.Event()  # the warm-up went through both threads (or there is none)
         self._threads: list[threading.Thread] = []
         self._unserved: dict[str, Any] = {}
         self._handoff: queue.Queue[_Batch] = queue.Queue(maxsize=1)
@@ -118,13 +121,16 @@ class Worker:
         self._network_s = _Average()  # seconds of a batch's network stage, and of its fusing stage
         self._results_s = _Average()
 
-    def start(self) -> None:
+    def start(self, *, wait_warm: float = 0.0) -> bool:
+        """Start the threads; with ``wait_warm`` (seconds) also wait until they took the warm-up
+        frames. Returns False where that wait ended first (see :meth:`wait_warm`)."""
         if self.overlap and self.engine.device.type == "cpu" and self._torch_threads is None:
             # the two threads share the cores: PyTorch's own thread pool would only compete with the
             # network's (and spin); one thread for the fusion and tracking serves more frames
             self._torch_threads = torch.get_num_threads()
             torch.set_num_threads(1)
         self._stop.clear()
+        self._warm.clear()
         self._unserved = {}
         self._held = None
         self._handoff = queue.Queue(maxsize=1)
@@ -136,6 +142,7 @@ class Worker:
             )
         for thread in self._threads:
             thread.start()
+        return self.wait_warm(wait_warm) if wait_warm > 0 else True
 
     def stop(self) -> dict[str, int]:
         """Stop and join the threads; the frames not served (in flight) per camera are returned: those
@@ -194,6 +201,8 @@ class Worker:
         the rest on the fusing thread with ``overlap``, else here too. Not timed into the estimates
         that pace the network."""
         batches = list(warm_up_batches(self.engine.pipeline, self.warmup_frames, self.cameras))
+        if not batches:
+            self._warm.set()
         for index, frames in enumerate(batches):
             if self._stop.is_set():
                 break
@@ -212,6 +221,16 @@ class Worker:
             self.engine.result(frame, output, batch_times)
         if batch.last:
             self.engine.forget_warm_up()
+            self._warm.set()
+
+    def wait_warm(self, timeout: float) -> bool:
+        """Wait until the warm-up went through the threads (at once without one); False: it did not
+        within ``timeout`` seconds (a stop or a fault also ends the wait)."""
+        deadline = time.monotonic() + timeout
+        while not self._warm.wait(0.05):
+            if self._stop.is_set() or self.fault or time.monotonic() > deadline:
+                return False
+        return True
 
     def _hand_over(self, batch: _Batch) -> None:
         """Give the batch to the thread that fuses and wait until it took it: the next frames are taken
