@@ -162,7 +162,17 @@ def _back_project(
     centroids: torch.Tensor, z: torch.Tensor, valid: torch.Tensor, camera: CameraModel
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``[S, 3]`` float32 optical-frame points of pixel ``centroids`` ``[S, 2]`` (x, y) at depths ``z``
-    ``[S]`` (0 where not ``valid``), and ``valid``; on ``z``'s device."""
+    ``[S]`` (0 where not ``valid``), and ``valid``; on ``z``'s device. On the CPU by numpy (the same
+    float32 steps; PyTorch's per-call overhead made a dozen rows cost 0.1 ms)."""
+    if z.device.type == "cpu":
+        xy = centroids.numpy().astype(np.float32, copy=False)
+        depth = z.numpy().astype(np.float32, copy=False)
+        points = np.zeros((depth.size, 3), dtype=np.float32)
+        points[:, 0] = (xy[:, 0] - np.float32(camera.cx)) * depth / np.float32(camera.fx)
+        points[:, 1] = (xy[:, 1] - np.float32(camera.cy)) * depth / np.float32(camera.fy)
+        points[:, 2] = depth
+        points[~valid.numpy()] = 0.0
+        return torch.from_numpy(points), valid
     c = centroids.to(device=z.device, dtype=torch.float32)
     positions = torch.stack(
         ((c[:, 0] - camera.cx) * z / camera.fx, (c[:, 1] - camera.cy) * z / camera.fy, z), dim=1

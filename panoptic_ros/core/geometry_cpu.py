@@ -108,6 +108,31 @@ def segment_depths(
 
 
 @njit(cache=True, nogil=True)
+def _labels(ids: np.ndarray, semantic: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """``[h, w]`` int64: ``ids`` where positive, else ``-1 - semantic`` (both ``[h, w]``)."""
+    height, width = ids.shape
+    out = np.empty((height, width), dtype=np.int64)
+    for r in range(height):
+        row, categories, labels = ids[r], semantic[r], out[r]
+        for c in range(width):
+            labels[c] = row[c] if row[c] > 0 else -1 - np.int64(categories[c])
+    return out
+
+
+#: The id and category map types :func:`segment_labels` takes in one compiled pass.
+LABEL_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
+
+
+def segment_labels(ids: np.ndarray, semantic: np.ndarray) -> np.ndarray:
+    """The segment label of each pixel, as the depth medians take it: a thing's id (``ids`` ``[h, w]``,
+    0 where none) where it has one, else ``-1 - category`` (``semantic`` ``[h, w]``); ``[h, w]`` int64
+    in one pass (PyTorch's ``where`` over the two took 0.2 ms at the model's resolution on dev-cpu)."""
+    ids = np.ascontiguousarray(ids if ids.dtype in LABEL_TYPES else ids.astype(np.int64))
+    semantic = np.ascontiguousarray(semantic if semantic.dtype in LABEL_TYPES else semantic.astype(np.int64))
+    return _labels(ids, semantic)
+
+
+@njit(cache=True, nogil=True)
 def _meters(depth: np.ndarray, scale: np.float32) -> np.ndarray:  # pragma: no cover - compiled
     """``[H, W]`` depth samples (any layout) times ``scale`` as ``[H, W]`` float32, NaN where the
     product is not positive and finite: one read and one write of the image."""
@@ -148,7 +173,11 @@ def compile_meters() -> None:
 
 
 def compile_kernels() -> None:
-    """Compile (or load from numba's cache) the medians' loop for both kinds of weights."""
+    """Compile (or load from numba's cache) the medians' loop for both kinds of weights, and the segment
+    labels for every pair of map types."""
+    for id_type in LABEL_TYPES:
+        for semantic_type in LABEL_TYPES:
+            segment_labels(np.zeros((2, 2), dtype=id_type), np.zeros((2, 2), dtype=semantic_type))
     labels = np.zeros(2, dtype=np.int64)
     bits = np.ones(2, dtype=np.float32).view(np.int32)
     _depths(labels, labels[:1], bits, _ONE_EACH, 1)

@@ -37,11 +37,14 @@ def expand_map(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nda
 #: The label types the frame engine expands: category images (uint8, uint16) and id images (int32,
 #: int64 where the ids need it).
 EXPANDED_TYPES = (np.uint8, np.uint16, np.int32, np.int64)
+#: The image types gathered the other way, at the model's pixels
+#: (:meth:`~panoptic_ros.core.segments.PixelFrame.sample`): depth images.
+SAMPLED_TYPES = (np.float32,)
 
 
 def compile_kernels() -> None:
     """Compile (or load from numba's cache) :func:`expand_map` for every type in
-    :data:`EXPANDED_TYPES`, so that the first frame does not pay for it."""
+    :data:`EXPANDED_TYPES` and :data:`SAMPLED_TYPES`, so that the first frame does not pay for it."""
     index = np.zeros(2, dtype=np.int64)
-    for dtype in EXPANDED_TYPES:
+    for dtype in EXPANDED_TYPES + SAMPLED_TYPES:
         expand_map(np.zeros((1, 1), dtype=dtype), index, index)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from panoptic_ros.core.geometry import CameraModel, segment_positions
+from panoptic_ros.core.geometry_cpu import segment_labels
 from panoptic_ros.runtime.instances_cpu import table_columns
 from panoptic_ros.runtime.pipeline import FrameOutput, SegmentTable
 from panoptic_ros.runtime.records import InstanceTable
@@ -122,7 +123,10 @@ def with_positions(
     device = id_map.device
     # a thing's id where it has one, else -1 - the pixel's category: a stuff row's key on stuff pixels;
     # on void (the set's void value) and unpublished things (a thing's category) a key no row has
-    labels = torch.where(id_map > 0, id_map.long(), -1 - out.semantic)
+    if device.type == "cpu":  # one compiled pass instead of PyTorch's four
+        labels = torch.from_numpy(segment_labels(id_map.numpy(), out.semantic.numpy()))
+    else:
+        labels = torch.where(id_map > 0, id_map.long(), -1 - out.semantic)
     h, w = out.camera_size
     if depth.shape != (h, w):
         depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)

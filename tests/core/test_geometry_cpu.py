@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from panoptic_ros.core.geometry import CameraModel, segment_positions
-from panoptic_ros.core.geometry_cpu import depth_meters, segment_depths
+from panoptic_ros.core.geometry import CameraModel, _back_project, segment_positions
+from panoptic_ros.core.geometry_cpu import depth_meters, segment_depths, segment_labels
 
 CAMERA = CameraModel(fx=50.0, fy=40.0, cx=20.0, cy=15.0, width=40, height=30)
 
@@ -119,3 +119,37 @@ def test_depth_in_meters_by_the_compiled_pass(encoding: str) -> None:
         meters = depth_in_meters(image, encoding)
         assert meters.dtype == np.float32 and meters.shape == depth.shape
         assert np.array_equal(meters.view(np.int32), expected.view(np.int32)), image.strides
+
+
+@pytest.mark.parametrize("id_type", [np.int32, np.int64])
+@pytest.mark.parametrize("semantic_type", [np.int32, np.int64, np.uint8])
+def test_segment_labels_equal_the_tensor_expression(id_type: type, semantic_type: type) -> None:
+    """A thing's id where it has one, else -1 - its category: the compiled pass gives what the device
+    path's ``torch.where`` gives, for every map type (a map of another type is converted first) and for
+    maps that are views with a stride."""
+    rng = np.random.default_rng(5)
+    ids = np.where(rng.random((30, 40)) < 0.4, rng.integers(1, 10**6, size=(30, 40)), 0).astype(id_type)
+    semantic = rng.integers(0, 133, size=(30, 40)).astype(semantic_type)
+    expected = torch.where(
+        torch.from_numpy(ids) > 0, torch.from_numpy(ids).long(), -1 - torch.from_numpy(semantic).long()
+    ).numpy()
+    labels = segment_labels(ids, semantic)
+    assert labels.dtype == np.int64 and np.array_equal(labels, expected)
+    assert np.array_equal(segment_labels(ids[:, ::2], semantic[:, ::2]), expected[:, ::2])
+
+
+def test_back_projection_on_the_cpu_takes_the_tensor_forms_float32_steps() -> None:
+    """numpy's back-projection (the CPU's, without PyTorch's per-call overhead) gives the tensor
+    expression's points bit for bit, zeros where not valid."""
+    rng = np.random.default_rng(11)
+    centroids = torch.from_numpy(rng.uniform(0, 40, size=(25, 2)).astype(np.float32))
+    z = torch.from_numpy(rng.uniform(0.3, 80.0, size=25).astype(np.float32))
+    valid = torch.from_numpy(rng.random(25) < 0.8)
+    z = torch.where(valid, z, 0.0)
+    points, same_valid = _back_project(centroids, z, valid, CAMERA)
+    c = centroids
+    expected = torch.stack(
+        ((c[:, 0] - CAMERA.cx) * z / CAMERA.fx, (c[:, 1] - CAMERA.cy) * z / CAMERA.fy, z), dim=1
+    )
+    expected = torch.where(valid[:, None], expected, 0.0)
+    assert points.dtype == torch.float32 and torch.equal(points, expected) and torch.equal(same_valid, valid)

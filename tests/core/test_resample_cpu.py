@@ -64,3 +64,28 @@ def test_rows_copying_the_row_above_are_its_copies() -> None:
     rows = np.array([0, 0, 2, 1, 1, 0], dtype=np.int64)
     cols = np.array([3, 0, 0, 2], dtype=np.int64)
     assert np.array_equal(expand_map(labels, rows, cols), labels[rows][:, cols])
+
+
+@pytest.mark.parametrize("mode", ["resize", "letterbox"])
+@pytest.mark.parametrize("camera", [(48, 64), (30, 41), (13, 17), (24, 40), (97, 203)])
+def test_sampling_a_depth_image_gathers_the_middle_camera_pixels(camera: tuple[int, int], mode: str) -> None:
+    """A float32 depth image (NaN where invalid) sampled at the model's pixels by the compiled gather
+    equals numpy's two ``take`` calls, bit for bit; other layouts and types still take that path."""
+    rng = np.random.default_rng(camera[0] * 7 + camera[1])
+    depth = rng.uniform(0.1, 80.0, size=camera).astype(np.float32)
+    depth[rng.random(camera) < 0.2] = np.nan
+    frame = frame_for(camera, mode)
+    expected = depth.take(frame.rows.host_middle, axis=0).take(frame.cols.host_middle, axis=1)
+    sampled = frame.sample(depth)
+    assert sampled.shape == MODEL and sampled.dtype == np.float32
+    assert np.array_equal(sampled, expected, equal_nan=True)
+    padded = np.zeros((camera[0], camera[1] + 3), dtype=np.float32)[:, : camera[1]]
+    padded[:] = depth  # rows with padding: not C-contiguous
+    assert np.array_equal(frame.sample(padded), expected, equal_nan=True)
+    assert np.array_equal(frame.sample(depth.astype(np.float64)), expected.astype(np.float64), equal_nan=True)
+
+
+def test_sampling_an_image_smaller_than_the_frame_is_refused() -> None:
+    frame = frame_for((48, 64), "resize")
+    with pytest.raises(IndexError, match="smaller than the frame"):
+        frame.sample(np.zeros((20, 64), dtype=np.float32))
