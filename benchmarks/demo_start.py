@@ -4,8 +4,8 @@
 ``panoptic-ros demo``). Each run is a whole ``panoptic-ros demo`` in a fresh process (a fresh node);
 the table gives its frames out, latency p50 / p99 / max, and the largest latency of the frames the
 player published in the stream's first second (``latency_ms.start_max`` of the demo's summary).
-``--drop-caches`` empties the kernel's page cache before each run (root only; as after a reboot or
-on a fresh CI machine), the start-up ``make demo`` is judged by the first time. Linux only.
+``--drop-caches`` empties the kernel's page cache before each run (root only), as after a reboot or on
+a fresh machine: the state a first ``make demo`` starts in. Linux only.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from panoptic_ros.core.image_codec import (
     inspect_compressed,
     raw_to_color,
 )
-from panoptic_ros.core.payload import DEFAULT_MAX_PIXELS, check_size
+from panoptic_ros.core.payload import DEFAULT_MAX_PIXELS, InputTooLarge, check_size
+from panoptic_ros.errors import ImageDecodeError, UnsupportedEncodingError
 
 
 def check_message(msg: Any, *, compressed: bool, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
@@ -103,3 +104,13 @@ def camera_model(info: Any, fallback_size: tuple[int, int] | None = None) -> Cam
     if fallback_size is not None:
         height, width = height or fallback_size[0], width or fallback_size[1]
     return CameraModel.from_k(info.k, width, height)
+
+
+def refusal_kind(err: ImageDecodeError, *, compressed: bool) -> str:
+    """The counter a refused frame goes to (``/diagnostics``): ``too_large``, ``unsupported_encoding``,
+    else ``corrupt_compressed`` (a compressed frame) or ``malformed``."""
+    if isinstance(err, InputTooLarge):
+        return "too_large"
+    if isinstance(err, UnsupportedEncodingError):
+        return "unsupported_encoding"
+    return "corrupt_compressed" if compressed else "malformed"

@@ -172,12 +172,16 @@ def compile_meters() -> None:
             depth_meters(read_only, 1.0)
 
 
-def compile_kernels() -> None:
-    """Compile (or load from numba's cache) the medians' loop for both kinds of weights, and the segment
-    labels for every pair of map types."""
+def compile_labels() -> None:
+    """Compile (or load from numba's cache) the segment labels for every pair of map types (3D
+    positions on the CPU take them whatever the fusion)."""
     for id_type in LABEL_TYPES:
         for semantic_type in LABEL_TYPES:
             segment_labels(np.zeros((2, 2), dtype=id_type), np.zeros((2, 2), dtype=semantic_type))
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) the medians' loop for both kinds of weights."""
     labels = np.zeros(2, dtype=np.int64)
     bits = np.ones(2, dtype=np.float32).view(np.int32)
     _depths(labels, labels[:1], bits, _ONE_EACH, 1)

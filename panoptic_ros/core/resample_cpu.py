@@ -42,6 +42,25 @@ EXPANDED_TYPES = (np.uint8, np.uint16, np.int32, np.int64)
 SAMPLED_TYPES = (np.float32,)
 
 
+def sample_map(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
+    """``image[rows][:, cols]`` (``[h, w]``) by :func:`expand_map` for a writable C-contiguous ``[H, W]``
+    image of a type in :data:`EXPANDED_TYPES` or :data:`SAMPLED_TYPES` (the layouts it is compiled
+    for); None for any other (the caller gathers it otherwise). ``rows`` and ``cols`` int64,
+    nondecreasing and not negative (a frame's positions).
+
+    Raises:
+        IndexError: positions past the image (the compiled gather does not check them).
+    """
+    flags = image.flags
+    if image.ndim != 2 or image.dtype not in EXPANDED_TYPES + SAMPLED_TYPES:
+        return None
+    if not (flags.c_contiguous and flags.writeable):
+        return None
+    if rows.size and cols.size and (rows[-1] >= image.shape[0] or cols[-1] >= image.shape[1]):
+        raise IndexError(f"a {image.shape} image is smaller than the frame's camera image")
+    return expand_map(image, rows, cols)
+
+
 def compile_kernels() -> None:
     """Compile (or load from numba's cache) :func:`expand_map` for every type in
     :data:`EXPANDED_TYPES` and :data:`SAMPLED_TYPES`, so that the first frame does not pay for it."""

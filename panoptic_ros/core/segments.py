@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from panoptic_ros.core.resample_cpu import EXPANDED_TYPES, SAMPLED_TYPES, expand_map
+from panoptic_ros.core.resample_cpu import expand_map, sample_map
 
 
 class AxisMap(NamedTuple):
@@ -187,18 +187,14 @@ class PixelFrame(NamedTuple):
         """The other way for a host camera-frame image ``[H, W]`` or ``[H, W, C]``: at each model pixel,
         the camera pixel in the middle of those that copy it (``[h, w]`` or ``[h, w, C]``; where no
         camera pixel copies a model pixel, one next to it: such pixels weigh 0 in :attr:`weights`).
-        A C-contiguous ``[H, W]`` image of a type :func:`~panoptic_ros.core.resample_cpu.expand_map` is
-        compiled for (a depth image: float32) is gathered in one compiled pass.
+        Depth images in one compiled pass (:func:`~panoptic_ros.core.resample_cpu.sample_map`).
 
         Raises:
             IndexError: an image smaller than the camera frame.
         """
         rows, cols = self.rows.host_middle, self.cols.host_middle
-        if image.ndim == 2 and image.dtype in EXPANDED_TYPES + SAMPLED_TYPES and image.flags.c_contiguous:
-            if rows.size and cols.size and (rows[-1] >= image.shape[0] or cols[-1] >= image.shape[1]):
-                raise IndexError(f"a {image.shape} image is smaller than the frame's camera image")
-            return expand_map(image, rows, cols)
-        return image.take(rows, axis=0).take(cols, axis=1)
+        sampled = sample_map(image, rows, cols)
+        return sampled if sampled is not None else image.take(rows, axis=0).take(cols, axis=1)
 
 
 def spans(index: np.ndarray, size: int) -> np.ndarray:

@@ -336,7 +336,7 @@ def run_live_demo(
     semantic_topics = {join_topic(output_namespace(c), "panoptic", "semantic"): c for c in image_topics}
     timed = _latencies(bag, semantic_topics, published)
     latencies = [ms for _, ms in timed]
-    first = min((sent for sent, _ in timed), default=0)
+    first = min(published.values(), default=0)  # the first frame sent, served or not
     start = [ms for sent, ms in timed if sent - first < START_NS] or [float("nan")]
     evaluation = evaluate_bag(bag, _label_set(model), progress=False)
     diagnostics, backend_name = _last_diagnostics(bag, image_topics)

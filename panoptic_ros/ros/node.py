@@ -33,10 +33,9 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from panoptic_ros.core import stamps
-from panoptic_ros.core.decode import camera_frame, check_message
+from panoptic_ros.core.decode import camera_frame, check_message, refusal_kind
 from panoptic_ros.core.messages import header_message
-from panoptic_ros.core.payload import InputTooLarge
-from panoptic_ros.errors import ConfigError, ImageDecodeError, PanopticRosError, UnsupportedEncodingError
+from panoptic_ros.errors import ConfigError, ImageDecodeError, PanopticRosError
 from panoptic_ros.fusion.center_offset_fixed import DEFAULT_MAX_CENTERS
 from panoptic_ros.resources import default_model
 from panoptic_ros.ros.camera_io import CameraIO, available_outputs
@@ -136,7 +135,11 @@ class PanopticNode(LifecycleNode):
         except (ConfigError, ParameterException) as err:
             engine.close()
             return self._configure_failed(str(err))
-        engine.warm_up(config.warmup_frames, cameras=len(config.cameras))
+        try:
+            engine.warm_up(config.warmup_frames, cameras=len(config.cameras))
+        except Exception as err:  # blank frames through the frame path: real ones would fail the same
+            engine.close()
+            return self._configure_failed(f"the warm-up frames failed: {type(err).__name__}: {err}")
         self.engine, self.config = engine, config
         self._max_pixels = config.max_input_pixels
         self._create_publishers(config)
@@ -159,12 +162,12 @@ class PanopticNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._slots.clear()
         self.engine.reset()
-        warm = self._start_worker(config)  # its threads warmed up before the first camera frame comes
+        note = self._start_worker(config)  # its threads warmed up before the first camera frame comes
         self._create_subscriptions(config)
         result = super().on_activate(state)
         self.active = True
         self._publish_camera_outputs()
-        self.get_logger().info("active" if warm else "active; the worker's warm-up did not finish in time")
+        (self.get_logger().warning if note else self.get_logger().info)(f"active{note}")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -253,7 +256,7 @@ class PanopticNode(LifecycleNode):
     # --------------------------------------------------------------------------------------------
     # the worker
 
-    def _start_worker(self, config: NodeConfig) -> bool:
+    def _start_worker(self, config: NodeConfig) -> str:  # "" or why it serves without its warm-up
         self._worker = Worker(
             self._slots,
             self.engine,
@@ -266,7 +269,10 @@ class PanopticNode(LifecycleNode):
             warmup_frames=config.warmup_frames,  # again, on the threads that serve
             cameras=len(config.cameras),
         )
-        return self._worker.start(wait_warm=WARM_UP_WAIT_S)
+        if self._worker.start(wait_warm=WARM_UP_WAIT_S) and not self._worker.warm_up_error:
+            return ""
+        reason = self._worker.warm_up_error or f"not done within {WARM_UP_WAIT_S:.0f} s"
+        return f" (the warm-up on the worker's threads: {reason}; the first frames may be slow)"
 
     def _stop_worker(self) -> None:
         if self._worker is not None:
@@ -292,13 +298,7 @@ class PanopticNode(LifecycleNode):
 
     def _refused(self, key: str, compressed: bool, err: ImageDecodeError) -> None:
         """Count a refused frame by the kind of its fault."""
-        if isinstance(err, InputTooLarge):
-            kind = "too_large"
-        elif isinstance(err, UnsupportedEncodingError):
-            kind = "unsupported_encoding"
-        else:
-            kind = "corrupt_compressed" if compressed else "malformed"
-        self._trouble(key, kind, str(err))
+        self._trouble(key, refusal_kind(err, compressed=compressed), str(err))
 
     def _decode(self, key: str, item: tuple[Any, int]) -> InputFrame | None:
         msg, received_ns = item

@@ -85,7 +85,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
       choices=("resize", "letterbox")),
     P("warmup_frames", 2,
       "blank frames through the whole frame path at configure and again on the serving threads at "
-      "activate (model size and a letterboxed size, with depth, batched as the cameras will be), so "
+      "activate (at the model's size and a larger 4:3 size, with depth, batched as the cameras will be), so "
       "the first camera frames are not the slow ones", 0, 50, 1),
     P("cuda_graph", False,
       "run the network, the fixed-shape fusion and the label maps of each batch as one CUDA graph, "

@@ -6,7 +6,8 @@ state of every thread that runs it (memory arenas, a library's per-thread pools)
 take every part of the path the real ones may take:
 
 - at the model's input size (no resizing) and at a 4:3 frame a quarter larger than the model's width
-  (the shrinking resize, letterbox padding, and label maps expanded to another size; not with CUDA
+  (the shrinking resize, stretched or letterboxed as the engine's ``resize`` says, and label maps
+  expanded to another size; not with CUDA
   graphs, which are captured per camera size);
 - with a depth image and a camera model (3D positions and the point cloud), every output asked for;
 - RGB and BGR in turn, batched alone and as the cameras will be.
@@ -39,7 +40,8 @@ STAMP_STEP_NS = 100_000_000
 
 def warm_up_sizes(model_height: int, model_width: int) -> list[tuple[int, int]]:
     """``(height, width)`` of the warm-up frames: the model's input size, then a 4:3 frame a quarter
-    wider than the model (a shrinking resize, with letterbox padding unless the model is 4:3 too)."""
+    wider than the model (a shrinking resize, and letterbox padding where the engine letterboxes and the
+    model is not 4:3 too)."""
     width = round(1.25 * model_width)
     return [(model_height, model_width), (round(0.75 * width), width)]
 

@@ -5,10 +5,12 @@ one batched inference and builds each camera's result, and hands it to ``publish
 the network of a batch runs on one thread while another fuses, tracks and publishes the batch before.
 Before the first frames it takes warm-up frames (``warmup_frames``, :mod:`~panoptic_ros.runtime.warm_up`)
 through the threads that will serve, as the camera frames will go (network on one, fusion and outputs
-on the other), and publishes nothing of them: a thread's first work (its memory arena, a library's
-per-thread state, a camera geometry's first resize) is then not paid by the first camera frames. Camera
-frames arriving meanwhile wait in the slots. An error on one frame (decoding, inference, building or
-publishing the outputs) is counted for that
+on the other), publishing nothing of them, and takes camera frames only once they went through: in
+the node, a new thread's first frames cost many times the later ones (``docs/BENCHMARKS.md``), and
+the warm-up on the main thread at configure did not spare the serving threads that. A warm-up that
+fails is given up (``warm_up_error``) and the camera frames are served without it.
+
+An error on one frame (decoding, inference, building or publishing the outputs) is counted for that
 frame's camera (``trouble``) and the worker goes on with the next. When the worker cannot go on (its
 own loop raised, or ``max_failures`` batches in a row failed entirely, e.g. a lost GPU) it stops and
 reports the fault (``on_fault``): the node then reports ERROR and exits non-zero, so launch
@@ -31,7 +33,7 @@ from panoptic_ros.runtime.os_threads import name_os_thread
 from panoptic_ros.runtime.pipeline import NetworkBatch
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.runtime.slots import LatestFrameSlots
-from panoptic_ros.runtime.warm_up import is_warm_up, warm_up_batches
+from panoptic_ros.runtime.warm_up import warm_up_batches
 
 #: decode(camera, pending item) -> frame, or None when it was refused (and counted)
 Decode = Callable[[str, Any], InputFrame | None]
@@ -109,6 +111,7 @@ class Worker:
         self.warmup_frames = warmup_frames
         self.cameras = cameras
         self.fault = ""
+        self.warm_up_error = ""  # why the warm-up on the threads was given up, if it was
         self._failures = 0
         self._stop = threading.Event()
         self._warm = threading.Event()  # the warm-up went through both threads (or there is none)
@@ -131,6 +134,7 @@ class Worker:
             torch.set_num_threads(1)
         self._stop.clear()
         self._warm.clear()
+        self.warm_up_error = ""
         self._unserved = {}
         self._held = None
         self._handoff = queue.Queue(maxsize=1)
@@ -153,7 +157,8 @@ class Worker:
         for thread in self._threads:
             thread.join()
         self._threads = []
-        self.engine.forget_cameras(is_warm_up)  # a warm-up cut short by the stop
+        if not self._warm.is_set():
+            self.engine.forget_warm_up()  # a warm-up cut short by the stop
         if self._torch_threads is not None:
             torch.set_num_threads(self._torch_threads)
             self._torch_threads = None
@@ -198,30 +203,48 @@ class Worker:
 
     def _warm_up(self) -> None:
         """The warm-up frames through the serving threads (see the module docstring): the network here,
-        the rest on the fusing thread with ``overlap``, else here too. Not timed into the estimates
-        that pace the network."""
+        the rest on the fusing thread with ``overlap``, else here too; camera frames are taken only
+        once the last one went through. Not timed into the estimates that pace the network. A warm-up
+        that fails is given up (:attr:`warm_up_error`): the camera frames are served without it."""
         batches = list(warm_up_batches(self.engine.pipeline, self.warmup_frames, self.cameras))
-        if not batches:
-            self._warm.set()
         for index, frames in enumerate(batches):
-            if self._stop.is_set():
+            if self._stop.is_set() or self._warm.is_set():  # stopped, or the fusing side gave up
                 break
-            batch = _Batch(
-                frames, self.engine.network(frames), 0, 0, warm_up=True, last=index == len(batches) - 1
-            )
+            try:
+                network = self.engine.network(frames)
+            except Exception as err:
+                self._warm_up_failed(err)
+                break
+            batch = _Batch(frames, network, 0, 0, warm_up=True, last=index == len(batches) - 1)
             if self.overlap:
                 self._hand_over(batch)
             else:
                 self._warm_up_results(batch)
+        if not batches:
+            self._warm.set()
+        while not self._warm.wait(0.05) and not self._stop.is_set() and not self.fault:
+            pass  # the fusing thread is on the last warm-up batch
 
     def _warm_up_results(self, batch: _Batch) -> None:
         """Fuse and build a warm-up batch, publishing nothing; after the last, the engine forgets them."""
-        outputs, batch_times = self.engine.fuse(batch.network)
-        for frame, output in zip(batch.frames, outputs, strict=True):
-            self.engine.result(frame, output, batch_times)
+        if self._warm.is_set():
+            return  # the warm-up was given up
+        try:
+            outputs, batch_times = self.engine.fuse(batch.network)
+            for frame, output in zip(batch.frames, outputs, strict=True):
+                self.engine.result(frame, output, batch_times)
+        except Exception as err:
+            self._warm_up_failed(err)
+            return
         if batch.last:
             self.engine.forget_warm_up()
             self._warm.set()
+
+    def _warm_up_failed(self, err: Exception) -> None:
+        """Give the warm-up up: say why (:attr:`warm_up_error`), forget what it left in the engine."""
+        self.warm_up_error = f"{type(err).__name__}: {err}"
+        self.engine.forget_warm_up()
+        self._warm.set()
 
     def wait_warm(self, timeout: float) -> bool:
         """Wait until the warm-up went through the threads (at once without one); False: it did not

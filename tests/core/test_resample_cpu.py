@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from panoptic_ros.core import resample_cpu
 from panoptic_ros.core.preprocess import pixel_frame, plan
 from panoptic_ros.core.resample_cpu import EXPANDED_TYPES, expand_map
 from panoptic_ros.core.segments import PixelFrame
@@ -76,7 +77,14 @@ def test_sampling_a_depth_image_gathers_the_middle_camera_pixels(camera: tuple[i
     depth[rng.random(camera) < 0.2] = np.nan
     frame = frame_for(camera, mode)
     expected = depth.take(frame.rows.host_middle, axis=0).take(frame.cols.host_middle, axis=1)
-    sampled = frame.sample(depth)
+    calls = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(resample_cpu, "expand_map", lambda *a: calls.append(a) or expand_map(*a))
+        sampled = frame.sample(depth)
+        read_only = depth.view()
+        read_only.flags.writeable = False  # a layout the gather is not compiled for: numpy's path
+        assert np.array_equal(frame.sample(read_only), expected, equal_nan=True)
+    assert len(calls) == 1, "the writable float32 image took the compiled gather"
     assert sampled.shape == MODEL and sampled.dtype == np.float32
     assert np.array_equal(sampled, expected, equal_nan=True)
     padded = np.zeros((camera[0], camera[1] + 3), dtype=np.float32)[:, : camera[1]]

@@ -71,7 +71,7 @@ def frames_compile_nothing() -> None:
     """Print the loops that frames of the shipped model compiled after :func:`compile_kernels` (with
     their signature counts before and after): frames with several things, with none and with one (an
     instance's columns are views of its table, contiguous only for one row), each seen twice in a row
-    (tracks matched), every output asked for."""
+    (tracks matched), every output asked for; with depth at the model's size and at twice it."""
     from panoptic_ros.core.geometry import CameraModel
     from panoptic_ros.data.synthetic import generate
     from panoptic_ros.runtime import FrameEngine, InputFrame
@@ -101,6 +101,12 @@ def frames_compile_nothing() -> None:
         engine.process(
             [InputFrame("e", sample.image[..., ::-1].copy(), next(stamp), overlay=True, order="bgr")]
         )
+    # a camera twice the model's size with depth: the depth is sampled at the model's pixels
+    large = np.ascontiguousarray(samples[0].image.repeat(2, axis=0).repeat(2, axis=1))
+    large_camera = camera.scaled(2 * width, 2 * height)
+    large_depth = np.full((2 * height, 2 * width), 3.0, dtype=np.float32)
+    for _ in range(2):
+        engine.process([InputFrame("f", large, next(stamp), depth=large_depth, camera_model=large_camera)])
     blank = np.full_like(samples[0].image, 127)
     counts += [things(blank), things(blank)]
     # a crop around one thing of the scene that the model sees one thing in, twice

@@ -308,3 +308,49 @@ def test_the_warm_up_runs_on_the_threads_that_serve_and_publishes_nothing(
     assert built_threads == ({"panoptic_result"} if overlap else {"panoptic_worker"})
     assert not any(is_warm_up(camera) for camera in noting._streams)
     assert noting.pipeline.times.frames == 1, "the warm-up's frames are not in the stage times"
+
+
+class FailingWarmUp(FrameEngine):
+    """The real engine whose network raises on warm-up frames while ``failing`` is set."""
+
+    failing = True
+
+    def network(self, frames: Any) -> Any:
+        if self.failing and is_warm_up(frames[0].camera):
+            raise RuntimeError("out of memory in the warm-up")
+        return super().network(frames)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_failing_warm_up_is_given_up_and_the_frames_are_served(
+    engine: FailingEngine, overlap: bool
+) -> None:
+    """A warm-up that raises is given up with its reason: no fault, the camera frames are served, and
+    the engine keeps nothing of it."""
+    failing = FailingWarmUp(engine.pipeline)
+    recorder = Recorder()
+    worker = _worker(failing, recorder, overlap=overlap, warmup_frames=1, cameras=2)
+    assert worker.start(wait_warm=60.0)
+    try:
+        assert "RuntimeError: out of memory in the warm-up" in worker.warm_up_error
+        worker.slots.put("a", next(generate(1, seed=3)).image)
+        deadline = time.monotonic() + 60
+        while not recorder.published and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        assert worker.stop() == {}
+    assert [r.camera for r in recorder.published] == ["a"] and not recorder.faults and not worker.fault
+    assert not any(is_warm_up(camera) for camera in failing._streams)
+
+
+def test_a_stop_during_the_warm_up_leaves_nothing_behind(engine: FailingEngine) -> None:
+    """Stopped while its threads warm up, the worker counts no warm-up frame in flight and the engine
+    keeps neither their tracks nor their times."""
+    held = HeldAfterTheNetwork(engine.pipeline)
+    recorder = Recorder()
+    worker = _worker(held, recorder, overlap=True, warmup_frames=2, cameras=2)
+    assert not worker.start(wait_warm=0.5), "the fusing thread is held: the warm-up cannot finish"
+    held.release.set()
+    assert worker.stop() == {}
+    assert not any(is_warm_up(camera) for camera in held._streams)
+    assert held.stage_times() == {} and not recorder.published and not recorder.faults
