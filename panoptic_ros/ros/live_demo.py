@@ -108,7 +108,7 @@ class DemoSummary:
                 f"({self.backend})",
                 f"latency (ms)       p50 {lat['p50']:.0f}  p90 {lat['p90']:.0f}  p99 {lat['p99']:.0f}  "
                 f"max {lat['max']:.0f}  (bag publish -> label image received by DDS in the recorder); "
-                f"the stream's first second: max {lat.get('start_max', float('nan')):.0f}",
+                f"the stream's first second: max {lat['start_max']:.0f}",
                 f"DDS profile        {self.dds_profile or 'the middleware defaults'}",
                 f"PQ                 {self.pq:.1f} (things {self.pq_things:.1f}, stuff {self.pq_stuff:.1f})",
                 f"STQ                {self.stq:.1f} (AQ {self.aq:.1f})",

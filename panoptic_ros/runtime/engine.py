@@ -18,7 +18,7 @@ command line) and are applied between batches by :meth:`FrameEngine.apply`, with
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,13 +170,9 @@ class FrameEngine:
 
     def forget_warm_up(self) -> None:
         """Drop what warm-up frames left behind: their cameras' tracks and the stage times."""
-        self.forget_cameras(is_warm_up)
-        self.pipeline.reset_times()
-
-    def forget_cameras(self, which: Callable[[str], bool]) -> None:
-        """Drop the tracks and history of every camera ``which`` names (True)."""
-        for camera in [c for c in self._streams if which(c)]:
+        for camera in [c for c in self._streams if is_warm_up(c)]:
             del self._streams[camera]
+        self.pipeline.reset_times()
 
     # ---- frames
 

@@ -222,8 +222,7 @@ class Worker:
                 self._warm_up_results(batch)
         if not batches:
             self._warm.set()
-        while not self._warm.wait(0.05) and not self._stop.is_set() and not self.fault:
-            pass  # the fusing thread is on the last warm-up batch
+        self.wait_warm(float("inf"))  # the fusing thread may still be on the last warm-up batch
 
     def _warm_up_results(self, batch: _Batch) -> None:
         """Fuse and build a warm-up batch, publishing nothing; after the last, the engine forgets them."""
@@ -237,12 +236,15 @@ class Worker:
             self._warm_up_failed(err)
             return
         if batch.last:
-            self.engine.forget_warm_up()
-            self._warm.set()
+            self._end_warm_up()
 
     def _warm_up_failed(self, err: Exception) -> None:
-        """Give the warm-up up: say why (:attr:`warm_up_error`), forget what it left in the engine."""
+        """Give the warm-up up, saying why (:attr:`warm_up_error`)."""
         self.warm_up_error = f"{type(err).__name__}: {err}"
+        self._end_warm_up()
+
+    def _end_warm_up(self) -> None:
+        """The engine forgets the warm-up; camera frames may be taken."""
         self.engine.forget_warm_up()
         self._warm.set()
 
