@@ -3,9 +3,9 @@
 The colors are decided at the label map's own resolution (the model's, a few hundred pixels a side);
 only the final picture is made at the camera's: the colors at the camera's columns are painted for
 each model row (the nearest-neighbour mapping of :class:`~panoptic_ros.core.segments.PixelFrame`)
-into one row in the cache, and the camera rows that copy the model row are blended with it, band by
-band of camera rows (the colors in the image's channel order; the picture's channels reversed per
-band by OpenCV where it is wanted in the other order, e.g. a BGR picture of an RGB frame); segment
+into one row in the cache, and the camera rows that copy the model row are blended with it (the
+colors in the image's channel order; each blended row's channels reversed on its way into the picture
+where it is wanted in the other order, e.g. a BGR picture of an RGB frame); segment
 borders and void pixels are found at the map's resolution and drawn on the camera pixels that copy
 them (compiled loops: :mod:`panoptic_ros.core.overlay_cpu`). The result equals blending the camera-size
 label map pixel by pixel (up to one level of rounding: colors are rounded to 8 bits before the
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 
-import cv2
 import numpy as np
 
 from panoptic_ros.core.encodings import ColorOrder
@@ -31,8 +30,6 @@ from panoptic_ros.errors import ConfigError
 
 #: Value of border pixels in every channel.
 BORDER = 255
-#: Bytes of picture blended per band of camera rows (with the band's colors, well within a core's cache).
-_BAND_BYTES = 128 * 1024
 
 
 def overlay(
@@ -56,8 +53,7 @@ def overlay(
         alpha: weight of the colors, in ``[0, 1]``.
         order: the image's channel order: the colors are applied in it.
         swap: give the picture the image's channels in reverse order (an RGB image, a BGR picture:
-            what the overlay topic publishes), by one more pass over each band while it is in the
-            cache.
+            what the overlay topic publishes), as each row is written.
 
     Raises:
         ConfigError: ``alpha`` outside ``[0, 1]``, an unknown ``order``, or a map and frame (or image)
@@ -111,21 +107,17 @@ def _blend(  # noqa: PLR0917 (the compiled loop's arguments)
     swap: bool,
 ) -> np.ndarray:
     """``image`` (``[H, W, 3]``) blended with the colors (``[N, 3]``, in the image's channel order) of
-    the map pixels (``labels`` ``[h, w]``) its pixels copy, band after band of camera rows, each band's
-    channels then reversed with ``swap`` while it is in the cache: the camera-size work reads the image
-    once and writes the picture once (each map row's colors painted once, into a row in the cache)."""
-    height, width = image.shape[:2]
+    the map pixels (``labels`` ``[h, w]``) its pixels copy, the channels reversed with ``swap``: one
+    compiled pass that reads the image once and writes the picture once (each map row's colors painted
+    once, into a row in the cache)."""
+    width = image.shape[1]
     picture = np.empty_like(image)
     color_row = np.empty(3 * width, dtype=np.uint8)
-    step = max(1, _BAND_BYTES // (3 * width))
-    for start in range(0, height, step):
-        stop = min(start + step, height)
-        blend_rows(
-            picture, image, labels, colors, col_span, rows, start, stop, alpha, label_divisor, color_row
-        )
-        if swap:
-            band = picture[start:stop]
-            cv2.cvtColor(band, cv2.COLOR_RGB2BGR, dst=band)
+    scratch = np.empty(3 * width, dtype=np.uint8)
+    blend_rows(
+        picture, image, labels, colors, col_span, rows, 0, image.shape[0], alpha, label_divisor, color_row,
+        swap, scratch,
+    )  # fmt: skip
     return picture
 
 

@@ -8,7 +8,8 @@ pass each:
 - :func:`blend_rows`: camera rows of the image blended with the colors of the map rows they copy: a
   map row's colors at the camera's columns painted into one cache-resident row, run by run of equal
   labels (one color lookup per run), right before the camera rows copying it; each camera row then a
-  flat loop over its bytes in float32 (vectorized by the compiler);
+  flat loop over its bytes in float32 (vectorized by the compiler), its channels reversed on the way
+  into the picture where asked for;
 - :func:`restore_void_and_draw_borders`: void camera pixels back to the image's values, then the
   borders, found at the map's resolution (a camera column that copies another map column than its
   left neighbour can hold a left border, on the camera rows of each map row where the labels differ;
@@ -57,19 +58,25 @@ def blend_rows(  # noqa: PLR0917 (compiled loops take positional arguments)
     alpha: float,
     label_divisor: int,
     color_row: np.ndarray,
+    swap: bool,
+    scratch: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """In place on camera rows ``[start, stop)`` of ``picture`` (``[H, W, 3]`` uint8, C-contiguous like
     ``image``): ``(1 - alpha) * image + alpha * color`` in float32, rounded half to even, ``color`` the
     color of the map pixel (panoptic ids ``labels`` ``[h, w]``) each camera pixel copies: row ``id`` of
-    ``colors`` (``[N, 3]``); void (-1) takes row 0 (it is restored later), ids past the table take the
-    last category's row of the same instance number. ``rows`` ``[H]``: the map row each camera row
-    copies; ``col_span`` ``[w, 2]``: the camera columns ``[start, end)`` copying each map column
-    (nondecreasing, together covering ``[0, W)``).
+    ``colors`` (``[N, 3]``, in the image's channel order); void (-1) takes row 0 (it is restored later),
+    ids past the table take the last category's row of the same instance number. ``rows`` ``[H]``: the
+    map row each camera row copies; ``col_span`` ``[w, 2]``: the camera columns ``[start, end)``
+    copying each map column (nondecreasing, together covering ``[0, W)``). ``swap``: the picture's
+    channels in the reverse order of the image's.
 
     A map row's colors at the camera's columns are painted into ``color_row`` (``[W * 3]`` uint8, in a
     core's cache) once for the camera rows that copy it, run by run of equal labels (one color lookup
     per run; within a run, whole groups of 8 camera pixels as three 8-byte words of the color repeated);
-    each camera row is then a flat loop over its bytes, vectorized by the compiler."""
+    each camera row is then a flat loop over its bytes, vectorized by the compiler, into the picture or,
+    with ``swap``, into ``scratch`` (``[W * 3]`` uint8, in the cache) and from there into the picture
+    pixel by pixel with the channels reversed (a byte shuffle the compiler vectorizes too): the picture
+    is written once either way."""
     size = image.shape[1] * image.shape[2]
     map_width = labels.shape[1]
     table = colors.shape[0]
@@ -117,10 +124,16 @@ def blend_rows(  # noqa: PLR0917 (compiled loops take positional arguments)
                 c = end
         source = image[i].reshape(size)
         target = picture[i].reshape(size)
+        blended = scratch if swap else target
         for k in range(size):
-            target[k] = np.uint8(
+            blended[k] = np.uint8(
                 np.int32(np.rint(np.float32(source[k]) * keep + np.float32(color_row[k]) * weight))
             )
+        if swap:  # the row's pixels into the picture with their channels reversed (vectorized too)
+            for j in range(image.shape[1]):
+                target[3 * j] = scratch[3 * j + 2]
+                target[3 * j + 1] = scratch[3 * j + 1]
+                target[3 * j + 2] = scratch[3 * j]
 
 
 @njit(cache=True, nogil=True)
@@ -219,5 +232,7 @@ def compile_kernels() -> None:
     index = np.zeros(2, dtype=np.int64)
     span = np.array([[0, 2], [2, 2]], dtype=np.int64)  # both positions copy the first source
     picture = np.zeros((2, 2, 3), dtype=np.uint8)
-    blend_rows(picture, picture, shown, colors, span, index, 0, 2, 0.55, 1000, np.zeros(6, dtype=np.uint8))
+    row = np.zeros(6, dtype=np.uint8)
+    for swap in (False, True):
+        blend_rows(picture, picture, shown, colors, span, index, 0, 2, 0.55, 1000, row, swap, row.copy())
     restore_void_and_draw_borders(picture, picture, shown, index, index, span, span, True, 255)
