@@ -5,11 +5,12 @@ Every front-end runs frames through this one class: the node's worker, ``panopti
 call (:meth:`FrameEngine.process`):
 
 1. one batched pass of the pipeline over all frames (upload once, preprocess, inference, fusion with
-   the segments measured in each camera frame, label maps at each camera's resolution);
+   the segments measured in each camera frame, label maps at the model's resolution);
 2. per frame, in order: the stream's continuity (:class:`~panoptic_ros.tracking.StreamCheck`, one
    check: the tracker's own when tracking), tracking (the camera's :class:`~panoptic_ros.tracking.Tracker`),
    the instance table with every id numbered (:mod:`panoptic_ros.runtime.instances`), 3D positions when
-   depth and camera_info came with the frame, the overlay when asked for, and the label maps on the host.
+   depth and camera_info came with the frame, the overlay when asked for, and the label images at the
+   camera's size (:mod:`panoptic_ros.runtime.label_images`: large ones on a side thread meanwhile).
 
 Parameters arrive validated (:class:`EngineParams`, built by :mod:`panoptic_ros.runtime.config` or a
 command line) and are applied between batches by :meth:`FrameEngine.apply`, without being parsed again.
@@ -32,6 +33,7 @@ from panoptic_ros.runtime.cloud import color_table, frame_cloud
 from panoptic_ros.runtime.download import download
 from panoptic_ros.runtime.instances import HostSegments, instance_table, with_positions
 from panoptic_ros.runtime.kernels import compile_kernels
+from panoptic_ros.runtime.label_images import LabelImages
 from panoptic_ros.runtime.pipeline import FrameOutput, NetworkBatch, PanopticPipeline
 from panoptic_ros.runtime.profiling import stage_label
 from panoptic_ros.runtime.records import FrameResult, InputFrame
@@ -78,14 +80,19 @@ class FrameEngine:
     Args:
         pipeline: the loaded model (the engine closes it on :meth:`close`).
         params: how frames are processed; defaults when None.
+        side_thread: expand large label images to the camera's size on a second thread, beside the
+            instance table and the overlay (:mod:`~panoptic_ros.runtime.label_images`); False: on the
+            calling thread (the same images).
     """
 
-    def __init__(self, pipeline: PanopticPipeline, params: EngineParams | None = None) -> None:
+    def __init__(
+        self, pipeline: PanopticPipeline, params: EngineParams | None = None, *, side_thread: bool = True
+    ) -> None:
         self.pipeline = pipeline
+        self._images = LabelImages(pipeline.label_set, side_thread=side_thread)
         self.params = EngineParams()
         self._streams: dict[str, _Stream] = {}
         self.label_set: LabelSet = pipeline.label_set
-        self._semantic_dtype = np.uint8 if self.label_set.void_semantic <= 255 else np.uint16
         self._largest_category = int(self.label_set.class_to_id.max())
         self._colors: torch.Tensor | None = None  # category colors of the point cloud, made on first use
         # the compiled loops, ready before the first frame (loaded from numba's cache)
@@ -94,10 +101,17 @@ class FrameEngine:
         self.apply(params or EngineParams())
 
     @classmethod
-    def open(cls, model: str | Path, *, params: EngineParams | None = None, **options: Any) -> FrameEngine:
+    def open(
+        cls,
+        model: str | Path,
+        *,
+        params: EngineParams | None = None,
+        side_thread: bool = True,
+        **options: Any,
+    ) -> FrameEngine:
         """Load ``model``; ``options`` are :class:`PanopticPipeline`'s (``backend``, ``device``,
         ``resize``, ``fusion`` overrides of the spec's thresholds, ``backend_options``)."""
-        return cls(PanopticPipeline(model, **options), params)
+        return cls(PanopticPipeline(model, **options), params, side_thread=side_thread)
 
     # ---- what the front-ends read
 
@@ -249,6 +263,14 @@ class FrameEngine:
         with stage_label("panoptic::outputs"):
             start = time.perf_counter()
             params = self.params
+            # the label images expanded to the camera's size, on the side thread (where large) while the
+            # table and the overlay are made here
+            images = self._images.start(
+                out.frame,
+                host.semantic if frame.semantic_image else None,
+                host_ids if frame.instance_image else None,
+                warm_up=is_warm_up(frame.camera),
+            )
             table = instance_table(out, tracked, publish_lost=params.publish_lost, segments=segments)
             if frame.positions and frame.depth is not None and frame.camera_model is not None and table.size:
                 table = with_positions(
@@ -280,13 +302,7 @@ class FrameEngine:
                     self._colors,
                     stride=stride,
                 )
-            # the label maps at the model's resolution, expanded to the camera's on the host (each when
-            # asked for)
-            semantic = instance_ids = None
-            if frame.semantic_image:
-                semantic = out.frame.expand(host.semantic.astype(self._semantic_dtype))
-            if frame.instance_image:
-                instance_ids = out.frame.expand(host_ids.astype(np.int32, copy=False))
+            semantic, instance_ids = images.result()
             outputs_s = time.perf_counter() - start
         return FrameResult(
             camera=frame.camera,
@@ -328,6 +344,7 @@ class FrameEngine:
     # ---- life cycle
 
     def close(self) -> None:
+        self._images.close()
         self._streams.clear()
         self.pipeline.close()
 
