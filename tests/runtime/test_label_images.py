@@ -76,7 +76,7 @@ def test_images_equal_the_expanded_maps_on_either_thread(
     ]
     assert camera == (120, 160) or large[0], "the large frame's images are large enough for the side thread"
     for thread, beside in zip(images.threads, large, strict=True):
-        assert (thread == f"{THREAD_NAME}_0") == beside, (thread, beside)
+        assert (thread == THREAD_NAME) == beside, (thread, beside)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_warm_up_frames_take_the_side_thread_whatever_their_size(pipeline: Panop
         images.start(_frame((120, 160)), maps, maps).result()
     finally:
         images.close()
-    assert images.threads[0] == f"{THREAD_NAME}_0" and images.threads[1] != images.threads[0]
+    assert images.threads[0] == THREAD_NAME and images.threads[1] != images.threads[0]
     before = set(threading.enumerate())
     engine = FrameEngine(pipeline)
     engine.warm_up(1)

@@ -22,7 +22,7 @@ def test_passes_run_beside_the_caller_in_order_and_hand_back_values() -> None:
         results = [p.result() for p in pending]
         assert [value for _, value in results] == list(range(5))
         assert order == list(range(5))
-        assert {name for name, _ in results} == {f"{THREAD_NAME}_0"}
+        assert {name for name, _ in results} == {THREAD_NAME}
         assert threading.current_thread().name not in {name for name, _ in results}
     finally:
         side.close()
@@ -46,8 +46,9 @@ def test_inline_passes_run_on_the_caller_at_once(enabled: bool, beside: bool) ->
     pending = side.submit(lambda: (ran.append(1), _where(3))[1], beside=beside)
     assert ran == [1], "run when submitted"
     assert pending.result() == (threading.current_thread().name, 3)
+    failed = side.submit(int, "x", beside=beside)
     with pytest.raises(ValueError):
-        side.submit(int, "x", beside=beside)  # raised right away, nothing left pending
+        failed.result()  # raised where the result is taken, as from the side thread
     side.close()
 
 
@@ -71,3 +72,15 @@ def test_close_waits_for_the_passes_and_a_later_pass_starts_another_thread() -> 
     assert not closer.is_alive() and pending.result() == 1
     assert side.submit(_where, 2).result()[1] == 2
     side.close()
+
+
+def test_a_side_thread_dropped_without_close_ends_its_thread() -> None:
+    import gc
+
+    side = SideThread()
+    thread = side.submit(threading.current_thread).result()
+    assert thread.name == THREAD_NAME and thread.is_alive()
+    del side
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()
