@@ -117,15 +117,7 @@ class PanopticNode(LifecycleNode):
             config = NodeConfig.from_values(current_values(self))
             model = config.model or str(default_model())
             log.info(f"loading {model} (backend {config.backend}, device {config.device})")
-            engine = FrameEngine.open(
-                model,
-                backend=config.backend,
-                device=config.device,
-                resize=config.resize,
-                fusion=config.fusion,
-                cuda_graph=config.cuda_graph,
-                backend_options=config.backend_options(),
-            )
+            engine = FrameEngine.open(model, **config.engine_options())
         except (PanopticRosError, OSError) as err:
             return self._configure_failed(str(err))
         try:

@@ -93,6 +93,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P("overlap_network", True,
       "run the network of the next frames on one thread while another fuses, tracks and publishes the "
       "previous ones (more frames per second on few cores; off: one thread does everything in turn)"),
+    P("side_thread", True,
+      "draw a frame's overlay while a second thread expands its label images to the camera's size, "
+      "where they are large (1280x720 and up: lower latency for a little more CPU); off: one thread"),
     # inputs
     P("image_topics", ["/camera/image_raw"],
       "camera topics; a name ending in /compressed is a sensor_msgs/CompressedImage, else an Image. "
@@ -212,6 +215,7 @@ class NodeConfig:
     warmup_frames: int
     cuda_graph: bool
     overlap_network: bool
+    side_thread: bool
     cameras: tuple[CameraTopics, ...]
     qos_mode: str
     qos_reliability: str
@@ -274,6 +278,7 @@ class NodeConfig:
             warmup_frames=merged["warmup_frames"],
             cuda_graph=merged["cuda_graph"],
             overlap_network=merged["overlap_network"],
+            side_thread=merged["side_thread"],
             cameras=cameras,
             qos_mode=merged["qos.mode"],
             qos_reliability=merged["qos.reliability"],
@@ -303,6 +308,18 @@ class NodeConfig:
     def backend_options(self) -> dict[str, Any]:
         """The backend's own options these values ask for: ``precision`` unless it is ``auto``."""
         return precision_options(self.precision)
+
+    def engine_options(self) -> dict[str, Any]:
+        """:meth:`FrameEngine.open`'s keyword options these values ask for (all but the model)."""
+        return {
+            "side_thread": self.side_thread,
+            "backend": self.backend,
+            "device": self.device,
+            "resize": self.resize,
+            "fusion": self.fusion,
+            "cuda_graph": self.cuda_graph,
+            "backend_options": self.backend_options(),
+        }
 
 
 def _cameras(images: Sequence[str], infos: Sequence[str], depths: Sequence[str]) -> tuple[CameraTopics, ...]:

@@ -68,6 +68,9 @@ def test_precision_reaches_the_backend_unless_auto() -> None:
     from panoptic_ros.runtime import FrameEngine
 
     assert NodeConfig.from_values({}).backend_options() == {}
+    options = NodeConfig.from_values({"side_thread": False, "precision": "int8"}).engine_options()
+    assert options["side_thread"] is False and options["backend_options"] == {"precision": "int8"}
+    assert NodeConfig.from_values({}).engine_options()["side_thread"] is True
     described = {}
     for precision in ("auto", "fp32", "int8"):
         options = NodeConfig.from_values({"precision": precision}).backend_options()
