@@ -68,6 +68,14 @@ class Instances:
 
     def __init__(self, inp: TrackerInput) -> None:
         count = int(inp.ids.shape[0])
+        if isinstance(inp.ids, np.ndarray):  # rows already on the host: each column converted once
+            self.count = count
+            self.ids = np.array(inp.ids, dtype=np.int64)
+            self.categories = np.array(inp.category_ids, dtype=np.int64)
+            self.scores = np.array(inp.scores, dtype=np.float64)
+            self.boxes = xywh_to_xyxy(inp.bboxes)
+            self.centroids = np.array(inp.centroids, dtype=np.float64).reshape(-1, 2)
+            return
         columns = list(
             zip(
                 (inp.ids, inp.category_ids, inp.scores, inp.bboxes, inp.centroids),
@@ -77,8 +85,6 @@ class Instances:
         )
         if not count:
             table = np.zeros((0, 9))
-        elif isinstance(inp.ids, np.ndarray):  # rows already on the host
-            table = np.concatenate([np.asarray(c, np.float64).reshape(-1, w) for c, w in columns], axis=1)
         else:  # one transfer
             table = torch.cat([c.reshape(-1, w).double() for c, w in columns], dim=1).cpu().numpy()
         self._take(table)
