@@ -8,9 +8,10 @@ camera_info (rows "+ depth": the outputs stage then places every segment in 3D);
 label images (rows "no label images": the node's frames while nobody subscribes to a label image
 topic, only to the overlay or the instances, so the label maps are not expanded); then frames in BGR
 order (rows "BGR camera": a ``bgr8`` or JPEG camera's frames as the node hands them over, whose
-overlay needs no channel swap). Each stage's median
-over the frames is printed as a ratio to the median inference time of the same run ("x net"); on a
-GPU also in milliseconds. "after the network" is everything the engine does after inference: fusion
+overlay needs no channel swap). The rows take turns, a few frames each, round after round, so that
+all of them see the same minutes of a machine whose speed drifts. Each stage's time is taken over the
+same frame's inference time, and the median of those ratios over the frames is printed ("x net"); on
+a GPU also the median milliseconds. "after the network" is everything the engine does after inference: fusion
 (with segment geometry in the camera frame), the label maps at camera size, tracking, the instance
 table, the overlay, the host copies (and the 3D positions in the "+ depth" rows). glibc keeps freed
 memory for the next frame, as in the node and the CLI
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -71,44 +73,80 @@ def _open(device: torch.device) -> FrameEngine:
     return FrameEngine.open(default_model(), backend="torch", device=str(device))
 
 
+#: Frames each row takes in turn (after :data:`SETTLE` frames it does not count): the rows are
+#: measured block by block, round after round, so that every row sees the same minutes of a VM whose
+#: speed changes within the run.
+BLOCK = 5
+#: Frames each block starts with that are not counted (the frame before was another row's).
+SETTLE = 2
+
+
+class _Row(NamedTuple):
+    """One row of the table: its frames and what comes with them."""
+
+    name: str
+    frames: list[np.ndarray]
+    depth: np.ndarray | None
+    camera: CameraModel | None
+    label_images: bool
+    order: str
+
+
+def _rows(frames: int) -> list[_Row]:
+    rows = []
+    for (name, size), variant in itertools.product(SIZES.items(), VARIANTS):
+        order = "bgr" if variant == ", BGR camera" else "rgb"
+        seq = _sequence(size, frames)
+        if order == "bgr":
+            seq = [cv2.cvtColor(image, cv2.COLOR_RGB2BGR) for image in seq]
+        depth, camera = _depth(size) if variant == " + depth" else (None, None)
+        rows.append(_Row(f"{name}{variant}", seq, depth, camera, variant != ", no label images", order))
+    return rows
+
+
 def run(device: torch.device, frames: int, cameras: int) -> None:
+    """The table: per row, each stage's median over the frames of its time over the same frame's
+    network time (the ratios taken frame by frame), and on a GPU its median milliseconds. The rows take
+    turns in blocks of :data:`BLOCK` frames, each row a camera of its own (its own tracks)."""
     engine = _open(device)
     gpu = device.type == "cuda"
     header = "| frame | " + " | ".join(["preprocess", "network", *AFTER_NETWORK, "after the network"]) + " |"
     print(f"{device_name(device)}, backend {engine.describe()}\n")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
-    for (name, size), variant in itertools.product(SIZES.items(), VARIANTS):
-        with_depth, label_images = variant == " + depth", variant != ", no label images"
-        order = "bgr" if variant == ", BGR camera" else "rgb"
-        seq = _sequence(size, frames)
-        if order == "bgr":
-            seq = [cv2.cvtColor(image, cv2.COLOR_RGB2BGR) for image in seq]
-        depth, camera = _depth(size) if with_depth else (None, None)
-        engine.reset()
-        stages: dict[str, list[float]] = {}
-        for k in range(frames + 5):
-            frame = InputFrame(
-                "cam",
-                seq[k % len(seq)],
-                k * 10**8,
-                overlay=True,
-                depth=depth,
-                camera_model=camera,
-                semantic_image=label_images,
-                instance_image=label_images,
-                order=order,
-            )
-            (result,) = engine.process([frame])
-            if k >= 5:  # warm-up frames left out
-                for stage, seconds in result.times.items():
-                    stages.setdefault(stage, []).append(seconds * 1e3)
-                stages.setdefault("after", []).append(sum(result.times[s] for s in AFTER_NETWORK) * 1e3)
-        med = {stage: statistics.median(values) for stage, values in stages.items()}
-        net = med["inference"]
-        cells = [_cell(med, "preprocess", net, gpu), f"{net:.1f} ms" if gpu else "1.00x net"]
-        cells += [_cell(med, stage, net, gpu) for stage in (*AFTER_NETWORK, "after")]
-        print(f"| {name}{variant} | " + " | ".join(cells) + " |")
+    rows = _rows(frames)
+    block = min(BLOCK, max(frames, 1))
+    ms: list[dict[str, list[float]]] = [{} for _ in rows]
+    ratios: list[dict[str, list[float]]] = [{} for _ in rows]
+    for turn in range(-(-max(frames, 1) // block)):
+        for r, row in enumerate(rows):
+            for k in range(SETTLE + block):
+                index = turn * (SETTLE + block) + k
+                frame = InputFrame(
+                    f"cam{r}",
+                    row.frames[index % len(row.frames)],
+                    index * 10**8,
+                    overlay=True,
+                    depth=row.depth,
+                    camera_model=row.camera,
+                    semantic_image=row.label_images,
+                    instance_image=row.label_images,
+                    order=row.order,  # type: ignore[arg-type]
+                )
+                (result,) = engine.process([frame])
+                if k < SETTLE:
+                    continue
+                times = {**result.times, "after": sum(result.times[s] for s in AFTER_NETWORK)}
+                for stage, seconds in times.items():
+                    ms[r].setdefault(stage, []).append(seconds * 1e3)
+                    ratios[r].setdefault(stage, []).append(seconds / result.times["inference"])
+    for r, row in enumerate(rows):
+        med = {stage: statistics.median(values) for stage, values in ms[r].items()}
+        ratio = {stage: statistics.median(values) for stage, values in ratios[r].items()}
+        net = f"{med['inference']:.1f} ms" if gpu else "1.00x net"
+        cells = [_cell(med, ratio, stage, gpu) for stage in ("preprocess", *AFTER_NETWORK, "after")]
+        print(f"| {row.name} | " + " | ".join([cells[0], net, *cells[1:]]) + " |")
+    print("\n(each stage's time over the same frame's network time, median over the frames)")
     batched(engine, cameras, frames)
     engine.close()
     if gpu:
@@ -231,15 +269,15 @@ def _first_frame_role(device: torch.device, warmup: int) -> None:
     print(times[0], statistics.median(times[1:]))
 
 
-def _cell(med: dict[str, float], stage: str, net: float, gpu: bool) -> str:
-    ratio = f"{med[stage] / net:.2f}x net"
-    return f"{med[stage]:.1f} ms ({ratio})" if gpu else ratio
+def _cell(med: dict[str, float], ratio: dict[str, float], stage: str, gpu: bool) -> str:
+    cell = f"{ratio[stage]:.2f}x net"
+    return f"{med[stage]:.1f} ms ({cell})" if gpu else cell
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_engine")
     parser.add_argument("--device", default="all", help="cpu, cuda or all (default: all available)")
-    parser.add_argument("--frames", type=int, default=20, help="measured frames per size (default 20)")
+    parser.add_argument("--frames", type=int, default=20, help="measured frames per row (default 20)")
     parser.add_argument("--cameras", type=int, default=8, help="cameras of the batched run (default 8)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up frames of the first-frame run")
     parser.add_argument("--role", choices=("bench", "first-frame"), default="bench")
