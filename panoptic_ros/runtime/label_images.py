@@ -2,8 +2,8 @@
 
 The fused label maps come to the host at the model's resolution; the ``semantic`` and ``instance_ids``
 images are those maps expanded to the camera's size (nearest, by the frame's
-:class:`~panoptic_ros.core.segments.PixelFrame`). At 1920x1080 that writes 10 MB a frame, the largest
-single pass after the network, in a compiled loop that releases the GIL: large images are expanded on
+:class:`~panoptic_ros.core.segments.PixelFrame`). At 1920x1080 that writes 10 MB a frame, more than
+any other pass after the network, in a compiled loop that releases the GIL: large images are expanded on
 the engine's side thread (:mod:`~panoptic_ros.runtime.side_thread`) while the serving thread makes the
 instance table and the overlay; small ones on the serving thread, where handing them over would cost
 more than it saves.
@@ -19,7 +19,7 @@ from panoptic_ros.runtime.side_thread import Pending, SideThread
 
 #: Bytes of label images a frame expands from which they are made on the side thread: at 640x480
 #: (1.5 MB) handing them over cost more than it saved on the 2-core development machine, at 1920x1080
-#: (10 MB) it saved about a tenth of the work after the network.
+#: (10 MB) it saved about an eighth of the work after the network.
 SIDE_BYTES = 4 << 20
 
 LabelImagePair = tuple[np.ndarray | None, np.ndarray | None]
