@@ -62,63 +62,97 @@ def overlay(
     Returns:
         ``H x W x 3`` uint8 host array.
     """
-    panoptic = np.asarray(panoptic)
-    height, width = image.shape[:2]
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"the overlay's alpha must be in [0, 1], got {alpha}")
-    if order not in ("rgb", "bgr"):
-        raise ConfigError(f"the image's channel order must be 'rgb' or 'bgr', got {order!r}")
-    if frame is None:
-        if panoptic.shape != (height, width):
-            raise ConfigError(f"a {panoptic.shape} map needs a frame to overlay a {image.shape[:2]} image")
-        rows, cols = np.arange(height), np.arange(width)
-    else:
-        rows, cols = frame.rows.host_index, frame.cols.host_index
-        if (rows.size, cols.size) != (height, width):
-            raise ConfigError(
-                f"the frame maps to {(rows.size, cols.size)} but the image is {(height, width)}"
-            )
-    labels = np.ascontiguousarray(panoptic)
-    if labels.ndim != 2 or rows.max(initial=-1) >= labels.shape[0] or cols.max(initial=-1) >= labels.shape[1]:
-        raise ConfigError(f"the frame copies map pixels past the {labels.shape} map it is given")
-    # the camera rows and columns copying each map row and column: the frame's (made once per camera
-    # geometry) where it is the map's size
-    row_span, col_span = (
-        (frame.rows.host_spans, frame.cols.host_spans)
-        if frame is not None
-        and (frame.rows.host_spans.shape[0], frame.cols.host_spans.shape[0]) == labels.shape
-        else (spans(rows, labels.shape[0]), spans(cols, labels.shape[1]))
-    )
-    image = np.ascontiguousarray(image)
-    colors = palette(label_set, label_divisor).in_order(order)
-    picture = _blend(image, labels, colors, col_span, rows, alpha, label_divisor, swap)
-    restore_void_and_draw_borders(picture, image, labels, rows, cols, row_span, col_span, swap, BORDER)
-    return picture
-
-
-def _blend(  # noqa: PLR0917 (the compiled loop's arguments)
-    image: np.ndarray,
-    labels: np.ndarray,
-    colors: np.ndarray,
-    col_span: np.ndarray,
-    rows: np.ndarray,
-    alpha: float,
-    label_divisor: int,
-    swap: bool,
-) -> np.ndarray:
-    """``image`` (``[H, W, 3]``) blended with the colors (``[N, 3]``, in the image's channel order) of
-    the map pixels (``labels`` ``[h, w]``) its pixels copy, the channels reversed with ``swap``: one
-    compiled pass that reads the image once and writes the picture once (each map row's colors painted
-    once, into a row in the cache)."""
-    width = image.shape[1]
-    picture = np.empty_like(image)
-    color_row = np.empty(3 * width, dtype=np.uint8)
-    scratch = np.empty(3 * width, dtype=np.uint8)
-    blend_rows(
-        picture, image, labels, colors, col_span, rows, 0, image.shape[0], alpha, label_divisor, color_row,
-        swap, scratch,
+    painter = OverlayPainter(
+        image, panoptic, label_set, frame=frame, label_divisor=label_divisor, alpha=alpha, order=order,
+        swap=swap,
     )  # fmt: skip
-    return picture
+    painter.paint(0, painter.height)
+    return painter.picture
+
+
+class OverlayPainter:
+    """The picture of an :func:`overlay` (same arguments, checked here), painted band by band of camera
+    rows by :meth:`paint`: bands write disjoint rows of :attr:`picture`, so several threads may paint
+    bands of one picture at once (the compiled loops release the GIL). The picture is complete once
+    every row has been painted once, in any order of bands.
+
+    Raises:
+        ConfigError: as :func:`overlay`.
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        panoptic: np.ndarray,
+        label_set: LabelSet,
+        *,
+        frame: PixelFrame | None = None,
+        label_divisor: int = 1000,
+        alpha: float = 0.55,
+        order: ColorOrder = "rgb",
+        swap: bool = False,
+    ) -> None:
+        panoptic = np.asarray(panoptic)
+        height, width = image.shape[:2]
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"the overlay's alpha must be in [0, 1], got {alpha}")
+        if order not in ("rgb", "bgr"):
+            raise ConfigError(f"the image's channel order must be 'rgb' or 'bgr', got {order!r}")
+        if frame is None:
+            if panoptic.shape != (height, width):
+                raise ConfigError(
+                    f"a {panoptic.shape} map needs a frame to overlay a {image.shape[:2]} image"
+                )
+            rows, cols = np.arange(height), np.arange(width)
+        else:
+            rows, cols = frame.rows.host_index, frame.cols.host_index
+            if (rows.size, cols.size) != (height, width):
+                raise ConfigError(
+                    f"the frame maps to {(rows.size, cols.size)} but the image is {(height, width)}"
+                )
+        labels = np.ascontiguousarray(panoptic)
+        too_far = labels.ndim != 2 or rows.max(initial=-1) >= labels.shape[0]
+        if too_far or cols.max(initial=-1) >= labels.shape[1]:
+            raise ConfigError(f"the frame copies map pixels past the {labels.shape} map it is given")
+        # the camera rows and columns copying each map row and column: the frame's (made once per camera
+        # geometry) where it is the map's size
+        self._row_span, self._col_span = (
+            (frame.rows.host_spans, frame.cols.host_spans)
+            if frame is not None
+            and (frame.rows.host_spans.shape[0], frame.cols.host_spans.shape[0]) == labels.shape
+            else (spans(rows, labels.shape[0]), spans(cols, labels.shape[1]))
+        )
+        self._image = np.ascontiguousarray(image)
+        self._labels = labels
+        self._rows, self._cols = rows, cols
+        self._colors = palette(label_set, label_divisor).in_order(order)
+        self._alpha = float(alpha)
+        self._label_divisor = int(label_divisor)
+        self._swap = bool(swap)
+        #: ``[H, W, 3]`` uint8: the overlay, complete once :meth:`paint` has covered every row.
+        self.picture = np.empty_like(self._image)
+
+    @property
+    def height(self) -> int:
+        """The picture's rows."""
+        return int(self.picture.shape[0])
+
+    def paint(self, start: int, stop: int) -> None:
+        """Paint camera rows ``[start, stop)``: the image blended with the colors of the map pixels
+        they copy (the channels reversed with ``swap``) in one compiled pass that reads the image once
+        and writes the picture once (each map row's colors painted once into a row in the cache), then
+        the void pixels restored and the borders drawn on these rows."""
+        row_bytes = 3 * self.picture.shape[1]
+        color_row = np.empty(row_bytes, dtype=np.uint8)
+        scratch = np.empty(row_bytes, dtype=np.uint8)
+        blend_rows(
+            self.picture, self._image, self._labels, self._colors, self._col_span, self._rows, start, stop,
+            self._alpha, self._label_divisor, color_row, self._swap, scratch,
+        )  # fmt: skip
+        restore_void_and_draw_borders(
+            self.picture, self._image, self._labels, self._rows, self._cols, self._row_span, self._col_span,
+            self._swap, BORDER, start, stop,
+        )  # fmt: skip
 
 
 class Palette:

@@ -147,15 +147,21 @@ def restore_void_and_draw_borders(  # noqa: PLR0917 (compiled loops take positio
     col_span: np.ndarray,
     swap: bool,
     border: int,
+    start: int,
+    stop: int,
 ) -> None:  # pragma: no cover - compiled
-    """In place on ``picture`` (``[H, W, 3]``): the camera pixels of void map pixels (``labels`` ``[h,
-    w]`` < 0) take ``image``'s values (channels reversed with ``swap``), then every camera pixel whose
-    label differs from the pixel above or to the left becomes ``border``. ``rows`` ``[H]``, ``cols``
-    ``[W]``: the map row (column) each camera row (column) copies, nondecreasing; ``row_span`` ``[h,
-    2]``, ``col_span`` ``[w, 2]``: the camera rows (columns) ``[start, end)`` copying each map row
-    (column)."""
-    height, width = labels.shape
-    for r in range(height):
+    """In place on camera rows ``[start, stop)`` of ``picture`` (``[H, W, 3]``): the camera pixels of
+    void map pixels (``labels`` ``[h, w]`` < 0) take ``image``'s values (channels reversed with
+    ``swap``), then every camera pixel whose label differs from the pixel above or to the left becomes
+    ``border``. ``rows`` ``[H]``, ``cols`` ``[W]``: the map row (column) each camera row (column)
+    copies, nondecreasing; ``row_span`` ``[h, 2]``, ``col_span`` ``[w, 2]``: the camera rows (columns)
+    ``[start, end)`` copying each map row (column). Bands of rows painted apart (on other threads)
+    make the picture painted whole."""
+    width = labels.shape[1]
+    if stop <= start:
+        return
+    first_row, last_row = rows[start], rows[stop - 1] + 1  # the map rows the band copies
+    for r in range(first_row, last_row):
         row = labels[r]
         void = 0
         for c in range(width):  # vectorized: most rows have no void
@@ -165,7 +171,7 @@ def restore_void_and_draw_borders(  # noqa: PLR0917 (compiled loops take positio
         for c in range(width):
             if row[c] >= 0:
                 continue
-            for i in range(row_span[r, 0], row_span[r, 1]):
+            for i in range(max(row_span[r, 0], start), min(row_span[r, 1], stop)):
                 for j in range(col_span[c, 0], col_span[c, 1]):
                     for k in range(3):
                         picture[i, j, k] = image[i, j, 2 - k] if swap else image[i, j, k]
@@ -187,7 +193,7 @@ def restore_void_and_draw_borders(  # noqa: PLR0917 (compiled loops take positio
     differs = np.zeros(words * 8, dtype=np.uint8)
     packed = differs.view(np.uint64)
     consecutive = count == width - 1  # every map column copied: column e + 1's left neighbour is e
-    for r in range(height):
+    for r in range(first_row, last_row):
         row = labels[r]
         if consecutive:
             for e in range(count):
@@ -201,11 +207,11 @@ def restore_void_and_draw_borders(  # noqa: PLR0917 (compiled loops take positio
             for e in range(8 * w, 8 * w + 8):
                 if differs[e]:
                     j = first[e]
-                    for i in range(row_span[r, 0], row_span[r, 1]):
+                    for i in range(max(row_span[r, 0], start), min(row_span[r, 1], stop)):
                         for k in range(3):
                             picture[i, j, k] = border
     differs[:] = 0
-    for i in range(1, rows.size):
+    for i in range(max(start, 1), stop):
         if rows[i] == rows[i - 1]:
             continue
         below = labels[rows[i]]
@@ -235,4 +241,4 @@ def compile_kernels() -> None:
     row = np.zeros(6, dtype=np.uint8)
     for swap in (False, True):
         blend_rows(picture, picture, shown, colors, span, index, 0, 2, 0.55, 1000, row, swap, row.copy())
-    restore_void_and_draw_borders(picture, picture, shown, index, index, span, span, True, 255)
+    restore_void_and_draw_borders(picture, picture, shown, index, index, span, span, True, 255, 0, 2)

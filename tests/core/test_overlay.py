@@ -3,14 +3,14 @@ straightforward per-pixel blend (up to rounding), for stretched and letterboxed 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
-from panoptic_ros.core import overlay as overlay_module
 from panoptic_ros.core.labels import LabelSet
-from panoptic_ros.core.overlay import BORDER, overlay, tracked_display_map
-from panoptic_ros.core.overlay_cpu import blend_rows
+from panoptic_ros.core.overlay import BORDER, OverlayPainter, overlay, tracked_display_map
 from panoptic_ros.core.preprocess import pixel_frame, plan
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.models.spec import load_spec
@@ -82,16 +82,12 @@ def test_overlay_at_model_resolution_equals_the_camera_size_overlay(
     bgr_image = np.ascontiguousarray(image[..., ::-1])
     from_bgr = overlay(bgr_image, panoptic, label_set, frame=frame, label_divisor=DIVISOR, order="bgr")
     assert np.array_equal(from_bgr, swapped), "a BGR image gives the same BGR picture, without a swap"
-    in_parts = np.zeros_like(image)  # the compiled blend over two ranges of camera rows, swapped
-    colors = overlay_module.palette(label_set, DIVISOR).in_order("rgb")
-    row, scratch = np.empty(3 * camera[1], dtype=np.uint8), np.empty(3 * camera[1], dtype=np.uint8)
-    for start, stop in ((0, camera[0] // 3), (camera[0] // 3, camera[0])):
-        blend_rows(
-            in_parts, image, panoptic, colors, frame.cols.host_spans, frame.rows.host_index, start, stop,
-            0.55, DIVISOR, row, True, scratch,
-        )  # fmt: skip
-    painted = (in_camera >= 0) & ~(swapped == BORDER).all(axis=2)  # pixels the blend alone decides
-    assert np.array_equal(in_parts[painted], swapped[painted])
+    for cuts in ((camera[0] // 3,), (1, camera[0] // 2, camera[0] - 1)):  # bands painted apart, last first
+        bounds = [0, *cuts, camera[0]]
+        painter = OverlayPainter(image, panoptic, label_set, frame=frame, label_divisor=DIVISOR, swap=True)
+        for start, stop in reversed(list(itertools.pairwise(bounds))):
+            painter.paint(start, stop)
+        assert np.array_equal(painter.picture, swapped), f"bands split at {cuts} make the whole picture"
     assert fast.shape == (*camera, 3) and fast.dtype == np.uint8
     assert np.array_equal(fast, direct)
     expected = reference(image, in_camera, label_set)

@@ -84,3 +84,64 @@ def test_a_side_thread_dropped_without_close_ends_its_thread() -> None:
     gc.collect()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_a_shared_pass_runs_each_part_once_on_both_threads() -> None:
+    side = SideThread()
+    try:
+        side.submit(_where, 0).result()  # the thread started and idle
+        both = threading.Barrier(2, timeout=5)
+        ran: list[tuple[str, int]] = []
+
+        def part(k: int) -> None:
+            if k < 2:
+                both.wait()  # the first two parts meet: each thread took one
+            ran.append(_where(k))
+
+        side.share(part, 20)
+        assert sorted(k for _, k in ran) == list(range(20)), "every part once"
+        assert {name for name, _ in ran} == {threading.current_thread().name, THREAD_NAME}
+    finally:
+        side.close()
+
+
+def test_a_shared_pass_does_not_wait_for_a_busy_side_thread() -> None:
+    side = SideThread()
+    release = threading.Event()
+    try:
+        busy = side.submit(release.wait, 5)
+        ran: list[str] = []
+        side.share(lambda k: ran.append(_where(k)[0]), 6)
+        assert ran == [threading.current_thread().name] * 6, "the caller took every part"
+        release.set()
+        assert busy.result() is True
+    finally:
+        release.set()
+        side.close()
+
+
+@pytest.mark.parametrize("enabled, beside", [(False, True), (True, False)], ids=["off", "kept-on-the-caller"])
+def test_a_shared_pass_kept_on_the_caller_runs_its_parts_in_order(enabled: bool, beside: bool) -> None:
+    side = SideThread(enabled=enabled)
+    ran: list[tuple[str, int]] = []
+    side.share(lambda k: ran.append(_where(k)), 4, beside=beside)
+    assert ran == [(threading.current_thread().name, k) for k in range(4)]
+    side.close()
+
+
+def test_an_error_in_a_shared_part_is_raised_after_every_other_part_ran() -> None:
+    side = SideThread()
+    ran: list[int] = []
+
+    def part(k: int) -> None:
+        if k == 3:
+            raise ValueError("part 3 failed")
+        ran.append(k)
+
+    try:
+        with pytest.raises(ValueError, match="part 3 failed"):
+            side.share(part, 8)
+        assert sorted(ran) == [0, 1, 2, 4, 5, 6, 7]
+        assert side.submit(_where, 1).result()[1] == 1, "the side thread serves on"
+    finally:
+        side.close()
