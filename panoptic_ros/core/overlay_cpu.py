@@ -229,16 +229,19 @@ def restore_void_and_draw_borders(  # noqa: PLR0917 (compiled loops take positio
 
 
 def compile_kernels() -> None:
-    """Compile (or load from numba's cache) the loops for the engine's host maps (int32 category and
-    track maps, int32 panoptic ids), so that the first overlay does not pay for it."""
-    labels = np.zeros((2, 2), dtype=np.int32)
+    """Compile (or load from numba's cache) the loops for the engine's host maps, so that the first
+    overlay does not pay for it: category maps int32 (from a device) or int64 (the CPU's, viewed), int32
+    track maps, panoptic ids int32 (shown, tracked) or int64 (the CPU's map, untracked)."""
+    track_ids = np.zeros((2, 2), dtype=np.int32)
     stuff = np.zeros(2, dtype=np.int32)
-    shown = display_map(labels, labels, stuff, 1000)
     colors = np.zeros((1000, 3), dtype=np.uint8)
     index = np.zeros(2, dtype=np.int64)
     span = np.array([[0, 2], [2, 2]], dtype=np.int64)  # both positions copy the first source
     picture = np.zeros((2, 2, 3), dtype=np.uint8)
     row = np.zeros(6, dtype=np.uint8)
-    for swap in (False, True):
-        blend_rows(picture, picture, shown, colors, span, index, 0, 2, 0.55, 1000, row, swap, row.copy())
-    restore_void_and_draw_borders(picture, picture, shown, index, index, span, span, True, 255, 0, 2)
+    for semantic in (track_ids, track_ids.astype(np.int64)):
+        display_map(semantic, track_ids, stuff, 1000)
+        shown = semantic  # the same types as the panoptic maps an overlay is given
+        for swap in (False, True):
+            blend_rows(picture, picture, shown, colors, span, index, 0, 2, 0.55, 1000, row, swap, row.copy())
+        restore_void_and_draw_borders(picture, picture, shown, index, index, span, span, True, 255, 0, 2)

@@ -5,7 +5,8 @@ table (:func:`~panoptic_ros.runtime.instances.segment_columns`, float64) and the
 resolution (semantic, the instance numbers, and the panoptic map when an untracked overlay needs it),
 packed into one integer buffer (the table's float64 bits reinterpreted, not converted) and copied
 with one synchronisation. The tracker's statistics are the only other transfer of a frame. On the CPU
-nothing moves: the parts are viewed as numpy arrays, converted where their type differs.
+nothing moves or is converted: the parts are viewed as numpy arrays, in their own type (every use of
+the maps on the host takes either integer type).
 """
 
 from __future__ import annotations
@@ -43,16 +44,15 @@ def download(
     Args:
         out: the frame on its device.
         panoptic: also move the panoptic map.
-        dtype: ``torch.int32`` or ``torch.int64``, the maps' type on the way (int32 where every
-            panoptic id fits).
+        dtype: ``torch.int32`` or ``torch.int64``, the maps' type on the way through the packed buffer
+            (int32 where every panoptic id fits).
         packed: through the one packed buffer; None: on every device but the CPU (where the parts are
-            host memory already and are viewed, not copied). The same arrays either way.
+            host memory already and are viewed, not copied or converted: the maps keep their own
+            type). The same values either way.
     """
     if not (packed if packed is not None else out.semantic.device.type != "cpu"):
-        host_type = np.int32 if dtype == torch.int32 else np.int64
-        semantic, instance = (m.numpy().astype(host_type, copy=False) for m in (out.semantic, out.instance))
-        panoptic_map = out.panoptic.numpy().astype(host_type, copy=False) if panoptic else None
-        return HostFrame(HostSegments(out.segments), semantic, instance, panoptic_map)
+        panoptic_map = out.panoptic.numpy() if panoptic else None
+        return HostFrame(HostSegments(out.segments), out.semantic.numpy(), out.instance.numpy(), panoptic_map)
     columns = segment_columns(out.segments)  # [S, 11] float64
     maps = [out.semantic, out.instance, *([out.panoptic] if panoptic else [])]
     block = torch.stack(maps).to(dtype)  # one conversion (stack promotes to the widest type)

@@ -350,12 +350,10 @@ class FrameEngine:
             frame.image, shown, self.label_set, frame=out.frame, label_divisor=self.label_divisor,
             order=frame.order, swap=frame.order == "rgb",
         )  # fmt: skip
-        bounds = np.linspace(0, painter.height, OVERLAY_BANDS + 1).astype(int).tolist()
-        self._side.share(
-            lambda band: painter.paint(bounds[band], bounds[band + 1]),
-            OVERLAY_BANDS,
-            beside=painter.picture.nbytes >= SHARED_OVERLAY_BYTES,
-        )
+        shared = self._side.enabled and painter.picture.nbytes >= SHARED_OVERLAY_BYTES
+        bands = OVERLAY_BANDS if shared else 1  # one band (one compiled call) on one thread
+        bounds = [painter.height * band // bands for band in range(bands + 1)]
+        self._side.share(lambda band: painter.paint(bounds[band], bounds[band + 1]), bands)
         return painter.picture
 
     # ---- life cycle
