@@ -13,9 +13,10 @@ bit, except the scores' softmax probabilities, equal to float32 rounding (an ``e
    class's probability.
 2. :func:`_centers` the centers: candidates above the threshold, kept where they equal the maximum of
    their (border-clamped) window of the raw heatmap, NaN counted as below; the top-k floor.
-3. :func:`_nearest` each thing pixel's nearest center by squared float32 distance; the rare pixels
-   whose two nearest lie within float32 rounding of each other are settled there as on the tensor
-   path, by ``vector_norm``'s own float32 arithmetic (ties to the lower index), with no PyTorch op.
+3. :func:`~panoptic_ros.fusion.nearest_cpu.nearest_centers_cpu` each thing pixel's nearest center
+   by squared float32 distance; the rare pixels whose two nearest lie within float32 rounding of each
+   other are settled there as on the tensor path, by ``vector_norm``'s own float32 arithmetic (ties to
+   the lower index), with no PyTorch op.
 4. :func:`_merge` votes, instance classes and numbers, kept stuff, segment rows and the three maps.
 5. :func:`~panoptic_ros.core.segments_cpu.measure_cpu` areas, boxes and centroids in the camera
    frame and the summed softmax probability of each segment's class, in one pass (a class other than
@@ -28,14 +29,11 @@ calling thread only, and allocate their outputs.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic, register_jitable
+from numba import njit
 
 from panoptic_ros.core.segments_cpu import (
     BLOCK_PIXELS,
@@ -43,6 +41,7 @@ from panoptic_ros.core.segments_cpu import (
     argmax_and_top,
     measure_cpu,
 )
+from panoptic_ros.fusion.nearest_cpu import nearest_centers_cpu
 
 #: No top-k (keep every center above 0).
 NO_TOP_K = -1
@@ -119,71 +118,6 @@ def _centers(
             scores[chosen] = value
             chosen += 1
     return points[:chosen], scores[:chosen]
-
-
-@intrinsic
-def _fma32(typingctx: object, a: types.Type, b: types.Type, c: types.Type) -> tuple:  # pragma: no cover
-    """``a * b + c`` of float32 values rounded once (the ``llvm.fma`` intrinsic: the processor's fused
-    multiply-add)."""
-    signature = types.float32(types.float32, types.float32, types.float32)
-
-    def codegen(context: object, builder: ir.IRBuilder, sig: object, args: tuple) -> ir.Value:
-        fma = builder.module.declare_intrinsic("llvm.fma", [ir.FloatType()] * 3)
-        return builder.call(fma, args)
-
-    return signature, codegen
-
-
-@register_jitable
-def _vector_norm(dy: np.float32, dx: np.float32) -> np.float32:  # pragma: no cover - compiled
-    """``torch.linalg.vector_norm`` of the float32 pair ``(dy, dx)`` on the CPU, bit for bit:
-    ``sqrt(fma(dx, dx, dy * dy))`` (tested against it)."""
-    return np.sqrt(_fma32(dx, dx, dy * dy))
-
-
-@njit(cache=True, nogil=True)
-def _nearest(
-    semantic: np.ndarray, is_thing: np.ndarray, offsets: np.ndarray, centers: np.ndarray
-) -> np.ndarray:  # pragma: no cover - compiled
-    """Each thing pixel's nearest center: ``[P]`` int64 center + 1 on thing pixels, 0 elsewhere.
-    ``semantic`` ``[H, W]`` int64, ``offsets`` ``[2, H, W]`` float32, ``centers`` ``[K, 2]`` float32
-    (K >= 1). By squared float32 distances; a pixel whose two nearest centers lie within float32
-    rounding of each other is settled as the exhaustive tensor search settles it: the ``vector_norm``
-    to every center (:func:`_vector_norm`), the first minimum."""
-    height, width = semantic.shape
-    num_centers = centers.shape[0]
-    instance = np.zeros(height * width, dtype=np.int64)
-    for y in range(height):
-        fy = np.float32(y)
-        for x in range(width):
-            if not is_thing[semantic[y, x]]:
-                continue
-            ly = fy + offsets[0, y, x]
-            lx = np.float32(x) + offsets[1, y, x]
-            best = np.float32(np.inf)
-            second = np.float32(np.inf)
-            index = 0
-            for k in range(num_centers):
-                dy = centers[k, 0] - ly
-                dx = centers[k, 1] - lx
-                squared = dy * dy + dx * dx
-                if squared < best:
-                    second = best
-                    best = squared
-                    index = k
-                elif squared < second:
-                    second = squared
-            root = np.float32(math.sqrt(best))
-            band = root + np.float32(1e-5) * max(root, np.float32(1.0))
-            if num_centers > 1 and second <= band * band:  # a near tie: rare
-                nearest = np.float32(np.inf)
-                for k in range(num_centers):
-                    norm = _vector_norm(centers[k, 0] - ly, centers[k, 1] - lx)
-                    if norm < nearest:
-                        nearest = norm
-                        index = k
-            instance[y * width + x] = index + 1
-    return instance
 
 
 @njit(cache=True, nogil=True)
@@ -321,15 +255,6 @@ def find_centers_cpu(
         NO_TOP_K if top_k is None else int(top_k),
     )
     return CpuCenters(points, scores)
-
-
-def nearest_centers_cpu(
-    semantic: np.ndarray, is_thing: np.ndarray, offsets: np.ndarray, centers: np.ndarray
-) -> np.ndarray:
-    """``group_pixels``' search for K >= 1 centers ``[K, 2]``: ``center + 1`` on thing pixels, 0
-    elsewhere (``[H * W]`` int64), near ties settled as the exhaustive search settles them, see
-    :func:`_nearest`."""
-    return _nearest(semantic, is_thing, offsets, np.ascontiguousarray(centers, dtype=np.float32))
 
 
 class CpuMerge(NamedTuple):

@@ -21,6 +21,7 @@ from panoptic_ros.fusion import (
     FusionInputError,
     center_offset_cpu,
     fuse_center_offset,
+    nearest_cpu,
 )
 from panoptic_ros.fusion import center_offset as tensor_steps
 from panoptic_ros.fusion.center_offset_cpu import compile_kernels, semantic_argmax_cpu
@@ -182,7 +183,7 @@ def _norms(differences: np.ndarray) -> np.ndarray:  # pragma: no cover - compile
     out = np.empty(differences.shape[:2], dtype=np.float32)
     for i in range(differences.shape[0]):
         for k in range(differences.shape[1]):
-            out[i, k] = center_offset_cpu._vector_norm(differences[i, k, 0], differences[i, k, 1])
+            out[i, k] = nearest_cpu._vector_norm(differences[i, k, 0], differences[i, k, 1])
     return out
 
 
@@ -202,9 +203,10 @@ def test_the_compiled_norm_is_torch_vector_norm_bit_for_bit(centers: int) -> Non
     assert centers == 1 or not np.array_equal(plain, expected)  # the check above can tell them apart
 
 
-def test_nan_logits_and_heat_follow_torch() -> None:
+def test_nan_logits_heat_and_offsets_follow_torch() -> None:
     """A NaN logit makes its class the pixel's argmax (``torch.argmax``); a NaN heat pixel is never a
-    center and never suppresses its neighbours."""
+    center and never suppresses its neighbours; a thing pixel with a NaN offset is grouped as the
+    tensor search groups it."""
     outputs = synthetic_center_offset_outputs(48, 64, num_instances=8, seed=3)
     logits = outputs.semantic_logits.clone()
     logits[5, 10, 10] = math.nan
@@ -214,7 +216,11 @@ def test_nan_logits_and_heat_follow_torch() -> None:
     y, x = (int(v) for v in centers[0])
     heat[0, y, x + 1] = math.nan
     heat[0, 0, 0] = math.nan
-    tensor, _ = _both(logits, heat, outputs.offsets, outputs.thing_classes, CenterOffsetParams(stuff_area=16))
+    offsets = outputs.offsets.clone()
+    ys, xs = torch.nonzero(torch.isin(logits.argmax(0), torch.tensor(outputs.thing_classes)), as_tuple=True)
+    offsets[0, ys[::5], xs[::5]] = math.nan
+    offsets[1, ys[2::7], xs[2::7]] = math.nan
+    tensor, _ = _both(logits, heat, offsets, outputs.thing_classes, CenterOffsetParams(stuff_area=16))
     assert int(tensor.semantic[10, 10]) == 5 and int(tensor.semantic[20, 30]) == 0
     assert [y, x] in tensor.centers.tolist()
 
@@ -275,10 +281,9 @@ def test_the_compiled_fusion_is_refused_for_what_it_does_not_take() -> None:
 def test_compile_kernels_readies_every_loop() -> None:
     compile_kernels()
     from panoptic_ros.core import segments_cpu
-    from panoptic_ros.fusion import center_offset_cpu
 
     loops = [segments_cpu.argmax_and_top, center_offset_cpu._centers,
-             center_offset_cpu._nearest, center_offset_cpu._merge, segments_cpu._measure]  # fmt: skip
+             nearest_cpu._nearest, center_offset_cpu._merge, segments_cpu._measure]  # fmt: skip
     assert all(loop.signatures for loop in loops)
 
 
