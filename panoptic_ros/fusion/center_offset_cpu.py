@@ -138,8 +138,20 @@ def _merge(  # noqa: PLR0917 (compiled loops take positional arguments)
     classes = is_thing.size
     pixels = semantic.size
     votes = np.zeros((num_centers + 1, classes), dtype=np.int64)
+    flat_votes = votes.reshape(-1)
+    # counted run by run of one (instance, class) key: one count per pixel would make each pixel wait
+    # for its neighbour's store to the same count
+    key = instance[0] * classes + semantic[0] if pixels else 0
+    run = 0
     for p in range(pixels):
-        votes[instance[p], semantic[p]] += 1
+        pixel_key = instance[p] * classes + semantic[p]
+        if pixel_key != key:
+            flat_votes[key] += run
+            key = pixel_key
+            run = 0
+        run += 1
+    if pixels:
+        flat_votes[key] += run
     # things: class by majority (ties to the smallest class), numbered per class in center order
     row_of_key = np.full(num_centers + classes, -1, dtype=np.int64)
     ids = np.empty(num_centers + classes, dtype=np.int64)
