@@ -53,6 +53,10 @@ def _statistics(  # noqa: PLR0917 (compiled loops take positional arguments)
     inside = np.zeros(_BLOCK, dtype=np.uint8)
     packed = inside.view(np.uint64)
     current = np.empty(_BLOCK, dtype=np.int64)
+    # the counts and sums of a run of pixels of one pair (one current instance) kept in registers, in
+    # the same order of additions: adding to memory pixel after pixel waited for the previous store
+    run_a, run_b, run_count = 0, 0, 0
+    sum_b, red, green, blue = 0, 0.0, 0.0, 0.0
     for start in range(0, pixels, _BLOCK):
         stop = min(start + _BLOCK, pixels)
         m = stop - start
@@ -85,11 +89,22 @@ def _statistics(  # noqa: PLR0917 (compiled loops take positional arguments)
                 b = current[i]
                 a = previous[p] if has_previous else 0
                 weight = weights[p] if weighted else 1
-                hist[a, b] += weight
+                if a != run_a or b != run_b:  # a run of one pair ends: its count stored
+                    hist[run_a, run_b] += run_count
+                    run_a, run_b, run_count = a, b, 0
+                run_count += weight
                 if colored:
+                    if b != sum_b:  # the run's sums stored, the next instance's taken up
+                        sums[sum_b, 0], sums[sum_b, 1], sums[sum_b, 2] = red, green, blue
+                        sum_b = b
+                        red, green, blue = sums[b, 0], sums[b, 1], sums[b, 2]
                     scale = np.float64(weight)
-                    for c in range(3):
-                        sums[b, c] += np.float64(planes[c, p]) * scale
+                    red += np.float64(planes[0, p]) * scale
+                    green += np.float64(planes[1, p]) * scale
+                    blue += np.float64(planes[2, p]) * scale
+    hist[run_a, run_b] += run_count
+    if colored:
+        sums[sum_b, 0], sums[sum_b, 1], sums[sum_b, 2] = red, green, blue
     return index, hist, sums
 
 

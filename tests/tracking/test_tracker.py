@@ -532,17 +532,24 @@ def test_index_map_numbers_the_given_ids_in_their_order(
     assert (expected > 0).any() or given.size == 0
 
 
+@pytest.mark.parametrize("blocky", [False, True], ids=["scattered", "blocky"])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("image_type", [None, torch.float32, torch.uint8])
 def test_compiled_statistics_equal_the_tensor_ops_over_the_whole_map(
-    weighted: bool, image_type: torch.dtype | None
+    weighted: bool, image_type: torch.dtype | None, blocky: bool
 ) -> None:
     """The CPU's default is one compiled pass over the pixels inside an instance of either frame
-    (:mod:`panoptic_ros.tracking.association_cpu`); the fixed-shape way is PyTorch ops over every
-    pixel. Mask IoU, areas and mean colors are the same numbers, bit for bit."""
+    (:mod:`panoptic_ros.tracking.association_cpu`, which keeps a run of pixels of one instance in
+    registers); the fixed-shape way is PyTorch ops over every pixel. Mask IoU, areas and mean colors
+    are the same numbers, bit for bit, for scattered pixels and for blocks (long runs) alike."""
     g = torch.Generator().manual_seed(5)
     previous = torch.randint(0, 4, (30, 40), generator=g) * (torch.rand(30, 40, generator=g) < 0.3)
     current = torch.randint(0, 6, (30, 40), generator=g) * (torch.rand(30, 40, generator=g) < 0.3)
+    if blocky:  # blocks of 6 x 8 pixels, every instance in some: runs of one pair along the rows
+        blocks = torch.arange(25).reshape(5, 5)
+        previous, current = (
+            m.repeat_interleave(6, 0).repeat_interleave(8, 1) for m in ((blocks * 7) % 4, blocks % 6)
+        )
     image = None
     if image_type is not None:  # channel-first, as the tracker's
         image = torch.rand(3, 30, 40, generator=g).mul(255).to(image_type).permute(1, 2, 0)
