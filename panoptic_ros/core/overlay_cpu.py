@@ -31,15 +31,21 @@ def display_map(
 ) -> np.ndarray:  # pragma: no cover - compiled
     """``[h, w]`` in ``stuff``'s type: ``category * label_divisor + track % (label_divisor - 1) + 1``
     where ``track_ids`` (``[h, w]``) is not 0, else ``stuff[semantic]`` (``category * label_divisor``
-    for stuff, -1 for things without a track and void)."""
+    for stuff, -1 for things without a track and void). A track's shade (a division) is worked out once
+    per run of its pixels."""
     height, width = semantic.shape
     shown = np.empty((height, width), dtype=stuff.dtype)
+    last_track = 0
+    shade = 0
     for y in range(height):
         for x in range(width):
             category = semantic[y, x]
             track = track_ids[y, x]
             if track != 0:
-                shown[y, x] = category * label_divisor + track % (label_divisor - 1) + 1
+                if track != last_track:
+                    last_track = track
+                    shade = track % (label_divisor - 1) + 1
+                shown[y, x] = category * label_divisor + shade
             else:
                 shown[y, x] = stuff[category]
     return shown

@@ -113,15 +113,23 @@ def test_a_map_of_another_size_needs_its_frame(label_set: LabelSet) -> None:
         overlay(image, np.zeros((3, 4), dtype=np.int64), label_set)
 
 
-def test_tracked_display_map_shades_things_by_track_and_keeps_stuff_by_category(label_set: LabelSet) -> None:
+@pytest.mark.parametrize("blocky", [False, True], ids=["scattered", "blocky"])
+@pytest.mark.parametrize("semantic_type", [np.int32, np.int64])
+def test_tracked_display_map_shades_things_by_track_and_keeps_stuff_by_category(
+    label_set: LabelSet, semantic_type: type, blocky: bool
+) -> None:
     """Each pixel by hand: a tracked thing pixel ``category * divisor + track % (divisor - 1) + 1``,
-    an untracked pixel its category's stuff id, or -1 for a thing category and void."""
+    an untracked pixel its category's stuff id, or -1 for a thing category and void; tracks pixel by
+    pixel and in blocks (runs of one track), category maps of either integer type."""
     rng = np.random.default_rng(4)
     ids = [c.id for c in label_set.categories] + [label_set.void_semantic]
-    semantic = rng.choice(ids, size=(20, 30)).astype(np.int32)
+    semantic = rng.choice(ids, size=(20, 30)).astype(semantic_type)
     is_thing = {c.id: c.is_thing for c in label_set.categories}
     thing = np.vectorize(lambda c: is_thing.get(int(c), False))(semantic)
-    tracks = np.where(thing & (rng.random((20, 30)) < 0.7), rng.integers(1, 5000, size=(20, 30)), 0)
+    numbers = rng.integers(1, 5000, size=(20, 30))
+    if blocky:  # blocks of 4 x 5 pixels of one track
+        numbers = numbers[::4, ::5].repeat(4, axis=0).repeat(5, axis=1)
+    tracks = np.where(thing & (rng.random((20, 30)) < 0.7), numbers, 0)
     shown = tracked_display_map(semantic, tracks.astype(np.int32), label_set, DIVISOR)
     assert shown.dtype == np.int32
     for (y, x), category in np.ndenumerate(semantic):
