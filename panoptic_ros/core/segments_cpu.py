@@ -217,7 +217,7 @@ def measure_cpu(
     classes: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Areas, boxes, centroids (in ``frame``, or the map's own pixels) of every segment of an
-    ``[h, w]`` int64 segment map, and the sum over each segment's pixels of the probability of its
+    ``[h, w]`` int32 or int64 segment map, and the sum over each segment's pixels of the probability of its
     class ``classes[s]`` (float64; None: sums of 0); see :func:`_measure`."""
     height, width = segment_of_pixel.shape
     axes = frame.axes if frame is not None else identity_axes(height, width, torch.device("cpu"))

@@ -132,7 +132,7 @@ def _merge(  # noqa: PLR0917 (compiled loops take positional arguments)
     np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
 ]:  # pragma: no cover - compiled
     """``merge_segments``' rule over ``[P]`` int64 ``semantic`` and ``instance`` (center + 1, 0 none):
-    ``(panoptic [P] int64, instance rows [P] int32, segment of pixel [P] int64 (S for none),
+    ``(panoptic [P] int64, instance rows [P] int32, segment of pixel [P] int32 (S for none),
     segment ids [S], classes [S], centers [S] (-1 stuff), pixels [S])``; ``ids`` holds
     :data:`OVERFLOW` alone when an instance number reaches ``label_divisor``."""
     classes = is_thing.size
@@ -176,7 +176,7 @@ def _merge(  # noqa: PLR0917 (compiled loops take positional arguments)
             return (
                 none,
                 np.empty(0, dtype=np.int32),
-                none,
+                np.empty(0, dtype=np.int32),
                 np.full(1, OVERFLOW, dtype=np.int64),
                 none,
                 none,
@@ -199,7 +199,7 @@ def _merge(  # noqa: PLR0917 (compiled loops take positional arguments)
             rows += 1
     panoptic = np.empty(pixels, dtype=np.int64)
     instance_rows = np.zeros(pixels, dtype=np.int32)
-    segment = np.empty(pixels, dtype=np.int64)
+    segment = np.empty(pixels, dtype=np.int32)  # read by the measure only: half the bytes of int64
     for p in range(pixels):
         k = instance[p]
         row = row_of_key[k - 1] if k > 0 else row_of_key[num_centers + semantic[p]]
