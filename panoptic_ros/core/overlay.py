@@ -20,11 +20,7 @@ import numpy as np
 
 from panoptic_ros.core.encodings import ColorOrder
 from panoptic_ros.core.labels import LabelSet
-from panoptic_ros.core.overlay_cpu import (
-    blend_rows,
-    display_map,
-    restore_void_and_draw_borders,
-)
+from panoptic_ros.core.overlay_cpu import display_map, paint_rows
 from panoptic_ros.core.segments import PixelFrame, spans
 from panoptic_ros.errors import ConfigError
 
@@ -142,16 +138,9 @@ class OverlayPainter:
         they copy (the channels reversed with ``swap``) in one compiled pass that reads the image once
         and writes the picture once (each map row's colors painted once into a row in the cache), then
         the void pixels restored and the borders drawn on these rows."""
-        row_bytes = 3 * self.picture.shape[1]
-        color_row = np.empty(row_bytes, dtype=np.uint8)
-        scratch = np.empty(row_bytes, dtype=np.uint8)
-        blend_rows(
-            self.picture, self._image, self._labels, self._colors, self._col_span, self._rows, start, stop,
-            self._alpha, self._label_divisor, color_row, self._swap, scratch,
-        )  # fmt: skip
-        restore_void_and_draw_borders(
-            self.picture, self._image, self._labels, self._rows, self._cols, self._row_span, self._col_span,
-            self._swap, BORDER, start, stop,
+        paint_rows(
+            self.picture, self._image, self._labels, self._colors, self._rows, self._cols, self._row_span,
+            self._col_span, start, stop, self._alpha, self._label_divisor, self._swap, BORDER,
         )  # fmt: skip
 
 

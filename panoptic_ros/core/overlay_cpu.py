@@ -14,7 +14,8 @@ pass each:
   borders, found at the map's resolution (a camera column that copies another map column than its
   left neighbour can hold a left border, on the camera rows of each map row where the labels differ;
   top borders likewise) and drawn on every camera pixel that copies them; the comparisons of a row
-  vectorized into bytes, only the words holding a difference visited.
+  vectorized into bytes, only the words holding a difference visited;
+- :func:`paint_rows`: both for a band of camera rows in one call (bands painted on two threads).
 
 Compiled on first use and cached on disk (``cache=True``).
 """
@@ -234,6 +235,38 @@ def restore_void_and_draw_borders(  # noqa: PLR0917 (compiled loops take positio
                             picture[i, j, k] = border
 
 
+@njit(cache=True, nogil=True)
+def paint_rows(  # noqa: PLR0917 (compiled loops take positional arguments)
+    picture: np.ndarray,
+    image: np.ndarray,
+    labels: np.ndarray,
+    colors: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    row_span: np.ndarray,
+    col_span: np.ndarray,
+    start: int,
+    stop: int,
+    alpha: float,
+    label_divisor: int,
+    swap: bool,
+    border: int,
+) -> None:  # pragma: no cover - compiled
+    """Camera rows ``[start, stop)`` of an overlay painted whole in one call (the GIL released once):
+    :func:`blend_rows` (its rows in the cache allocated here), then :func:`restore_void_and_draw_borders`
+    on the same rows."""
+    row_bytes = image.shape[1] * image.shape[2]
+    color_row = np.empty(row_bytes, dtype=np.uint8)
+    scratch = np.empty(row_bytes, dtype=np.uint8)
+    blend_rows(
+        picture, image, labels, colors, col_span, rows, start, stop, alpha, label_divisor, color_row, swap,
+        scratch,
+    )  # fmt: skip
+    restore_void_and_draw_borders(
+        picture, image, labels, rows, cols, row_span, col_span, swap, border, start, stop
+    )
+
+
 def compile_kernels() -> None:
     """Compile (or load from numba's cache) the loops for the engine's host maps, so that the first
     overlay does not pay for it: category maps int32 (from a device) or int64 (the CPU's, viewed), int32
@@ -251,3 +284,4 @@ def compile_kernels() -> None:
         for swap in (False, True):
             blend_rows(picture, picture, shown, colors, span, index, 0, 2, 0.55, 1000, row, swap, row.copy())
         restore_void_and_draw_borders(picture, picture, shown, index, index, span, span, True, 255, 0, 2)
+        paint_rows(picture, picture, shown, colors, index, index, span, span, 0, 2, 0.55, 1000, True, 255)

@@ -1,4 +1,5 @@
-"""Model-resolution label maps expanded to the camera's size on the host as one compiled pass (numba).
+"""Model-resolution label maps expanded to the camera's size on the host as one compiled pass (numba);
+a frame's two label images in one call (:func:`expand_two`).
 
 The nearest-neighbour mapping of :class:`~panoptic_ros.core.segments.PixelFrame` copies whole model
 rows: a camera row is gathered from its model row only where it copies another model row than the
@@ -34,6 +35,47 @@ def expand_map(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nda
     return out
 
 
+@njit(cache=True, nogil=True)
+def expand_two(  # noqa: PLR0917 (compiled loops take positional arguments)
+    first_out: np.ndarray,
+    first: np.ndarray,
+    second_out: np.ndarray,
+    second: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """:func:`expand_map` of two maps at once, into ``[H, W]`` outputs of their own types (each value
+    cast to its output's type as it is written), camera row by camera row; an output with no pixels
+    is left out (its map is not read). One call, so a thread expanding a frame's label images takes
+    the GIL once, not once per image (and no pass converts a map's type first)."""
+    height = rows.size
+    width = cols.size
+    with_first = first_out.size > 0
+    with_second = second_out.size > 0
+    for i in range(height):
+        copied = i > 0 and rows[i] == rows[i - 1]
+        if with_first:
+            target = first_out[i]
+            if copied:
+                above = first_out[i - 1]
+                for j in range(width):  # vectorized
+                    target[j] = above[j]
+            else:
+                source = first[rows[i]]
+                for j in range(width):
+                    target[j] = source[cols[j]]
+        if with_second:
+            target_ids = second_out[i]
+            if copied:
+                above_ids = second_out[i - 1]
+                for j in range(width):
+                    target_ids[j] = above_ids[j]
+            else:
+                source_ids = second[rows[i]]
+                for j in range(width):
+                    target_ids[j] = source_ids[cols[j]]
+
+
 #: The label types the frame engine expands: category images (uint8, uint16) and id images (int32,
 #: int64 where the ids need it).
 EXPANDED_TYPES = (np.uint8, np.uint16, np.int32, np.int64)
@@ -67,3 +109,12 @@ def compile_kernels() -> None:
     index = np.zeros(2, dtype=np.int64)
     for dtype in EXPANDED_TYPES + SAMPLED_TYPES:
         expand_map(np.zeros((1, 1), dtype=dtype), index, index)
+    # the label images' pair: 8- or 16-bit category images and int32 id images from int32 (a device's
+    # download) or int64 (the CPU's) maps; a missing image's map is the other one
+    for category_type in (np.uint8, np.uint16):
+        for first_type in (np.int32, np.int64):
+            for second_type in (np.int32, np.int64):
+                expand_two(
+                    np.zeros((2, 2), dtype=category_type), np.zeros((1, 1), dtype=first_type),
+                    np.zeros((2, 2), dtype=np.int32), np.zeros((1, 1), dtype=second_type), index, index,
+                )  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from panoptic_ros.core.labels import LabelSet
+from panoptic_ros.core.resample_cpu import expand_two
 from panoptic_ros.core.segments import PixelFrame
 from panoptic_ros.runtime.side_thread import Pending, SideThread
 
@@ -23,6 +24,8 @@ from panoptic_ros.runtime.side_thread import Pending, SideThread
 SIDE_BYTES = 4 << 20
 
 LabelImagePair = tuple[np.ndarray | None, np.ndarray | None]
+#: The instance id image's type (``32SC1``).
+_ID_TYPE = np.dtype(np.int32)
 
 
 class LabelImages:
@@ -61,10 +64,32 @@ class LabelImages:
     def _expand(
         self, frame: PixelFrame, semantic: np.ndarray | None, track_ids: np.ndarray | None
     ) -> LabelImagePair:
-        return (
-            frame.expand(semantic.astype(self.semantic_dtype)) if semantic is not None else None,
-            frame.expand(track_ids.astype(np.int32, copy=False)) if track_ids is not None else None,
-        )
+        """Both images in one compiled call (:func:`~panoptic_ros.core.resample_cpu.expand_two`: the GIL
+        taken once, each map cast as it is written); frames without pixels, or maps that are not
+        ``[h, w]``, by :meth:`PixelFrame.expand <panoptic_ros.core.segments.PixelFrame.expand>`.
+
+        Raises:
+            IndexError: a map smaller than the one the frame was made for.
+        """
+        wanted = ((semantic, self.semantic_dtype), (track_ids, _ID_TYPE))
+        given = [labels for labels, _ in wanted if labels is not None]
+        rows, cols = frame.rows.host_index, frame.cols.host_index
+        if not given or not rows.size or not cols.size or any(labels.ndim != 2 for labels in given):
+            first, second = (
+                None if labels is None else frame.expand(labels).astype(dtype, copy=False)
+                for labels, dtype in wanted
+            )
+            return first, second
+        for labels in given:
+            if rows[-1] >= labels.shape[0] or cols[-1] >= labels.shape[1]:  # the positions are nondecreasing
+                raise IndexError(
+                    f"the frame copies map pixels up to ({rows[-1]}, {cols[-1]}) of a {labels.shape} map"
+                )
+        # an image not wanted: no pixels, and the other map read in its place (not at all)
+        images = [np.empty((rows.size, cols.size) if m is not None else (0, 0), dtype=t) for m, t in wanted]
+        maps = [np.ascontiguousarray(m if m is not None else given[0]) for m, _ in wanted]
+        expand_two(images[0], maps[0], images[1], maps[1], rows, cols)
+        return (images[0] if semantic is not None else None, images[1] if track_ids is not None else None)
 
     def close(self) -> None:
         """End the side thread, where it is this object's own (after the images started)."""

@@ -19,7 +19,7 @@ from panoptic_ros.runtime import FrameEngine, InputFrame
 from panoptic_ros.runtime.engine import SHARED_OVERLAY_BYTES
 from panoptic_ros.runtime.label_images import SIDE_BYTES, LabelImages
 from panoptic_ros.runtime.pipeline import PanopticPipeline
-from panoptic_ros.runtime.side_thread import THREAD_NAME
+from panoptic_ros.runtime.side_thread import THREAD_NAME, SideThread
 from tests.conftest import REPO
 
 MODEL = (48, 96)
@@ -47,14 +47,15 @@ def _frame(camera: tuple[int, int]) -> PixelFrame:
     return pixel_frame(plan(camera, MODEL, "letterbox"), MODEL, torch.device("cpu"))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("map_type", [np.int64, np.int32], ids=["cpu-maps", "downloaded-maps"])
 @pytest.mark.parametrize("largest_id, dtype", [(200, np.uint8), (300, np.uint16)])
 @pytest.mark.parametrize("camera", [(120, 160), (1080, 1920)], ids=["small", "large"])
 def test_images_equal_the_expanded_maps_on_either_thread(
-    camera: tuple[int, int], largest_id: int, dtype: type
+    camera: tuple[int, int], largest_id: int, dtype: type, map_type: type
 ) -> None:
     rng = np.random.default_rng(camera[0] + largest_id)
-    semantic = rng.integers(0, largest_id + 1, size=MODEL).astype(np.int64)
-    ids = rng.integers(0, 5000, size=MODEL).astype(np.int64)
+    semantic = rng.integers(0, largest_id + 1, size=MODEL).astype(map_type)
+    ids = rng.integers(0, 5000, size=MODEL).astype(map_type)
     images = _Recorded(_label_set(largest_id))
     frame = _frame(camera)
     try:
@@ -70,6 +71,7 @@ def test_images_equal_the_expanded_maps_on_either_thread(
         assert np.array_equal(got, want)
     assert semantic_only[1] is None and np.array_equal(semantic_only[0], expected[0])
     assert ids_only[0] is None and np.array_equal(ids_only[1], expected[1])
+    assert semantic_only[0].dtype == dtype and ids_only[1].dtype == np.int32
     assert neither == (None, None)
     large = [
         camera[0] * camera[1] * size >= SIDE_BYTES
@@ -78,6 +80,15 @@ def test_images_equal_the_expanded_maps_on_either_thread(
     assert camera == (120, 160) or large[0], "the large frame's images are large enough for the side thread"
     for thread, beside in zip(images.threads, large, strict=True):
         assert (thread == THREAD_NAME) == beside, (thread, beside)
+
+
+def test_a_map_smaller_than_the_frame_s_is_refused() -> None:
+    images = LabelImages(_label_set(200), side=SideThread(enabled=False))
+    small = np.zeros((MODEL[0] - 1, MODEL[1]), dtype=np.int64)
+    with pytest.raises(IndexError, match="of a"):
+        images.start(_frame((120, 160)), small, None).result()
+    with pytest.raises(IndexError, match="of a"):
+        images.start(_frame((120, 160)), np.zeros(MODEL, dtype=np.int64), small).result()
 
 
 @pytest.fixture(scope="module")
