@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from panoptic_ros.tracking.association import xywh_to_xyxy
+from panoptic_ros.tracking.keys_cpu import positions
 from panoptic_ros.tracking.records import TrackerInput
 
 
@@ -107,10 +108,6 @@ class Instances:
 
 
 def lookup(values: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each of ``values``, its position in ``keys`` (unique, any order) and whether it is there."""
-    if keys.size == 0:
-        return np.zeros(values.shape, np.int64), np.zeros(values.shape, bool)
-    order = np.argsort(keys, kind="stable")
-    pos = np.minimum(np.searchsorted(keys[order], values), keys.size - 1)
-    found = keys[order][pos] == values
-    return order[pos], found
+    """For each of ``values`` (int64), its position in ``keys`` (int64, unique, any order) and whether
+    it is there: one compiled call (:func:`~panoptic_ros.tracking.keys_cpu.positions`)."""
+    return positions(np.ascontiguousarray(values, dtype=np.int64), np.ascontiguousarray(keys, dtype=np.int64))
