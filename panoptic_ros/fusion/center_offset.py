@@ -33,6 +33,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -719,6 +720,34 @@ def _cached_thing_mask(things: tuple[int, ...], num_classes: int, device: torch.
     return mask.to(device)
 
 
+def _kernels() -> ModuleType:
+    """:mod:`panoptic_ros.fusion.center_offset_cpu`, imported on first use (numba's compiler is loaded
+    only where the compiled fusion runs)."""
+    global _CPU_KERNELS  # noqa: PLW0603 (one module, imported once)
+    if _CPU_KERNELS is None:
+        from panoptic_ros.fusion import center_offset_cpu
+
+        _CPU_KERNELS = center_offset_cpu
+    return _CPU_KERNELS
+
+
+_CPU_KERNELS: ModuleType | None = None
+
+
+def _host_thing_mask(thing_classes: Sequence[int] | torch.Tensor, num_classes: int) -> np.ndarray:
+    """:func:`thing_class_mask` on the host as a numpy view, kept per (classes, C) for a tuple of
+    classes (what the model families pass) so that a frame looks it up once. Shared: not to be
+    changed (left writable: the compiled loops are compiled for writable arrays)."""
+    if isinstance(thing_classes, tuple):
+        return _cached_host_thing_mask(thing_classes, num_classes)
+    return thing_class_mask(thing_classes, num_classes, "cpu").numpy()
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_host_thing_mask(thing_classes: tuple[int, ...], num_classes: int) -> np.ndarray:
+    return thing_class_mask(thing_classes, num_classes, "cpu").numpy()
+
+
 def checked_inputs(
     semantic: torch.Tensor, center_heatmap: torch.Tensor, offsets: torch.Tensor, *, fewest_ops: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -826,14 +855,16 @@ def _fuse_on_kernels(
     """:func:`fuse_center_offset` by the compiled CPU loops (float32 logits ``[C, H, W]``): each step a
     loop with the tensor step's rule (the scores' softmax probabilities to float32 rounding, the rest
     bit for bit); the k-d tree groups where ``auto`` grouping would choose it."""
-    from panoptic_ros.fusion import center_offset_cpu as cpu
-
+    cpu = _kernels()
     if logits.dim() != 3:
         raise FusionInputError(f"semantic logits must be [C, H, W], got shape {tuple(logits.shape)}")
-    probabilities = cpu.class_probabilities_cpu(logits)
-    semantic_map, heat, _ = checked_inputs(torch.from_numpy(probabilities.argmax), center_heatmap, offsets)
     classes, height, width = logits.shape
-    is_thing = thing_class_mask(thing_classes, classes, "cpu").numpy()
+    heat = _heatmap_2d(center_heatmap)
+    if heat.shape != (height, width) or offsets.shape != (2, height, width):  # checked_inputs' rule
+        checked_inputs(logits, center_heatmap, offsets)
+    probabilities = cpu.class_probabilities_cpu(logits)
+    semantic_map = torch.from_numpy(probabilities.argmax)
+    is_thing = _host_thing_mask(thing_classes, classes)
     centers = cpu.find_centers_cpu(heat, params.center_threshold, params.nms_kernel, params.top_k)
     semantic_host = semantic_map.numpy()
     num_centers = centers.points.shape[0]

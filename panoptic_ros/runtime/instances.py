@@ -56,12 +56,13 @@ class HostSegments:
             self.row = np.flatnonzero(keep)
             parts = [part[keep] for part in parts]
         category_ids, is_thing, areas, bboxes, centroids, scores = parts
-        self.category_ids = category_ids.astype(np.int64)
-        self.is_thing = is_thing.astype(bool)
-        self.areas = areas.astype(np.int64)
-        self.bboxes = bboxes.astype(np.int64)
-        self.centroids = centroids.astype(np.float32)
-        self.scores = scores.astype(np.float32)
+        # converted where the type differs (a packed float64 table), else the arrays themselves (read only)
+        self.category_ids = category_ids.astype(np.int64, copy=False)
+        self.is_thing = is_thing.astype(bool, copy=False)
+        self.areas = areas.astype(np.int64, copy=False)
+        self.bboxes = bboxes.astype(np.int64, copy=False)
+        self.centroids = centroids.astype(np.float32, copy=False)
+        self.scores = scores.astype(np.float32, copy=False)
 
 
 def instance_table(
