@@ -1,10 +1,15 @@
-"""Where a frame's track ids sit in another id array, as one compiled call (numba).
+"""The tracker's id lookups as compiled calls (numba).
 
-The tracker looks ids up twice a frame (the tracks among the previous frame's instances, and among
-this frame's): with numpy that was seven calls on arrays of a few rows (a stable sort, a binary search,
-gathers), each paying numpy's dispatch in a frame whose caches the maps' passes have just emptied. Here
-it is one call with the same rule and results. Compiled on first use and cached on disk
-(``cache=True``); :func:`compile_kernels` compiles it ahead of the first frame.
+- :func:`positions`: where a frame's track ids sit in another id array. The tracker looks ids up twice
+  a frame (the tracks among the previous frame's instances, and among this frame's): with numpy that
+  was seven calls on arrays of a few rows (a stable sort, a binary search, gathers), each paying
+  numpy's dispatch in a frame whose caches the maps' passes have just emptied. Here it is one call with
+  the same rule and results.
+- :func:`track_map`: the frame's track id at each pixel of its compact instance index map, one pass
+  without a bounds check per pixel (the indices come from the tracker's own index map).
+
+Compiled on first use and cached on disk (``cache=True``); :func:`compile_kernels` compiles them
+ahead of the first frame.
 """
 
 from __future__ import annotations
@@ -34,7 +39,21 @@ def positions(values: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndar
     return position, found
 
 
+@njit(cache=True, nogil=True)
+def track_map(track_ids: np.ndarray, index: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """``track_ids[index]`` (``[H, W]`` in ``track_ids``' type) for an ``[H, W]`` int64 index map whose
+    values all lie in ``[0, len(track_ids))`` (not checked: the caller's own indices)."""
+    out = np.empty(index.shape, dtype=track_ids.dtype)
+    flat_out = out.reshape(-1)
+    flat_index = index.reshape(-1)
+    for p in range(flat_index.size):
+        flat_out[p] = track_ids[flat_index[p]]
+    return out
+
+
 def compile_kernels() -> None:
-    """Compile (or load from numba's cache) :func:`positions` for int64 ids."""
+    """Compile (or load from numba's cache) :func:`positions` for int64 ids and :func:`track_map` for
+    int32 ids over an int64 index map."""
     ids = np.arange(3, dtype=np.int64)
     positions(ids, ids[::-1].copy())
+    track_map(ids.astype(np.int32), np.zeros((2, 2), dtype=np.int64))

@@ -30,6 +30,9 @@ from panoptic_ros.tracking.params import TrackerParams
 from panoptic_ros.tracking.records import TrackState
 from panoptic_ros.tracking.state import Instances, Tracks
 
+# the states as plain ints: numpy compares an array with an IntEnum member several times slower
+_LOST, _CONFIRMED = int(TrackState.LOST), int(TrackState.CONFIRMED)
+
 _NS = 1e-9
 #: The assignment limit of the re-identification cost (two terms of at most 1 each).
 MAX_COST = 2.0 + 1e-6
@@ -126,9 +129,11 @@ def reidentify(
         the rows of the re-identified tracks in them and the instance each took, and the instances
         left over (to start new tracks).
     """
-    lost = np.flatnonzero(live.states == TrackState.LOST)
     none = np.zeros(0, np.int64)
-    if instances.size == 0 or lost.size + len(memory) == 0:
+    if instances.size == 0:  # most frames: every instance was claimed
+        return live, none, none, instances
+    lost = np.flatnonzero(live.states == _LOST)
+    if lost.size + len(memory) == 0:
         return live, none, none, instances
     candidates = live.select(lost).extend(memory.tracks)
     found = match(
@@ -151,6 +156,6 @@ def reidentify(
     t.stamps[rows] = stamp
     t.hits[rows] += 1
     t.misses[rows] = 0
-    t.states[rows] = TrackState.CONFIRMED
+    t.states[rows] = _CONFIRMED
     t.colors[rows] = (1 - smoothing) * t.colors[rows] + smoothing * colors[cols]
     return t, rows, cols, instances[found.unmatched_cols]

@@ -51,6 +51,7 @@ from panoptic_ros.core.segments import take
 from panoptic_ros.tracking.assignment import match_by_score
 from panoptic_ros.tracking.association import index_and_statistics
 from panoptic_ros.tracking.costs_cpu import pair_costs
+from panoptic_ros.tracking.keys_cpu import track_map as map_track_ids
 from panoptic_ros.tracking.motion import predict_boxes
 from panoptic_ros.tracking.motion_cpu import apply_matches
 from panoptic_ros.tracking.output_cpu import track_table
@@ -202,8 +203,11 @@ class Tracker:
         if not params.publish_tentative:
             tentative_ids = self._tracks.ids[self._tracks.states == _TENTATIVE]
             published[np.isin(published, tentative_ids)] = 0
-        lut = torch.from_numpy(np.concatenate((np.zeros(1, np.int32), published), dtype=np.int32)).to(device)
-        track_map = take(lut, current_index, fixed_shapes=inp.fixed_shapes)  # cheaper than indexing
+        lut = np.concatenate((np.zeros(1, np.int32), published), dtype=np.int32)  # index 0: no instance
+        if device.type == "cpu" and not inp.fixed_shapes:  # one compiled gather (its indices in range)
+            track_map = torch.from_numpy(map_track_ids(lut, current_index.numpy()))
+        else:
+            track_map = take(torch.from_numpy(lut).to(device), current_index, fixed_shapes=inp.fixed_shapes)
 
         self._previous_index = current_index
         self._previous_track_ids = track_of_instance

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from panoptic_ros.tracking.keys_cpu import positions
+from panoptic_ros.tracking.keys_cpu import positions, track_map
 from panoptic_ros.tracking.state import lookup
 
 
@@ -38,3 +38,12 @@ def test_lookup_finds_each_track_id_among_unique_keys() -> None:
     assert found.tolist() == [True, False, True, True]
     assert position[found].tolist() == [2, 0, 4]
     assert lookup(np.array([1, 2]), np.zeros(0, np.int64))[1].tolist() == [False, False]
+
+
+def test_the_track_map_gathers_each_pixel_s_track_id() -> None:
+    rng = np.random.default_rng(3)
+    track_ids = np.concatenate(([0], rng.integers(1, 1000, size=9))).astype(np.int32)
+    index = rng.integers(0, track_ids.size, size=(17, 23)).astype(np.int64)
+    got = track_map(track_ids, index)
+    assert got.dtype == np.int32 and got.shape == index.shape
+    assert np.array_equal(got, track_ids[index])
