@@ -55,6 +55,9 @@ class LabelSet:
     name: str
     categories: tuple[Category, ...]
     _by_id: dict[int, int] = field(init=False, repr=False, compare=False)
+    # the hash of the compared fields, worked out once: label sets key per-frame caches (palettes,
+    # lookup tables), and hashing every category each frame cost ~0.1 us a category
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.categories:
@@ -69,6 +72,14 @@ class LabelSet:
             by_id[category.id] = index
             names.add(category.name)
         object.__setattr__(self, "_by_id", by_id)
+        object.__setattr__(self, "_hash", hash((self.name, self.categories)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[LabelSet], tuple[str, tuple[Category, ...]]]:
+        # rebuilt from its fields (string hashes differ between processes: the hash is worked out again)
+        return (LabelSet, (self.name, self.categories))
 
     def __len__(self) -> int:
         return len(self.categories)

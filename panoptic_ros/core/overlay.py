@@ -107,8 +107,9 @@ class OverlayPainter:
                     f"the frame maps to {(rows.size, cols.size)} but the image is {(height, width)}"
                 )
         labels = np.ascontiguousarray(panoptic)
-        too_far = labels.ndim != 2 or rows.max(initial=-1) >= labels.shape[0]
-        if too_far or cols.max(initial=-1) >= labels.shape[1]:
+        # positions nondecreasing (a frame's, or the image's own): the last is the largest
+        too_far = labels.ndim != 2 or (rows.size and rows[-1] >= labels.shape[0])
+        if too_far or (cols.size and cols[-1] >= labels.shape[1]):
             raise ConfigError(f"the frame copies map pixels past the {labels.shape} map it is given")
         # the camera rows and columns copying each map row and column: the frame's (made once per camera
         # geometry) where it is the map's size

@@ -8,6 +8,7 @@ import pytest
 
 from panoptic_ros.core.labels import Category, LabelSet, load_label_set, shipped_label_sets
 from panoptic_ros.errors import LabelSetError
+from tests.conftest import REPO
 
 SHARED_COCO = Path(__file__).resolve().parents[3] / "shared" / "data" / "coco_panoptic_categories.json"
 
@@ -104,3 +105,25 @@ def test_unknown_name_and_bad_file(tmp_path: Path) -> None:
         load_label_set(tmp_path / "missing.yaml")
     with pytest.raises(LabelSetError, match="no category 'truck'"):
         load_label_set("synthetic").by_name("truck")
+
+
+def test_a_label_set_hashes_by_its_fields_in_any_process() -> None:
+    """The hash is worked out once per label set (it keys per-frame caches); equal sets hash equal, and
+    a set sent to another process is rebuilt there (string hashes differ between processes)."""
+    import pickle
+    import subprocess
+    import sys
+
+    coco = load_label_set("coco_panoptic")
+    same = LabelSet(coco.name, coco.categories)
+    assert same == coco and hash(same) == hash(coco) and {coco: 1}[same] == 1
+    payload = pickle.dumps(coco)
+    script = (
+        "import pickle, sys; from panoptic_ros.core.labels import LabelSet, load_label_set; "
+        "s = pickle.loads(sys.stdin.buffer.read()); t = load_label_set('coco_panoptic'); "
+        "print(s == t and hash(s) == hash(t) and {t: 1}[s] == 1)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], input=payload, capture_output=True, check=True, cwd=REPO
+    )
+    assert out.stdout.strip() == b"True"
