@@ -380,7 +380,10 @@ def tracker_input(
     as fitted to the model input for the mean colors. ``fixed_shapes``: the tracker measures the maps
     with shapes independent of the data too (the pipeline's fixed-shape mode)."""
     segments = segments if segments is not None else HostSegments(out.segments)
-    things = segments.is_thing  # rows that show in the frame (area > 0)
+    things: slice | np.ndarray = segments.is_thing  # rows that show in the frame (area > 0)
+    count = int(np.count_nonzero(things))
+    if things[:count].all():  # things first, as fused: the rows are views
+        things = slice(0, count)
     return TrackerInput(
         instance_map=out.instance,
         ids=segments.row[things] + 1,
