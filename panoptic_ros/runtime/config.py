@@ -95,8 +95,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
       "previous ones (more frames per second on few cores; off: one thread does everything in turn)"),
     P("side_thread", True,
       "draw a frame's overlay while a second thread expands its label images to the camera's size, "
-      "then shares the overlay's rows, where they are large (1280x720 and up: lower latency for a "
-      "little more CPU); off: one thread"),
+      "where they are large (1280x720 and up: lower latency for a little more CPU); off: one thread"),
     # inputs
     P("image_topics", ["/camera/image_raw"],
       "camera topics; a name ending in /compressed is a sensor_msgs/CompressedImage, else an Image. "

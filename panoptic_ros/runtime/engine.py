@@ -10,8 +10,7 @@ call (:meth:`FrameEngine.process`):
    check: the tracker's own when tracking), tracking (the camera's :class:`~panoptic_ros.tracking.Tracker`),
    the instance table with every id numbered (:mod:`panoptic_ros.runtime.instances`), 3D positions when
    depth and camera_info came with the frame, the overlay when asked for, and the label images at the
-   camera's size (:mod:`panoptic_ros.runtime.label_images`: large ones on a side thread meanwhile,
-   which then takes a share of a large overlay's bands of rows).
+   camera's size (:mod:`panoptic_ros.runtime.label_images`: large ones on a side thread meanwhile).
 
 Parameters arrive validated (:class:`EngineParams`, built by :mod:`panoptic_ros.runtime.config` or a
 command line) and are applied between batches by :meth:`FrameEngine.apply`, without being parsed again.
@@ -41,11 +40,6 @@ from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.runtime.side_thread import SideThread
 from panoptic_ros.runtime.warm_up import is_warm_up, warm_up_batches
 from panoptic_ros.tracking import StreamCheck, Tracker, TrackerInput, TrackerOutput, TrackerParams
-
-#: Bands of camera rows an overlay is painted in, by the serving thread and the side thread together.
-OVERLAY_BANDS = 12
-#: Bytes of overlay picture from which the side thread shares its bands (a 1280x720 picture: 2.6 MiB).
-SHARED_OVERLAY_BYTES = 2 << 20
 
 
 @dataclass(frozen=True)
@@ -88,9 +82,8 @@ class FrameEngine:
         pipeline: the loaded model (the engine closes it on :meth:`close`).
         params: how frames are processed; defaults when None.
         side_thread: expand large label images to the camera's size on a second thread, beside the
-            instance table and the overlay (:mod:`~panoptic_ros.runtime.label_images`), which then
-            paints bands of a large overlay's rows too; False: all on the calling thread (the same
-            images).
+            instance table and the overlay (:mod:`~panoptic_ros.runtime.label_images`); False: on the
+            calling thread (the same images).
     """
 
     def __init__(
@@ -344,16 +337,12 @@ class FrameEngine:
 
     def _overlay(self, frame: InputFrame, out: FrameOutput, shown: np.ndarray) -> np.ndarray:
         """The BGR overlay of the host display map (colors chosen at the model's resolution, the
-        picture made on the host): a BGR frame's channels stay, an RGB frame's are swapped. A large
-        picture is painted in bands shared with the side thread once it is free of the label images."""
+        picture made on the host): a BGR frame's channels stay, an RGB frame's are swapped."""
         painter = OverlayPainter(
             frame.image, shown, self.label_set, frame=out.frame, label_divisor=self.label_divisor,
             order=frame.order, swap=frame.order == "rgb",
         )  # fmt: skip
-        shared = self._side.enabled and painter.picture.nbytes >= SHARED_OVERLAY_BYTES
-        bands = OVERLAY_BANDS if shared else 1  # one band (one compiled call) on one thread
-        bounds = [painter.height * band // bands for band in range(bands + 1)]
-        self._side.share(lambda band: painter.paint(bounds[band], bounds[band + 1]), bands)
+        painter.paint(0, painter.height)
         return painter.picture
 
     # ---- life cycle

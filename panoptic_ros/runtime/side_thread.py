@@ -5,9 +5,7 @@ work is Python and small compiled steps at the model's resolution (fusion, track
 table); the passes over whole camera frames (the label images expanded to the camera's size, a few
 MB each at 1080p) are compiled loops that release the GIL and depend on nothing but their inputs.
 :class:`SideThread` runs such a pass on a thread of its own while the serving thread goes on, so the
-frame's wall time no longer adds them up; :meth:`SideThread.share` splits one pass into independent
-parts (bands of an overlay's rows) that the serving thread and the side thread, once free, take in
-turn. The work done is the same; where the side thread is off
+frame's wall time no longer adds them up. The work done is the same; where the side thread is off
 (``enabled=False``), or a pass is too small to be worth handing over (``beside=False``: waking the
 thread and taking the result back cost about 0.06 ms on the 2-core development machine), the pass
 runs on the calling thread when submitted.
@@ -19,7 +17,6 @@ step the side thread takes holds the GIL, which the serving thread then waits fo
 from __future__ import annotations
 
 import _thread
-import itertools
 import queue
 import threading
 import weakref
@@ -95,63 +92,12 @@ class SideThread:
         self._passes.put(pending)
         return pending
 
-    def share(self, work: Callable[[int], object], parts: int, *, beside: bool = True) -> None:
-        """Run ``work(0)`` to ``work(parts - 1)``, independent parts of one pass, on the calling thread
-        and on the side thread once it is free (after the passes submitted before), each part taken by
-        the first thread free; return once every part has run, and raise the first error a part
-        raised. All on the calling thread where ``beside`` is False, the side thread is off or there
-        is only one part. (The caller does not wait for the side thread's earlier passes: where they
-        outlast the parts it takes every part itself.)"""
-        if not (self.enabled and beside) or parts <= 1:
-            for part in range(parts):
-                work(part)
-            return
-        shared = _Shared(work, parts)
-        self.submit(shared.run)
-        shared.run()
-        shared.wait()
-
     def close(self) -> None:
         """Wait for the passes submitted and end the thread (a later pass starts another)."""
         if self._thread is not None:
             self._ending()  # the end of the queue, once
             self._thread.join()
             self._thread = None
-
-
-class _Shared:
-    """The parts of one pass of :meth:`SideThread.share`, taken and counted by C-level calls that are
-    atomic under the GIL (``itertools.count``), so the two threads need no lock per part."""
-
-    __slots__ = ("_done", "_error", "_finished", "_parts", "_take", "_work")
-
-    def __init__(self, work: Callable[[int], object], parts: int) -> None:
-        self._work = work
-        self._parts = parts
-        self._take = itertools.count().__next__
-        self._finished = itertools.count(1).__next__
-        self._error: BaseException | None = None
-        self._done = _thread.allocate_lock()
-        self._done.acquire()  # released when the last part has run
-
-    def run(self) -> None:
-        """Run parts until none is left (on each thread that shares the pass)."""
-        while (part := self._take()) < self._parts:
-            try:
-                self._work(part)
-            except BaseException as err:  # handed to the caller by wait(); the other parts still run
-                if self._error is None:
-                    self._error = err
-            if self._finished() == self._parts:
-                self._work = None  # type: ignore[assignment]  # nothing held past the pass
-                self._done.release()
-
-    def wait(self) -> None:
-        """Until every part has run; the first error a part raised."""
-        with self._done:
-            pass
-        if self._error is not None:
-            raise self._error
 
 
 def _serve(passes: queue.SimpleQueue[Pending[Any] | None]) -> None:
