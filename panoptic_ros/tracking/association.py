@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from panoptic_ros.core.segments import as_dtype
+from panoptic_ros.tracking.association_cpu import index_map_cpu, index_statistics, pixel_statistics
 
 _MAX_LUT = 1 << 22  # id ranges up to this size use a lookup table, larger ones a binary search
 #: Mean-color distances are divided by the largest one, black to white.
@@ -57,8 +58,6 @@ def index_map(instance_map: torch.Tensor, ids: np.ndarray, *, fixed_shapes: bool
         return torch.zeros(values.shape, dtype=torch.int64, device=device)
     top = int(ids.max())
     if device.type == "cpu" and top < _MAX_LUT and not fixed_shapes:
-        from panoptic_ros.tracking.association_cpu import index_map_cpu
-
         return index_map_cpu(values, ids)
     if top == ids.size and np.array_equal(ids, np.arange(1, top + 1)):
         # ids already compact (the pipeline's thing numbers when every thing shows): no lookup
@@ -169,8 +168,6 @@ def instance_statistics(
     by one compiled pass over the pixels inside an instance
     (:func:`~panoptic_ros.tracking.association_cpu.pixel_statistics`: the same numbers)."""
     if current.device.type == "cpu" and not fixed_shapes:
-        from panoptic_ros.tracking.association_cpu import pixel_statistics
-
         return pixel_statistics(previous, current, num_previous, count, image=image, weights=weights)
     if current.device.type == "cpu" and weights is not None:
         weights = weights.double()  # the CPU's weighted bincounts take float64: converted once
@@ -203,8 +200,6 @@ def index_and_statistics(
     num_previous = num_previous if previous is not None else 0
     cpu = instance_map.device.type == "cpu" and not fixed_shapes
     if cpu and ids.size and int(ids.max()) < _MAX_LUT:
-        from panoptic_ros.tracking.association_cpu import index_statistics
-
         return index_statistics(instance_map, ids, previous, num_previous, image=image, weights=weights)
     index = index_map(instance_map, ids, fixed_shapes=fixed_shapes)
     before = previous if previous is not None else torch.zeros_like(index)

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from panoptic_ros.errors import ConfigError
-from panoptic_ros.tracking import Tracker, TrackerInput, TrackerParams, TrackState, association_cpu
+from panoptic_ros.tracking import (
+    Tracker,
+    TrackerInput,
+    TrackerParams,
+    TrackState,
+    association,
+    association_cpu,
+)
 from tests.tracking.test_tracker import CAR, PERSON, Box, W, frame, track_of
 
 RED, BLUE = (200, 30, 30), (30, 60, 200)
@@ -145,7 +152,7 @@ def test_colors_are_computed_only_when_used(monkeypatch: pytest.MonkeyPatch) -> 
         calls.extend([1] if image is not None else [])
         return real(*args, image=image, **kwargs)
 
-    monkeypatch.setattr(association_cpu, "index_statistics", statistics)  # the CPU's colors
+    monkeypatch.setattr(association, "index_statistics", statistics)  # the CPU's colors, where called
     inp = colored([((1, PERSON, 50, 20, 10, 20), RED)], 0)
     Tracker(TrackerParams(appearance_weight=0.0, reid_seconds=0.0)).update(inp)
     assert calls == []
