@@ -24,23 +24,25 @@ from panoptic_ros.tracking.assignment_cpu import compile_kernels as compile_matc
 from panoptic_ros.tracking.association_cpu import compile_kernels as compile_statistics
 from panoptic_ros.tracking.costs_cpu import compile_kernels as compile_costs
 from panoptic_ros.tracking.keys_cpu import compile_kernels as compile_keys
+from panoptic_ros.tracking.lifecycle_cpu import compile_kernels as compile_lifecycle
 from panoptic_ros.tracking.motion_cpu import compile_kernels as compile_motion
 from panoptic_ros.tracking.output_cpu import compile_kernels as compile_output
 
 
 def compile_kernels(*, cpu_frame_path: bool = True) -> None:
     """Compile (or load) the loops on the host: the overlay's, the label images' expansion, the
-    instance table's, the tracker's (costs, id lookups, updates, assignment, output rows) and the depth
-    conversion always (any device makes them on the host), and the segment labels of 3D positions (any
-    frames on the CPU take them, fixed-shape fusion or not); with ``cpu_frame_path`` also the CPU
-    fusion's, the category maps' lookup, the tracker's pixel statistics and the segments' depth
-    medians."""
+    instance table's, the tracker's (costs, id lookups, updates, life cycle, assignment, output rows)
+    and the depth conversion always (any device makes them on the host), and the segment labels of 3D
+    positions (any frames on the CPU take them, fixed-shape fusion or not); with ``cpu_frame_path``
+    also the CPU fusion's, the category maps' lookup, the tracker's pixel statistics and the segments'
+    depth medians."""
     compile_overlay()
     compile_expansions()
     compile_instances()
     compile_matcher()
     compile_costs()
     compile_keys()
+    compile_lifecycle()
     compile_motion()
     compile_output()
     compile_meters()

@@ -52,6 +52,7 @@ from panoptic_ros.tracking.assignment import match_by_score
 from panoptic_ros.tracking.association import index_and_statistics
 from panoptic_ros.tracking.costs_cpu import pair_costs
 from panoptic_ros.tracking.keys_cpu import track_map as map_track_ids
+from panoptic_ros.tracking.lifecycle_cpu import publish, settle
 from panoptic_ros.tracking.motion import predict_boxes
 from panoptic_ros.tracking.motion_cpu import apply_matches
 from panoptic_ros.tracking.output_cpu import track_table
@@ -66,8 +67,6 @@ _NS = 1e-9
 REFERENCE_AREA_DECAY = 0.98
 #: Weight of a new observation in a track's mean color (exponential average).
 COLOR_SMOOTHING = 0.5
-# the states as plain ints: numpy compares an array with an IntEnum member 5x slower than with an int
-_TENTATIVE, _CONFIRMED, _LOST = int(TrackState.TENTATIVE), int(TrackState.CONFIRMED), int(TrackState.LOST)
 
 
 #: No tracks (read only: what leaves the association when nothing does).
@@ -166,18 +165,13 @@ class Tracker:
             size=size, params=params, reference_area_decay=REFERENCE_AREA_DECAY,
             color_smoothing=COLOR_SMOOTHING,
         )  # fmt: skip
-        matched = np.zeros(n, dtype=bool)
-        matched[rows] = True
-        tracks.misses[~matched] += 1  # missed: tentative tracks are dropped below, the others lost
-        tracks.states[~matched & (tracks.states != _TENTATIVE)] = _LOST
-        track_of_instance = np.zeros(det.count, dtype=np.int64)
-        track_of_instance[cols] = tracks.ids[rows]
-        # drop tentative tracks missed once and lost tracks missed more than max_age frames
-        unmatched_state = tracks.states
-        keep = matched | ((unmatched_state == _LOST) & (tracks.misses <= params.max_age) & in_image)
-        self._tracks = tracks if keep.all() else tracks.select(np.flatnonzero(keep))
+        # missed tracks: tentative ones dropped, the others lost, and dropped past max_age frames or
+        # out of the image; each instance takes its track's id (one compiled call)
+        kept, leaving, track_of_instance = settle(
+            tracks.states, tracks.misses, tracks.ids, rows, cols, det.count, in_image, params.max_age
+        )
+        self._tracks = tracks if kept.size == n else tracks.select(kept)
         if params.reid:
-            leaving = np.flatnonzero(~keep & (unmatched_state == _LOST))
             self._memory.keep(tracks.select(leaving) if leaving.size else _NO_TRACKS, stamp, params)
             if colors is not None:
                 self._tracks, revived, taken, new_instances = reidentify(
@@ -199,11 +193,12 @@ class Tracker:
             self._tracks = self._tracks.extend(created)
             track_of_instance[new_instances] = created.ids
 
-        published = track_of_instance.copy()
-        if not params.publish_tentative:
-            tentative_ids = self._tracks.ids[self._tracks.states == _TENTATIVE]
-            published[np.isin(published, tentative_ids)] = 0
-        lut = np.concatenate((np.zeros(1, np.int32), published), dtype=np.int32)  # index 0: no instance
+        # what the frame shows: the track ids drawn (tentative ones hidden where asked), the lookup from
+        # the instance indices (0: none), each track's instance and the rows listed (one compiled call)
+        live = self._tracks
+        published, lut, instance_rows, drawn, lost = publish(
+            live.ids, live.states, track_of_instance, not params.publish_tentative
+        )
         if device.type == "cpu" and not inp.fixed_shapes:  # one compiled gather (its indices in range)
             track_map = torch.from_numpy(map_track_ids(lut, current_index.numpy()))
         else:
@@ -211,17 +206,11 @@ class Tracker:
 
         self._previous_index = current_index
         self._previous_track_ids = track_of_instance
-        position, matched_now = lookup(self._tracks.ids, track_of_instance)
-        instance_rows = np.where(matched_now, position, -1)
-        in_map = matched_now.copy()  # every id of track_of_instance is a live track's
-        in_map[matched_now] = published[position[matched_now]] != 0
         observed = {"det_areas": det_areas, "stamp": stamp}
         return TrackerOutput(
             track_map=track_map,
-            tracks=track_table(self._tracks, np.flatnonzero(in_map), instance_rows, det, **observed),
-            lost=track_table(
-                self._tracks, np.flatnonzero(self._tracks.states == _LOST), instance_rows, det, **observed
-            ),
+            tracks=track_table(live, drawn, instance_rows, det, **observed),
+            lost=track_table(live, lost, instance_rows, det, **observed),
             instance_track_ids=track_of_instance,
             stamp_ns=stamp,
             events=events,
