@@ -55,6 +55,8 @@ class Memory:
     def keep(self, tracks: Tracks, stamp: int, params: TrackerParams) -> None:
         """Add ``tracks`` (that have just left the association) and forget every track unmatched for
         more than ``reid_seconds`` or without a color (those cannot be re-identified)."""
+        if not len(tracks) and not len(self.tracks):
+            return  # nothing kept, nothing arrives
         merged = self.tracks.extend(tracks) if len(tracks) else self.tracks
         kept = ((stamp - merged.stamps) * _NS <= params.reid_seconds) & merged.has_color
         self.tracks = merged if kept.all() else merged.select(np.flatnonzero(kept))

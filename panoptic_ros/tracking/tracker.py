@@ -173,7 +173,7 @@ class Tracker:
         self._tracks = tracks if kept.size == n else tracks.select(kept)
         if params.reid:
             self._memory.keep(tracks.select(leaving) if leaving.size else _NO_TRACKS, stamp, params)
-            if colors is not None:
+            if colors is not None and new_instances.size:  # instances left to re-identify
                 self._tracks, revived, taken, new_instances = reidentify(
                     self._tracks,
                     self._memory,
