@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from panoptic_ros.core.segments import PixelFrame, identity_axes
+from panoptic_ros.core.segments import Axes, PixelFrame, identity_axes
 
 
 class ClassProbabilities(NamedTuple):
@@ -209,6 +209,21 @@ _NO_PROBABILITIES = ClassProbabilities(
 )
 
 
+#: Host views of the axes of the frames measured (a frame is made once per camera geometry), by id.
+_HOST_AXES: dict[int, tuple[Axes, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
+
+
+def _host_axes(axes: Axes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(weight, first, last, total)`` of CPU ``axes`` as numpy views, made once per axes object."""
+    hit = _HOST_AXES.get(id(axes))
+    if hit is None or hit[0] is not axes:
+        if len(_HOST_AXES) >= 64:  # frames of many geometries: start over
+            _HOST_AXES.clear()
+        views = (axes.weight.numpy(), axes.first.numpy(), axes.last.numpy(), axes.total.numpy())
+        hit = _HOST_AXES[id(axes)] = (axes, views)
+    return hit[1]
+
+
 def measure_cpu(
     segment_of_pixel: np.ndarray,
     num_segments: int,
@@ -222,13 +237,14 @@ def measure_cpu(
     height, width = segment_of_pixel.shape
     axes = frame.axes if frame is not None else identity_axes(height, width, torch.device("cpu"))
     given = _NO_PROBABILITIES if probabilities is None else probabilities
+    weight, first, last, total = _host_axes(axes)
     return _measure(
         segment_of_pixel,
         int(num_segments),
-        axes.weight.numpy(),
-        axes.first.numpy(),
-        axes.last.numpy(),
-        axes.total.numpy(),
+        weight,
+        first,
+        last,
+        total,
         given.logits,
         given.argmax.reshape(-1),
         given.top,
