@@ -78,20 +78,28 @@ def instance_table(
     return table_rows(tracked, segments, out.camera_size, publish_lost=publish_lost)
 
 
+#: The :class:`TrackTable` columns the instance table is made from, in ``table_columns``' order.
+_TABLE_COLUMNS = (
+    "track_ids", "category_ids", "scores", "states", "areas", "bboxes", "centroids", "velocities", "ages",
+)  # fmt: skip
+
+
 def table_rows(
     tracked: TrackerOutput | None, segments: HostSegments, size: tuple[int, int], *, publish_lost: bool
 ) -> InstanceTable:
     """:func:`instance_table` of a frame of ``size`` ``(height, width)`` from its tracker output and
     host segments, in one compiled pass (:func:`~panoptic_ros.runtime.instances_cpu.table_columns`)."""
     tracks = _NO_TRACKS if tracked is None else tracked.tracks
-    if tracked is not None and publish_lost and len(tracked.lost):
-        tracks = TrackTable(*(np.concatenate(pair) for pair in zip(tracks, tracked.lost, strict=True)))
+    used = [getattr(tracks, name) for name in _TABLE_COLUMNS]  # the track columns the table shows
+    if tracked is not None and publish_lost and len(tracked.lost):  # the lost tracks after them
+        used = [
+            np.concatenate((column, getattr(tracked.lost, name)))
+            for column, name in zip(used, _TABLE_COLUMNS, strict=True)
+        ]
     height, width = size
     columns = table_columns(
-        tracks.track_ids, tracks.category_ids, tracks.scores, tracks.states, tracks.areas, tracks.bboxes,
-        tracks.centroids, tracks.velocities, tracks.ages, segments.row, segments.category_ids,
-        segments.is_thing, segments.areas, segments.bboxes, segments.centroids, segments.scores,
-        tracked is None, int(width), int(height),
+        *used, segments.row, segments.category_ids, segments.is_thing, segments.areas, segments.bboxes,
+        segments.centroids, segments.scores, tracked is None, int(width), int(height),
     )  # fmt: skip
     n = columns[0].shape[0]
     return InstanceTable(
