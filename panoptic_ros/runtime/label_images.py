@@ -3,7 +3,8 @@
 The fused label maps come to the host at the model's resolution; the ``semantic`` and ``instance_ids``
 images are those maps expanded to the camera's size (nearest, by the frame's
 :class:`~panoptic_ros.core.segments.PixelFrame`). At 1920x1080 that writes 10 MB a frame, more than
-any other pass after the network, in a compiled loop that releases the GIL: large images are expanded on
+any other pass after the network, both images in one compiled call that releases the GIL (each map
+cast to its image's type as it is written): large images are expanded on
 the engine's side thread (:mod:`~panoptic_ros.runtime.side_thread`) while the serving thread makes the
 instance table and the overlay; small ones on the serving thread, where handing them over would cost
 more than it saves.
