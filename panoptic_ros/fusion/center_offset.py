@@ -33,7 +33,6 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -44,6 +43,7 @@ from panoptic_ros.core.ids import DEFAULT_LABEL_DIVISOR, VOID_PANOPTIC
 from panoptic_ros.core.params import check_int, check_number, from_mapping
 from panoptic_ros.core.segments import PixelFrame, as_dtype, histogram, segment_geometry
 from panoptic_ros.errors import ConfigError, PanopticRosError
+from panoptic_ros.fusion import center_offset_cpu as cpu
 
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
 """Default bound on the temporary memory of one grouping chunk (256 MiB)."""
@@ -720,20 +720,6 @@ def _cached_thing_mask(things: tuple[int, ...], num_classes: int, device: torch.
     return mask.to(device)
 
 
-def _kernels() -> ModuleType:
-    """:mod:`panoptic_ros.fusion.center_offset_cpu`, imported on first use (numba's compiler is loaded
-    only where the compiled fusion runs)."""
-    global _CPU_KERNELS  # noqa: PLW0603 (one module, imported once)
-    if _CPU_KERNELS is None:
-        from panoptic_ros.fusion import center_offset_cpu
-
-        _CPU_KERNELS = center_offset_cpu
-    return _CPU_KERNELS
-
-
-_CPU_KERNELS: ModuleType | None = None
-
-
 def _host_thing_mask(thing_classes: Sequence[int] | torch.Tensor, num_classes: int) -> np.ndarray:
     """:func:`thing_class_mask` on the host as a numpy view, kept per (classes, C) for a tuple of
     classes (what the model families pass) so that a frame looks it up once. Shared: not to be
@@ -855,7 +841,6 @@ def _fuse_on_kernels(
     """:func:`fuse_center_offset` by the compiled CPU loops (float32 logits ``[C, H, W]``): each step a
     loop with the tensor step's rule (the scores' softmax probabilities to float32 rounding, the rest
     bit for bit); the k-d tree groups where ``auto`` grouping would choose it."""
-    cpu = _kernels()
     if logits.dim() != 3:
         raise FusionInputError(f"semantic logits must be [C, H, W], got shape {tuple(logits.shape)}")
     classes, height, width = logits.shape

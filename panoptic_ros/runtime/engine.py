@@ -37,7 +37,6 @@ from panoptic_ros.runtime.label_images import LabelImages
 from panoptic_ros.runtime.pipeline import FrameOutput, NetworkBatch, PanopticPipeline
 from panoptic_ros.runtime.profiling import stage_label
 from panoptic_ros.runtime.records import FrameResult, InputFrame
-from panoptic_ros.runtime.side_thread import SideThread
 from panoptic_ros.runtime.warm_up import is_warm_up, warm_up_batches
 from panoptic_ros.tracking import StreamCheck, Tracker, TrackerInput, TrackerOutput, TrackerParams
 
@@ -90,8 +89,7 @@ class FrameEngine:
         self, pipeline: PanopticPipeline, params: EngineParams | None = None, *, side_thread: bool = True
     ) -> None:
         self.pipeline = pipeline
-        self._side = SideThread(enabled=side_thread)
-        self._images = LabelImages(pipeline.label_set, side=self._side)
+        self._images = LabelImages(pipeline.label_set, side_thread=side_thread)
         self.params = EngineParams()
         self._streams: dict[str, _Stream] = {}
         self.label_set: LabelSet = pipeline.label_set
@@ -348,7 +346,7 @@ class FrameEngine:
     # ---- life cycle
 
     def close(self) -> None:
-        self._side.close()
+        self._images.close()
         self._streams.clear()
         self.pipeline.close()
 

@@ -35,14 +35,12 @@ class LabelImages:
     Args:
         label_set: the model's labels (the semantic image is 8-bit where every category id and the
             void value fit, else 16-bit).
-        side: the side thread that expands large images (its owner closes it); None: a side thread
-            of this object's own (:meth:`close` ends it).
+        side_thread: expand large images on a side thread; False: always on the calling thread.
     """
 
-    def __init__(self, label_set: LabelSet, *, side: SideThread | None = None) -> None:
+    def __init__(self, label_set: LabelSet, *, side_thread: bool = True) -> None:
         self.semantic_dtype = np.dtype(np.uint8 if label_set.void_semantic <= 255 else np.uint16)
-        self._own_side = side is None
-        self.side = side if side is not None else SideThread()
+        self.side = SideThread(enabled=side_thread)
 
     def start(
         self,
@@ -93,6 +91,5 @@ class LabelImages:
         return (images[0] if semantic is not None else None, images[1] if track_ids is not None else None)
 
     def close(self) -> None:
-        """End the side thread, where it is this object's own (after the images started)."""
-        if self._own_side:
-            self.side.close()
+        """End the side thread (after the images started)."""
+        self.side.close()

@@ -18,7 +18,7 @@ from panoptic_ros.data.synthetic import generate
 from panoptic_ros.runtime import FrameEngine, InputFrame
 from panoptic_ros.runtime.label_images import SIDE_BYTES, LabelImages
 from panoptic_ros.runtime.pipeline import PanopticPipeline
-from panoptic_ros.runtime.side_thread import THREAD_NAME, SideThread
+from panoptic_ros.runtime.side_thread import THREAD_NAME
 from tests.conftest import REPO
 
 MODEL = (48, 96)
@@ -82,7 +82,7 @@ def test_images_equal_the_expanded_maps_on_either_thread(
 
 
 def test_a_map_smaller_than_the_frame_s_is_refused() -> None:
-    images = LabelImages(_label_set(200), side=SideThread(enabled=False))
+    images = LabelImages(_label_set(200), side_thread=False)
     small = np.zeros((MODEL[0] - 1, MODEL[1]), dtype=np.int64)
     with pytest.raises(IndexError, match="of a"):
         images.start(_frame((120, 160)), small, None).result()
