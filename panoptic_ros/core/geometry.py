@@ -75,12 +75,14 @@ def segment_positions(
     min_pixels: int = 10,
     weights: torch.Tensor | None = None,
     kernels: bool | None = None,
+    semantic: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Camera-frame positions of segments: the median valid depth inside each mask, back-projected
     through the segment's centroid pixel.
 
     Args:
-        label_map: ``[H, W]`` integer segment label of each pixel.
+        label_map: ``[H, W]`` integer segment label of each pixel; with ``semantic``, the thing ids
+            (0 where none): a pixel's label is then its id where positive, else ``-1 - semantic``.
         ids: ``[S]`` the labels of the segments to place (values of ``label_map``).
         centroids: ``[S, 2]`` ``(x, y)`` pixel centroids of those segments (in ``camera``'s image).
         depth: ``[H, W]`` float meters, NaN where invalid, aligned with ``label_map``; a depth is valid
@@ -93,6 +95,7 @@ def segment_positions(
         kernels: the medians by the compiled loop of :mod:`panoptic_ros.core.geometry_cpu` (the same
             numbers, about 10x faster on the CPU). None: whenever the map is on the CPU; True: always
             (the map must be on the CPU); False: the tensor form (the one on CUDA).
+        semantic: ``[H, W]`` integer category of each pixel, or None (``label_map`` holds the labels).
     Returns:
         ``[S, 3]`` float32 ``(x, y, z)`` meters in the optical frame (x right, y down, z forward) and
         ``[S]`` bool validity.
@@ -100,8 +103,8 @@ def segment_positions(
     The median is the lower one (of ``n`` pixels the ``(n - 1) // 2``-th smallest depth). The tensor
     form makes one sort of the valid pixels' keys, each packing the segment (high bits), the depth's
     float32 bits (which order positive floats) and the pixel's weight (low bits), whatever the number
-    of segments (numpy's sort on the CPU); the compiled loop selects every segment's median a byte
-    of the depth's bits at a time, with no sort.
+    of segments (numpy's sort on the CPU); the compiled loops read the map as runs of equal labels
+    and select every segment's median from the depth's bits, with no sort.
 
     Raises:
         ValueError: more segments or larger weights than a 63-bit key holds (beyond 2^31 in all; the
@@ -119,9 +122,12 @@ def segment_positions(
             depth.numpy(),
             weights.numpy() if weights is not None else None,
             min_pixels=min_pixels,
+            semantic=semantic.numpy() if semantic is not None else None,
         )
         valid = torch.from_numpy(valid_np)
         return _back_project(centroids, torch.from_numpy(medians), valid, camera)
+    if semantic is not None:
+        label_map = torch.where(label_map > 0, label_map.long(), -1 - semantic.to(label_map.device).long())
     count = ids.numel()
     index = _segment_index(label_map, ids).reshape(-1)
     z = depth.reshape(-1).to(device=device, dtype=torch.float32)

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from panoptic_ros.core.geometry import CameraModel, segment_positions
-from panoptic_ros.core.geometry_cpu import segment_labels
 from panoptic_ros.runtime.instances_cpu import table_columns
 from panoptic_ros.runtime.pipeline import FrameOutput, SegmentTable
 from panoptic_ros.runtime.records import InstanceTable
@@ -130,26 +129,24 @@ def with_positions(
     at 1080p on dev-cpu, ``docs/BENCHMARKS.md``); where the camera is no larger than the model,
     every camera pixel is its own sample and the medians are those of the camera's pixels exactly."""
     device = id_map.device
-    # a thing's id where it has one, else -1 - the pixel's category: a stuff row's key on stuff pixels;
-    # on void (the set's void value) and unpublished things (a thing's category) a key no row has
-    if device.type == "cpu":  # one compiled pass instead of PyTorch's four
-        labels = torch.from_numpy(segment_labels(id_map.numpy(), out.semantic.numpy()))
-    else:
-        labels = torch.where(id_map > 0, id_map.long(), -1 - out.semantic)
     h, w = out.camera_size
     if depth.shape != (h, w):
         depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
     sampled = depth if out.frame.weights is None else out.frame.sample(depth)
     keys = np.where(table.is_thing, table.ids.astype(np.int64), -1 - table.category_ids.astype(np.int64))
     present = table.areas > 0
+    # a pixel's label: a thing's id where it has one, else -1 - its category (a stuff row's key on stuff
+    # pixels; on void, the set's void value, and on unpublished things, a thing's category: a key no row
+    # has), read from the two maps as it goes (no map of labels made)
     positions, valid = segment_positions(
-        labels,
+        id_map,
         torch.from_numpy(keys[present]).to(device),
         torch.from_numpy(table.centroids[present]).to(device),
         torch.from_numpy(np.ascontiguousarray(sampled, dtype=np.float32)).to(device),
         camera.scaled(w, h),
         min_pixels=min_pixels,
         weights=out.frame.weights,
+        semantic=out.semantic,
     )
     all_positions = np.zeros((table.size, 3), dtype=np.float32)
     all_valid = np.zeros(table.size, dtype=bool)

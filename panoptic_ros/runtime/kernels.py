@@ -14,7 +14,7 @@ import sys
 import time
 
 from panoptic_ros.core.geometry_cpu import compile_kernels as compile_depths
-from panoptic_ros.core.geometry_cpu import compile_labels, compile_meters
+from panoptic_ros.core.geometry_cpu import compile_meters
 from panoptic_ros.core.overlay_cpu import compile_kernels as compile_overlay
 from panoptic_ros.core.resample_cpu import compile_kernels as compile_expansions
 from panoptic_ros.core.segments_cpu import compile_lookups
@@ -32,10 +32,10 @@ from panoptic_ros.tracking.output_cpu import compile_kernels as compile_output
 def compile_kernels(*, cpu_frame_path: bool = True) -> None:
     """Compile (or load) the loops on the host: the overlay's, the label images' expansion, the
     instance table's, the tracker's (costs, id lookups, updates, life cycle, assignment, output rows)
-    and the depth conversion always (any device makes them on the host), and the segment labels of 3D
-    positions (any frames on the CPU take them, fixed-shape fusion or not); with ``cpu_frame_path``
-    also the CPU fusion's, the category maps' lookup, the tracker's pixel statistics and the segments'
-    depth medians."""
+    and the depth conversion always (any device makes them on the host), and the segments' depth
+    medians (3D positions of any frames on the CPU take them, fixed-shape fusion or not); with
+    ``cpu_frame_path`` also the CPU fusion's, the category maps' lookup and the tracker's pixel
+    statistics."""
     compile_overlay()
     compile_expansions()
     compile_instances()
@@ -46,12 +46,11 @@ def compile_kernels(*, cpu_frame_path: bool = True) -> None:
     compile_motion()
     compile_output()
     compile_meters()
-    compile_labels()
+    compile_depths()
     if cpu_frame_path:
         compile_fusion()
         compile_lookups()
         compile_statistics()
-        compile_depths()
 
 
 def main() -> int:

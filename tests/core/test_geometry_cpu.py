@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from panoptic_ros.core.geometry import CameraModel, _back_project, segment_positions
-from panoptic_ros.core.geometry_cpu import depth_meters, segment_depths, segment_labels
+from panoptic_ros.core.geometry_cpu import depth_meters, segment_depths
 
 CAMERA = CameraModel(fx=50.0, fy=40.0, cx=20.0, cy=15.0, width=40, height=30)
 
@@ -123,19 +123,72 @@ def test_depth_in_meters_by_the_compiled_pass(encoding: str) -> None:
 
 @pytest.mark.parametrize("id_type", [np.int32, np.int64])
 @pytest.mark.parametrize("semantic_type", [np.int32, np.int64, np.uint8])
-def test_segment_labels_equal_the_tensor_expression(id_type: type, semantic_type: type) -> None:
-    """A thing's id where it has one, else -1 - its category: the compiled pass gives what the device
-    path's ``torch.where`` gives, for every map type (a map of another type is converted first) and for
-    maps that are views with a stride."""
+def test_labels_read_from_thing_ids_and_categories(id_type: type, semantic_type: type) -> None:
+    """With ``semantic``, a pixel's label is its thing id where it has one, else -1 - its category: the
+    medians are those of that map of labels made first, for every map type (a map of another type is
+    converted first), for maps that are views with a stride, and for the tensor form."""
     rng = np.random.default_rng(5)
-    ids = np.where(rng.random((30, 40)) < 0.4, rng.integers(1, 10**6, size=(30, 40)), 0).astype(id_type)
-    semantic = rng.integers(0, 133, size=(30, 40)).astype(semantic_type)
-    expected = torch.where(
+    ids = np.where(rng.random((30, 40)) < 0.4, rng.integers(1, 6, size=(30, 40)) * 1000, 0).astype(id_type)
+    semantic = rng.integers(0, 5, size=(30, 40)).astype(semantic_type)
+    depth = rng.uniform(0.5, 9.0, size=(30, 40)).astype(np.float32)
+    weights = rng.integers(0, 4, size=(30, 40))
+    labels = torch.where(
         torch.from_numpy(ids) > 0, torch.from_numpy(ids).long(), -1 - torch.from_numpy(semantic).long()
-    ).numpy()
-    labels = segment_labels(ids, semantic)
-    assert labels.dtype == np.int64 and np.array_equal(labels, expected)
-    assert np.array_equal(segment_labels(ids[:, ::2], semantic[:, ::2]), expected[:, ::2])
+    )
+    keys = torch.tensor([3000, -1, -3, 1000, -5, 5000, 7])
+    centroids = torch.from_numpy(rng.uniform(0, 40, size=(keys.numel(), 2)).astype(np.float32))
+    for cut in (np.s_[:, :], np.s_[:, ::2]):
+        depth_cut, weights_cut = torch.from_numpy(depth[cut].copy()), torch.from_numpy(weights[cut].copy())
+        expected = segment_positions(
+            labels[cut].contiguous(), keys, centroids, depth_cut, CAMERA, min_pixels=3, weights=weights_cut,
+            kernels=False,
+        )  # fmt: skip
+        for kernels in (True, False):
+            views = (ids[cut], semantic[cut]) if kernels else (ids[cut].copy(), semantic[cut].copy())
+            paired = segment_positions(
+                torch.from_numpy(views[0]), keys, centroids, depth_cut, CAMERA, min_pixels=3,
+                weights=weights_cut, kernels=kernels, semantic=torch.from_numpy(views[1]),
+            )  # fmt: skip
+            assert torch.equal(paired[1], expected[1]) and torch.equal(paired[0], expected[0]), (cut, kernels)
+        assert bool(expected[1][:6].all()) and not bool(expected[1][6]), "every key present but 7"
+
+
+def _spread(rng: np.random.Generator, kind: int, n: int) -> np.ndarray:
+    """``n`` depths of one of four spreads: a few values tying, a wide range, nearly one value (the
+    smallest and largest differ in their last bit), floats from subnormal to huge."""
+    if kind == 0:
+        return np.round(rng.uniform(0.5, 6.0, n), 1).astype(np.float32)
+    if kind == 1:
+        return rng.uniform(0.5, 60.0, n).astype(np.float32)
+    if kind == 2:
+        return np.where(rng.random(n) < 0.02, np.nextafter(np.float32(2.5), np.float32(3)), np.float32(2.5))
+    return rng.choice(np.array([1e-45, 1e-30, 3.0, 3.0000002, 1e30, 3e38], dtype=np.float32), size=n)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_medians_of_runs_equal_the_tensor_form_for_any_spread_of_depths(seed: int) -> None:
+    """Long runs of labels (sorted maps) and short ones, depths that tie, spread widely, differ in one
+    bit, or span every exponent, with invalid ones among them: the medians and validity are the
+    tensor form's, bit for bit."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 2500))
+    labels = rng.choice(np.array([-4, -1, 0, 2, 9, 1234567]), size=n)
+    if seed % 3 == 0:
+        labels = np.sort(labels)
+    depth = _spread(rng, seed % 4, n)
+    depth[rng.random(n) < 0.1] = np.nan
+    depth[rng.random(n) < 0.03] = -1.0
+    depth[rng.random(n) < 0.02] = np.inf
+    depth[rng.random(n) < 0.02] = 0.0
+    keys = torch.tensor([9, -1, 0, 1234567, 77, -4])
+    centroids = torch.tensor([[CAMERA.cx, CAMERA.cy]]).repeat(keys.numel(), 1)  # x = y = 0: no overflow
+    weights = torch.from_numpy(rng.integers(0, 5, size=(1, n))) if seed % 2 else None
+    args = (torch.from_numpy(labels[None, :]), keys, centroids, torch.from_numpy(depth[None, :]), CAMERA)
+    for min_pixels in (1, 7, 10**6):
+        compiled = segment_positions(*args, min_pixels=min_pixels, weights=weights, kernels=True)
+        tensor = segment_positions(*args, min_pixels=min_pixels, weights=weights, kernels=False)
+        assert torch.equal(compiled[1], tensor[1]), min_pixels
+        assert torch.equal(compiled[0].view(torch.int32), tensor[0].view(torch.int32)), min_pixels
 
 
 def test_back_projection_on_the_cpu_takes_the_tensor_forms_float32_steps() -> None:
