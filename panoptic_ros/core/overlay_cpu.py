@@ -48,7 +48,7 @@ def display_map(
                     shade = track % (label_divisor - 1) + 1
                 shown[y, x] = category * label_divisor + shade
             else:
-                shown[y, x] = stuff[category]
+                shown[y, x] = stuff[np.uint64(category)]  # ids are not negative: no wraparound check
     return shown
 
 

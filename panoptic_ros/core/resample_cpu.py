@@ -31,7 +31,7 @@ def expand_map(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nda
         else:
             source = labels[rows[i]]
             for j in range(width):
-                target[j] = source[cols[j]]
+                target[j] = source[np.uint64(cols[j])]  # unsigned: no negative-index check
     return out
 
 
@@ -63,7 +63,7 @@ def expand_two(  # noqa: PLR0917 (compiled loops take positional arguments)
             else:
                 source = first[rows[i]]
                 for j in range(width):
-                    target[j] = source[cols[j]]
+                    target[j] = source[np.uint64(cols[j])]  # unsigned: no negative-index check
         if with_second:
             target_ids = second_out[i]
             if copied:
@@ -73,7 +73,7 @@ def expand_two(  # noqa: PLR0917 (compiled loops take positional arguments)
             else:
                 source_ids = second[rows[i]]
                 for j in range(width):
-                    target_ids[j] = source_ids[cols[j]]
+                    target_ids[j] = source_ids[np.uint64(cols[j])]
 
 
 #: The label types the frame engine expands: category images (uint8, uint16) and id images (int32,

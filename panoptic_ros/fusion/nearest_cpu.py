@@ -64,7 +64,7 @@ def _nearest(
         n = 0
         for x in range(width):  # the row's thing pixels, without a branch
             position[n] = x
-            n += is_thing[row[x]]
+            n += is_thing[np.uint64(row[x])]  # unsigned: no negative-index check
         for i in range(n):
             x = position[i]
             ly[i] = fy + offsets[0, y, x]

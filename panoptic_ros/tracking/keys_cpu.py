@@ -47,7 +47,7 @@ def track_map(track_ids: np.ndarray, index: np.ndarray) -> np.ndarray:  # pragma
     flat_out = out.reshape(-1)
     flat_index = index.reshape(-1)
     for p in range(flat_index.size):
-        flat_out[p] = track_ids[flat_index[p]]
+        flat_out[p] = track_ids[np.uint64(flat_index[p])]  # unsigned: no negative-index check
     return out
 
 
