@@ -86,6 +86,7 @@ def _depths(  # noqa: PLR0917 (compiled loops take positional arguments)
     # for negative indices fall away and the loops vectorize (indexing from a run's start cost 4x).
     segment = np.full(runs, count, dtype=np.int64)
     total = np.zeros(count, dtype=np.int64)
+    pixels = np.zeros(count, dtype=np.int64)
     low = np.full(count, _INF, dtype=np.int32)
     high = np.zeros(count, dtype=np.int32)
     for r in range(runs):
@@ -93,16 +94,18 @@ def _depths(  # noqa: PLR0917 (compiled loops take positional arguments)
         if at == count or sorted_keys[at] != labels[r]:
             continue
         s = segment[r] = order[at]
-        weight, smallest, largest = 0, np.int32(_INF), np.int32(0)
+        weight, taken_pixels, smallest, largest = 0, 0, np.int32(_INF), np.int32(0)
         run_bits, run_weights = bits[starts[r] : starts[r + 1]], weights[starts[r] : starts[r + 1]]
         for i in range(run_bits.size):  # vectorized: selects, no branches
             b = run_bits[i]
             w = run_weights[i] if weighted else 1
             taken = (b > 0) & (b < _INF) & (w > 0)
             weight += w if taken else 0
+            taken_pixels += 1 if taken else 0
             smallest = min(smallest, b if taken else np.int32(_INF))
             largest = max(largest, b if taken else np.int32(0))
         total[s] += weight
+        pixels[s] += taken_pixels
         low[s] = min(low[s], smallest)
         high[s] = max(high[s], largest)
     valid = total >= max(min_pixels, 1)
@@ -143,7 +146,7 @@ def _depths(  # noqa: PLR0917 (compiled loops take positional arguments)
             if shift[s] >= 0:
                 value, rank[s] = _select(histogram[s], 256, rank[s])
                 known[s] = ((low[s] >> (shift[s] + 8)) << 8) | value
-                size = histogram[s, value]  # at least the candidates' number: each weighs 1 or more
+                size = min(histogram[s, value], pixels[s])  # at least the candidates' number
                 if shift[s] == 0:
                     found[s], shift[s], size = known[s], -1, 0
             room[s + 1] = room[s] + size
@@ -228,7 +231,14 @@ def segment_depths(
 
     Returns:
         ``[S]`` float32 median depth (0 where not valid) and ``[S]`` bool validity.
+
+    Raises:
+        ValueError: ``depth``, ``weights`` or ``semantic`` not of ``labels``' shape (the compiled
+            loops do not check their indices).
     """
+    for name, other in (("depth", depth), ("weights", weights), ("semantic", semantic)):
+        if other is not None and other.shape != labels.shape:
+            raise ValueError(f"the {name} map is {other.shape}, the label map {labels.shape}")
     ids = _flat_labels(labels)
     starts, run_labels = _runs(ids, ids if semantic is None else _flat_labels(semantic), semantic is not None)
     return _depths(

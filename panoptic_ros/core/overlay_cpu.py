@@ -33,7 +33,11 @@ def display_map(
     """``[h, w]`` in ``stuff``'s type: ``category * label_divisor + track % (label_divisor - 1) + 1``
     where ``track_ids`` (``[h, w]``) is not 0, else ``stuff[semantic]`` (``category * label_divisor``
     for stuff, -1 for things without a track and void). A track's shade (a division) is worked out once
-    per run of its pixels."""
+    per run of its pixels.
+
+    Raises:
+        IndexError: a category outside ``stuff`` (checked here: the table is read unchecked).
+    """
     height, width = semantic.shape
     shown = np.empty((height, width), dtype=stuff.dtype)
     last_track = 0
@@ -41,6 +45,8 @@ def display_map(
     for y in range(height):
         for x in range(width):
             category = semantic[y, x]
+            if category < 0 or category >= stuff.size:
+                raise IndexError("a category id outside the label set's table")
             track = track_ids[y, x]
             if track != 0:
                 if track != last_track:

@@ -18,7 +18,7 @@ from numba import njit
 def expand_map(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:  # pragma: no cover
     """``[H, W]`` in ``labels``' type: ``labels[rows[i], cols[j]]`` at camera pixel ``(i, j)``
     (``labels`` ``[h, w]`` C-contiguous; ``rows`` ``[H]`` and ``cols`` ``[W]`` int64 model positions,
-    within the map: not checked here)."""
+    within the map: not checked here, and read as unsigned, so a negative one reads outside it)."""
     height = rows.size
     width = cols.size
     out = np.empty((height, width), dtype=labels.dtype)
@@ -91,13 +91,15 @@ def sample_map(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndar
     nondecreasing and not negative (a frame's positions).
 
     Raises:
-        IndexError: positions past the image (the compiled gather does not check them).
+        IndexError: positions past the image or negative (the compiled gather does not check them).
     """
     flags = image.flags
     if image.ndim != 2 or image.dtype not in EXPANDED_TYPES + SAMPLED_TYPES:
         return None
     if not (flags.c_contiguous and flags.writeable):
         return None
+    if rows.size and cols.size and (rows[0] < 0 or cols[0] < 0):
+        raise IndexError("the frame's positions are negative")
     if rows.size and cols.size and (rows[-1] >= image.shape[0] or cols[-1] >= image.shape[1]):
         raise IndexError(f"a {image.shape} image is smaller than the frame's camera image")
     return expand_map(image, rows, cols)

@@ -177,9 +177,11 @@ class PixelFrame(NamedTuple):
         rows, cols = self.rows.host_index, self.cols.host_index
         if labels.ndim != 2 or not rows.size or not cols.size:
             return labels.take(cols, axis=1).take(rows, axis=0)
-        if rows[-1] >= labels.shape[0] or cols[-1] >= labels.shape[1]:  # the indices are nondecreasing
+        # the indices are nondecreasing: the first and last bound them (the gather does not check them)
+        if rows[0] < 0 or cols[0] < 0 or rows[-1] >= labels.shape[0] or cols[-1] >= labels.shape[1]:
             raise IndexError(
-                f"the frame copies map pixels up to ({rows[-1]}, {cols[-1]}) of a {labels.shape} map"
+                f"the frame copies map pixels from ({rows[0]}, {cols[0]}) up to ({rows[-1]}, {cols[-1]}) "
+                f"of a {labels.shape} map"
             )
         return expand_map(np.ascontiguousarray(labels), rows, cols)
 

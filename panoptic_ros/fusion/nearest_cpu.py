@@ -104,5 +104,6 @@ def nearest_centers_cpu(
 ) -> np.ndarray:
     """``group_pixels``' search for K >= 1 centers ``[K, 2]``: ``center + 1`` on thing pixels, 0
     elsewhere (``[H * W]`` int64), near ties settled as the exhaustive search settles them, see
-    :func:`_nearest`."""
+    :func:`_nearest`. ``semantic`` holds class indices (an argmax: in ``[0, len(is_thing))``; they
+    index ``is_thing`` unchecked)."""
     return _nearest(semantic, is_thing, offsets, np.ascontiguousarray(centers, dtype=np.float32))

@@ -80,9 +80,11 @@ class LabelImages:
             )
             return first, second
         for labels in given:
-            if rows[-1] >= labels.shape[0] or cols[-1] >= labels.shape[1]:  # the positions are nondecreasing
+            # the positions are nondecreasing: the first and last bound them (the gather does not check)
+            if rows[0] < 0 or cols[0] < 0 or rows[-1] >= labels.shape[0] or cols[-1] >= labels.shape[1]:
                 raise IndexError(
-                    f"the frame copies map pixels up to ({rows[-1]}, {cols[-1]}) of a {labels.shape} map"
+                    f"the frame copies map pixels from ({rows[0]}, {cols[0]}) up to ({rows[-1]}, "
+                    f"{cols[-1]}) of a {labels.shape} map"
                 )
         # an image not wanted: no pixels, and the other map read in its place (not at all)
         images = [np.empty((rows.size, cols.size) if m is not None else (0, 0), dtype=t) for m, t in wanted]

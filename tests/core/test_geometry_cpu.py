@@ -191,6 +191,58 @@ def test_medians_of_runs_equal_the_tensor_form_for_any_spread_of_depths(seed: in
         assert torch.equal(compiled[0].view(torch.int32), tensor[0].view(torch.int32)), min_pixels
 
 
+@pytest.mark.parametrize("seed", range(60))
+def test_medians_of_small_maps_with_any_bits_and_weights(seed: int) -> None:
+    """Small maps of several rows: depths of any bits (ties, one value, every exponent, invalid ones),
+    weights from 0 to large (a segment of total weight 1 included), things and stuff read from a thing
+    id map and a uint8 category map with the void value 255: the compiled medians are the tensor
+    form's, bit for bit."""
+    rng = np.random.default_rng(1000 + seed)
+    height, width = (int(v) for v in rng.integers(1, 12, size=2))
+    bits = rng.integers(-(2**31), 2**31, size=(height, width), dtype=np.int64).astype(np.int32)
+    if seed % 3 == 0:  # a few values repeated: ties, segments of one value
+        bits = rng.choice(bits.reshape(-1)[:3], size=(height, width))
+    depth = bits.view(np.float32)
+    ids = np.where(rng.random((height, width)) < 0.4, rng.integers(1, 4, size=(height, width)), 0)
+    semantic = rng.choice(np.array([0, 1, 2, 255], dtype=np.uint8), size=(height, width))
+    weights = rng.integers(0, 3, size=(height, width)) * (10**6 if seed % 4 == 1 else 1)
+    if seed % 5 == 0:  # one pixel of weight 1 for the first thing
+        weights[:] = 0
+        weights[0, 0], ids[0, 0] = 1, 1
+    keys = torch.tensor([1, 2, 3, -1, -2, -3, -256])
+    centroids = torch.tensor([[CAMERA.cx, CAMERA.cy]]).repeat(keys.numel(), 1)
+    maps = (torch.from_numpy(ids), keys, centroids, torch.from_numpy(depth), CAMERA)
+    given = {"weights": torch.from_numpy(weights), "semantic": torch.from_numpy(semantic)}
+    for min_pixels in (0, 1, 3):
+        results = [segment_positions(*maps, min_pixels=min_pixels, kernels=k, **given) for k in (True, False)]
+        assert torch.equal(results[0][1], results[1][1]), min_pixels
+        assert torch.equal(results[0][0].view(torch.int32), results[1][0].view(torch.int32)), min_pixels
+
+
+def test_zero_depths_are_left_out_beside_a_subnormal_median() -> None:
+    """Zeros share a subnormal depth's high bits (all 0): they must not join its candidates."""
+    depth = np.array([[1e-45, 1e-45, 1e-45, 3.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    labels = torch.zeros(depth.shape, dtype=torch.long)
+    args = (labels, torch.tensor([0]), torch.zeros(1, 2), torch.from_numpy(depth), CAMERA)
+    compiled = segment_positions(*args, min_pixels=1, kernels=True)
+    assert compiled[0][0, 2].item() == float(np.float32(1e-45)) and bool(compiled[1][0])
+    tensor = segment_positions(*args, min_pixels=1, kernels=False)
+    assert torch.equal(compiled[0].view(torch.int32), tensor[0].view(torch.int32))
+
+
+def test_maps_of_other_shapes_than_the_labels_are_refused() -> None:
+    """The compiled loops do not check their indices: depth, weights and categories must be of the
+    label map's shape."""
+    labels, keys, depth = np.zeros((4, 5), dtype=np.int64), np.array([0]), np.ones((4, 5), dtype=np.float32)
+    small = np.zeros((3, 5), dtype=np.int64)
+    with pytest.raises(ValueError, match="depth map"):
+        segment_depths(labels, keys, depth[:3], None, min_pixels=1)
+    with pytest.raises(ValueError, match="weights map"):
+        segment_depths(labels, keys, depth, small, min_pixels=1)
+    with pytest.raises(ValueError, match="semantic map"):
+        segment_depths(labels, keys, depth, None, min_pixels=1, semantic=small)
+
+
 def test_back_projection_on_the_cpu_takes_the_tensor_forms_float32_steps() -> None:
     """numpy's back-projection (the CPU's, without PyTorch's per-call overhead) gives the tensor
     expression's points bit for bit, zeros where not valid."""

@@ -143,6 +143,17 @@ def test_tracked_display_map_shades_things_by_track_and_keeps_stuff_by_category(
     assert (shown == -1).any() and (shown % DIVISOR == 0).any() and (shown % DIVISOR > 0).any()
 
 
+def test_a_category_outside_the_label_set_is_refused(label_set: LabelSet) -> None:
+    """The stuff table is read without numba's checks: a category below 0 or past the table (the void
+    value is the table's last row) raises instead of reading outside it."""
+    tracks = np.zeros((3, 4), dtype=np.int32)
+    for wrong in (-1, label_set.void_semantic + 1):
+        semantic = np.zeros((3, 4), dtype=np.int64)
+        semantic[2, 3] = wrong
+        with pytest.raises(IndexError, match="outside the label set"):
+            tracked_display_map(semantic, tracks, label_set, DIVISOR)
+
+
 def test_alpha_outside_zero_to_one_is_refused(label_set: LabelSet) -> None:
     image = np.zeros((6, 8, 3), dtype=np.uint8)
     panoptic = np.zeros((6, 8), dtype=np.int64)

@@ -57,6 +57,22 @@ def test_a_map_smaller_than_the_frame_is_refused() -> None:
         frame.expand(np.zeros((MODEL[0], MODEL[1] - 1), dtype=np.int32))
 
 
+def test_negative_positions_are_refused() -> None:
+    """The compiled gathers read positions as unsigned (no negative-index check in their loops): a
+    negative position is refused before them, as one past the map is."""
+    frame = frame_for((48, 64), "resize")
+    for axis, first in (("rows", r"\(-1, 0\)"), ("cols", r"\(0, -1\)")):
+        positions = getattr(frame, axis).host_index
+        shifted = getattr(frame, axis)._replace(host_index=positions - positions[0] - 1)
+        with pytest.raises(IndexError, match="from " + first):
+            frame._replace(**{axis: shifted}).expand(np.zeros(MODEL, dtype=np.int32))
+    image, positions = np.zeros((4, 5), dtype=np.float32), np.arange(3)
+    with pytest.raises(IndexError, match="negative"):
+        resample_cpu.sample_map(image, positions - 1, positions)
+    with pytest.raises(IndexError, match="negative"):
+        resample_cpu.sample_map(image, positions, positions - 1)
+
+
 def test_rows_copying_the_row_above_are_its_copies() -> None:
     """The pass copies a camera row from the one above only where both copy one model row: rows
     that go back to an earlier model row (not a frame's mapping, but the loop allows it) are

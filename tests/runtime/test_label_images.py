@@ -88,6 +88,12 @@ def test_a_map_smaller_than_the_frame_s_is_refused() -> None:
         images.start(_frame((120, 160)), small, None).result()
     with pytest.raises(IndexError, match="of a"):
         images.start(_frame((120, 160)), np.zeros(MODEL, dtype=np.int64), small).result()
+    # positions read as unsigned by the compiled gather: a negative one is refused before it
+    frame = _frame((120, 160))
+    cols = frame.cols.host_index
+    negative = frame._replace(cols=frame.cols._replace(host_index=cols - cols[0] - 1))
+    with pytest.raises(IndexError, match=rf"from \({frame.rows.host_index[0]}, -1\)"):
+        images.start(negative, np.zeros(MODEL, dtype=np.int64), None).result()
 
 
 @pytest.fixture(scope="module")
