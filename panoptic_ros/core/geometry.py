@@ -168,16 +168,18 @@ def _back_project(
     centroids: torch.Tensor, z: torch.Tensor, valid: torch.Tensor, camera: CameraModel
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``[S, 3]`` float32 optical-frame points of pixel ``centroids`` ``[S, 2]`` (x, y) at depths ``z``
-    ``[S]`` (0 where not ``valid``), and ``valid``; on ``z``'s device. On the CPU by numpy (the same
-    float32 steps; PyTorch's per-call overhead made a dozen rows cost 0.1 ms)."""
+    ``[S]`` (0 where not ``valid``), and ``valid``; on ``z``'s device. On the CPU in one compiled call
+    (:func:`~panoptic_ros.core.geometry_cpu.back_project`, the same float32 steps; PyTorch's per-call
+    overhead made a dozen rows cost 0.1 ms, numpy's dozen calls 0.03-0.09 ms in a frame)."""
     if z.device.type == "cpu":
-        xy = centroids.numpy().astype(np.float32, copy=False)
-        depth = z.numpy().astype(np.float32, copy=False)
-        points = np.zeros((depth.size, 3), dtype=np.float32)
-        points[:, 0] = (xy[:, 0] - np.float32(camera.cx)) * depth / np.float32(camera.fx)
-        points[:, 1] = (xy[:, 1] - np.float32(camera.cy)) * depth / np.float32(camera.fy)
-        points[:, 2] = depth
-        points[~valid.numpy()] = 0.0
+        from panoptic_ros.core.geometry_cpu import back_project  # compiled: imported when first needed
+
+        points = back_project(
+            np.ascontiguousarray(centroids.numpy(), dtype=np.float32),
+            np.ascontiguousarray(z.numpy(), dtype=np.float32),
+            np.ascontiguousarray(valid.numpy(), dtype=np.bool_),
+            float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy),
+        )  # fmt: skip
         return torch.from_numpy(points), valid
     c = centroids.to(device=z.device, dtype=torch.float32)
     positions = torch.stack(

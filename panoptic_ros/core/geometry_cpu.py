@@ -199,6 +199,26 @@ def _depths(  # noqa: PLR0917 (compiled loops take positional arguments)
     return medians, valid
 
 
+@njit(cache=True, nogil=True)
+def back_project(  # noqa: PLR0917 (compiled loops take positional arguments)
+    centroids: np.ndarray, depth: np.ndarray, valid: np.ndarray, fx: float, fy: float, cx: float, cy: float
+) -> np.ndarray:  # pragma: no cover - compiled
+    """``[S, 3]`` float32 optical-frame points of pixel ``centroids`` (``[S, 2]`` float32 ``(x, y)``) at
+    ``depth`` (``[S]`` float32), 0 where not ``valid``: ``((x - cx) * z / fx, (y - cy) * z / fy, z)``
+    in float32 steps, as the tensor form computes them (one call instead of numpy's dozen on a few
+    rows)."""
+    count = depth.size
+    points = np.zeros((count, 3), dtype=np.float32)
+    fx32, fy32, cx32, cy32 = np.float32(fx), np.float32(fy), np.float32(cx), np.float32(cy)
+    for s in range(count):
+        if valid[s]:
+            z = depth[s]
+            points[s, 0] = (centroids[s, 0] - cx32) * z / fx32
+            points[s, 1] = (centroids[s, 1] - cy32) * z / fy32
+            points[s, 2] = z
+    return points
+
+
 #: The label and category map types :func:`segment_depths` reads in place (others converted first).
 LABEL_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -301,3 +321,5 @@ def compile_kernels() -> None:
     bits = np.ones(2, dtype=np.float32).view(np.int32)
     _depths(starts, labels, labels[:1], bits, _ONE_EACH, 1)
     _depths(starts, labels, labels[:1], bits, starts[:2], 1)
+    one = np.ones(1, dtype=np.float32)
+    back_project(np.zeros((1, 2), dtype=np.float32), one, one > 0, 1.0, 1.0, 0.0, 0.0)
