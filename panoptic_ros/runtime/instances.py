@@ -133,23 +133,20 @@ def with_positions(
     if depth.shape != (h, w):
         depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
     sampled = depth if out.frame.weights is None else out.frame.sample(depth)
+    # each row's key: unique (track ids, then one stuff row per category); a row no camera pixel shows
+    # (area 0: a lost track, not drawn) has no pixel with its key, so no position
     keys = np.where(table.is_thing, table.ids.astype(np.int64), -1 - table.category_ids.astype(np.int64))
-    present = table.areas > 0
     # a pixel's label: a thing's id where it has one, else -1 - its category (a stuff row's key on stuff
     # pixels; on void, the set's void value, and on unpublished things, a thing's category: a key no row
     # has), read from the two maps as it goes (no map of labels made)
     positions, valid = segment_positions(
         id_map,
-        torch.from_numpy(keys[present]).to(device),
-        torch.from_numpy(table.centroids[present]).to(device),
+        torch.from_numpy(keys).to(device),
+        torch.from_numpy(table.centroids).to(device),
         torch.from_numpy(np.ascontiguousarray(sampled, dtype=np.float32)).to(device),
         camera.scaled(w, h),
         min_pixels=min_pixels,
         weights=out.frame.weights,
         semantic=out.semantic,
     )
-    all_positions = np.zeros((table.size, 3), dtype=np.float32)
-    all_valid = np.zeros(table.size, dtype=bool)
-    all_positions[present] = positions.cpu().numpy()
-    all_valid[present] = valid.cpu().numpy()
-    return table._replace(positions=all_positions, position_valid=all_valid)
+    return table._replace(positions=positions.cpu().numpy(), position_valid=valid.cpu().numpy())
