@@ -4,7 +4,8 @@
 :func:`segment_depths` gives each segment the lower weighted median of the valid depths in its
 pixels, as the tensor form does with one sort of packed keys over the whole map. Here the map is
 read as runs of equal labels (a segment's pixels come in runs along its rows), each run's segment
-found once by a binary search of the sorted keys, and each median selected from the depth's bits
+looked up once (a binary search of the sorted keys, remembered per label in a small table), and each
+median selected from the depth's bits
 (which order positive floats as the floats do) with no sort: a first pass over the runs gives each
 segment's weight and its smallest and largest depth, so the bits above the highest one where those
 two differ are known; a second counts the weight of the next 8 bits' values, which settles the
@@ -21,6 +22,8 @@ from numba import njit
 from numba.extending import register_jitable
 
 _ONE_EACH = np.zeros(0, dtype=np.int64)
+#: Slots of the labels' segments remembered by :func:`_depths` (a power of two).
+_SLOTS = 256
 #: The bits of +inf: a depth is valid where its bits lie in ``(0, _INF)``.
 _INF = 0x7F800000
 
@@ -89,11 +92,23 @@ def _depths(  # noqa: PLR0917 (compiled loops take positional arguments)
     pixels = np.zeros(count, dtype=np.int64)
     low = np.full(count, _INF, dtype=np.int32)
     high = np.zeros(count, dtype=np.int32)
+    # each label's segment remembered in a small table by its low bits (slot k starts with k + 1, a label
+    # no other slot's can be): a map's few labels recur run after run, and a binary search per run
+    # mispredicted its way through the keys (28 ns a run where every pixel starts one)
+    cached_label = np.arange(1, _SLOTS + 1, dtype=np.int64)
+    cached_segment = np.empty(_SLOTS, dtype=np.int64)
     for r in range(runs):
-        at = np.searchsorted(sorted_keys, labels[r])
-        if at == count or sorted_keys[at] != labels[r]:
+        label = labels[r]
+        slot = label & (_SLOTS - 1)
+        if cached_label[slot] == label:
+            s = cached_segment[slot]
+        else:
+            at = np.searchsorted(sorted_keys, label)
+            s = order[at] if at < count and sorted_keys[at] == label else count
+            cached_label[slot], cached_segment[slot] = label, s
+        if s == count:
             continue
-        s = segment[r] = order[at]
+        segment[r] = s
         weight, taken_pixels, smallest, largest = 0, 0, np.int32(_INF), np.int32(0)
         run_bits, run_weights = bits[starts[r] : starts[r + 1]], weights[starts[r] : starts[r + 1]]
         for i in range(run_bits.size):  # vectorized: selects, no branches
