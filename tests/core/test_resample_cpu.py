@@ -95,7 +95,8 @@ def test_sampling_a_depth_image_gathers_the_middle_camera_pixels(camera: tuple[i
     expected = depth.take(frame.rows.host_middle, axis=0).take(frame.cols.host_middle, axis=1)
     calls = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(resample_cpu, "expand_map", lambda *a: calls.append(a) or expand_map(*a))
+        gather = resample_cpu.sample_rows
+        patch.setattr(resample_cpu, "sample_rows", lambda *a: calls.append(a) or gather(*a))
         sampled = frame.sample(depth)
         read_only = depth.view()
         read_only.flags.writeable = False  # a layout the gather is not compiled for: numpy's path
