@@ -171,6 +171,10 @@ def _back_project(
     ``[S]`` (0 where not ``valid``), and ``valid``; on ``z``'s device. On the CPU in one compiled call
     (:func:`~panoptic_ros.core.geometry_cpu.back_project`, the same float32 steps; PyTorch's per-call
     overhead made a dozen rows cost 0.1 ms, numpy's dozen calls 0.03-0.09 ms in a frame)."""
+    if centroids.shape != (z.numel(), 2) or valid.shape != z.shape:
+        raise ValueError(
+            f"{tuple(centroids.shape)} centroids and {tuple(valid.shape)} flags for {tuple(z.shape)} depths"
+        )
     if z.device.type == "cpu":
         from panoptic_ros.core.geometry_cpu import back_project  # compiled: imported when first needed
 

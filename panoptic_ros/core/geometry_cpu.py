@@ -220,8 +220,8 @@ def back_project(  # noqa: PLR0917 (compiled loops take positional arguments)
 ) -> np.ndarray:  # pragma: no cover - compiled
     """``[S, 3]`` float32 optical-frame points of pixel ``centroids`` (``[S, 2]`` float32 ``(x, y)``) at
     ``depth`` (``[S]`` float32), 0 where not ``valid``: ``((x - cx) * z / fx, (y - cy) * z / fy, z)``
-    in float32 steps, as the tensor form computes them (one call instead of numpy's dozen on a few
-    rows)."""
+    in float32 steps, as PyTorch computes the tensor form on the CPU (one call instead of numpy's dozen
+    on a few rows). The sizes are not checked here (the caller's)."""
     count = depth.size
     points = np.zeros((count, 3), dtype=np.float32)
     fx32, fy32, cx32, cy32 = np.float32(fx), np.float32(fy), np.float32(cx), np.float32(cy)

@@ -179,6 +179,8 @@ def tracked_display_map(
     track and void as -1. ``semantic`` holds category ids (the label set's void value for void),
     ``track_ids`` the track id of each thing pixel (0 elsewhere). int32 where every id fits, else int64;
     one compiled pass (:func:`~panoptic_ros.core.overlay_cpu.display_map`)."""
+    if semantic.shape != track_ids.shape or semantic.ndim != 2:
+        raise ConfigError(f"a {semantic.shape} category map with a {track_ids.shape} track map")
     stuff = _stuff_ids(label_set, label_divisor)
     return display_map(np.ascontiguousarray(semantic), np.ascontiguousarray(track_ids), stuff, label_divisor)
 

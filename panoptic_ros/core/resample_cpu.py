@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 
@@ -83,6 +82,8 @@ def expand_two(  # noqa: PLR0917 (compiled loops take positional arguments)
 def _prefetch(typingctx: object, array: types.Type, index: types.Type) -> tuple:  # pragma: no cover
     """Ask the processor to bring the cache line holding ``array.flat[index]`` in (``llvm.prefetch``:
     a read, kept in every cache level; never faults, so any index of the array is safe)."""
+    if not (isinstance(array, types.Array) and isinstance(index, types.Integer)):
+        return None
     signature = types.void(array, index)
 
     def codegen(context: object, builder: ir.IRBuilder, sig: object, args: tuple) -> object:
@@ -90,7 +91,8 @@ def _prefetch(typingctx: object, array: types.Type, index: types.Type) -> tuple:
         address = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(8).as_pointer())
         word = ir.IntType(32)
         declared = ir.FunctionType(ir.VoidType(), [address.type, word, word, word])
-        prefetch = cgutils.get_or_insert_function(builder.module, declared, "llvm.prefetch.p0")
+        # the name mangled from the pointer type by llvmlite (LLVM upgrades a typed pointer's name)
+        prefetch = builder.module.declare_intrinsic("llvm.prefetch", [address.type], declared)
         builder.call(prefetch, [address, word(0), word(3), word(1)])
         return context.get_dummy_value()  # type: ignore[attr-defined]
 

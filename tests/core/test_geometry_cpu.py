@@ -246,8 +246,8 @@ def test_maps_of_other_shapes_than_the_labels_are_refused() -> None:
 
 
 def test_back_projection_on_the_cpu_takes_the_tensor_forms_float32_steps() -> None:
-    """numpy's back-projection (the CPU's, without PyTorch's per-call overhead) gives the tensor
-    expression's points bit for bit, zeros where not valid."""
+    """The compiled back-projection (the CPU's, without PyTorch's per-call overhead) gives the tensor
+    expression's points on the CPU bit for bit, zeros where not valid; sizes that differ are refused."""
     rng = np.random.default_rng(11)
     centroids = torch.from_numpy(rng.uniform(0, 40, size=(25, 2)).astype(np.float32))
     z = torch.from_numpy(rng.uniform(0.3, 80.0, size=25).astype(np.float32))
@@ -260,3 +260,7 @@ def test_back_projection_on_the_cpu_takes_the_tensor_forms_float32_steps() -> No
     )
     expected = torch.where(valid[:, None], expected, 0.0)
     assert points.dtype == torch.float32 and torch.equal(points, expected) and torch.equal(same_valid, valid)
+    with pytest.raises(ValueError, match="centroids"):
+        _back_project(centroids[:1], z, valid, CAMERA)  # the compiled loop does not check its reads
+    with pytest.raises(ValueError, match="flags"):
+        _back_project(centroids, z, valid[:3], CAMERA)

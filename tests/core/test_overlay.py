@@ -152,6 +152,8 @@ def test_a_category_outside_the_label_set_is_refused(label_set: LabelSet) -> Non
         semantic[2, 3] = wrong
         with pytest.raises(IndexError, match="outside the label set"):
             tracked_display_map(semantic, tracks, label_set, DIVISOR)
+    with pytest.raises(ConfigError, match="track map"):  # the compiled pass reads both unchecked
+        tracked_display_map(np.zeros((3, 4), dtype=np.int64), tracks[:2], label_set, DIVISOR)
 
 
 def test_alpha_outside_zero_to_one_is_refused(label_set: LabelSet) -> None:
