@@ -33,6 +33,21 @@ from tests.conftest import REPO
 
 #: Upper bound against hanging, never a timing check.
 WAIT_S = 90.0
+#: Seconds without a service's reply after which the request may be sent again (see ``Peer._call``).
+REPLY_S = 15.0
+#: The lifecycle state each transition leads to, and the states a node rests in.
+_GOAL_STATE = {
+    Transition.TRANSITION_CONFIGURE: "inactive",
+    Transition.TRANSITION_CLEANUP: "unconfigured",
+    Transition.TRANSITION_ACTIVATE: "active",
+    Transition.TRANSITION_DEACTIVATE: "inactive",
+    Transition.TRANSITION_UNCONFIGURED_SHUTDOWN: "finalized",
+    Transition.TRANSITION_INACTIVE_SHUTDOWN: "finalized",
+    Transition.TRANSITION_ACTIVE_SHUTDOWN: "finalized",
+}
+_PRIMARY_STATES = ("unconfigured", "inactive", "active", "finalized")
+#: What ``Peer._call`` does after a silence: send the request again, or wait on.
+RESEND, WAIT = object(), object()
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(
@@ -182,13 +197,17 @@ class Peer:
         with self.lock:
             return [m for _, m in self.received[topic]]
 
-    def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    def wait_for(
+        self, condition: Callable[[], bool], what: str, timeout: float = WAIT_S, *, quiet: bool = False
+    ) -> None:
+        """Wait until ``condition()``; an AssertionError after ``timeout`` (with ``quiet``, return)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if condition():
                 return
             time.sleep(0.02)
-        raise AssertionError(f"timed out ({timeout:.0f} s bound) waiting for {what}")
+        if not quiet:
+            raise AssertionError(f"timed out ({timeout:.0f} s bound) waiting for {what}")
 
     def wait_stamp(self, topic: str, stamp: int, timeout: float = WAIT_S) -> Any:
         """The message of ``topic`` with header stamp ``stamp`` (waits for it)."""
@@ -217,21 +236,57 @@ class Peer:
 
     # services
 
-    def _call(self, srv_type: type, name: str, request: Any) -> Any:
+    def _call(
+        self, srv_type: type, name: str, request: Any, *, silent: Callable[[], Any] | None = None
+    ) -> Any:
+        """The reply to ``request``. A reply can be lost: a server that answers before its reply writer
+        has matched this new client's reader drops it (rmw_fastrtps waits only briefly for the match,
+        and discovery is slow on a loaded machine). After :data:`REPLY_S` without one, ``silent()``
+        says what to do: :data:`RESEND` the request, :data:`WAIT` on, or a reply to return in its
+        place (None: resend, for requests that may be repeated); up to :data:`WAIT_S` in all."""
         client = self.node.create_client(srv_type, name)
         try:
             if not client.wait_for_service(timeout_sec=WAIT_S):
                 raise AssertionError(f"service {name} never appeared")
+            deadline = time.monotonic() + WAIT_S
             future = client.call_async(request)
-            self.wait_for(future.done, f"a reply from {name}")
-            return future.result()
+            while True:
+                left = deadline - time.monotonic()
+                self.wait_for(future.done, f"a reply from {name}", min(REPLY_S, left), quiet=left > REPLY_S)
+                if future.done():
+                    return future.result()
+                decision = RESEND if silent is None else silent()
+                if decision is RESEND:
+                    future = client.call_async(request)
+                elif decision is not WAIT:
+                    return decision
         finally:
             self.node.destroy_client(client)
 
     def transition(self, node: str, transition_id: int) -> bool:
+        """Ask for a lifecycle transition; whether it succeeded. Without a reply, the node's state
+        decides: in the transition's goal state, it succeeded; resting in another primary state, the
+        request is sent again (a failed transition leaves the state it started from, so the same
+        request gets the same answer); in a transition state, the wait goes on."""
         request = ChangeState.Request()
         request.transition = Transition(id=transition_id)
-        return bool(self._call(ChangeState, f"/{node}/change_state", request).success)
+        goal = _GOAL_STATE.get(transition_id)
+        resent = False
+
+        def silent() -> Any:
+            nonlocal resent
+            state = self.lifecycle_state(node)
+            if state == goal:
+                return ChangeState.Response(success=True)
+            if state in _PRIMARY_STATES:
+                resent = True
+                return RESEND
+            return WAIT
+
+        success = bool(self._call(ChangeState, f"/{node}/change_state", request, silent=silent).success)
+        if resent and not success:  # the first request may have made the transition, its reply lost
+            return self.lifecycle_state(node) == goal
+        return success
 
     def lifecycle_state(self, node: str) -> str:
         return self._call(GetState, f"/{node}/get_state", GetState.Request()).current_state.label

@@ -204,6 +204,9 @@ def _configure_refused(tmp_path: Path, peer: Peer, name: str, **params: object) 
         assert not peer.transition(name, Transition.TRANSITION_CONFIGURE)
         assert peer.lifecycle_state(name) == "unconfigured"
         assert node.alive()
+    except AssertionError as err:  # the node's own account of what it did (this flaked once under load)
+        node.stop()
+        raise AssertionError(f"{err}\n--- the node's log:\n{node.log()}") from err
     finally:
         node.stop()
     return node.log()
