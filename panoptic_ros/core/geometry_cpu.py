@@ -5,14 +5,14 @@
 pixels, as the tensor form does with one sort of packed keys over the whole map. Here the map is
 read as runs of equal labels (a segment's pixels come in runs along its rows), each run's segment
 looked up once (a binary search of the sorted keys, remembered per label in a small table), and each
-median selected from the depth's bits
-(which order positive floats as the floats do) with no sort: a first pass over the runs gives each
-segment's weight and its smallest and largest depth, so the bits above the highest one where those
-two differ are known; a second counts the weight of the next 8 bits' values, which settles the
-median's 8 bits; a third gathers the pixels that agree with them, and the remaining bits are
-settled among those few, 8 at a time. The result is a depth of the segment's pixels, the one at the
-same weighted rank: the tensor form's median, bit for bit. :func:`depth_meters` converts a received
-depth image to meters in one pass. Compiled on first use and cached on disk (``cache=True``).
+median selected from the depth's bits (which order positive floats as the floats do) with no sort:
+a first pass over the runs gives each segment's weight and its smallest and largest depth, so the
+bits above the highest one where those two differ are known; a second counts the weight of the
+next 8 bits' values, which settles the median's 8 bits; a third gathers the pixels that agree with
+them, and the remaining bits are settled among those few, 8 at a time. The result is a depth of
+the segment's pixels, the one at the same weighted rank: the tensor form's median, bit for bit.
+:func:`depth_meters` converts a received depth image to meters in one pass. Compiled on first use
+and cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
