@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from panoptic_ros.core.segments import PixelFrame, as_dtype
 from panoptic_ros.fusion.center_offset import (
@@ -36,7 +37,6 @@ from panoptic_ros.fusion.center_offset import (
     FusionInputError,
     SegmentStats,
     _heatmap_2d,
-    _nms_dense,
     checked_inputs,
     grouping_chunk_size,
     merge_segments,
@@ -57,12 +57,15 @@ class FixedCenters(NamedTuple):
         valid: ``[K]`` bool, which slots hold a center.
         dropped: ``[]`` int64, centers above the threshold left out for lack of slots (only possible
             without ``top_k``).
+        distant: ``[K, 2]`` float32 ``points``, but ``(inf, inf)`` in an empty slot: infinitely far
+            from every pixel (the grouping's form).
     """
 
     points: torch.Tensor
     scores: torch.Tensor
     valid: torch.Tensor
     dropped: torch.Tensor
+    distant: torch.Tensor
 
 
 class FixedCenterOffsetOutput(NamedTuple):
@@ -110,32 +113,61 @@ def find_centers_fixed(
         :class:`FixedCenters` with ``K = min(center_slots(top_k, max_centers), H * W)`` slots.
     """
     heat = _heatmap_2d(center_heatmap)
-    width = heat.shape[1]
-    kept = torch.where(heat > center_threshold, heat, -1.0)
-    flat = _nms_dense(kept, nms_kernel).reshape(-1)
-    slots = min(center_slots(top_k, max_centers), flat.numel())
+    height, width = heat.shape
+    pixels = height * width
+    slots = min(center_slots(top_k, max_centers), pixels)
     if slots == 0:
         empty = torch.zeros(0, dtype=torch.int64, device=heat.device)
-        return FixedCenters(empty.view(0, 2), empty.float(), empty.bool(), empty.new_zeros(()))
-    values, index = torch.topk(flat, slots, sorted=True)
+        return FixedCenters(empty.view(0, 2), empty.float(), empty.bool(), empty.new_zeros(()), empty.float())
+    flat = heat.reshape(-1)
+    kept = torch.where(flat > center_threshold, flat, -1.0)
+    # the NMS as one k x k max-pool (one launch; the CPU's paths pool the two axes apart)
+    half = nms_kernel // 2
+    pooled = F.max_pool2d(kept.view(1, 1, height, width), nms_kernel, stride=1, padding=half).view(-1)
+    peaks = torch.where(kept == pooled, kept, -1.0)
+    values, index = torch.topk(peaks, slots, sorted=True)
     if top_k is None:
-        floor = torch.zeros((), dtype=values.dtype, device=values.device)
-        dropped = ((flat > 0).sum() - slots).clamp(min=0)
+        floor = 0.0
+        dropped = ((peaks > 0).sum() - slots).clamp(min=0)
     else:  # the k-th largest value, as the reference (its pixel and any equal ones are not kept)
         floor = values[-1].clamp(min=0)
-        dropped = torch.zeros((), dtype=torch.int64, device=values.device)
+        dropped = _no_count(heat.device)
     valid = values > floor
-    # row-major order, the kept centers first
-    order = torch.argsort(torch.where(valid, index, index + flat.numel()))
-    index, valid, values = index[order], valid[order], values[order]
-    rows = torch.div(index, width, rounding_mode="floor")
-    points = torch.stack((rows, index - rows * width), dim=1)
+    # row-major order, the kept centers first: a slot left empty sorts last, as pixel H * W (the
+    # empty slots are all alike, so their order does not matter)
+    index, order = torch.sort(torch.where(valid, index, pixels))
+    grid = _slot_grid(height, width, heat.device)
     return FixedCenters(
-        points=torch.where(valid[:, None], points, -1),
-        scores=as_dtype(torch.where(valid, values, 0.0), torch.float32),
-        valid=valid,
+        points=grid.points.index_select(0, index),
+        scores=as_dtype(torch.where(valid, values, 0.0)[order], torch.float32),
+        valid=index < pixels,
         dropped=dropped,
+        distant=grid.distant.index_select(0, index),
     )
+
+
+class _SlotGrid(NamedTuple):
+    """Every pixel's ``(y, x)`` in row-major order, then the empty slot's: ``points`` ``[H W + 1, 2]``
+    int64 with ``(-1, -1)`` last, ``distant`` float32 with ``(inf, inf)`` last."""
+
+    points: torch.Tensor
+    distant: torch.Tensor
+
+
+@functools.lru_cache(maxsize=8)
+def _slot_grid(height: int, width: int, device: torch.device) -> _SlotGrid:
+    rows = torch.arange(height, device=device).repeat_interleave(width)
+    cols = torch.arange(width, device=device).repeat(height)
+    points = torch.cat((torch.stack((rows, cols), dim=1), torch.full((1, 2), -1, device=device)))
+    distant = points.float()
+    distant[-1] = math.inf
+    return _SlotGrid(points, distant)
+
+
+@functools.lru_cache(maxsize=8)
+def _no_count(device: torch.device) -> torch.Tensor:
+    """``[]`` int64 zero, made once per device (never written)."""
+    return torch.zeros((), dtype=torch.int64, device=device)
 
 
 def group_pixels_fixed(
@@ -159,18 +191,22 @@ def group_pixels_fixed(
     slots = centers.points.shape[0]
     if slots == 0:
         return torch.zeros(height, width, dtype=torch.int64, device=device)
-    # (y + dy, x + dx) of every pixel as [P, 2] (a view of the [2, P] sum)
-    locations = (_pixel_grid(height, width, device) + as_dtype(offsets, torch.float32)).view(2, -1).t()
-    # an empty slot is infinitely far from every pixel: it never wins against a center
-    points = torch.where(centers.valid[:, None], centers.points.float(), math.inf)[None]  # [1, K, 2]
-    nearest = torch.empty(height * width, dtype=torch.int64, device=device)
+    pixels = height * width
+    # (y + dy, x + dx) of every pixel as [P, 1, 2] (a view of the [2, P] sum)
+    moved = _pixel_grid(height, width, device) + as_dtype(offsets, torch.float32)
+    locations = moved.view(2, -1).t()[:, None]
     chunk = grouping_chunk_size(slots, memory_budget_bytes)
-    for start in range(0, height * width, chunk):
-        stop = min(start + chunk, height * width)
-        distance = torch.linalg.vector_norm(points - locations[start:stop, None, :], dim=-1)  # [B, K]
-        torch.argmin(distance, dim=1, out=nearest[start:stop])
-    keep = thing_mask.reshape(-1) & centers.valid.any()
-    return torch.where(keep, nearest + 1, 0).view(height, width)
+    if chunk >= pixels:  # the frame in one chunk
+        nearest = torch.argmin(torch.linalg.vector_norm(centers.distant - locations, dim=-1), dim=1)
+    else:
+        nearest = torch.empty(pixels, dtype=torch.int64, device=device)
+        for start in range(0, pixels, chunk):
+            stop = min(start + chunk, pixels)
+            distance = torch.linalg.vector_norm(centers.distant - locations[start:stop], dim=-1)  # [B, K]
+            torch.argmin(distance, dim=1, out=nearest[start:stop])
+    # an empty slot is infinitely far from every pixel: it never wins against a center, and where no
+    # slot holds one, no pixel is grouped (the nearest is slot 0, its number 0 + False)
+    return torch.where(thing_mask, nearest.view(height, width) + centers.valid.any(), 0)
 
 
 @functools.lru_cache(maxsize=16)

@@ -121,34 +121,23 @@ def mean_colors(
 ) -> torch.Tensor:
     """``[count, 3]`` float32 mean of ``image`` (``[H, W, 3]``) over the pixels of each instance index
     ``1..count`` of ``indices`` (``[H, W]`` int64), each pixel counted ``weights`` times (``[H, W]``
-    int64 or, on the CPU, float64; None: once); 0 for instances without pixels. ``areas``: the
-    ``[count + 1]`` weighted pixel counts of the indices when already known (else counted here).
+    integer; None: once); 0 for instances without pixels. ``areas``: the ``[count + 1]`` weighted
+    pixel counts of the indices when already known (else counted here).
 
-    On the CPU, one weighted :func:`torch.bincount` per channel (sums in float64; a channel-first
-    image viewed as ``[H, W, 3]`` is read without a copy); on CUDA, an ``index_add_`` (no sync).
+    One ``index_add_`` of the pixels in float64 on any device (no sync; exact for integer images,
+    summed in pixel order on the CPU), then each mean as the float32 sum over the float32 area: the
+    numbers of the CPU's compiled statistics
+    (:func:`~panoptic_ros.tracking.association_cpu.pixel_statistics`).
     """
     flat = indices.reshape(-1)
     flat_weights = weights.reshape(-1) if weights is not None else None
     if areas is None:
         areas = _histogram(flat, count + 1, flat_weights)
-    if image.device.type == "cpu":
-        # one weighted bincount per channel (float64 sums): three passes over P beat one over 3P
-        planes = image.permute(2, 0, 1).reshape(3, -1)  # a channel-first image: no reorder
-        scale = as_dtype(flat_weights, torch.float64) if flat_weights is not None else None
-        sums = torch.stack(
-            [
-                torch.bincount(flat, weights=plane.double() * scale if scale is not None else plane.double(),
-                               minlength=count + 1)
-                for plane in planes
-            ],
-            dim=1,
-        ).float()  # fmt: skip
-    else:
-        pixels = image.reshape(-1, 3).float()
-        if flat_weights is not None:
-            pixels = pixels * flat_weights[:, None].float()
-        sums = torch.zeros(count + 1, 3, device=image.device).index_add_(0, flat, pixels)
-    return (sums / areas.clamp(min=1).float()[:, None])[1:]
+    pixels = image.reshape(-1, 3).double()
+    if flat_weights is not None:
+        pixels = pixels * flat_weights[:, None]
+    sums = torch.zeros(count + 1, 3, dtype=torch.float64, device=image.device).index_add_(0, flat, pixels)
+    return (sums.float() / areas.clamp(min=1).float()[:, None])[1:]
 
 
 def instance_statistics(
@@ -169,8 +158,6 @@ def instance_statistics(
     (:func:`~panoptic_ros.tracking.association_cpu.pixel_statistics`: the same numbers)."""
     if current.device.type == "cpu" and not fixed_shapes:
         return pixel_statistics(previous, current, num_previous, count, image=image, weights=weights)
-    if current.device.type == "cpu" and weights is not None:
-        weights = weights.double()  # the CPU's weighted bincounts take float64: converted once
     hist = joint_histogram(previous, current, num_previous, count, weights)
     areas = hist.sum(dim=0)
     if image is None:
