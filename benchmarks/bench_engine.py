@@ -18,7 +18,9 @@ memory for the next frame, as in the node and the CLI
 (:func:`~panoptic_ros.runtime.memory.keep_freed_memory`).
 
 Then the cost of cameras batched: ``--cameras N`` (default 8) cameras of 640x480 in one call of
-the engine against one camera, whole-call wall time (on a GPU: milliseconds too).
+the engine against one camera, whole-call wall time (on a GPU: milliseconds too), and where it goes:
+the batch's stages (preprocessing, the network, fusion and label maps) once, the per-camera ones
+(tracking, outputs) summed over the cameras.
 
 The first frame after opening the engine: a fresh process per case opens the engine, warms it up with
 ``--warmup`` frames (the node's ``warmup_frames``, default 2) or none, and times its first camera frame
@@ -200,8 +202,20 @@ def end_to_end(device: torch.device, frames: int, cameras: int) -> None:
         engine.close()
 
 
+#: Parts of a batched call (:func:`batched`): the batch's stages once, the per-camera ones summed.
+BATCH_PARTS = {
+    "preprocess": ("preprocess",),
+    "network": ("inference",),  # with the CUDA graph: the network, fusion and label maps replayed
+    "fusion, label maps": ("fusion", "postprocess"),
+    "tracking (all cameras)": ("tracking",),
+    "outputs (all cameras)": ("outputs",),
+}
+
+
 def batched(engine: FrameEngine, cameras: int, frames: int) -> None:
-    """Median wall time of one engine call with ``cameras`` cameras against one camera."""
+    """Median wall time of one engine call with ``cameras`` cameras against one camera, and where
+    the time goes (the batch's stages once, the per-camera stages summed over the cameras: what runs
+    once per batch and what runs once per camera)."""
     gpu = engine.device.type == "cuda"
     seq = [
         np.ascontiguousarray(cv2.resize(s.image, SIZES["640x480"][::-1]))
@@ -209,6 +223,7 @@ def batched(engine: FrameEngine, cameras: int, frames: int) -> None:
     ]
     length = len(seq) // cameras
     walls: dict[int, list[float]] = {1: [], cameras: []}
+    parts: dict[int, dict[str, list[float]]] = {count: {} for count in walls}
     for count, wall in walls.items():
         engine.reset()
         for k in range(frames + 5):
@@ -218,13 +233,30 @@ def batched(engine: FrameEngine, cameras: int, frames: int) -> None:
             ]
             sync(engine.device)
             start = time.perf_counter()
-            engine.process(batch)
+            results = engine.process(batch)
             sync(engine.device)
             if k >= 5:
                 wall.append((time.perf_counter() - start) * 1e3)
+                batch_times = results[0].times  # the batch's stages, the same in every result
+                for part, stages in BATCH_PARTS.items():
+                    per_camera = stages[0] in ("tracking", "outputs")
+                    seconds = sum(
+                        (r.times.get(s, 0.0) for r in results for s in stages)
+                        if per_camera
+                        else (batch_times.get(s, 0.0) for s in stages)
+                    )
+                    parts[count].setdefault(part, []).append(seconds * 1e3)
     one, many = statistics.median(walls[1]), statistics.median(walls[cameras])
     absolute = f" ({one:.1f} ms vs {many:.1f} ms)" if gpu else ""
     print(f"\n{cameras} cameras of 640x480 in one call: {many / one:.2f}x the time of one camera{absolute}")
+    unit = "ms" if gpu else "x one camera's call"
+    print(f"\n| cameras ({unit}, medians) | whole call | " + " | ".join(BATCH_PARTS) + " |")
+    print("|---|" + "---:|" * (len(BATCH_PARTS) + 1))
+    for count in walls:
+        values = [statistics.median(walls[count])]
+        values += [statistics.median(parts[count][part]) for part in BATCH_PARTS]
+        cells = [f"{v:.2f}" if gpu else f"{v / one:.2f}x" for v in values]
+        print(f"| {count} | " + " | ".join(cells) + " |")
 
 
 def first_frame(device: torch.device, warmup: int, repeats: int = 5) -> None:
