@@ -252,8 +252,8 @@ def batched(engine: FrameEngine, cameras: int, frames: int) -> None:
     unit = "ms" if gpu else "x one camera's call"
     print(f"\n| cameras ({unit}, medians) | whole call | " + " | ".join(BATCH_PARTS) + " |")
     print("|---|" + "---:|" * (len(BATCH_PARTS) + 1))
-    for count in walls:
-        values = [statistics.median(walls[count])]
+    for count, wall in walls.items():
+        values = [statistics.median(wall)]
         values += [statistics.median(parts[count][part]) for part in BATCH_PARTS]
         cells = [f"{v:.2f}" if gpu else f"{v / one:.2f}x" for v in values]
         print(f"| {count} | " + " | ".join(cells) + " |")

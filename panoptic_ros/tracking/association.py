@@ -95,10 +95,21 @@ def joint_histogram(
         ``[P + 1, T + 1]`` int64 on the device: ``hist[p, t]`` pixels with ``previous == p`` and
         ``current == t``; row 0 and column 0 count the pixels outside any instance.
     """
-    key = previous.reshape(-1) * (num_current + 1) + current.reshape(-1)
-    size = (num_previous + 1) * (num_current + 1)
     flat_weights = weights.reshape(-1) if weights is not None else None
-    return _histogram(key, size, flat_weights).reshape(num_previous + 1, num_current + 1)
+    counts = _joint_counts(previous, current.reshape(-1), num_previous, num_current, flat_weights)
+    return counts.reshape(num_previous + 1, num_current + 1)
+
+
+def _joint_counts(
+    previous: torch.Tensor,
+    flat_current: torch.Tensor,
+    num_previous: int,
+    num_current: int,
+    flat_weights: torch.Tensor | None,
+) -> torch.Tensor:
+    """:func:`joint_histogram` read flat (``[(P + 1) (T + 1)]``), of the current indices read flat."""
+    key = previous.reshape(-1) * (num_current + 1) + flat_current
+    return _histogram(key, (num_previous + 1) * (num_current + 1), flat_weights)
 
 
 def mask_iou(hist: np.ndarray) -> np.ndarray:
@@ -133,11 +144,19 @@ def mean_colors(
     flat_weights = weights.reshape(-1) if weights is not None else None
     if areas is None:
         areas = _histogram(flat, count + 1, flat_weights)
+    sums = _color_sums(image, flat, count, flat_weights)
+    return (sums.float() / areas.clamp(min=1).float()[:, None])[1:]
+
+
+def _color_sums(
+    image: torch.Tensor, flat: torch.Tensor, count: int, flat_weights: torch.Tensor | None
+) -> torch.Tensor:
+    """``[count + 1, 3]`` float64 sums of ``image`` (``[H, W, 3]``) over each index of ``flat``
+    (``[H W]``), each pixel ``flat_weights`` times: one ``index_add_``."""
     pixels = image.reshape(-1, 3).double()
     if flat_weights is not None:
         pixels = pixels * flat_weights[:, None]
-    sums = torch.zeros(count + 1, 3, dtype=torch.float64, device=image.device).index_add_(0, flat, pixels)
-    return (sums.float() / areas.clamp(min=1).float()[:, None])[1:]
+    return torch.zeros(count + 1, 3, dtype=torch.float64, device=image.device).index_add_(0, flat, pixels)
 
 
 def instance_statistics(
@@ -152,21 +171,28 @@ def instance_statistics(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Host arrays of what the association needs from the device: mask IoU ``[P, T]`` of every
     (previous, current) instance pair, current areas ``[T]`` and, with ``image``, mean colors ``[T, 3]``
-    (float64); each pixel counted ``weights`` times (None: once). One small transfer (pixel counts are
-    exact in float64). On the CPU, unless ``fixed_shapes`` asks for shapes independent of the data,
-    by one compiled pass over the pixels inside an instance
+    (float64); each pixel counted ``weights`` times (None: once). One small transfer: the joint
+    histogram of :func:`joint_histogram` and the color sums of :func:`mean_colors` (exact in float64),
+    the areas and means taken from them on the host (a mean as the float32 sum over the float32 area,
+    as :func:`mean_colors` gives it). On the CPU, unless ``fixed_shapes`` asks for shapes independent
+    of the data, by one compiled pass over the pixels inside an instance
     (:func:`~panoptic_ros.tracking.association_cpu.pixel_statistics`: the same numbers)."""
     if current.device.type == "cpu" and not fixed_shapes:
         return pixel_statistics(previous, current, num_previous, count, image=image, weights=weights)
-    hist = joint_histogram(previous, current, num_previous, count, weights)
-    areas = hist.sum(dim=0)
+    flat = current.reshape(-1)
+    flat_weights = weights.reshape(-1) if weights is not None else None
+    shape = (num_previous + 1, count + 1)
+    hist = _joint_counts(previous, flat, num_previous, count, flat_weights)
     if image is None:
-        hist_np = hist.cpu().numpy()
+        hist_np = hist.cpu().numpy().reshape(shape)
         return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), None
-    colors = mean_colors(image, current, count, weights, areas)
-    packed = torch.cat((hist.double().reshape(-1), colors.double().reshape(-1))).cpu().numpy()
-    hist_np = packed[: hist.numel()].reshape(hist.shape)
-    return mask_iou(hist_np), hist_np[:, 1:].sum(axis=0), packed[hist.numel() :].reshape(count, 3)
+    sums = _color_sums(image, flat, count, flat_weights)
+    packed = torch.cat((hist.double(), sums.view(-1))).cpu().numpy()
+    hist_np = packed[: hist.numel()].reshape(shape)
+    areas = hist_np.sum(axis=0)
+    sums_np = packed[hist.numel() :].reshape(count + 1, 3)[1:].astype(np.float32)
+    means = sums_np / np.maximum(areas[1:], 1).astype(np.float32)[:, None]
+    return mask_iou(hist_np), areas[1:], means.astype(np.float64)
 
 
 def index_and_statistics(
