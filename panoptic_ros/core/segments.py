@@ -93,8 +93,7 @@ class Axes(NamedTuple):
     last -1, total 0). ``base`` ``[2, h, w]`` int64 each pixel's place in a segment's ``2 L`` bins (its
     column, ``L +`` its row); ``pixel_weights`` ``[2, h, w]`` what each pixel counts there (its row's
     camera weight in the column channel, its column's in the row channel), None for the identity
-    frame. ``seen_first``: ``first`` where a camera pixel copies the position, far elsewhere (where
-    ``last`` is -1 already)."""
+    frame."""
 
     length: int
     base: torch.Tensor
@@ -103,7 +102,7 @@ class Axes(NamedTuple):
     first: torch.Tensor
     last: torch.Tensor
     total: torch.Tensor
-    seen_first: torch.Tensor
+    seen_first: torch.Tensor  # first where a camera pixel copies the position, far elsewhere
 
     @classmethod
     def of(cls, rows: AxisMap, cols: AxisMap, identity: bool) -> Axes:
@@ -124,14 +123,12 @@ class Axes(NamedTuple):
             weights = torch.stack(
                 (rows.weight[:, None].expand(height, width), cols.weight[None, :].expand(height, width))
             )
-        weight = padded(cols.weight, rows.weight, 0)
-        first = padded(cols.first, rows.first, _FAR)
         return cls(
             length=length,
             base=torch.stack((c, length + r)),
             pixel_weights=weights,
-            weight=weight,
-            first=first,
+            weight=(weight := padded(cols.weight, rows.weight, 0)),
+            first=(first := padded(cols.first, rows.first, _FAR)),
             last=padded(cols.last, rows.last, -1),
             total=padded(cols.total, rows.total, 0),
             seen_first=torch.where(weight > 0, first, _FAR),
@@ -242,14 +239,9 @@ def histogram(index: torch.Tensor, size: int, weights: torch.Tensor | None = Non
     Unlike :func:`torch.bincount` this makes no device sync on CUDA (the output size is given).
     """
     counts = torch.zeros(size, dtype=torch.int64, device=index.device)
-    if weights is None:
-        weights = _ones(index.numel(), index.device)
-    return counts.index_add_(0, _flat(index), _flat(weights))
-
-
-def _flat(tensor: torch.Tensor) -> torch.Tensor:
-    """``tensor`` read flat: itself when it already is one-dimensional (no op dispatched)."""
-    return tensor if tensor.dim() == 1 else tensor.reshape(-1)
+    flat = index if index.dim() == 1 else index.reshape(-1)  # a flat index as it is: no op dispatched
+    weights = _ones(flat.numel(), index.device) if weights is None else weights.reshape(-1)
+    return counts.index_add_(0, flat, weights)
 
 
 @functools.lru_cache(maxsize=16)
@@ -372,8 +364,7 @@ def geometry_from_histogram(hist: torch.Tensor, axes: Axes) -> SegmentGeometry:
     row (column) to the last of the last, the centroid is the weighted sum of camera positions over
     the area. Both axes at once: a dozen ops whatever S."""
     areas = (hist * axes.weight).sum(dim=2)[:, 0]  # either channel sums to the area
-    # a position no camera pixel copies has no first camera position (far) and its last is -1
-    occupied = hist > 0
+    occupied = hist > 0  # a position no camera pixel copies: seen_first far, last -1
     low = torch.where(occupied, axes.seen_first, _FAR).amin(dim=2)  # [S, 2]: (x0, y0)
     high = torch.where(occupied, axes.last, -1).amax(dim=2)  # (x1, y1)
     boxes = torch.cat((low, high - low + 1), dim=1)  # (x0, y0, w, h)

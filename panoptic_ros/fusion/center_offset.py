@@ -622,7 +622,8 @@ def _merge_keys(num_centers: int, num_classes: int, label_divisor: int, device: 
     things = torch.arange(num_centers, device=device)
     num_keys = num_centers + num_classes
     stuff = torch.stack((classes * label_divisor, classes, torch.full_like(classes, -1)), dim=1)
-    padding = torch.tensor([[-1, 0, -1]], dtype=torch.int64, device=device)
+    padding = torch.full((1, 3), -1, dtype=torch.int64, device=device)  # made on the device: no host copy
+    padding[0, 1] = 0
     return _MergeKeys(
         classes=classes[None, :],
         keys=torch.arange(num_keys, device=device),

@@ -172,7 +172,7 @@ def instance_statistics(
     """Host arrays of what the association needs from the device: mask IoU ``[P, T]`` of every
     (previous, current) instance pair, current areas ``[T]`` and, with ``image``, mean colors ``[T, 3]``
     (float64); each pixel counted ``weights`` times (None: once). One small transfer: the joint
-    histogram of :func:`joint_histogram` and the color sums of :func:`mean_colors` (exact in float64),
+    histogram of :func:`joint_histogram` (exact in float64) and the color sums of :func:`mean_colors`,
     the areas and means taken from them on the host (a mean as the float32 sum over the float32 area,
     as :func:`mean_colors` gives it). On the CPU, unless ``fixed_shapes`` asks for shapes independent
     of the data, by one compiled pass over the pixels inside an instance
