@@ -18,7 +18,8 @@ memory for the next frame, as in the node and the CLI
 (:func:`~panoptic_ros.runtime.memory.keep_freed_memory`).
 
 Then the cost of cameras batched: ``--cameras N`` (default 8) cameras of 640x480 in one call of
-the engine against one camera, whole-call wall time (on a GPU: milliseconds too), and where it goes:
+the engine against one camera, whole-call wall time (on a GPU: milliseconds too), the cameras'
+results made one after another and on camera threads, and where the time goes:
 the batch's stages (preprocessing, the network, fusion and label maps) once, the per-camera ones
 (tracking, outputs) summed over the cameras.
 
@@ -54,6 +55,7 @@ from panoptic_ros.core.geometry import CameraModel
 from panoptic_ros.data.synthetic import generate
 from panoptic_ros.resources import default_model
 from panoptic_ros.runtime import FrameEngine, InputFrame
+from panoptic_ros.runtime.camera_threads import CameraThreads, auto_threads
 from panoptic_ros.runtime.memory import keep_freed_memory
 
 SIZES = {"640x480": (480, 640), "1920x1080": (1080, 1920)}
@@ -213,50 +215,67 @@ BATCH_PARTS = {
 
 
 def batched(engine: FrameEngine, cameras: int, frames: int) -> None:
-    """Median wall time of one engine call with ``cameras`` cameras against one camera, and where
-    the time goes (the batch's stages once, the per-camera stages summed over the cameras: what runs
-    once per batch and what runs once per camera)."""
+    """Median wall time of one engine call with ``cameras`` cameras against one camera, their results
+    made one camera after another and on camera threads (:func:`auto_threads`'s number, at least 2),
+    and where the time goes (the batch's stages once, the per-camera stages summed over the cameras:
+    what runs once per batch and what runs once per camera). The cases take turns, call by call."""
     gpu = engine.device.type == "cuda"
     seq = [
         np.ascontiguousarray(cv2.resize(s.image, SIZES["640x480"][::-1]))
         for s in generate(cameras, seed=6, sequence_length=min(frames, 20))
     ]
     length = len(seq) // cameras
-    walls: dict[int, list[float]] = {1: [], cameras: []}
-    parts: dict[int, dict[str, list[float]]] = {count: {} for count in walls}
-    for count, wall in walls.items():
-        engine.reset()
-        for k in range(frames + 5):
+    threads = max(2, auto_threads())
+    cases = {
+        "1": (1, 1),
+        f"{cameras}, one thread": (cameras, 1),
+        f"{cameras}, {threads} threads": (cameras, threads),
+    }
+    walls: dict[str, list[float]] = {name: [] for name in cases}
+    parts: dict[str, dict[str, list[float]]] = {name: {} for name in cases}
+    pools = {name: CameraThreads(camera_threads) for name, (_, camera_threads) in cases.items()}
+    kept = engine.cameras
+    engine.reset()
+    for k in range(frames + 5):
+        for case, (name, (count, _)) in enumerate(cases.items()):  # in turn: the same minutes for each
+            engine.cameras = pools[name]
             batch = [
-                InputFrame(f"cam{c}", seq[c * length + k % length], k * 10**8, overlay=True)
+                InputFrame(f"case{case}-cam{c}", seq[c * length + k % length], k * 10**8, overlay=True)
                 for c in range(count)
             ]
             sync(engine.device)
             start = time.perf_counter()
             results = engine.process(batch)
             sync(engine.device)
-            if k >= 5:
-                wall.append((time.perf_counter() - start) * 1e3)
-                batch_times = results[0].times  # the batch's stages, the same in every result
-                for part, stages in BATCH_PARTS.items():
-                    per_camera = stages[0] in ("tracking", "outputs")
-                    seconds = sum(
-                        (r.times.get(s, 0.0) for r in results for s in stages)
-                        if per_camera
-                        else (batch_times.get(s, 0.0) for s in stages)
-                    )
-                    parts[count].setdefault(part, []).append(seconds * 1e3)
-    one, many = statistics.median(walls[1]), statistics.median(walls[cameras])
-    absolute = f" ({one:.1f} ms vs {many:.1f} ms)" if gpu else ""
-    print(f"\n{cameras} cameras of 640x480 in one call: {many / one:.2f}x the time of one camera{absolute}")
+            if k < 5:
+                continue
+            walls[name].append((time.perf_counter() - start) * 1e3)
+            batch_times = results[0].times  # the batch's stages, the same in every result
+            for part, stages in BATCH_PARTS.items():
+                per_camera = stages[0] in ("tracking", "outputs")
+                seconds = sum(
+                    (r.times.get(s, 0.0) for r in results for s in stages)
+                    if per_camera
+                    else (batch_times.get(s, 0.0) for s in stages)
+                )
+                parts[name].setdefault(part, []).append(seconds * 1e3)
+    for pool in pools.values():
+        pool.close()
+    engine.cameras = kept
+    one = statistics.median(walls["1"])
+    for name in list(cases)[1:]:
+        many = statistics.median(walls[name])
+        absolute = f" ({one:.1f} ms vs {many:.1f} ms)" if gpu else ""
+        print(f"\n{name.replace(', ', ' cameras of 640x480 in one call, results on ')}: "
+              f"{many / one:.2f}x the time of one camera{absolute}")  # fmt: skip
     unit = "ms" if gpu else "x one camera's call"
     print(f"\n| cameras ({unit}, medians) | whole call | " + " | ".join(BATCH_PARTS) + " |")
     print("|---|" + "---:|" * (len(BATCH_PARTS) + 1))
-    for count, wall in walls.items():
+    for name, wall in walls.items():
         values = [statistics.median(wall)]
-        values += [statistics.median(parts[count][part]) for part in BATCH_PARTS]
+        values += [statistics.median(parts[name][part]) for part in BATCH_PARTS]
         cells = [f"{v:.2f}" if gpu else f"{v / one:.2f}x" for v in values]
-        print(f"| {count} | " + " | ".join(cells) + " |")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def first_frame(device: torch.device, warmup: int, repeats: int = 5) -> None:

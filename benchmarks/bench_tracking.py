@@ -127,7 +127,7 @@ def model_results(
     """The shipped model (ONNX Runtime, CPU) on the ``--reid`` sequences, one result per tracker."""
     from panoptic_ros.resources import default_model
     from panoptic_ros.runtime import EngineParams, FrameEngine
-    from panoptic_ros.runtime.engine import tracker_input
+    from panoptic_ros.runtime.download import tracker_input
     from panoptic_ros.runtime.records import InputFrame
 
     scores = Scores(len(settings))

@@ -96,6 +96,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P("side_thread", True,
       "draw a frame's overlay while a second thread expands its label images to the camera's size, "
       "where they are large (1280x720 and up: lower latency for a little more CPU); off: one thread"),
+    P("camera_threads", 1,
+      "make the results of a batch's cameras (tracking, instances, overlay, label images) on up to this "
+      "many threads at once, each camera's frames in order; 1: one camera after another; 0: half the "
+      "cores from 8 cores on (at most 8), one below", 0, 64, 1),
     # inputs
     P("image_topics", ["/camera/image_raw"],
       "camera topics; a name ending in /compressed is a sensor_msgs/CompressedImage, else an Image. "
@@ -216,6 +220,7 @@ class NodeConfig:
     cuda_graph: bool
     overlap_network: bool
     side_thread: bool
+    camera_threads: int
     cameras: tuple[CameraTopics, ...]
     qos_mode: str
     qos_reliability: str
@@ -279,6 +284,7 @@ class NodeConfig:
             cuda_graph=merged["cuda_graph"],
             overlap_network=merged["overlap_network"],
             side_thread=merged["side_thread"],
+            camera_threads=merged["camera_threads"],
             cameras=cameras,
             qos_mode=merged["qos.mode"],
             qos_reliability=merged["qos.reliability"],
@@ -313,6 +319,7 @@ class NodeConfig:
         """:meth:`FrameEngine.open`'s keyword options these values ask for (all but the model)."""
         return {
             "side_thread": self.side_thread,
+            "camera_threads": self.camera_threads,
             "backend": self.backend,
             "device": self.device,
             "resize": self.resize,

@@ -6,7 +6,8 @@ resolution (semantic, the instance numbers, and the panoptic map when an untrack
 packed into one integer buffer (the table's float64 bits reinterpreted, not converted) and copied
 with one synchronisation. The tracker's statistics are the only other transfer of a frame. On the CPU
 nothing moves or is converted: the parts are viewed as numpy arrays, in their own type (every use of
-the maps on the host takes either integer type).
+the maps on the host takes either integer type). :func:`tracker_input` hands the tracker a frame's
+things from that host copy.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from panoptic_ros.runtime.instances import HostSegments, segment_columns
 from panoptic_ros.runtime.pipeline import FrameOutput
+from panoptic_ros.tracking import TrackerInput
 
 
 class HostFrame(NamedTuple):
@@ -65,4 +67,33 @@ def download(
         semantic=host_maps[0],
         instance=host_maps[1],
         panoptic=host_maps[2] if panoptic else None,
+    )
+
+
+def tracker_input(
+    out: FrameOutput, stamp_ns: int, segments: HostSegments | None = None, *, fixed_shapes: bool = False
+) -> TrackerInput:
+    """The things of a pipeline frame as the tracker takes them: the instance map at the model's
+    resolution (thing ``k + 1`` on segment row ``k``) with each pixel weighted by the camera pixels
+    that copy it (so areas and mask IoU are the camera frame's), the thing rows of the segment table
+    that show in the frame (from its host copy ``segments``, made here when not given), and the frame
+    as fitted to the model input for the mean colors. ``fixed_shapes``: the tracker measures the maps
+    with shapes independent of the data too (the pipeline's fixed-shape mode)."""
+    segments = segments if segments is not None else HostSegments(out.segments)
+    things: slice | np.ndarray = segments.is_thing  # rows that show in the frame (area > 0)
+    count = int(np.count_nonzero(things))
+    if things[:count].all():  # things first, as fused: the rows are views
+        things = slice(0, count)
+    return TrackerInput(
+        instance_map=out.instance,
+        ids=segments.row[things] + 1,
+        category_ids=segments.category_ids[things],
+        scores=segments.scores[things],
+        bboxes=segments.bboxes[things],
+        centroids=segments.centroids[things],
+        stamp_ns=int(stamp_ns),
+        image=out.model_image.permute(1, 2, 0),
+        pixel_weights=out.frame.weights,
+        frame_size=out.camera_size,
+        fixed_shapes=fixed_shapes,
     )

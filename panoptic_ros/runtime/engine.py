@@ -19,7 +19,7 @@ command line) and are applied between batches by :meth:`FrameEngine.apply`, with
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,16 +29,17 @@ import torch
 
 from panoptic_ros.core.labels import LabelSet
 from panoptic_ros.core.overlay import OverlayPainter, tracked_display_map
+from panoptic_ros.runtime.camera_threads import CameraThreads
 from panoptic_ros.runtime.cloud import color_table, frame_cloud
-from panoptic_ros.runtime.download import download
-from panoptic_ros.runtime.instances import HostSegments, instance_table, with_positions
+from panoptic_ros.runtime.download import download, tracker_input
+from panoptic_ros.runtime.instances import instance_table, with_positions
 from panoptic_ros.runtime.kernels import compile_kernels
 from panoptic_ros.runtime.label_images import LabelImages
 from panoptic_ros.runtime.pipeline import FrameOutput, NetworkBatch, PanopticPipeline
 from panoptic_ros.runtime.profiling import stage_label
 from panoptic_ros.runtime.records import FrameResult, InputFrame
 from panoptic_ros.runtime.warm_up import is_warm_up, warm_up_batches
-from panoptic_ros.tracking import StreamCheck, Tracker, TrackerInput, TrackerOutput, TrackerParams
+from panoptic_ros.tracking import StreamCheck, Tracker, TrackerOutput, TrackerParams
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,22 @@ class FrameEngine:
         side_thread: expand large label images to the camera's size on a second thread, beside the
             instance table and the overlay (:mod:`~panoptic_ros.runtime.label_images`); False: on the
             calling thread (the same images).
+        camera_threads: make the results of a batch's cameras on up to this many threads at once,
+            each camera's frames in order (:mod:`~panoptic_ros.runtime.camera_threads`); 1: one
+            after another; 0: as many as the machine's cores suit (one below 8 cores).
     """
 
     def __init__(
-        self, pipeline: PanopticPipeline, params: EngineParams | None = None, *, side_thread: bool = True
+        self,
+        pipeline: PanopticPipeline,
+        params: EngineParams | None = None,
+        *,
+        side_thread: bool = True,
+        camera_threads: int = 1,
     ) -> None:
         self.pipeline = pipeline
         self._images = LabelImages(pipeline.label_set, side_thread=side_thread)
+        self.cameras = CameraThreads(camera_threads)
         self.params = EngineParams()
         self._streams: dict[str, _Stream] = {}
         self.label_set: LabelSet = pipeline.label_set
@@ -107,11 +117,13 @@ class FrameEngine:
         *,
         params: EngineParams | None = None,
         side_thread: bool = True,
+        camera_threads: int = 1,
         **options: Any,
     ) -> FrameEngine:
         """Load ``model``; ``options`` are :class:`PanopticPipeline`'s (``backend``, ``device``,
         ``resize``, ``fusion`` overrides of the spec's thresholds, ``backend_options``)."""
-        return cls(PanopticPipeline(model, **options), params, side_thread=side_thread)
+        pipeline = PanopticPipeline(model, **options)
+        return cls(pipeline, params, side_thread=side_thread, camera_threads=camera_threads)
 
     # ---- what the front-ends read
 
@@ -192,9 +204,24 @@ class FrameEngine:
 
     def process(self, frames: Sequence[InputFrame]) -> list[FrameResult]:
         """Process frames (any sizes, any cameras; a camera's frames in stamp order) in one batched
-        inference; one result per frame, in order."""
+        inference; one result per frame, in order. The first frame whose result fails raises."""
         outputs, batch_times = self.infer(frames)
-        return [self.result(frame, out, batch_times) for frame, out in zip(frames, outputs, strict=True)]
+        results = []
+        for outcome in self.results(frames, outputs, batch_times):
+            if isinstance(outcome, Exception):
+                raise outcome
+            results.append(outcome)
+        return results
+
+    def results(
+        self, frames: Sequence[InputFrame], outputs: Sequence[FrameOutput], batch_times: dict[str, float]
+    ) -> Iterator[FrameResult | Exception]:
+        """:meth:`result` of each frame of a fused batch, the cameras side by side on the engine's
+        camera threads (:class:`~panoptic_ros.runtime.camera_threads.CameraThreads`): each frame's
+        result, or the exception that stopped it, in frame order."""
+        return self.cameras.run(
+            [frame.camera for frame in frames], lambda i: self.result(frames[i], outputs[i], batch_times)
+        )
 
     def infer(self, frames: Sequence[InputFrame]) -> tuple[list[FrameOutput], dict[str, float]]:
         """The batched part of :meth:`process`: the pipeline over all frames, and the seconds each
@@ -346,6 +373,7 @@ class FrameEngine:
     # ---- life cycle
 
     def close(self) -> None:
+        self.cameras.close()
         self._images.close()
         self._streams.clear()
         self.pipeline.close()
@@ -355,32 +383,3 @@ class FrameEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def tracker_input(
-    out: FrameOutput, stamp_ns: int, segments: HostSegments | None = None, *, fixed_shapes: bool = False
-) -> TrackerInput:
-    """The things of a pipeline frame as the tracker takes them: the instance map at the model's
-    resolution (thing ``k + 1`` on segment row ``k``) with each pixel weighted by the camera pixels
-    that copy it (so areas and mask IoU are the camera frame's), the thing rows of the segment table
-    that show in the frame (from its host copy ``segments``, made here when not given), and the frame
-    as fitted to the model input for the mean colors. ``fixed_shapes``: the tracker measures the maps
-    with shapes independent of the data too (the pipeline's fixed-shape mode)."""
-    segments = segments if segments is not None else HostSegments(out.segments)
-    things: slice | np.ndarray = segments.is_thing  # rows that show in the frame (area > 0)
-    count = int(np.count_nonzero(things))
-    if things[:count].all():  # things first, as fused: the rows are views
-        things = slice(0, count)
-    return TrackerInput(
-        instance_map=out.instance,
-        ids=segments.row[things] + 1,
-        category_ids=segments.category_ids[things],
-        scores=segments.scores[things],
-        bboxes=segments.bboxes[things],
-        centroids=segments.centroids[things],
-        stamp_ns=int(stamp_ns),
-        image=out.model_image.permute(1, 2, 0),
-        pixel_weights=out.frame.weights,
-        frame_size=out.camera_size,
-        fixed_shapes=fixed_shapes,
-    )

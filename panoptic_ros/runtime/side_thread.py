@@ -74,6 +74,7 @@ class SideThread:
         self._passes: queue.SimpleQueue[Pending[Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ending: weakref.finalize | None = None
+        self._starting = threading.Lock()
 
     def submit(self, work: Callable[..., T], *args: object, beside: bool = True) -> Pending[T]:
         """Run ``work(*args)`` beside the caller (it must not touch what the caller changes meanwhile);
@@ -83,12 +84,15 @@ class SideThread:
             pending.run()
             return pending
         if self._thread is None:
-            # the thread holds the queue, not this object: one dropped without close() ends it too
-            self._thread = threading.Thread(
-                target=_serve, args=(self._passes,), name=THREAD_NAME, daemon=True
-            )
-            self._ending = weakref.finalize(self, self._passes.put, None)
-            self._thread.start()
+            with self._starting:  # the camera threads may submit their first passes at once
+                if self._thread is None:
+                    # the thread holds the queue, not this object: one dropped without close() ends it too
+                    thread = threading.Thread(
+                        target=_serve, args=(self._passes,), name=THREAD_NAME, daemon=True
+                    )
+                    self._ending = weakref.finalize(self, self._passes.put, None)
+                    thread.start()
+                    self._thread = thread
         self._passes.put(pending)
         return pending
 

@@ -230,8 +230,9 @@ class Worker:
             return  # the warm-up was given up
         try:
             outputs, batch_times = self.engine.fuse(batch.network)
-            for frame, output in zip(batch.frames, outputs, strict=True):
-                self.engine.result(frame, output, batch_times)
+            for outcome in self.engine.results(batch.frames, outputs, batch_times):
+                if isinstance(outcome, Exception):
+                    raise outcome
         except Exception as err:
             self._warm_up_failed(err)
             return
@@ -339,10 +340,14 @@ class Worker:
             self._batch_failed(batch.frames, err)
             return
         self._failures = 0
-        for frame, output in zip(batch.frames, outputs, strict=True):
+        # each frame published as soon as it and the frames before it are made (the cameras of a batch
+        # side by side on the engine's camera threads)
+        outcomes = self.engine.results(batch.frames, outputs, batch_times)
+        for frame, outcome in zip(batch.frames, outcomes, strict=True):
             try:
-                result = self.engine.result(frame, output, batch_times)
-                self._publish(result, batch.started_ns, batch.decoded_ns)
+                if isinstance(outcome, Exception):
+                    raise outcome
+                self._publish(outcome, batch.started_ns, batch.decoded_ns)
             except Exception as err:
                 self._trouble(frame.camera, "processing_error", f"processing failed: {err!r}", error=True)
 

@@ -60,6 +60,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProc
             "qos.mode": "explicit",  # the peer publishes reliably; a best-effort link may lose fragments
             "qos.reliability": "reliable",
             "qos.depth": 5,
+            # two cameras: their batches' results on two threads (the other node tests run one)
+            "camera_threads": 2,
         },
         name=NODE,
     )

@@ -11,8 +11,7 @@ import torch
 from benchmarks.counting import count_host_reads
 from panoptic_ros.data.synthetic import generate
 from panoptic_ros.resources import default_model
-from panoptic_ros.runtime.download import download
-from panoptic_ros.runtime.engine import tracker_input
+from panoptic_ros.runtime.download import download, tracker_input
 from panoptic_ros.runtime.instances import HostSegments, segment_columns
 from panoptic_ros.runtime.pipeline import PanopticPipeline
 from panoptic_ros.tracking import Tracker, TrackerParams

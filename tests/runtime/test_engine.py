@@ -13,7 +13,7 @@ from panoptic_ros.core.geometry import CameraModel, segment_positions
 from panoptic_ros.data.synthetic import generate
 from panoptic_ros.errors import ConfigError
 from panoptic_ros.runtime import EngineParams, FrameEngine, InputFrame
-from panoptic_ros.runtime.engine import tracker_input
+from panoptic_ros.runtime.download import tracker_input
 from panoptic_ros.runtime.pipeline import PanopticPipeline
 from panoptic_ros.runtime.records import clip_boxes
 from panoptic_ros.tracking import Tracker, TrackerParams, TrackState

@@ -1,0 +1,127 @@
+"""A batch's per-camera work on several threads: each camera's frames in order on one thread, the
+cameras side by side.
+
+After a batch's one pass through the network (and, on a GPU, its one CUDA graph), each frame's
+result is made on the host: the tracker's update, the instance table, 3D positions, the overlay, the
+label images at the camera's size. Those steps touch only their camera's state (its tracker, its
+stream check) and their own frame, and most of their time is spent in compiled loops and PyTorch ops
+that release the GIL. :class:`CameraThreads` runs them for several cameras at once, where the machine
+has the cores for it; one camera's frames always run one after another, in the order given, so its
+tracks are what they are on one thread.
+
+On the 2-core development machine two threads made a batch of 8 cameras slower (7.42 against 6.96 ms,
+docs/BENCHMARKS.md); what more cores give is measured by ``bench_engine``'s batched rows. The engine
+runs one thread unless asked (the node's ``camera_threads``); :func:`auto_threads` (0) takes one
+thread below :data:`AUTO_MIN_CORES` cores.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from panoptic_ros.runtime.os_threads import name_os_thread
+
+R = TypeVar("R")
+
+#: Cores from which :func:`auto_threads` spreads a batch's cameras over threads.
+AUTO_MIN_CORES = 8
+#: Threads :func:`auto_threads` never goes past.
+AUTO_MAX_THREADS = 8
+#: The threads' names (``top -H``, ``ps -L``).
+THREAD_NAME = "panoptic_camera"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def auto_threads(cores: int | None = None) -> int:
+    """Threads for a batch's per-camera work where none are asked for: 1 with fewer than
+    :data:`AUTO_MIN_CORES` cores, else half of them (the network and the side thread keep the
+    others), at most :data:`AUTO_MAX_THREADS`."""
+    cores = usable_cores() if cores is None else cores
+    return 1 if cores < AUTO_MIN_CORES else min(AUTO_MAX_THREADS, cores // 2)
+
+
+class CameraThreads:
+    """Runs a batch's per-frame work, cameras side by side on up to ``threads`` threads.
+
+    Args:
+        threads: at most this many cameras at once; 0: :func:`auto_threads`; 1: every frame on the
+            calling thread, in order.
+
+    Raises:
+        ValueError: a negative number of threads.
+    """
+
+    def __init__(self, threads: int = 1) -> None:
+        if threads < 0:
+            raise ValueError(f"camera threads must be 0 (automatic) or more, got {threads}")
+        self.threads = threads if threads > 0 else auto_threads()
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def run(self, cameras: Sequence[str], work: Callable[[int], R]) -> Iterator[R | Exception]:
+        """``work(i)`` for each frame ``i`` of a batch whose frame ``i`` came from ``cameras[i]``; yields
+        each frame's result, or the exception its work raised, in frame order, each as soon as it
+        and the frames before it are done.
+
+        The frames of one camera run one after another in their order (on one thread); those of
+        different cameras may run at the same time. On one thread (or with one camera), a frame's
+        work starts only when the frame before it has been yielded, so a caller that stops at the
+        first exception leaves the later frames undone; on several, every frame is worked on.
+        """
+        order: dict[str, list[int]] = {}
+        for index, camera in enumerate(cameras):
+            order.setdefault(camera, []).append(index)
+        if self.threads == 1 or len(order) < 2:
+            for index in range(len(cameras)):
+                try:
+                    yield work(index)
+                except Exception as err:  # handed to the caller with the frame it belongs to
+                    yield err
+            return
+        outcomes: list[Future[R | Exception]] = [Future() for _ in cameras]
+
+        def serve(indices: list[int]) -> None:
+            for index in indices:
+                try:
+                    outcomes[index].set_result(work(index))
+                except Exception as err:  # the frame's outcome; the camera's next frames go on
+                    outcomes[index].set_result(err)
+                except BaseException as err:  # the thread ends: the frames left are told why
+                    for later in indices[indices.index(index) :]:
+                        outcomes[later].set_exception(err)
+                    raise
+
+        pool = self._executor()
+        for indices in order.values():
+            pool.submit(serve, indices)
+        for outcome in outcomes:
+            yield outcome.result()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.threads,
+                    thread_name_prefix=THREAD_NAME,
+                    initializer=name_os_thread,
+                    initargs=(THREAD_NAME,),
+                )
+            return self._pool
+
+    def close(self) -> None:
+        """Wait for the work started and end the threads (a later batch starts others)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
