@@ -3,11 +3,11 @@ cameras side by side.
 
 After a batch's one pass through the network (and, on a GPU, its one CUDA graph), each frame's
 result is made on the host: the tracker's update, the instance table, 3D positions, the overlay, the
-label images at the camera's size. Those steps touch only their camera's state (its tracker, its
-stream check) and their own frame, and most of their time is spent in compiled loops and PyTorch ops
-that release the GIL. :class:`CameraThreads` runs them for several cameras at once, where the machine
-has the cores for it; one camera's frames always run one after another, in the order given, so its
-tracks are what they are on one thread.
+label images at the camera's size. Those steps write only their camera's state (its tracker, its
+stream check) and their own frame (what they share is read, or a queue: the side thread's), and most
+of their time is spent in compiled loops and PyTorch ops that release the GIL. :class:`CameraThreads`
+runs them for several cameras at once, where the machine has the cores for it; one camera's frames
+always run one after another, in the order given, so its tracks are what they are on one thread.
 
 On the 2-core development machine two threads made a batch of 8 cameras slower (7.42 against 6.96 ms,
 docs/BENCHMARKS.md); what more cores give is measured by ``bench_engine``'s batched rows. The engine
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 from panoptic_ros.runtime.os_threads import name_os_thread
@@ -69,7 +69,7 @@ class CameraThreads:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def run(self, cameras: Sequence[str], work: Callable[[int], R]) -> Iterator[R | Exception]:
+    def run(self, cameras: Sequence[str], work: Callable[[int], R]) -> Generator[R | Exception, None, None]:
         """``work(i)`` for each frame ``i`` of a batch whose frame ``i`` came from ``cameras[i]``; yields
         each frame's result, or the exception its work raised, in frame order, each as soon as it
         and the frames before it are done.
@@ -77,17 +77,21 @@ class CameraThreads:
         The frames of one camera run one after another in their order (on one thread); those of
         different cameras may run at the same time. On one thread (or with one camera), a frame's
         work starts only when the frame before it has been yielded, so a caller that stops at the
-        first exception leaves the later frames undone; on several, every frame is worked on.
+        first exception leaves the later frames undone; on several, every frame is worked on, and
+        closing the generator waits for all of it (a caller that stops early must close it, so that
+        no camera's work runs on into its next batch).
         """
         order: dict[str, list[int]] = {}
         for index, camera in enumerate(cameras):
             order.setdefault(camera, []).append(index)
         if self.threads == 1 or len(order) < 2:
             for index in range(len(cameras)):
+                outcome: R | Exception
                 try:
-                    yield work(index)
+                    outcome = work(index)
                 except Exception as err:  # handed to the caller with the frame it belongs to
-                    yield err
+                    outcome = err
+                yield outcome
             return
         outcomes: list[Future[R | Exception]] = [Future() for _ in cameras]
 
@@ -102,11 +106,22 @@ class CameraThreads:
                         outcomes[later].set_exception(err)
                     raise
 
+        def settle(task: Future[None], indices: list[int]) -> None:
+            """A camera's task that ended without its outcomes (cancelled, a broken pool): its frames
+            are told, so that no one waits for them forever."""
+            reason = None if task.cancelled() else task.exception()
+            for index in indices:
+                if not outcomes[index].done():
+                    outcomes[index].set_exception(reason or RuntimeError("a camera's task did not run"))
+
         pool = self._executor()
         for indices in order.values():
-            pool.submit(serve, indices)
-        for outcome in outcomes:
-            yield outcome.result()
+            pool.submit(serve, indices).add_done_callback(lambda task, indices=indices: settle(task, indices))
+        try:
+            for outcome in outcomes:
+                yield outcome.result()
+        finally:  # closed early (a caller stopping at a failure): no camera's work runs into the next batch
+            wait(outcomes)
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:

@@ -6,11 +6,13 @@ call (:meth:`FrameEngine.process`):
 
 1. one batched pass of the pipeline over all frames (upload once, preprocess, inference, fusion with
    the segments measured in each camera frame, label maps at the model's resolution);
-2. per frame, in order: the stream's continuity (:class:`~panoptic_ros.tracking.StreamCheck`, one
-   check: the tracker's own when tracking), tracking (the camera's :class:`~panoptic_ros.tracking.Tracker`),
-   the instance table with every id numbered (:mod:`panoptic_ros.runtime.instances`), 3D positions when
-   depth and camera_info came with the frame, the overlay when asked for, and the label images at the
-   camera's size (:mod:`panoptic_ros.runtime.label_images`: large ones on a side thread meanwhile).
+2. per frame, each camera's frames in order (the cameras side by side on camera threads where asked:
+   :mod:`~panoptic_ros.runtime.camera_threads`): the stream's continuity
+   (:class:`~panoptic_ros.tracking.StreamCheck`, one check: the tracker's own when tracking), tracking
+   (the camera's :class:`~panoptic_ros.tracking.Tracker`), the instance table with every id numbered
+   (:mod:`panoptic_ros.runtime.instances`), 3D positions when depth and camera_info came with the
+   frame, the overlay when asked for, and the label images at the camera's size
+   (:mod:`panoptic_ros.runtime.label_images`: large ones on a side thread meanwhile).
 
 Parameters arrive validated (:class:`EngineParams`, built by :mod:`panoptic_ros.runtime.config` or a
 command line) and are applied between batches by :meth:`FrameEngine.apply`, without being parsed again.
@@ -19,7 +21,7 @@ command line) and are applied between batches by :meth:`FrameEngine.apply`, with
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,18 +209,22 @@ class FrameEngine:
         inference; one result per frame, in order. The first frame whose result fails raises."""
         outputs, batch_times = self.infer(frames)
         results = []
-        for outcome in self.results(frames, outputs, batch_times):
-            if isinstance(outcome, Exception):
-                raise outcome
-            results.append(outcome)
+        outcomes = self.results(frames, outputs, batch_times)
+        try:
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):
+                    raise outcome
+                results.append(outcome)
+        finally:
+            outcomes.close()  # after a failure: the other cameras' work done before the next batch
         return results
 
     def results(
         self, frames: Sequence[InputFrame], outputs: Sequence[FrameOutput], batch_times: dict[str, float]
-    ) -> Iterator[FrameResult | Exception]:
+    ) -> Generator[FrameResult | Exception, None, None]:
         """:meth:`result` of each frame of a fused batch, the cameras side by side on the engine's
         camera threads (:class:`~panoptic_ros.runtime.camera_threads.CameraThreads`): each frame's
-        result, or the exception that stopped it, in frame order."""
+        result, or the exception that stopped it, in frame order. Close it when stopping early."""
         return self.cameras.run(
             [frame.camera for frame in frames], lambda i: self.result(frames[i], outputs[i], batch_times)
         )

@@ -230,9 +230,13 @@ class Worker:
             return  # the warm-up was given up
         try:
             outputs, batch_times = self.engine.fuse(batch.network)
-            for outcome in self.engine.results(batch.frames, outputs, batch_times):
-                if isinstance(outcome, Exception):
-                    raise outcome
+            outcomes = self.engine.results(batch.frames, outputs, batch_times)
+            try:
+                for outcome in outcomes:
+                    if isinstance(outcome, Exception):
+                        raise outcome
+            finally:
+                outcomes.close()
         except Exception as err:
             self._warm_up_failed(err)
             return

@@ -5,13 +5,14 @@ several threads are those of one."""
 from __future__ import annotations
 
 import threading
+from concurrent.futures.thread import BrokenThreadPool
 
 import numpy as np
 import pytest
 
 from panoptic_ros.core.geometry import CameraModel
 from panoptic_ros.data.synthetic import generate
-from panoptic_ros.runtime import EngineParams, FrameEngine, InputFrame
+from panoptic_ros.runtime import EngineParams, FrameEngine, InputFrame, camera_threads
 from panoptic_ros.runtime.camera_threads import CameraThreads, auto_threads
 from panoptic_ros.runtime.records import FrameResult
 from panoptic_ros.tracking import TrackerParams
@@ -77,6 +78,40 @@ def test_cameras_run_side_by_side_each_in_order() -> None:
     assert all(len(n) == 1 and next(iter(n)).startswith("panoptic_camera") for n in names.values())
     threads.close()
     assert list(threads.run(["x", "y"], lambda i: i)) == [0, 1]  # a later batch starts threads again
+    threads.close()
+
+
+def test_closing_early_waits_for_every_camera_s_work() -> None:
+    """A caller that stops at a failure closes the outcomes; by then no camera's work is still running
+    (it would otherwise overlap that camera's next batch)."""
+    threads = CameraThreads(2)
+    done: list[int] = []
+    started = threading.Event()
+
+    def work(i: int) -> int:
+        if i == 0:
+            started.wait(20)  # camera b is under way
+            raise ValueError("frame 0")
+        started.set()
+        threading.Event().wait(0.3)
+        done.append(i)
+        return i
+
+    outcomes = threads.run(["a", "b", "b"], work)
+    assert isinstance(next(outcomes), ValueError)
+    outcomes.close()
+    assert done == [1, 2]
+    threads.close()
+
+
+def test_a_broken_pool_fails_the_frames_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_thread(name: str) -> bool:
+        raise OSError(f"cannot start {name}")
+
+    monkeypatch.setattr(camera_threads, "name_os_thread", no_thread)
+    threads = CameraThreads(2)
+    with pytest.raises(BrokenThreadPool):
+        list(threads.run(["a", "b", "a"], lambda i: i))
     threads.close()
 
 
