@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 
@@ -63,6 +64,21 @@ def depth_in_meters(depth: np.ndarray, encoding: str) -> np.ndarray:
         meters = depth.astype(np.float32) * np.float32(scale)
         meters[~(np.isfinite(meters) & (meters > 0))] = np.nan
     return meters
+
+
+def aligned_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A depth image aligned with a camera frame of ``size`` ``(height, width)``: itself at that size,
+    else resized to it (nearest: no depth mixed across an edge).
+
+    Raises:
+        ValueError: not a one-channel ``[H, W]`` image.
+    """
+    if depth.ndim != 2 or not depth.size:
+        raise ValueError(f"a depth image must be [H, W] with pixels, got shape {depth.shape}")
+    height, width = size
+    if depth.shape == (height, width):
+        return depth
+    return cv2.resize(depth, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 def segment_positions(

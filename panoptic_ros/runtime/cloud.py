@@ -11,11 +11,10 @@ void). Pixels without valid depth are left out.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
-from panoptic_ros.core.geometry import CameraModel, label_cloud
+from panoptic_ros.core.geometry import CameraModel, aligned_depth, label_cloud
 from panoptic_ros.core.labels import LabelSet
 
 #: One point of the cloud, as laid out in ``PointCloud2.data`` (little-endian, 20 bytes).
@@ -54,8 +53,7 @@ def frame_cloud(
         stride: keep every ``stride``-th pixel in each axis.
     """
     h, w = semantic.shape
-    if depth.shape != (h, w):
-        depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
+    depth = aligned_depth(depth, (h, w))
     device = semantic.device
     cloud = label_cloud(
         torch.from_numpy(np.ascontiguousarray(depth)).to(device),

@@ -10,11 +10,10 @@ come from an aligned depth image (:func:`~panoptic_ros.core.geometry.segment_pos
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
-from panoptic_ros.core.geometry import CameraModel, segment_positions
+from panoptic_ros.core.geometry import CameraModel, aligned_depth, segment_positions
 from panoptic_ros.runtime.instances_cpu import table_columns
 from panoptic_ros.runtime.pipeline import FrameOutput, SegmentTable
 from panoptic_ros.runtime.records import InstanceTable
@@ -130,8 +129,7 @@ def with_positions(
     every camera pixel is its own sample and the medians are those of the camera's pixels exactly."""
     device = id_map.device
     h, w = out.camera_size
-    if depth.shape != (h, w):
-        depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
+    depth = aligned_depth(depth, (h, w))
     sampled = depth if out.frame.weights is None else out.frame.sample(depth)
     # each row's key: unique (track ids, then one stuff row per category); a row no camera pixel shows
     # (area 0: a lost track, not drawn) has no pixel with its key, so no position

@@ -163,6 +163,29 @@ def test_depth_gives_positions_and_overlay_is_bgr(pipeline: PanopticPipeline, se
     assert result.overlay_bgr is not None and result.overlay_bgr.shape == (h, w, 3)
 
 
+@pytest.mark.parametrize("points", [False, True], ids=["positions", "cloud"])
+@pytest.mark.parametrize("shape", ["row", "empty", "three channels"])
+def test_a_depth_image_not_one_channel_is_refused(
+    pipeline: PanopticPipeline, sequence: list, shape: str, points: bool
+) -> None:
+    engine = FrameEngine(pipeline)
+    image = sequence[0].image
+    h, w = image.shape[:2]
+    depth = {"row": np.full(w, 3.0), "empty": np.zeros((0, 0)), "three channels": np.full((h, w, 3), 3.0)}
+    camera = CameraModel.from_k([100.0, 0, w / 2, 0, 100.0, h / 2, 0, 0, 1], w, h)
+    frame = InputFrame(
+        "a",
+        image,
+        0,
+        depth=depth[shape].astype(np.float32),
+        camera_model=camera,
+        positions=not points,
+        points=points,
+    )
+    with pytest.raises(ValueError, match=r"a depth image must be \[H, W\] with pixels"):
+        engine.process([frame])
+
+
 def test_positions_only_when_asked_for(pipeline: PanopticPipeline, sequence: list) -> None:
     """A frame with depth that asks for no positions (the node: nobody subscribes to an output that
     shows them) gets the same table without any position; the point cloud is asked for on its own."""
