@@ -9,6 +9,7 @@ from concurrent.futures.thread import BrokenThreadPool
 
 import numpy as np
 import pytest
+import torch
 
 from panoptic_ros.core.geometry import CameraModel
 from panoptic_ros.data.synthetic import generate
@@ -137,16 +138,15 @@ def _same(a: FrameResult, b: FrameResult) -> None:
         np.testing.assert_array_equal(getattr(a.instances, name), getattr(b.instances, name), err_msg=name)
 
 
-def test_the_engine_on_camera_threads_gives_the_results_of_one_thread() -> None:
+def _one_thread_and_three(**options: object) -> None:
+    """Engines with one camera thread and with three give the same results over six frames of three
+    tracked cameras with depth; a failing frame raises from process() on either."""
     images = [s.image for s in generate(3, seed=4, sequence_length=4)]
     h, w = images[0].shape[:2]
     camera = CameraModel.from_k([100.0, 0, w / 2, 0, 100.0, h / 2, 0, 0, 1], w, h)
     params = EngineParams(tracker=TrackerParams(min_hits=1))
     model = REPO / "engines" / "panoptic_synthetic.onnx"
-    engines = [
-        FrameEngine.open(model, params=params, backend="onnxruntime", device="cpu", camera_threads=n)
-        for n in (1, 3)
-    ]
+    engines = [FrameEngine.open(model, params=params, camera_threads=n, **options) for n in (1, 3)]  # type: ignore[arg-type]
     assert [e.cameras.threads for e in engines] == [1, 3]
     tracked = 0
     for k in range(6):
@@ -159,10 +159,25 @@ def test_the_engine_on_camera_threads_gives_the_results_of_one_thread() -> None:
     bad = _frames(6, images, camera)
     bad[1] = bad[1]._replace(depth=np.zeros((h, w, 3), dtype=np.float32))
     for engine in engines:
-        with pytest.raises(ValueError, match="depth map"):
+        with pytest.raises(ValueError, match="depth image"):
             engine.process(bad)
         outputs, times = engine.infer(bad)
-        outcomes = list(engine.results(bad, outputs, times))
-        assert isinstance(outcomes[1], ValueError)
-        assert isinstance(outcomes[0], FrameResult) and isinstance(outcomes[2], FrameResult)
+        outcomes = engine.results(bad, outputs, times)
+        got = list(outcomes)
+        assert isinstance(got[1], ValueError)
+        assert isinstance(got[0], FrameResult) and isinstance(got[2], FrameResult)
         engine.close()
+
+
+def test_the_engine_on_camera_threads_gives_the_results_of_one_thread() -> None:
+    _one_thread_and_three(backend="onnxruntime", device="cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_on_cuda_camera_threads_give_the_results_of_one_thread(cuda_graph: bool) -> None:
+    """The cameras' results on three threads share the device (its default stream) and the replayed
+    graph's outputs: the same results as one thread."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    _one_thread_and_three(backend="torch", device="cuda", cuda_graph=cuda_graph)
