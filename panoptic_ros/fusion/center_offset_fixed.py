@@ -158,11 +158,9 @@ class _SlotGrid(NamedTuple):
 
 @functools.lru_cache(maxsize=4)
 def _slot_grid(height: int, width: int, device: torch.device) -> _SlotGrid:
-    rows = torch.arange(height, device=device).repeat_interleave(width)
-    cols = torch.arange(width, device=device).repeat(height)
-    points = torch.cat((torch.stack((rows, cols), dim=1), torch.full((1, 2), -1, device=device)))
-    distant = points.float()
-    distant[-1] = math.inf
+    pixels = _pixel_grid(height, width, device).view(2, -1).t()  # [H W, 2] (y, x), exact below 2**24
+    points = torch.cat((pixels.long(), torch.full((1, 2), -1, device=device)))
+    distant = torch.cat((pixels, torch.full((1, 2), math.inf, device=device)))
     return _SlotGrid(points, distant)
 
 

@@ -101,14 +101,10 @@ class CameraThreads:
                     outcomes[index].set_result(work(index))
                 except Exception as err:  # the frame's outcome; the camera's next frames go on
                     outcomes[index].set_result(err)
-                except BaseException as err:  # the thread ends: the frames left are told why
-                    for later in indices[indices.index(index) :]:
-                        outcomes[later].set_exception(err)
-                    raise
 
         def settle(task: Future[None], indices: list[int]) -> None:
-            """A camera's task that ended without its outcomes (cancelled, a broken pool): its frames
-            are told, so that no one waits for them forever."""
+            """A camera's task that ended without all its outcomes (a BaseException, cancelled, a
+            broken pool): its frames left are told, so that no one waits for them forever."""
             reason = None if task.cancelled() else task.exception()
             for index in indices:
                 if not outcomes[index].done():

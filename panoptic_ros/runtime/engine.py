@@ -208,16 +208,23 @@ class FrameEngine:
         """Process frames (any sizes, any cameras; a camera's frames in stamp order) in one batched
         inference; one result per frame, in order. The first frame whose result fails raises."""
         outputs, batch_times = self.infer(frames)
-        results = []
+        return self.collect(frames, outputs, batch_times)
+
+    def collect(
+        self, frames: Sequence[InputFrame], outputs: Sequence[FrameOutput], batch_times: dict[str, float]
+    ) -> list[FrameResult]:
+        """:meth:`results` as a list; the first frame whose result fails raises (once the other
+        cameras' work is done: none of it runs on into the next batch)."""
+        collected = []
         outcomes = self.results(frames, outputs, batch_times)
         try:
             for outcome in outcomes:
                 if isinstance(outcome, Exception):
                     raise outcome
-                results.append(outcome)
+                collected.append(outcome)
         finally:
-            outcomes.close()  # after a failure: the other cameras' work done before the next batch
-        return results
+            outcomes.close()
+        return collected
 
     def results(
         self, frames: Sequence[InputFrame], outputs: Sequence[FrameOutput], batch_times: dict[str, float]

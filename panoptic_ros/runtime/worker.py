@@ -230,13 +230,7 @@ class Worker:
             return  # the warm-up was given up
         try:
             outputs, batch_times = self.engine.fuse(batch.network)
-            outcomes = self.engine.results(batch.frames, outputs, batch_times)
-            try:
-                for outcome in outcomes:
-                    if isinstance(outcome, Exception):
-                        raise outcome
-            finally:
-                outcomes.close()
+            self.engine.collect(batch.frames, outputs, batch_times)
         except Exception as err:
             self._warm_up_failed(err)
             return
